@@ -1,0 +1,623 @@
+/* mcring.h — the one public header of libmcring.
+ *
+ * libmcring is a memcached client for hosts that run many worker processes.
+ * A client handle (mcr_client_t) owns its connections and its reply buffers;
+ * it speaks the complete memcached text protocol and the meta protocol, and
+ * routes each key to a node. Conventions, everywhere in this header:
+ *
+ *  - Functions return 0 or a positive value on success and a negative MCR_E*
+ *    code on failure. mcr_strerror() and mcr_err_name() describe a code.
+ *  - Outcomes that are not failures (miss, not stored, exists, not found) are
+ *    positive mcr_status_t values, never errors.
+ *  - Memory returned through a result (values, keys, stats, version text)
+ *    belongs to the client and stays valid until the next call on that
+ *    client handle or until it is freed.
+ *  - A client handle is used by one thread at a time. Distinct handles are
+ *    independent and may be used concurrently from different threads.
+ *  - The library never prints and never aborts. The text of the last error
+ *    (with the server's message for ERROR / CLIENT_ERROR / SERVER_ERROR) is
+ *    kept on the handle: mcr_client_last_error().
+ */
+#ifndef MCRING_H
+#define MCRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MCR_BUILDING_LIBRARY) && defined(__GNUC__)
+#define MCR_EXTERN __attribute__((visibility("default")))
+#else
+#define MCR_EXTERN /* nothing */
+#endif
+
+#define MCR_VERSION_MAJOR 0
+#define MCR_VERSION_MINOR 1
+#define MCR_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+
+/* One list yields the codes, mcr_strerror() and mcr_err_name(). The numbers
+ * are part of the ABI: append, never renumber. */
+#define MCR_ERRNO_MAP(XX)                                            \
+  XX(EINVAL, -1, "invalid argument")                                 \
+  XX(ENOMEM, -2, "out of memory")                                    \
+  XX(EKEY, -3, "invalid key")                                        \
+  XX(ETOOBIG, -4, "value larger than the item size limit")           \
+  XX(ERESOLVE, -5, "host name resolution failed")                    \
+  XX(ECONNECT, -6, "connection refused or failed")                   \
+  XX(ECONNTIMEOUT, -7, "connect timed out")                          \
+  XX(ETIMEOUT, -8, "I/O timed out")                                  \
+  XX(ECLOSED, -9, "connection closed by the server")                 \
+  XX(EIO, -10, "socket I/O error")                                   \
+  XX(EPROTO, -11, "protocol error: malformed reply from the server") \
+  XX(ESERVERCMD, -12, "server answered ERROR (unknown command)")     \
+  XX(ECLIENTERR, -13, "server answered CLIENT_ERROR")                \
+  XX(ESERVERERR, -14, "server answered SERVER_ERROR")                \
+  XX(ENOSERVERS, -15, "no servers configured")                       \
+  XX(ESERVERS, -16, "invalid server list")                           \
+  XX(ESERDE, -17, "serializer callback failed")                      \
+  XX(ECOMPRESS, -18, "compression or decompression failed")          \
+  XX(ENOTSUP, -19, "operation not supported in this configuration")  \
+  XX(ENODEDOWN, -20, "node marked down after repeated failures")     \
+  XX(ERANGE, -21, "number out of range")                             \
+  XX(ESNAPSHOT, -22, "ring snapshot missing, invalid or refused")    \
+  XX(EPERM, -23, "permission or ownership check failed")             \
+  XX(ESYS, -24, "system call failed")
+
+typedef enum {
+#define MCR__ERR_ENUM(name, code, text) MCR_##name = (code),
+  MCR_ERRNO_MAP(MCR__ERR_ENUM)
+#undef MCR__ERR_ENUM
+} mcr_errno_t;
+
+/* Returns a static English description of `err` ("unknown error" for a code
+ * not in the list). Thread-safe. */
+MCR_EXTERN const char* mcr_strerror(int err);
+
+/* Returns the static name of `err` without the MCR_ prefix ("ETIMEOUT"), or
+ * "UNKNOWN". Thread-safe. */
+MCR_EXTERN const char* mcr_err_name(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Outcomes                                                                  */
+
+/* Non-negative results of an operation. None of them is an error. */
+typedef enum {
+  MCR_OK = 0,         /* hit, STORED, DELETED, TOUCHED, OK, HD, VA */
+  MCR_MISS = 1,       /* get / gat / mg found nothing (END, EN) */
+  MCR_NOT_STORED = 2, /* add / replace / append / prepend refused (NS);
+                         also a write lost under ignore_errors */
+  MCR_EXISTS = 3,     /* cas mismatch (EXISTS, EX) */
+  MCR_NOT_FOUND = 4   /* delete / incr / touch / cas on no item (NF) */
+} mcr_status_t;
+
+/* Returns "OK", "MISS", "NOT_STORED", "EXISTS" or "NOT_FOUND". */
+MCR_EXTERN const char* mcr_status_name(int status);
+
+/* ------------------------------------------------------------------------ */
+/* Allocator                                                                 */
+
+/* Replaces the allocator libmcring uses for everything it allocates. Call it
+ * before any other mcring function, or not at all; all four must be given.
+ * Returns 0, or MCR_EINVAL when a function is NULL. Not thread-safe. */
+MCR_EXTERN int mcr_replace_allocator(void* (*malloc_fn)(size_t),
+                                     void* (*realloc_fn)(void*, size_t),
+                                     void* (*calloc_fn)(size_t, size_t),
+                                     void (*free_fn)(void*));
+
+/* ------------------------------------------------------------------------ */
+/* Flags stored with every item (the 32-bit "client flags")                  */
+
+/* The bit map, compatible with pymemcache where the two overlap:
+ *   0            raw bytes (pymemcache FLAG_BYTES; mcring's default)
+ *   bit 0 (0x01) pymemcache pickle         - never set by mcring itself
+ *   bit 1 (0x02) pymemcache integer        - never set by mcring itself
+ *   bit 2 (0x04) pymemcache long           - never set by mcring itself
+ *   bit 3 (0x08) pymemcache zlib-compressed - never set by mcring itself
+ *   bit 4 (0x10) pymemcache text           - never set by mcring itself
+ *   bit 8 (0x100) MCR_FLAG_ZSTD: the stored bytes are a zstd frame of the
+ *                 value; mcring sets it when it compresses and clears it
+ *                 after decompressing. */
+#define MCR_FLAG_ZSTD 0x100u
+
+/* ------------------------------------------------------------------------ */
+/* Serialization hooks                                                       */
+
+/* A growable byte buffer handed to serde callbacks. */
+typedef struct mcr_buf mcr_buf_t;
+
+/* Appends `len` bytes to `buf`. Returns 0 or MCR_ENOMEM. */
+MCR_EXTERN int mcr_buf_append(mcr_buf_t* buf, const void* data, size_t len);
+
+/* Optional serializer: encode runs on every stored value before the optional
+ * compression, decode on every fetched value after decompression. Each
+ * appends its output to `out` (empty on entry) and may change `*flags`
+ * (encode) or read `flags` (decode). Return 0, or any negative value to fail
+ * the operation with MCR_ESERDE (nothing is sent). Called on the thread that
+ * uses the client. */
+typedef struct {
+  int (*encode)(void* ud, const void* in, size_t in_len, uint32_t* flags,
+                mcr_buf_t* out);
+  int (*decode)(void* ud, const void* in, size_t in_len, uint32_t flags,
+                mcr_buf_t* out);
+  void* ud;
+} mcr_serde_t;
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                    */
+
+typedef struct mcr_client mcr_client_t;
+
+/* How keys map to nodes when the client has several (see docs/). */
+typedef enum {
+  MCR_DIST_KETAMA = 0,              /* spymemcached / pyelasticache_client */
+  MCR_DIST_KETAMA_LIBMEMCACHED = 1, /* libmemcached KETAMA_WEIGHTED */
+  MCR_DIST_XXH3 = 2                 /* mcring-only, fastest lookup */
+} mcr_distribution_t;
+
+/* Client options. Always start from mcr_client_opts_init(); fields added in
+ * later versions get defaults there. */
+typedef struct {
+  /* Comma-separated "host:port[:weight]" entries; IPv6 addresses in brackets
+   * ("[::1]:11211"); "/path/to/socket" or "unix:/path" for a unix socket. */
+  const char* servers;
+  mcr_distribution_t distribution; /* default MCR_DIST_KETAMA */
+  int connect_timeout_ms;          /* default 1000; covers name resolution */
+  int io_timeout_ms;               /* default 1000; whole reply per call */
+  int tcp_keepalive;               /* default 0: SO_KEEPALIVE when 1 */
+  int noreply;                     /* default 0: writes wait for replies */
+  int ignore_errors;               /* default 0; see mcr_client_opts_init */
+  size_t item_size_max;            /* default 1 MiB (memcached's -I) */
+  size_t compress_threshold;       /* default 0 = never compress */
+  int compress_level;              /* zstd level, default 1 */
+  const mcr_serde_t* serde;        /* default NULL: bytes are stored as is */
+} mcr_client_opts_t;
+
+/* Fills `opts` with the defaults listed above.
+ *
+ * ignore_errors: when set, network, timeout and server errors on reads are
+ * reported as MCR_MISS and on writes as MCR_NOT_STORED (so callers treat the
+ * cache as merely cold), and each is counted in mcr_client_stats_t.
+ * Validation errors (bad key, too big) are still returned. */
+MCR_EXTERN void mcr_client_opts_init(mcr_client_opts_t* opts);
+
+/* Creates a client. Parses and checks opts->servers; connects lazily, on
+ * first use of each node. Returns 0 and sets *out, or MCR_EINVAL,
+ * MCR_ESERVERS (bad list), MCR_ENOSERVERS, MCR_ENOMEM. */
+MCR_EXTERN int mcr_client_new(mcr_client_t** out,
+                              const mcr_client_opts_t* opts);
+
+/* Closes every connection and frees the client. NULL is ignored. */
+MCR_EXTERN void mcr_client_free(mcr_client_t* c);
+
+/* Text of the last error on `c` ("" if none): the failing node, the system
+ * error, or the server's own message line for MCR_ESERVERCMD, MCR_ECLIENTERR
+ * and MCR_ESERVERERR. Valid until the next call on `c`. */
+MCR_EXTERN const char* mcr_client_last_error(const mcr_client_t* c);
+
+/* Number of nodes, and "host:port" of node `i` (NULL when out of range). */
+MCR_EXTERN size_t mcr_client_node_count(const mcr_client_t* c);
+MCR_EXTERN const char* mcr_client_node_name(const mcr_client_t* c, size_t i);
+
+/* Counters kept per client handle. */
+typedef struct {
+  uint64_t ignored_errors; /* errors turned into misses / not-stored */
+  uint64_t reconnects;     /* connections opened after the first */
+  uint64_t compressed;     /* values stored compressed */
+} mcr_client_stats_t;
+
+MCR_EXTERN void mcr_client_stats(const mcr_client_t* c,
+                                 mcr_client_stats_t* out);
+
+/* Per-call flags (the `cflags` argument of write operations). */
+#define MCR_CALL_NOREPLY 0x1u /* send noreply: no reply read, MCR_OK */
+#define MCR_CALL_REPLY                            \
+  0x2u /* wait for the reply even when the client \
+          default is noreply */
+
+/* One fetched item. value points into client memory (see top of file). */
+typedef struct {
+  const char* value;
+  size_t value_len;
+  uint32_t flags; /* client flags, MCR_FLAG_ZSTD already removed */
+  uint64_t cas;   /* only from gets / gats, else 0 */
+  int status;     /* multi-key calls: MCR_OK, MCR_MISS, or a negative error
+                     for this key alone */
+} mcr_item_t;
+
+/* Storage commands. `ttl` is memcached's exptime: seconds (<= 30 days) or a
+ * unix time, 0 = never expires, negative = expired at once. Return MCR_OK,
+ * MCR_NOT_STORED (add on an existing key, replace/append/prepend on a
+ * missing one), or a negative error. With noreply, MCR_OK once sent.
+ * Nothing is sent when the key or the value is invalid. */
+MCR_EXTERN int mcr_client_set(mcr_client_t* c, const char* key, size_t key_len,
+                              const void* value, size_t value_len,
+                              uint32_t flags, int64_t ttl, unsigned cflags);
+MCR_EXTERN int mcr_client_add(mcr_client_t* c, const char* key, size_t key_len,
+                              const void* value, size_t value_len,
+                              uint32_t flags, int64_t ttl, unsigned cflags);
+MCR_EXTERN int mcr_client_replace(mcr_client_t* c, const char* key,
+                                  size_t key_len, const void* value,
+                                  size_t value_len, uint32_t flags, int64_t ttl,
+                                  unsigned cflags);
+/* append / prepend send raw bytes: no serde, no compression. Flags and ttl
+ * are ignored by memcached for these two. */
+MCR_EXTERN int mcr_client_append(mcr_client_t* c, const char* key,
+                                 size_t key_len, const void* value,
+                                 size_t value_len, unsigned cflags);
+MCR_EXTERN int mcr_client_prepend(mcr_client_t* c, const char* key,
+                                  size_t key_len, const void* value,
+                                  size_t value_len, unsigned cflags);
+/* Check-and-set: stores only when the item's cas unique is still `cas`.
+ * Returns MCR_OK, MCR_EXISTS (changed since), MCR_NOT_FOUND (gone). */
+MCR_EXTERN int mcr_client_cas(mcr_client_t* c, const char* key, size_t key_len,
+                              const void* value, size_t value_len,
+                              uint32_t flags, int64_t ttl, uint64_t cas,
+                              unsigned cflags);
+
+/* Retrieval. Return MCR_OK (item filled), MCR_MISS, or a negative error.
+ * gets / gats also fill item->cas. gat / gats update the TTL on a hit. */
+MCR_EXTERN int mcr_client_get(mcr_client_t* c, const char* key, size_t key_len,
+                              mcr_item_t* item);
+MCR_EXTERN int mcr_client_gets(mcr_client_t* c, const char* key, size_t key_len,
+                               mcr_item_t* item);
+MCR_EXTERN int mcr_client_gat(mcr_client_t* c, int64_t ttl, const char* key,
+                              size_t key_len, mcr_item_t* item);
+MCR_EXTERN int mcr_client_gats(mcr_client_t* c, int64_t ttl, const char* key,
+                               size_t key_len, mcr_item_t* item);
+
+/* Multi-key retrieval: one request per node with all its keys. items[i]
+ * receives keys[i]'s result, status included (MCR_OK, MCR_MISS, or a
+ * negative error when that key's node failed). Returns the number of hits,
+ * or a negative error when the arguments are invalid (nothing sent then).
+ * Duplicate keys are allowed. */
+MCR_EXTERN int mcr_client_get_multi(mcr_client_t* c, size_t n,
+                                    const char* const* keys,
+                                    const size_t* key_lens, mcr_item_t* items);
+MCR_EXTERN int mcr_client_gets_multi(mcr_client_t* c, size_t n,
+                                     const char* const* keys,
+                                     const size_t* key_lens, mcr_item_t* items);
+
+/* delete: MCR_OK or MCR_NOT_FOUND. */
+MCR_EXTERN int mcr_client_delete(mcr_client_t* c, const char* key,
+                                 size_t key_len, unsigned cflags);
+
+/* incr / decr: MCR_OK with *value set to the new value (when value is not
+ * NULL and the call was not noreply), MCR_NOT_FOUND, or an error
+ * (MCR_ECLIENTERR when the stored value is not a number). decr stops at 0;
+ * incr wraps at 2^64 as memcached does. */
+MCR_EXTERN int mcr_client_incr(mcr_client_t* c, const char* key, size_t key_len,
+                               uint64_t delta, uint64_t* value,
+                               unsigned cflags);
+MCR_EXTERN int mcr_client_decr(mcr_client_t* c, const char* key, size_t key_len,
+                               uint64_t delta, uint64_t* value,
+                               unsigned cflags);
+
+/* touch: new TTL for an existing item. MCR_OK or MCR_NOT_FOUND. */
+MCR_EXTERN int mcr_client_touch(mcr_client_t* c, const char* key,
+                                size_t key_len, int64_t ttl, unsigned cflags);
+
+/* ---- Per-node and cluster-wide commands ---- */
+
+typedef struct {
+  const char* name;
+  const char* value;
+} mcr_stat_t;
+
+/* "stats [arg]" on node `node`. arg is NULL (general stats) or one of
+ * memcached's groups ("settings", "items", "slabs", "sizes", "conns", ...):
+ * one word of printable bytes. Sets *stats to an array owned by the client
+ * and returns its length, or a negative error. */
+MCR_EXTERN int mcr_client_stats_node(mcr_client_t* c, size_t node,
+                                     const char* arg, const mcr_stat_t** stats);
+
+/* "version" on node `node`. Sets *version to the server's version text. */
+MCR_EXTERN int mcr_client_version(mcr_client_t* c, size_t node,
+                                  const char** version);
+
+/* These three go to every node. Each returns MCR_OK when every node
+ * answered OK, else the first error (all nodes are still tried). */
+MCR_EXTERN int mcr_client_flush_all(mcr_client_t* c, int64_t delay,
+                                    unsigned cflags);
+MCR_EXTERN int mcr_client_verbosity(mcr_client_t* c, unsigned level,
+                                    unsigned cflags);
+MCR_EXTERN int mcr_client_cache_memlimit(mcr_client_t* c, uint64_t megabytes,
+                                         unsigned cflags);
+
+/* Sends "quit" to every connected node and closes the connections. The
+ * client stays usable; the next call reconnects. Returns 0. */
+MCR_EXTERN int mcr_client_quit(mcr_client_t* c);
+
+/* ------------------------------------------------------------------------ */
+/* Meta commands (mg, ms, md, ma, mn, me)                                    */
+
+/* The meta protocol as memcached 1.6 speaks it (doc/protocol.txt), for
+ * callers that need more than the classic commands: stale / win / invalidate
+ * flags for stampede protection, hit and last-access data, quiet pipelines.
+ *
+ *  - Values are bytes as given and as stored: meta calls apply no serde and
+ *    no compression, and client flags pass through untouched (an item
+ *    stored compressed by mcr_client_set comes back with MCR_FLAG_ZSTD set
+ *    and its compressed bytes).
+ *  - Everything is checked before a byte is sent: the key (text rules, or
+ *    1..186 raw bytes with MCR_META_BASE64, sent base64 and routed on the
+ *    raw bytes, the key memcached stores), ms values against item_size_max
+ *    (MCR_ETOOBIG), and the flags: a flag the command does not take, a mode
+ *    that is not one of its MCR_MS_* / MCR_MA_* letters ('+' and '-' also
+ *    work for ma), ms I without C, md T without I or ma J without N is
+ *    MCR_EINVAL; a T / N / R token outside 32 bits (memcached's parser) is
+ *    MCR_ERANGE.
+ *  - `o` may be NULL (no flags) and `r` may be NULL (status only).
+ *  - The client's noreply default does not apply: meta calls always wait.
+ *    With MCR_META_QUIET a single call sends "mn" behind the command and
+ *    reads up to its MN, so a suppressed reply yields the implied status
+ *    (MCR_MISS for mg, MCR_OK otherwise) instead of a timeout.
+ *  - ignore_errors softens mg and me like reads and ms / md / ma like
+ *    writes; mn is never softened (it is a liveness probe). */
+
+/* Request flags for mcr_meta_opts_t.flags. Each maps to one meta flag; the
+ * ones marked "uses" take their token from the named field. */
+#define MCR_META_VALUE (1u << 0)        /* v  return the value (mg, ma) */
+#define MCR_META_RET_CAS (1u << 1)      /* c  return cas */
+#define MCR_META_RET_FLAGS (1u << 2)    /* f  return client flags (mg) */
+#define MCR_META_RET_TTL (1u << 3)      /* t  return remaining TTL */
+#define MCR_META_RET_HIT (1u << 4)      /* h  return hit-before (mg) */
+#define MCR_META_RET_LAST (1u << 5)     /* l  return last access (mg) */
+#define MCR_META_RET_SIZE (1u << 6)     /* s  return value size (mg) */
+#define MCR_META_RET_KEY (1u << 7)      /* k  return the key */
+#define MCR_META_QUIET (1u << 8)        /* q  no reply on the common case */
+#define MCR_META_BASE64 (1u << 9)       /* b  key is binary; sent base64 */
+#define MCR_META_NO_BUMP (1u << 10)     /* u  do not bump LRU (mg) */
+#define MCR_META_INVALIDATE (1u << 11)  /* I  ms: invalidate; md: mark stale */
+#define MCR_META_OPAQUE (1u << 12)      /* O  uses opaque */
+#define MCR_META_TTL (1u << 13)         /* T  uses ttl */
+#define MCR_META_VIVIFY (1u << 14)      /* N  uses vivify_ttl (mg, ma) */
+#define MCR_META_RECACHE (1u << 15)     /* R  uses recache_ttl (mg) */
+#define MCR_META_COMPARE_CAS (1u << 16) /* C uses cas */
+#define MCR_META_SET_FLAGS (1u << 17)   /* F  uses client_flags (ms) */
+#define MCR_META_DELTA (1u << 18)       /* D  uses delta (ma) */
+#define MCR_META_INITIAL (1u << 19)     /* J  uses initial (ma) */
+#define MCR_META_MODE (1u << 20)        /* M  uses mode (ms, ma) */
+#define MCR_META_REMOVE_VALUE                \
+  (1u << 21) /* x md: drop value, keep item; \
+                newer than memcached 1.6.18, \
+                which answers CLIENT_ERROR */
+
+/* ms modes (M flag). */
+#define MCR_MS_SET 'S'
+#define MCR_MS_ADD 'E'
+#define MCR_MS_APPEND 'A'
+#define MCR_MS_PREPEND 'P'
+#define MCR_MS_REPLACE 'R'
+/* ma modes (M flag). */
+#define MCR_MA_INCR 'I'
+#define MCR_MA_DECR 'D'
+
+typedef struct {
+  uint32_t flags;        /* MCR_META_* */
+  int64_t ttl;           /* T */
+  int64_t vivify_ttl;    /* N */
+  int64_t recache_ttl;   /* R */
+  uint64_t cas;          /* C */
+  uint32_t client_flags; /* F */
+  uint32_t opaque;       /* O */
+  uint64_t delta;        /* D */
+  uint64_t initial;      /* J */
+  char mode;             /* M: one of MCR_MS_* or MCR_MA_* */
+} mcr_meta_opts_t;
+
+/* Which fields of mcr_meta_result_t the server returned. */
+#define MCR_MR_CAS (1u << 0)
+#define MCR_MR_FLAGS (1u << 1)
+#define MCR_MR_TTL (1u << 2)
+#define MCR_MR_HIT (1u << 3)
+#define MCR_MR_LAST (1u << 4)
+#define MCR_MR_SIZE (1u << 5)
+#define MCR_MR_OPAQUE (1u << 6)
+#define MCR_MR_KEY (1u << 7)
+#define MCR_MR_VALUE (1u << 8)
+
+typedef struct {
+  int status;        /* MCR_OK (HD/VA), MCR_MISS (EN), MCR_NOT_STORED,
+                        MCR_EXISTS, MCR_NOT_FOUND, or a negative error */
+  uint32_t have;     /* MCR_MR_* bits */
+  const char* value; /* with MCR_MR_VALUE */
+  size_t value_len;
+  const char* key; /* with MCR_MR_KEY: the key as the caller gave it
+                      (a base64 key from a b request is decoded back
+                      to its raw bytes) */
+  size_t key_len;
+  uint64_t cas;
+  uint32_t client_flags;
+  int64_t ttl;          /* -1 = never expires */
+  int hit;              /* 0 or 1 */
+  uint64_t last_access; /* seconds since last access */
+  uint64_t size;
+  uint32_t opaque;
+  int win;         /* W: this client should recache the item */
+  int stale;       /* X: the item is stale */
+  int won_already; /* Z: another client already holds the win token */
+} mcr_meta_result_t;
+
+/* Single meta commands. Return the result's status (also in r->status), or
+ * a negative error. Values in `r` point into client memory. A reply whose
+ * opaque differs from the O sent (MCR_META_OPAQUE) is MCR_EPROTO. */
+MCR_EXTERN int mcr_client_mg(mcr_client_t* c, const char* key, size_t key_len,
+                             const mcr_meta_opts_t* o, mcr_meta_result_t* r);
+MCR_EXTERN int mcr_client_ms(mcr_client_t* c, const char* key, size_t key_len,
+                             const void* value, size_t value_len,
+                             const mcr_meta_opts_t* o, mcr_meta_result_t* r);
+MCR_EXTERN int mcr_client_md(mcr_client_t* c, const char* key, size_t key_len,
+                             const mcr_meta_opts_t* o, mcr_meta_result_t* r);
+MCR_EXTERN int mcr_client_ma(mcr_client_t* c, const char* key, size_t key_len,
+                             const mcr_meta_opts_t* o, mcr_meta_result_t* r);
+/* mn on node `node`: a round trip that returns MCR_OK when the server
+ * answers MN. */
+MCR_EXTERN int mcr_client_mn(mcr_client_t* c, size_t node);
+/* me: the server's debug line for `key` ("ME <key> k=v ...", NUL-ended,
+ * client memory) in *text and MCR_OK, or MCR_MISS. Text keys only. */
+MCR_EXTERN int mcr_client_me(mcr_client_t* c, const char* key, size_t key_len,
+                             const char** text);
+
+/* One command of a pipeline. `op` is 'g', 's', 'd' or 'a'. */
+typedef struct {
+  char op;
+  const char* key;
+  size_t key_len;
+  const void* value; /* ms only */
+  size_t value_len;
+  mcr_meta_opts_t opts;
+  mcr_meta_result_t result; /* filled by mcr_client_meta_pipeline */
+} mcr_meta_cmd_t;
+
+/* Sends all commands of a pipeline at once (grouped per node, each command
+ * in quiet mode with an opaque, each node's group closed by mn) and reads
+ * the replies. A quiet command that got no reply gets its implied status:
+ * MCR_MISS for mg, MCR_OK for ms / md / ma. Each cmds[i].result is filled;
+ * a node failure sets the error on that node's commands that were not
+ * answered yet (commands on other nodes are unaffected). Returns the number
+ * of commands whose status is MCR_OK, or a negative error when an argument
+ * is invalid (nothing sent then).
+ *
+ * The opaque is the pipeline's own (the command's index): opts.opaque is
+ * not sent and results carry no MCR_MR_OPAQUE. memcached's error lines
+ * (CLIENT_ERROR ...) carry no opaque; one is charged to the command it must
+ * belong to, or, when several silent commands could have caused it, to all
+ * of them. A node's whole group is sent before its replies are read, so
+ * keep pipelines to what a server buffers (a few MB of replies). */
+MCR_EXTERN int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds,
+                                        size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Ring: Ketama consistent hashing, and the shared ring snapshot             */
+
+/* A continuum of points over the 32-bit hash space mapping keys to nodes.
+ * Built in process (mcr_ring_build) or mapped read-only from a snapshot that
+ * mcring-agent published (mcr_snapshot_ring). Immutable once built: lookups
+ * on one ring are safe from any number of threads at once. The three modes
+ * and their exact rules are in docs/ring.md. */
+typedef struct mcr_ring mcr_ring_t;
+
+/* Parses "ketama", "ketama-libmemcached" or "xxh3" (exact, lower case).
+ * Returns 0 and sets *out, or MCR_EINVAL. Thread-safe. */
+MCR_EXTERN int mcr_distribution_parse(const char* name,
+                                      mcr_distribution_t* out);
+
+/* Returns the static name of a mode ("ketama", ...), or NULL for a value
+ * that is not a mode. Thread-safe. */
+MCR_EXTERN const char* mcr_distribution_name(mcr_distribution_t mode);
+
+/* Builds a ring over a server list in the syntax of
+ * mcr_client_opts_t.servers. In the `ketama` mode a host name that is not a
+ * numeric address is resolved once, here, with getaddrinfo (blocking; the
+ * first address returned), because that mode hashes the address. Returns 0
+ * and sets *out, or MCR_EINVAL (bad mode), MCR_ESERVERS, MCR_ENOSERVERS,
+ * MCR_ERESOLVE, MCR_ERANGE (more than 65535 nodes or 2^24 points),
+ * MCR_ENOMEM. Thread-safe. */
+MCR_EXTERN int mcr_ring_build(mcr_ring_t** out, mcr_distribution_t mode,
+                              const char* servers);
+
+/* Frees a ring from mcr_ring_build. NULL is ignored. Never call it on the
+ * ring of a snapshot (the snapshot owns that one). */
+MCR_EXTERN void mcr_ring_free(mcr_ring_t* r);
+
+/* Index of the node that owns key[0..len) (any bytes, any length):
+ * always < mcr_ring_node_count(r). Never fails, never allocates; expected
+ * O(1) whatever the node count. */
+MCR_EXTERN size_t mcr_ring_locate(const mcr_ring_t* r, const char* key,
+                                  size_t len);
+
+/* The ring's mode, node count and point count. */
+MCR_EXTERN mcr_distribution_t mcr_ring_distribution(const mcr_ring_t* r);
+MCR_EXTERN size_t mcr_ring_node_count(const mcr_ring_t* r);
+MCR_EXTERN size_t mcr_ring_point_count(const mcr_ring_t* r);
+
+/* The generation and publish time (nanoseconds since the epoch) of a ring
+ * read from a snapshot; both 0 for a ring built in process. */
+MCR_EXTERN uint64_t mcr_ring_generation(const mcr_ring_t* r);
+MCR_EXTERN uint64_t mcr_ring_publish_time_ns(const mcr_ring_t* r);
+
+#define MCR_NODE_UP 1u
+
+/* What a ring knows about one node. Strings belong to the ring. */
+typedef struct {
+  const char* host;    /* as configured (IPv6 without brackets, or a unix
+                          socket path) */
+  const char* address; /* the address the `ketama` mode hashed; equals host
+                          in the other modes */
+  uint16_t port;       /* 0 for a unix socket */
+  uint32_t weight;
+  uint32_t state;  /* MCR_NODE_UP */
+  uint32_t points; /* points of this node on the continuum */
+  double share;    /* fraction of the key hash space it owns, 0..1 */
+} mcr_ring_node_t;
+
+/* Fills *out with node `i`. Returns 0, or MCR_ERANGE when i is out of
+ * range. */
+MCR_EXTERN int mcr_ring_node(const mcr_ring_t* r, size_t i,
+                             mcr_ring_node_t* out);
+
+/* A reader of the ring snapshot directory that mcring-agent publishes
+ * (docs/snapshot.md). It maps the current generation read-only after
+ * validating it completely; mcr_snapshot_refresh costs one atomic load
+ * while nothing changed. One handle is used by one thread at a time. */
+typedef struct mcr_snapshot mcr_snapshot_t;
+
+typedef struct {
+  /* Owner the control file and every ring file must have. -1 (default):
+   * the owner of the ring directory. */
+  long expected_uid;
+} mcr_snapshot_opts_t;
+
+/* Sets the defaults above. */
+MCR_EXTERN void mcr_snapshot_opts_init(mcr_snapshot_opts_t* opts);
+
+/* Opens the ring directory `dir` (opts may be NULL) and loads the
+ * published ring. Returns 0 and sets *out, or MCR_ESNAPSHOT (nothing
+ * published, or the ring is invalid), MCR_EPERM (owner or permission check
+ * failed, a symlink), MCR_ESYS, MCR_ENOMEM; a message goes to err[errlen]
+ * (err may be NULL). Never blocks on the writer. */
+MCR_EXTERN int mcr_snapshot_open(mcr_snapshot_t** out, const char* dir,
+                                 const mcr_snapshot_opts_t* opts, char* err,
+                                 size_t errlen);
+
+/* Checks for a newer generation: one acquire load when nothing changed.
+ * On a change it opens, maps, validates and swaps in the new ring and
+ * unmaps the old one (so a ring pointer taken before this call is invalid
+ * after a swap). Returns 0 (unchanged), 1 (switched), or MCR_ESNAPSHOT /
+ * MCR_EPERM / MCR_ESYS / MCR_ENOMEM when the new generation was refused:
+ * the last good ring stays current, the message is in
+ * mcr_snapshot_last_error, and that generation is not retried (the next
+ * published one is). Never spins: a generation replaced while being opened
+ * is retried a bounded number of times. */
+MCR_EXTERN int mcr_snapshot_refresh(mcr_snapshot_t* s);
+
+/* The current ring (never NULL on an open handle); valid until the next
+ * mcr_snapshot_refresh that returns 1, or mcr_snapshot_free. */
+MCR_EXTERN const mcr_ring_t* mcr_snapshot_ring(const mcr_snapshot_t* s);
+
+/* Generation of the current ring. */
+MCR_EXTERN uint64_t mcr_snapshot_generation(const mcr_snapshot_t* s);
+
+/* Message of the last refused generation ("" if none). */
+MCR_EXTERN const char* mcr_snapshot_last_error(const mcr_snapshot_t* s);
+
+/* Unmaps everything and frees the handle. NULL is ignored. */
+MCR_EXTERN void mcr_snapshot_free(mcr_snapshot_t* s);
+
+/* ------------------------------------------------------------------------ */
+/* Keys                                                                      */
+
+/* Returns 0 when key[0..len) is a valid text-protocol key (1..250 bytes, no
+ * byte <= 0x20 and no 0x7f), else MCR_EKEY. */
+MCR_EXTERN int mcr_key_check(const char* key, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MCRING_H */

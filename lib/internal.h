@@ -1,0 +1,264 @@
+/* internal.h — what the modules of libmcring share and nothing outside sees.
+ *
+ * Layers, bottom up:
+ *   alloc.c      allocator hooks and mcr_buf_t, the growable byte buffer
+ *   key.c        key validation and base64 for binary meta keys
+ *   servers.c    parsing of the "host:port[:weight],..." server list
+ *   conn.c       one connection to one node: connect with a timeout (name
+ *                resolution included), send all-or-close, buffered reads of
+ *                lines and fixed-size blocks against one deadline per call
+ *   proto_text.c the classic text protocol: request encoding without
+ *                snprintf, reply parsing with an offset tokenizer
+ *   proto_meta.c the meta protocol (mg ms md ma mn me) and pipelines
+ *   codec.c      serde hooks and zstd compression of values
+ *   client.c     the public API: validation, routing, ignore_errors
+ *
+ * Every internal non-static symbol is prefixed mcr__.
+ */
+#ifndef MCR_INTERNAL_H
+#define MCR_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "mcring.h"
+
+#define MCR__KEY_MAX 250
+/* A binary key is sent base64-encoded, so its raw length is at most
+ * floor(250 / 4) * 3 = 186 bytes. */
+#define MCR__BINKEY_MAX 186
+
+#define MCR__LIKELY(x) __builtin_expect(!!(x), 1)
+#define MCR__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---------------------------------------------------------------- alloc.c */
+void* mcr__malloc(size_t n);
+void* mcr__realloc(void* p, size_t n);
+void* mcr__calloc(size_t n, size_t size);
+void mcr__free(void* p);
+char* mcr__strndup(const char* s, size_t n);
+
+struct mcr_buf {
+  char* data;
+  size_t len;
+  size_t cap;
+};
+/* Makes room for `extra` more bytes after len. Returns 0 or MCR_ENOMEM. */
+int mcr__buf_reserve(mcr_buf_t* b, size_t extra);
+void mcr__buf_free(mcr_buf_t* b);
+
+/* Per-call result memory: a chain of blocks that never moves, so pointers
+ * handed to the caller stay valid until mcr__arena_reset (called when the
+ * next public call starts). */
+typedef struct mcr__arena_block mcr__arena_block_t;
+typedef struct {
+  mcr__arena_block_t* head; /* current block; older ones follow */
+} mcr__arena_t;
+void* mcr__arena_alloc(mcr__arena_t* a, size_t n);
+void mcr__arena_reset(mcr__arena_t* a); /* keeps the first block */
+void mcr__arena_free(mcr__arena_t* a);
+
+/* ---------------------------------------------------------------- key.c */
+/* Encodes `len` bytes of `in` as base64 into `out` (room for
+ * 4 * ceil(len / 3) bytes). Returns the encoded length. */
+size_t mcr__base64_encode(const void* in, size_t len, char* out);
+/* Decodes base64; returns the decoded length, or -1 on a bad input. `out`
+ * needs room for 3 * (len / 4) bytes. */
+long mcr__base64_decode(const char* in, size_t len, void* out);
+
+/* ---------------------------------------------------------------- servers.c */
+typedef struct {
+  char* host; /* as configured: name, IPv4, IPv6 (no brackets) or path */
+  char* name; /* "host:port" ("[v6]:port", or the path) for messages */
+  uint16_t port;
+  uint32_t weight;
+  bool is_unix;
+} mcr__server_t;
+
+/* Parses a comma-separated server list. On success sets *out (free with
+ * mcr__servers_free) and *n, returns 0; MCR_ESERVERS with a message in
+ * err[errlen] on a bad entry; MCR_ENOSERVERS on an empty list. */
+int mcr__servers_parse(const char* list, mcr__server_t** out, size_t* n,
+                       char* err, size_t errlen);
+void mcr__servers_free(mcr__server_t* s, size_t n);
+
+/* ---------------------------------------------------------------- conn.c */
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t mcr__now_ms(void);
+
+/* Incremented in every child after fork (pthread_atfork). A connection made
+ * under another value belongs to the parent and is never used. */
+extern unsigned mcr__fork_gen;
+void mcr__fork_guard_init(void);
+
+typedef struct mcr__conn {
+  int fd;            /* -1 when closed */
+  unsigned fork_gen; /* mcr__fork_gen when fd was opened */
+  bool used;         /* connected at least once (for reconnect counts) */
+  bool slow;         /* this call already blocked once: poll from now on */
+  int64_t deadline;  /* end of the current call, mcr__now_ms() based */
+  char* rbuf;        /* received bytes; [rpos, rlen) not yet parsed */
+  size_t rpos, rlen, rcap;
+} mcr__conn_t;
+
+typedef struct mcr__node {
+  mcr__server_t srv;
+  mcr__conn_t conn;
+} mcr__node_t;
+
+/* Starts a call on `n`: sets the deadline to now + io timeout, drops a
+ * parent's connection after fork, connects when needed (within the connect
+ * timeout) and discards nothing: unread bytes left from an earlier call mean
+ * the stream is out of sync, so such a connection is closed and reopened.
+ * Returns 0 or a negative error (message in c's last error). */
+int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n);
+
+/* Sends all iov bytes or fails; on failure the connection is closed (a
+ * request is never left half-sent on a live stream). */
+int mcr__conn_send(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
+                   int iovcnt);
+
+/* Reads one line ending in "\r\n". On success *off is the line's offset in
+ * n->conn.rbuf and *len its length without "\r\n"; the line is consumed.
+ * A line longer than 8 KiB is a protocol error. */
+int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len);
+
+/* Reads a data block of `len` bytes followed by "\r\n" (else MCR_EPROTO);
+ * *off is its offset in n->conn.rbuf; block and terminator are consumed.
+ * Offsets stay valid for the whole call: the buffer only grows during a
+ * call and is reset by the next mcr__conn_begin. */
+int mcr__conn_block(mcr_client_t* c, mcr__node_t* n, size_t len, size_t* off);
+
+/* Closes the connection (no-op when closed). */
+void mcr__conn_close(mcr__node_t* n);
+
+/* Fails the call: closes the connection, records "node: what" as the last
+ * error and returns err. Use it for every error that leaves the stream in
+ * an unknown state (protocol violations, timeouts, short reads). */
+int mcr__conn_fail(mcr_client_t* c, mcr__node_t* n, int err, const char* what);
+
+/* ---------------------------------------------------------------- proto_text.c
+ */
+/* Writes the decimal form of v at p; returns the number of bytes (<= 20). */
+size_t mcr__u64_to_dec(char* p, uint64_t v);
+size_t mcr__i64_to_dec(char* p, int64_t v);
+/* Parses a decimal unsigned number of exactly len bytes (1..20 digits, no
+ * sign, overflow-checked). Returns 0 or -1. */
+int mcr__dec_to_u64(const char* p, size_t len, uint64_t* out);
+int mcr__dec_to_i64(const char* p, size_t len, int64_t* out);
+
+/* Splits line[0..len) on single spaces into at most `max` tokens, recording
+ * offsets and lengths (no allocation, no copy). Returns the token count, or
+ * -1 when there are more than max tokens or an empty token. */
+typedef struct {
+  uint16_t off;
+  uint16_t len;
+} mcr__tok_t;
+int mcr__tokenize(const char* line, size_t len, mcr__tok_t* tok, int max);
+
+/* Classifies an error line of the server (ERROR, CLIENT_ERROR ...,
+ * SERVER_ERROR ...). Returns MCR_ESERVERCMD, MCR_ECLIENTERR, MCR_ESERVERERR,
+ * or 0 when the line is not an error line. */
+int mcr__error_line(const char* line, size_t len);
+
+/* Handles a reply line that was not the expected one: for an error line it
+ * records the server's message and returns its code; the connection stays
+ * open after CLIENT_ERROR / SERVER_ERROR / ERROR, which are complete replies.
+ * For anything else it fails the connection with MCR_EPROTO. */
+int mcr__unexpected_line(mcr_client_t* c, mcr__node_t* n, size_t off,
+                         size_t len);
+
+/* The text commands. Each one runs a whole call on node n (begin, send,
+ * read) and returns an mcr_status_t or a negative error. */
+typedef enum {
+  MCR__SET,
+  MCR__ADD,
+  MCR__REPLACE,
+  MCR__APPEND,
+  MCR__PREPEND,
+  MCR__CAS
+} mcr__store_t;
+typedef enum { MCR__DELETE, MCR__TOUCH, MCR__INCR, MCR__DECR } mcr__keyed_t;
+typedef enum { MCR__GET, MCR__GETS, MCR__GAT, MCR__GATS } mcr__get_t;
+
+int mcr__text_store(mcr_client_t* c, mcr__node_t* n, mcr__store_t cmd,
+                    const char* key, size_t key_len, uint32_t flags,
+                    int64_t ttl, uint64_t cas, const void* data,
+                    size_t data_len, bool noreply);
+/* delete / touch (iarg = ttl) / incr / decr (uarg = delta, *number = the
+ * new value). */
+int mcr__text_keyed(mcr_client_t* c, mcr__node_t* n, mcr__keyed_t cmd,
+                    const char* key, size_t key_len, uint64_t uarg,
+                    int64_t iarg, bool noreply, uint64_t* number);
+/* A full request line in, "OK" expected back. */
+int mcr__text_simple(mcr_client_t* c, mcr__node_t* n, const char* req,
+                     size_t req_len, bool noreply);
+int mcr__text_version(mcr_client_t* c, mcr__node_t* n, const char** version);
+int mcr__text_stats(mcr_client_t* c, mcr__node_t* n, const char* arg,
+                    const mcr_stat_t** stats);
+/* Keys must be valid. Routes, groups per node, fills items in order,
+ * decodes values; returns the number of hits. */
+int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
+                       const char* const* keys, const size_t* key_lens,
+                       mcr_item_t* items);
+
+/* ---------------------------------------------------------------- codec.c */
+/* Turns a caller value into the bytes to store: serde encode, then zstd
+ * when value_len >= compress_threshold and it shrinks. *out / *out_len point
+ * either at the caller's bytes or at client scratch memory. */
+int mcr__encode_value(mcr_client_t* c, const void* value, size_t value_len,
+                      uint32_t* flags, const void** out, size_t* out_len);
+/* The reverse, applied to a fetched item in place: when the flags call for
+ * decompression or a serde is set, item->value is redirected to memory from
+ * mcr__arena_alloc (so every value of a multi-key call stays valid) and
+ * MCR_FLAG_ZSTD is cleared from item->flags. */
+int mcr__decode_item(mcr_client_t* c, mcr_item_t* item);
+/* Frees the codec state of c. */
+void mcr__codec_free(mcr_client_t* c);
+
+/* ---------------------------------------------------------------- client.c */
+typedef struct mcr__codec mcr__codec_t;
+
+struct mcr_client {
+  mcr_client_opts_t opts; /* copy; opts.servers points into nothing */
+  mcr__node_t* nodes;
+  size_t nnodes;
+  mcr_buf_t wbuf;     /* request being built */
+  mcr__arena_t arena; /* per-call result memory (decoded values, stats) */
+  mcr_buf_t scratch;  /* serde / compression output for one value */
+  mcr__codec_t* codec;
+  mcr_stat_t* stats; /* result of stats */
+  size_t stats_cap;
+  mcr_client_stats_t counters;
+  void* router; /* router.c's state; NULL with one node */
+  char err[512];
+};
+
+/* Records a formatted last-error message and returns err. */
+int mcr__set_error(mcr_client_t* c, int err, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Per-call reset of the last error and the result arena: the first thing
+ * every public call that talks to a server does. */
+void mcr__call_start(mcr_client_t* c);
+/* Argument checks that record a message and return the error (or 0). */
+int mcr__check_key(mcr_client_t* c, const char* key, size_t key_len);
+int mcr__check_ttl(mcr_client_t* c, int64_t ttl);
+/* Effective noreply of a call from its MCR_CALL_* flags and the default. */
+int mcr__noreply(mcr_client_t* c, unsigned cflags, bool* noreply);
+
+/* ---------------------------------------------------------------- router.c */
+/* Builds the routing state for c->nodes (nothing for one node, the ring of
+ * c->opts.distribution for several). Returns 0 or a negative error. */
+int mcr__router_init(mcr_client_t* c);
+void mcr__router_free(mcr_client_t* c);
+/* The node that owns `key`. Never fails: keys are valid by now. */
+mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len);
+
+/* Applies ignore_errors to a result: read=true turns errors into MCR_MISS,
+ * read=false into MCR_NOT_STORED; validation errors pass through. */
+int mcr__soften(mcr_client_t* c, int rc, bool read);
+
+#endif /* MCR_INTERNAL_H */

@@ -1,0 +1,570 @@
+/* proto_text.c — memcached's classic text protocol, both directions.
+ *
+ * Requests are assembled from pieces in an iovec (command word, key,
+ * numbers written by hand, value, "\r\n") and sent with one sendmsg: no
+ * snprintf on the hot path and no copy of the value. Replies are parsed in
+ * place: a line is split into (offset, length) tokens by mcr__tokenize, and
+ * every number goes through an overflow-checked parser with a length limit,
+ * never bare strtoul. Transport status and protocol outcome stay apart:
+ * STORED / NOT_STORED / EXISTS / NOT_FOUND / END are results (mcr_status_t),
+ * while a reply that fits no rule is a protocol error that closes the
+ * connection. ERROR / CLIENT_ERROR / SERVER_ERROR are complete replies: the
+ * connection stays in sync and their text is kept as the last error.
+ *
+ * Retrieval takes any number of keys: keys are grouped per node, every
+ * node's request is sent before any reply is read, and each VALUE line is
+ * matched to the next key the node was asked for (memcached answers hits in
+ * request order and skips misses), so results come back in the caller's
+ * order with a status per key and one failing node costs only its keys.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------ numbers */
+
+size_t mcr__u64_to_dec(char* p, uint64_t v) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    p[i] = tmp[n - 1 - i];
+  return n;
+}
+
+size_t mcr__i64_to_dec(char* p, int64_t v) {
+  if (v >= 0)
+    return mcr__u64_to_dec(p, (uint64_t)v);
+  p[0] = '-';
+  return 1 + mcr__u64_to_dec(p + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+int mcr__dec_to_u64(const char* p, size_t len, uint64_t* out) {
+  if (len == 0 || len > 20)
+    return -1;
+  uint64_t v = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned d = (unsigned)(unsigned char)p[i] - '0';
+    if (d > 9)
+      return -1;
+    if (v > (UINT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 0;
+}
+
+int mcr__dec_to_i64(const char* p, size_t len, int64_t* out) {
+  bool neg = len > 0 && p[0] == '-';
+  uint64_t v;
+  if (mcr__dec_to_u64(p + neg, len - neg, &v))
+    return -1;
+  if (neg) {
+    if (v > (uint64_t)INT64_MAX + 1)
+      return -1;
+    *out = (int64_t)(0 - v);
+  } else {
+    if (v > INT64_MAX)
+      return -1;
+    *out = (int64_t)v;
+  }
+  return 0;
+}
+
+int mcr__tokenize(const char* line, size_t len, mcr__tok_t* tok, int max) {
+  if (len > UINT16_MAX)
+    return -1;
+  int n = 0;
+  size_t i = 0;
+  while (i < len) {
+    const char* sp = memchr(line + i, ' ', len - i);
+    size_t end = sp ? (size_t)(sp - line) : len;
+    if (end == i || n == max)
+      return -1; /* empty token, or too many */
+    tok[n].off = (uint16_t)i;
+    tok[n].len = (uint16_t)(end - i);
+    n++;
+    i = end + 1;
+    if (sp && i == len)
+      return -1; /* trailing space */
+  }
+  return n;
+}
+
+#define TOK_IS(line, t, lit) \
+  ((t).len == sizeof(lit) - 1 && memcmp((line) + (t).off, lit, (t).len) == 0)
+#define LINE_IS(line, len, lit) \
+  ((len) == sizeof(lit) - 1 && memcmp((line), lit, sizeof(lit) - 1) == 0)
+
+int mcr__error_line(const char* line, size_t len) {
+  if (len >= 5 && memcmp(line, "ERROR", 5) == 0 && (len == 5 || line[5] == ' '))
+    return MCR_ESERVERCMD;
+  if (len >= 12 && memcmp(line, "CLIENT_ERROR", 12) == 0)
+    return MCR_ECLIENTERR;
+  if (len >= 12 && memcmp(line, "SERVER_ERROR", 12) == 0)
+    return MCR_ESERVERERR;
+  return 0;
+}
+
+int mcr__unexpected_line(mcr_client_t* c, mcr__node_t* n, size_t off,
+                         size_t len) {
+  const char* line = n->conn.rbuf + off;
+  int err = mcr__error_line(line, len);
+  if (err) {
+    /* A server error is a complete reply; the stream is still in sync. */
+    return mcr__set_error(c, err, "%s: %.*s", n->srv.name,
+                          (int)(len > 300 ? 300 : len), line);
+  }
+  mcr__conn_close(n);
+  return mcr__set_error(c, MCR_EPROTO, "%s: unexpected reply \"%.*s\"",
+                        n->srv.name, (int)(len > 100 ? 100 : len), line);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static const char crlf[2] = {'\r', '\n'};
+static const char noreply_tail[10] = {' ', 'n', 'o', 'r',  'e',
+                                      'p', 'l', 'y', '\r', '\n'};
+
+#define IOV(p, n) ((struct iovec){.iov_base = (void*)(p), .iov_len = (n)})
+
+static const struct {
+  const char* word;
+  size_t len;
+} store_words[] = {
+    [MCR__SET] = {"set ", 4},         [MCR__ADD] = {"add ", 4},
+    [MCR__REPLACE] = {"replace ", 8}, [MCR__APPEND] = {"append ", 7},
+    [MCR__PREPEND] = {"prepend ", 8}, [MCR__CAS] = {"cas ", 4},
+};
+
+int mcr__text_store(mcr_client_t* c, mcr__node_t* n, mcr__store_t cmd,
+                    const char* key, size_t key_len, uint32_t flags,
+                    int64_t ttl, uint64_t cas, const void* data,
+                    size_t data_len, bool noreply) {
+  /* " <flags> <ttl> <bytes>[ <cas>][ noreply]\r\n" */
+  char nums[96];
+  char* p = nums;
+  *p++ = ' ';
+  p += mcr__u64_to_dec(p, flags);
+  *p++ = ' ';
+  p += mcr__i64_to_dec(p, ttl);
+  *p++ = ' ';
+  p += mcr__u64_to_dec(p, data_len);
+  if (cmd == MCR__CAS) {
+    *p++ = ' ';
+    p += mcr__u64_to_dec(p, cas);
+  }
+  if (noreply) {
+    memcpy(p, noreply_tail, sizeof noreply_tail);
+    p += sizeof noreply_tail;
+  } else {
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  struct iovec iov[5] = {
+      IOV(store_words[cmd].word, store_words[cmd].len),
+      IOV(key, key_len),
+      IOV(nums, (size_t)(p - nums)),
+      IOV(data, data_len),
+      IOV(crlf, 2),
+  };
+  int rc = mcr__conn_begin(c, n);
+  if (rc)
+    return rc;
+  rc = mcr__conn_send(c, n, iov, 5);
+  if (rc || noreply)
+    return rc;
+
+  size_t off, len;
+  rc = mcr__conn_line(c, n, &off, &len);
+  if (rc)
+    return rc;
+  const char* line = n->conn.rbuf + off;
+  if (MCR__LIKELY(LINE_IS(line, len, "STORED")))
+    return MCR_OK;
+  if (LINE_IS(line, len, "NOT_STORED"))
+    return MCR_NOT_STORED;
+  if (LINE_IS(line, len, "EXISTS"))
+    return MCR_EXISTS;
+  if (LINE_IS(line, len, "NOT_FOUND"))
+    return MCR_NOT_FOUND;
+  return mcr__unexpected_line(c, n, off, len);
+}
+
+/* Sends "<verb> <key>[ <arg>][ noreply]\r\n" and reads the one-line reply
+ * for delete, touch, incr and decr. */
+int mcr__text_keyed(mcr_client_t* c, mcr__node_t* n, mcr__keyed_t cmd,
+                    const char* key, size_t key_len, uint64_t uarg,
+                    int64_t iarg, bool noreply, uint64_t* number) {
+  static const struct {
+    const char* word;
+    size_t len;
+  } words[] = {
+      [MCR__DELETE] = {"delete ", 7},
+      [MCR__TOUCH] = {"touch ", 6},
+      [MCR__INCR] = {"incr ", 5},
+      [MCR__DECR] = {"decr ", 5},
+  };
+  char tail[40];
+  char* p = tail;
+  if (cmd == MCR__TOUCH) {
+    *p++ = ' ';
+    p += mcr__i64_to_dec(p, iarg);
+  } else if (cmd == MCR__INCR || cmd == MCR__DECR) {
+    *p++ = ' ';
+    p += mcr__u64_to_dec(p, uarg);
+  }
+  if (noreply) {
+    memcpy(p, noreply_tail, sizeof noreply_tail);
+    p += sizeof noreply_tail;
+  } else {
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  struct iovec iov[3] = {IOV(words[cmd].word, words[cmd].len),
+                         IOV(key, key_len), IOV(tail, (size_t)(p - tail))};
+  int rc = mcr__conn_begin(c, n);
+  if (rc)
+    return rc;
+  rc = mcr__conn_send(c, n, iov, 3);
+  if (rc || noreply)
+    return rc;
+
+  size_t off, len;
+  rc = mcr__conn_line(c, n, &off, &len);
+  if (rc)
+    return rc;
+  const char* line = n->conn.rbuf + off;
+  if (LINE_IS(line, len, "NOT_FOUND"))
+    return MCR_NOT_FOUND;
+  switch (cmd) {
+    case MCR__DELETE:
+      if (LINE_IS(line, len, "DELETED"))
+        return MCR_OK;
+      break;
+    case MCR__TOUCH:
+      if (LINE_IS(line, len, "TOUCHED"))
+        return MCR_OK;
+      break;
+    case MCR__INCR:
+    case MCR__DECR: {
+      uint64_t v;
+      if (len > 0 && line[0] >= '0' && line[0] <= '9') {
+        if (mcr__dec_to_u64(line, len, &v))
+          return mcr__conn_fail(c, n, MCR_EPROTO, "bad number in reply");
+        if (number)
+          *number = v;
+        return MCR_OK;
+      }
+      break;
+    }
+  }
+  return mcr__unexpected_line(c, n, off, len);
+}
+
+/* Sends a complete request line and reads a one-line reply; "OK" is
+ * MCR_OK. Used by flush_all, verbosity and cache_memlimit. */
+int mcr__text_simple(mcr_client_t* c, mcr__node_t* n, const char* req,
+                     size_t req_len, bool noreply) {
+  struct iovec iov[1] = {IOV(req, req_len)};
+  int rc = mcr__conn_begin(c, n);
+  if (rc)
+    return rc;
+  rc = mcr__conn_send(c, n, iov, 1);
+  if (rc || noreply)
+    return rc;
+  size_t off, len;
+  rc = mcr__conn_line(c, n, &off, &len);
+  if (rc)
+    return rc;
+  if (LINE_IS(n->conn.rbuf + off, len, "OK"))
+    return MCR_OK;
+  return mcr__unexpected_line(c, n, off, len);
+}
+
+int mcr__text_version(mcr_client_t* c, mcr__node_t* n, const char** version) {
+  struct iovec iov[1] = {IOV("version\r\n", 9)};
+  int rc = mcr__conn_begin(c, n);
+  if (rc)
+    return rc;
+  rc = mcr__conn_send(c, n, iov, 1);
+  if (rc)
+    return rc;
+  size_t off, len;
+  rc = mcr__conn_line(c, n, &off, &len);
+  if (rc)
+    return rc;
+  const char* line = n->conn.rbuf + off;
+  if (len < 8 || memcmp(line, "VERSION ", 8) != 0)
+    return mcr__unexpected_line(c, n, off, len);
+  char* v = mcr__arena_alloc(&c->arena, len - 8 + 1);
+  if (!v)
+    return MCR_ENOMEM;
+  memcpy(v, line + 8, len - 8);
+  v[len - 8] = '\0';
+  *version = v;
+  return MCR_OK;
+}
+
+int mcr__text_stats(mcr_client_t* c, mcr__node_t* n, const char* arg,
+                    const mcr_stat_t** stats) {
+  size_t alen = arg ? strlen(arg) : 0;
+  struct iovec iov[3] = {IOV("stats", 5), IOV(" ", alen ? 1 : 0),
+                         IOV(arg, alen)};
+  struct iovec tail = IOV(crlf, 2);
+  struct iovec all[4] = {iov[0], iov[1], iov[2], tail};
+  int rc = mcr__conn_begin(c, n);
+  if (rc)
+    return rc;
+  rc = mcr__conn_send(c, n, all, 4);
+  if (rc)
+    return rc;
+
+  size_t count = 0;
+  for (;;) {
+    size_t off, len;
+    rc = mcr__conn_line(c, n, &off, &len);
+    if (rc)
+      return rc;
+    const char* line = n->conn.rbuf + off;
+    if (LINE_IS(line, len, "END"))
+      break;
+    /* "stats reset" and "stats detail on|off" answer one status line. */
+    if (count == 0 && (LINE_IS(line, len, "RESET") || LINE_IS(line, len, "OK")))
+      break;
+    if (len < 5 || memcmp(line, "STAT ", 5) != 0)
+      return mcr__unexpected_line(c, n, off, len);
+    const char* name = line + 5;
+    const char* sp = memchr(name, ' ', len - 5);
+    size_t nlen = sp ? (size_t)(sp - name) : len - 5;
+    const char* val = sp ? sp + 1 : line + len;
+    size_t vlen = (size_t)(line + len - val);
+    if (nlen == 0)
+      return mcr__conn_fail(c, n, MCR_EPROTO, "empty stat name");
+    if (count == c->stats_cap) {
+      size_t cap = c->stats_cap ? c->stats_cap * 2 : 64;
+      mcr_stat_t* s = mcr__realloc(c->stats, cap * sizeof(*s));
+      if (!s)
+        return MCR_ENOMEM;
+      c->stats = s;
+      c->stats_cap = cap;
+    }
+    char* mem = mcr__arena_alloc(&c->arena, nlen + vlen + 2);
+    if (!mem)
+      return MCR_ENOMEM;
+    memcpy(mem, name, nlen);
+    mem[nlen] = '\0';
+    memcpy(mem + nlen + 1, val, vlen);
+    mem[nlen + 1 + vlen] = '\0';
+    c->stats[count].name = mem;
+    c->stats[count].value = mem + nlen + 1;
+    count++;
+  }
+  *stats = c->stats;
+  return (int)count;
+}
+
+/* ------------------------------------------------------------ retrieval */
+
+static const struct {
+  const char* word;
+  size_t len;
+  bool cas;
+  bool ttl;
+} get_words[] = {
+    [MCR__GET] = {"get", 3, false, false},
+    [MCR__GETS] = {"gets", 4, true, false},
+    [MCR__GAT] = {"gat", 3, false, true},
+    [MCR__GATS] = {"gats", 4, true, true},
+};
+
+/* Parses "VALUE <key> <flags> <bytes>[ <cas>]" for the expected key.
+ * Returns 0, or -1 when the line is not such a line for that key. */
+static int parse_value_line(const char* line, size_t len, const char* key,
+                            size_t key_len, bool want_cas, mcr_item_t* it,
+                            size_t* bytes) {
+  mcr__tok_t t[6];
+  int nt = mcr__tokenize(line, len, t, 6);
+  if (nt != (want_cas ? 5 : 4) && nt != 5)
+    return -1;
+  if (!TOK_IS(line, t[0], "VALUE"))
+    return -1;
+  if (t[1].len != key_len || memcmp(line + t[1].off, key, key_len) != 0)
+    return -1;
+  uint64_t flags, nbytes, cas = 0;
+  if (mcr__dec_to_u64(line + t[2].off, t[2].len, &flags) || flags > UINT32_MAX)
+    return -1;
+  if (mcr__dec_to_u64(line + t[3].off, t[3].len, &nbytes))
+    return -1;
+  if (nt == 5 && mcr__dec_to_u64(line + t[4].off, t[4].len, &cas))
+    return -1;
+  it->flags = (uint32_t)flags;
+  it->cas = cas;
+  *bytes = (size_t)nbytes;
+  return 0;
+}
+
+/* Requests are split into lines of at most this many bytes, each answered
+ * by its own END, so no request line ever exceeds memcached's limits. */
+#define GET_LINE_MAX 2048
+
+/* Per-call bookkeeping of a multi-key retrieval. key_node[i] is the node of
+ * key i; next[i] the next key of the same node in request order. */
+typedef struct {
+  size_t first, last; /* head and tail of the node's key list, or SIZE_MAX */
+  size_t lines;       /* request lines sent to the node */
+  int err;            /* failure of the node, 0 when fine */
+} node_plan_t;
+
+static int send_gets(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
+                     int64_t ttl, const char* const* keys,
+                     const size_t* key_lens, const size_t* next,
+                     node_plan_t* plan) {
+  mcr_buf_t* b = &c->wbuf;
+  b->len = 0;
+  size_t line_start = 0;
+  char ttlbuf[24];
+  size_t ttl_len = get_words[cmd].ttl ? mcr__i64_to_dec(ttlbuf, ttl) : 0;
+  for (size_t i = plan->first; i != SIZE_MAX; i = next[i]) {
+    bool fresh = b->len == line_start;
+    if (!fresh && b->len - line_start + 1 + key_lens[i] > GET_LINE_MAX) {
+      if (mcr_buf_append(b, crlf, 2))
+        return MCR_ENOMEM;
+      line_start = b->len;
+      fresh = true;
+    }
+    if (fresh) {
+      if (mcr_buf_append(b, get_words[cmd].word, get_words[cmd].len) ||
+          (ttl_len &&
+           (mcr_buf_append(b, " ", 1) || mcr_buf_append(b, ttlbuf, ttl_len))))
+        return MCR_ENOMEM;
+      plan->lines++;
+    }
+    if (mcr_buf_append(b, " ", 1) || mcr_buf_append(b, keys[i], key_lens[i]))
+      return MCR_ENOMEM;
+  }
+  if (mcr_buf_append(b, crlf, 2))
+    return MCR_ENOMEM;
+  int rc = mcr__conn_begin(c, n);
+  if (rc)
+    return rc;
+  struct iovec iov[1] = {IOV(b->data, b->len)};
+  return mcr__conn_send(c, n, iov, 1);
+}
+
+/* Reads every reply line for one node, filling items of its keys with
+ * value offsets (resolved to pointers by the caller once all reads are
+ * done). Returns 0 or the node's error. */
+static int read_gets(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
+                     const char* const* keys, const size_t* key_lens,
+                     const size_t* next, node_plan_t* plan, mcr_item_t* items,
+                     size_t* value_off) {
+  size_t want = plan->first;
+  for (size_t ends = 0; ends < plan->lines;) {
+    size_t off, len;
+    int rc = mcr__conn_line(c, n, &off, &len);
+    if (rc)
+      return rc;
+    const char* line = n->conn.rbuf + off;
+    if (LINE_IS(line, len, "END")) {
+      ends++;
+      continue;
+    }
+    if (len < 6 || memcmp(line, "VALUE ", 6) != 0)
+      return mcr__unexpected_line(c, n, off, len);
+    /* Keys without a VALUE line before this one are misses. */
+    size_t bytes = 0;
+    while (want != SIZE_MAX &&
+           parse_value_line(line, len, keys[want], key_lens[want],
+                            get_words[cmd].cas, &items[want], &bytes) != 0)
+      want = next[want];
+    if (want == SIZE_MAX)
+      return mcr__conn_fail(c, n, MCR_EPROTO,
+                            "VALUE line for a key not asked for, or malformed");
+    size_t voff;
+    rc = mcr__conn_block(c, n, bytes, &voff);
+    if (rc)
+      return rc;
+    items[want].status = MCR_OK;
+    items[want].value_len = bytes;
+    value_off[want] = voff;
+    want = next[want];
+  }
+  return 0;
+}
+
+int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
+                       const char* const* keys, const size_t* key_lens,
+                       mcr_item_t* items) {
+  /* Per-call arrays: on the stack for the common small calls, from the
+   * arena for large ones. */
+  size_t stack_next[16], stack_off[16], stack_node[16];
+  size_t *next = stack_next, *value_off = stack_off, *key_node = stack_node;
+  node_plan_t stack_plan[4];
+  node_plan_t* plan = stack_plan;
+  if (n > 16) {
+    next = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
+    value_off = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
+    key_node = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
+    if (!next || !value_off || !key_node)
+      return MCR_ENOMEM;
+  }
+  if (c->nnodes > 4) {
+    plan = mcr__arena_alloc(&c->arena, c->nnodes * sizeof(*plan));
+    if (!plan)
+      return MCR_ENOMEM;
+  }
+  for (size_t j = 0; j < c->nnodes; j++)
+    plan[j] = (node_plan_t){SIZE_MAX, SIZE_MAX, 0, 0};
+
+  for (size_t i = 0; i < n; i++) {
+    size_t j = (size_t)(mcr__route(c, keys[i], key_lens[i]) - c->nodes);
+    key_node[i] = j;
+    next[i] = SIZE_MAX;
+    if (plan[j].first == SIZE_MAX)
+      plan[j].first = i;
+    else
+      next[plan[j].last] = i;
+    plan[j].last = i;
+    items[i] = (mcr_item_t){.status = MCR_MISS};
+  }
+
+  /* Every node's request goes out before any reply is read. */
+  for (size_t j = 0; j < c->nnodes; j++) {
+    if (plan[j].first == SIZE_MAX)
+      continue;
+    plan[j].err =
+        send_gets(c, &c->nodes[j], cmd, ttl, keys, key_lens, next, &plan[j]);
+  }
+  for (size_t j = 0; j < c->nnodes; j++) {
+    if (plan[j].first == SIZE_MAX || plan[j].err)
+      continue;
+    plan[j].err = read_gets(c, &c->nodes[j], cmd, keys, key_lens, next,
+                            &plan[j], items, value_off);
+  }
+
+  /* All reads are done: buffers no longer move, so offsets become
+   * pointers, then values are decoded. */
+  int hits = 0;
+  for (size_t i = 0; i < n; i++) {
+    node_plan_t* p = &plan[key_node[i]];
+    if (p->err) {
+      items[i] = (mcr_item_t){.status = mcr__soften(c, p->err, true)};
+      continue;
+    }
+    if (items[i].status != MCR_OK)
+      continue;
+    items[i].value = c->nodes[key_node[i]].conn.rbuf + value_off[i];
+    int rc = mcr__decode_item(c, &items[i]);
+    if (rc) {
+      items[i] = (mcr_item_t){.status = rc};
+      continue;
+    }
+    hits++;
+  }
+  return hits;
+}
