@@ -234,8 +234,8 @@ static int store(mcr_client_t* c, mcr__store_t cmd, const char* key,
                           "value of %zu bytes exceeds item_size_max %zu", len,
                           c->opts.item_size_max);
   mcr__node_t* n = mcr__route(c, key, key_len);
-  rc = mcr__text_store(c, n, cmd, key, key_len, flags, ttl, cas, data, len,
-                       noreply);
+  rc = MCR__RETRY_STALE(mcr__text_store(c, n, cmd, key, key_len, flags, ttl,
+                                        cas, data, len, noreply));
   return mcr__soften(c, rc, false);
 }
 
@@ -352,7 +352,8 @@ static int keyed(mcr_client_t* c, mcr__keyed_t cmd, const char* key,
   if (cmd == MCR__TOUCH && (rc = mcr__check_ttl(c, iarg)))
     return rc;
   mcr__node_t* n = mcr__route(c, key, key_len);
-  rc = mcr__text_keyed(c, n, cmd, key, key_len, uarg, iarg, noreply, number);
+  rc = MCR__RETRY_STALE(
+      mcr__text_keyed(c, n, cmd, key, key_len, uarg, iarg, noreply, number));
   return mcr__soften(c, rc, false);
 }
 
@@ -396,7 +397,7 @@ int mcr_client_stats_node(mcr_client_t* c, size_t node, const char* arg,
     if (!ok)
       return mcr__set_error(c, MCR_EINVAL, "bad stats argument");
   }
-  return mcr__text_stats(c, &c->nodes[node], arg, stats);
+  return MCR__RETRY_STALE(mcr__text_stats(c, &c->nodes[node], arg, stats));
 }
 
 int mcr_client_version(mcr_client_t* c, size_t node, const char** version) {
@@ -406,7 +407,7 @@ int mcr_client_version(mcr_client_t* c, size_t node, const char** version) {
   int rc = node_arg(c, node);
   if (rc)
     return rc;
-  return mcr__text_version(c, &c->nodes[node], version);
+  return MCR__RETRY_STALE(mcr__text_version(c, &c->nodes[node], version));
 }
 
 /* Sends "<word>[ <number>][ noreply]\r\n" to every node; returns MCR_OK or
@@ -436,7 +437,8 @@ static int all_nodes(mcr_client_t* c, const char* word, bool with_num,
   int first = 0;
   char first_err[sizeof c->err] = "";
   for (size_t i = 0; i < c->nnodes; i++) {
-    rc = mcr__text_simple(c, &c->nodes[i], line, len, noreply);
+    rc =
+        MCR__RETRY_STALE(mcr__text_simple(c, &c->nodes[i], line, len, noreply));
     if (rc < 0 && !first) {
       first = rc;
       memcpy(first_err, c->err, sizeof first_err);

@@ -325,6 +325,7 @@ int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n) {
       mcr__conn_close(n); /* leftover bytes: the stream is out of sync */
   }
   k->rpos = k->rlen = 0;
+  k->reused = k->fd >= 0;
   if (MCR__UNLIKELY(k->rcap > RBUF_KEEP)) {
     mcr__free(k->rbuf);
     k->rbuf = NULL;
@@ -345,6 +346,21 @@ int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n) {
   /* The I/O deadline starts once connected. */
   k->deadline = mcr__now_ms() + c->opts.io_timeout_ms;
   return 0;
+}
+
+/* A reused connection that fails before any reply byte was closed by the
+ * server while idle: report MCR__ESTALE so the caller runs the call again
+ * on a new connection (see internal.h). */
+static int closed_or_stale(mcr_client_t* c, mcr__node_t* n, int e) {
+  if (n->conn.reused && n->conn.rlen == 0) {
+    mcr__conn_close(n);
+    mcr__set_error(c, MCR_ECLOSED, "%s: idle connection was closed",
+                   n->srv.name);
+    return MCR__ESTALE;
+  }
+  if (e)
+    return fail_errno(c, n, MCR_ECLOSED, "connection lost", e);
+  return mcr__conn_fail(c, n, MCR_ECLOSED, "connection closed by the server");
 }
 
 /* ------------------------------------------------------------ sending */
@@ -392,7 +408,7 @@ int mcr__conn_send(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
           return fail_errno(c, n, MCR_EIO, "poll", errno);
         w = 0;
       } else if (errno == EPIPE || errno == ECONNRESET) {
-        return fail_errno(c, n, MCR_ECLOSED, "send", errno);
+        return closed_or_stale(c, n, errno);
       } else {
         return fail_errno(c, n, MCR_EIO, "send", errno);
       }
@@ -456,8 +472,7 @@ static int fill(mcr_client_t* c, mcr__node_t* n) {
       return 0;
     }
     if (r == 0)
-      return mcr__conn_fail(c, n, MCR_ECLOSED,
-                            "connection closed by the server");
+      return closed_or_stale(c, n, 0);
     if (errno == EINTR)
       continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -467,7 +482,7 @@ static int fill(mcr_client_t* c, mcr__node_t* n) {
       continue;
     }
     if (errno == ECONNRESET)
-      return fail_errno(c, n, MCR_ECLOSED, "recv", errno);
+      return closed_or_stale(c, n, errno);
     return fail_errno(c, n, MCR_EIO, "recv", errno);
   }
   return mcr__conn_fail(c, n, MCR_ETIMEOUT, "timed out waiting for reply");
@@ -519,4 +534,133 @@ int mcr__conn_block(mcr_client_t* c, mcr__node_t* n, size_t len, size_t* off) {
   *off = k->rpos;
   k->rpos += need;
   return 0;
+}
+
+/* ------------------------------------------------------------ fan-out */
+
+int mcr__conn_peek_line(mcr_client_t* c, mcr__node_t* n, size_t* off,
+                        size_t* len) {
+  mcr__conn_t* k = &n->conn;
+  if (k->rlen == k->rpos)
+    return 0;
+  char* nl = memchr(k->rbuf + k->rpos, '\n', k->rlen - k->rpos);
+  if (!nl) {
+    if (k->rlen - k->rpos > REPLY_LINE_MAX)
+      return mcr__conn_fail(c, n, MCR_EPROTO, "reply line too long");
+    return 0;
+  }
+  size_t end = (size_t)(nl - k->rbuf);
+  if (end == k->rpos || k->rbuf[end - 1] != '\r')
+    return mcr__conn_fail(c, n, MCR_EPROTO, "reply line not ended by \\r\\n");
+  *off = k->rpos;
+  *len = end - 1 - k->rpos;
+  k->rpos = end + 1;
+  return 1;
+}
+
+int mcr__conn_peek_block(mcr_client_t* c, mcr__node_t* n, size_t len,
+                         size_t* off) {
+  mcr__conn_t* k = &n->conn;
+  if (len > BLOCK_MAX)
+    return mcr__conn_fail(c, n, MCR_EPROTO, "value length out of range");
+  if (k->rlen - k->rpos < len + 2) {
+    /* Make room now so the next receive can take the whole block. */
+    if (rbuf_reserve(k, len + 2 - (k->rlen - k->rpos)))
+      return mcr__conn_fail(c, n, MCR_ENOMEM, "cannot grow receive buffer");
+    return 0;
+  }
+  const char* end = k->rbuf + k->rpos + len;
+  if (end[0] != '\r' || end[1] != '\n')
+    return mcr__conn_fail(c, n, MCR_EPROTO, "data block not ended by \\r\\n");
+  *off = k->rpos;
+  k->rpos += len + 2;
+  return 1;
+}
+
+/* Receives whatever is available on a node polled readable. */
+static int fill_nowait(mcr_client_t* c, mcr__node_t* n) {
+  mcr__conn_t* k = &n->conn;
+  if (rbuf_reserve(k, 4096))
+    return mcr__conn_fail(c, n, MCR_ENOMEM, "cannot grow receive buffer");
+  for (;;) {
+    ssize_t r = recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, MSG_DONTWAIT);
+    if (r > 0) {
+      k->rlen += (size_t)r;
+      return 0;
+    }
+    if (r == 0)
+      return closed_or_stale(c, n, 0);
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return 0;
+    if (errno == ECONNRESET)
+      return closed_or_stale(c, n, errno);
+    return fail_errno(c, n, MCR_EIO, "recv", errno);
+  }
+}
+
+#define GATHER_STACK 8
+
+void mcr__conn_gather(mcr_client_t* c, size_t count, mcr__node_t** nodes,
+                      void** ctx, mcr__step_fn step, int* result) {
+  /* One node: the blocking path, two system calls for a short reply. */
+  if (count == 1) {
+    int rc;
+    while ((rc = step(c, nodes[0], ctx[0])) == 1) {
+      rc = fill(c, nodes[0]);
+      if (rc)
+        break;
+    }
+    result[0] = rc;
+    return;
+  }
+  struct pollfd stack_pfd[GATHER_STACK];
+  size_t stack_idx[GATHER_STACK];
+  struct pollfd* pfd = stack_pfd;
+  size_t* idx = stack_idx;
+  if (count > GATHER_STACK) {
+    pfd = mcr__arena_alloc(&c->arena, count * sizeof(*pfd));
+    idx = mcr__arena_alloc(&c->arena, count * sizeof(*idx));
+    if (!pfd || !idx) {
+      for (size_t i = 0; i < count; i++)
+        result[i] = mcr__conn_fail(c, nodes[i], MCR_ENOMEM, "out of memory");
+      return;
+    }
+  }
+  for (size_t i = 0; i < count; i++)
+    result[i] = 1;
+  for (;;) {
+    size_t np = 0;
+    int64_t now = mcr__now_ms(), first = INT64_MAX;
+    for (size_t i = 0; i < count; i++) {
+      if (result[i] != 1)
+        continue;
+      mcr__conn_t* k = &nodes[i]->conn;
+      if (k->deadline <= now) {
+        result[i] = mcr__conn_fail(c, nodes[i], MCR_ETIMEOUT,
+                                   "timed out waiting for reply");
+        continue;
+      }
+      if (k->deadline < first)
+        first = k->deadline;
+      pfd[np] = (struct pollfd){.fd = k->fd, .events = POLLIN};
+      idx[np++] = i;
+    }
+    if (np == 0)
+      return;
+    int r = poll(pfd, np, (int)(first - now));
+    if (r < 0 && errno != EINTR) {
+      for (size_t j = 0; j < np; j++)
+        result[idx[j]] = fail_errno(c, nodes[idx[j]], MCR_EIO, "poll", errno);
+      return;
+    }
+    for (size_t j = 0; r > 0 && j < np; j++) {
+      if (!pfd[j].revents)
+        continue;
+      size_t i = idx[j];
+      int rc = fill_nowait(c, nodes[i]);
+      result[i] = rc ? rc : step(c, nodes[i], ctx[i]);
+    }
+  }
 }

@@ -30,6 +30,19 @@
  * floor(250 / 4) * 3 = 186 bytes. */
 #define MCR__BINKEY_MAX 186
 
+/* Internal only, never returned to a caller: a connection kept from an
+ * earlier call turned out closed by the server (idle timeout, restart)
+ * before any byte of the reply. The request cannot have been applied by a
+ * live server, so the call is run once more on a new connection. */
+#define MCR__ESTALE (-1000)
+#define MCR__RETRY_STALE(expr)             \
+  __extension__({                          \
+    int rc_ = (expr);                      \
+    if (MCR__UNLIKELY(rc_ == MCR__ESTALE)) \
+      rc_ = (expr);                        \
+    rc_;                                   \
+  })
+
 #define MCR__LIKELY(x) __builtin_expect(!!(x), 1)
 #define MCR__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -98,6 +111,7 @@ typedef struct mcr__conn {
   unsigned fork_gen; /* mcr__fork_gen when fd was opened */
   bool used;         /* connected at least once (for reconnect counts) */
   bool slow;         /* this call already blocked once: poll from now on */
+  bool reused;       /* the call runs on a connection of an earlier call */
   int64_t deadline;  /* end of the current call, mcr__now_ms() based */
   char* rbuf;        /* received bytes; [rpos, rlen) not yet parsed */
   size_t rpos, rlen, rcap;
@@ -130,6 +144,26 @@ int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len);
  * Offsets stay valid for the whole call: the buffer only grows during a
  * call and is reset by the next mcr__conn_begin. */
 int mcr__conn_block(mcr_client_t* c, mcr__node_t* n, size_t len, size_t* off);
+
+/* Non-blocking forms for the fan-out: each returns 1 and consumes the unit
+ * when it is complete in the buffer, 0 when more bytes are needed, or a
+ * negative error (the connection is then failed and closed). */
+int mcr__conn_peek_line(mcr_client_t* c, mcr__node_t* n, size_t* off,
+                        size_t* len);
+int mcr__conn_peek_block(mcr_client_t* c, mcr__node_t* n, size_t len,
+                         size_t* off);
+
+/* A resumable reply parser for one node: consumes complete units with the
+ * peek functions and returns 0 when the node's reply is complete, 1 when it
+ * needs more bytes, or a negative error. */
+typedef int (*mcr__step_fn)(mcr_client_t* c, mcr__node_t* n, void* ctx);
+
+/* Reads the replies of `count` nodes whose requests are all sent, as they
+ * arrive (poll), calling step for a node whenever its bytes grew. result[i]
+ * gets node i's outcome (0 or a negative error). One node takes the plain
+ * blocking path. Each node's deadline is the one its mcr__conn_begin set. */
+void mcr__conn_gather(mcr_client_t* c, size_t count, mcr__node_t** nodes,
+                      void** ctx, mcr__step_fn step, int* result);
 
 /* Closes the connection (no-op when closed). */
 void mcr__conn_close(mcr__node_t* n);

@@ -412,39 +412,55 @@ static int parse_value_line(const char* line, size_t len, const char* key,
  * by its own END, so no request line ever exceeds memcached's limits. */
 #define GET_LINE_MAX 2048
 
-/* Per-call bookkeeping of a multi-key retrieval. key_node[i] is the node of
- * key i; next[i] the next key of the same node in request order. */
+/* One retrieval call. key_node[i] is the node of key i; next[i] the next
+ * key of the same node in request order; value_off[i] the offset of key
+ * i's value in its node's receive buffer. */
 typedef struct {
-  size_t first, last; /* head and tail of the node's key list, or SIZE_MAX */
-  size_t lines;       /* request lines sent to the node */
-  int err;            /* failure of the node, 0 when fine */
+  mcr__get_t cmd;
+  const char* const* keys;
+  const size_t* key_lens;
+  mcr_item_t* items;
+  size_t* next;
+  size_t* value_off;
+} get_call_t;
+
+/* What one node was asked and how far its reply has been read. */
+typedef struct {
+  get_call_t* call;
+  size_t first, last; /* the node's key list, or SIZE_MAX */
+  size_t lines;       /* request lines sent, each answered by END */
+  size_t ends;        /* END lines read */
+  size_t want;        /* next key that may have a VALUE line */
+  size_t pending;     /* key whose VALUE line is read but not its data */
+  size_t pending_bytes;
+  int err; /* failure of the node, 0 when fine */
 } node_plan_t;
 
-static int send_gets(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
-                     int64_t ttl, const char* const* keys,
-                     const size_t* key_lens, const size_t* next,
+static int send_gets(mcr_client_t* c, mcr__node_t* n, int64_t ttl,
                      node_plan_t* plan) {
+  get_call_t* g = plan->call;
   mcr_buf_t* b = &c->wbuf;
   b->len = 0;
   size_t line_start = 0;
   char ttlbuf[24];
-  size_t ttl_len = get_words[cmd].ttl ? mcr__i64_to_dec(ttlbuf, ttl) : 0;
-  for (size_t i = plan->first; i != SIZE_MAX; i = next[i]) {
+  size_t ttl_len = get_words[g->cmd].ttl ? mcr__i64_to_dec(ttlbuf, ttl) : 0;
+  for (size_t i = plan->first; i != SIZE_MAX; i = g->next[i]) {
     bool fresh = b->len == line_start;
-    if (!fresh && b->len - line_start + 1 + key_lens[i] > GET_LINE_MAX) {
+    if (!fresh && b->len - line_start + 1 + g->key_lens[i] > GET_LINE_MAX) {
       if (mcr_buf_append(b, crlf, 2))
         return MCR_ENOMEM;
       line_start = b->len;
       fresh = true;
     }
     if (fresh) {
-      if (mcr_buf_append(b, get_words[cmd].word, get_words[cmd].len) ||
+      if (mcr_buf_append(b, get_words[g->cmd].word, get_words[g->cmd].len) ||
           (ttl_len &&
            (mcr_buf_append(b, " ", 1) || mcr_buf_append(b, ttlbuf, ttl_len))))
         return MCR_ENOMEM;
       plan->lines++;
     }
-    if (mcr_buf_append(b, " ", 1) || mcr_buf_append(b, keys[i], key_lens[i]))
+    if (mcr_buf_append(b, " ", 1) ||
+        mcr_buf_append(b, g->keys[i], g->key_lens[i]))
       return MCR_ENOMEM;
   }
   if (mcr_buf_append(b, crlf, 2))
@@ -456,45 +472,53 @@ static int send_gets(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
   return mcr__conn_send(c, n, iov, 1);
 }
 
-/* Reads every reply line for one node, filling items of its keys with
- * value offsets (resolved to pointers by the caller once all reads are
- * done). Returns 0 or the node's error. */
-static int read_gets(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
-                     const char* const* keys, const size_t* key_lens,
-                     const size_t* next, node_plan_t* plan, mcr_item_t* items,
-                     size_t* value_off) {
-  size_t want = plan->first;
-  for (size_t ends = 0; ends < plan->lines;) {
+/* The resumable parser of one node's retrieval reply (mcr__step_fn). */
+static int gets_step(mcr_client_t* c, mcr__node_t* n, void* ctx) {
+  node_plan_t* p = ctx;
+  get_call_t* g = p->call;
+  for (;;) {
+    int rc;
+    if (p->pending != SIZE_MAX) {
+      size_t voff;
+      rc = mcr__conn_peek_block(c, n, p->pending_bytes, &voff);
+      if (rc <= 0)
+        return rc < 0 ? rc : 1;
+      mcr_item_t* it = &g->items[p->pending];
+      it->status = MCR_OK;
+      it->value_len = p->pending_bytes;
+      g->value_off[p->pending] = voff;
+      p->want = g->next[p->pending];
+      p->pending = SIZE_MAX;
+    }
+    if (p->ends == p->lines)
+      return 0;
     size_t off, len;
-    int rc = mcr__conn_line(c, n, &off, &len);
-    if (rc)
-      return rc;
+    rc = mcr__conn_peek_line(c, n, &off, &len);
+    if (rc <= 0)
+      return rc < 0 ? rc : 1;
     const char* line = n->conn.rbuf + off;
     if (LINE_IS(line, len, "END")) {
-      ends++;
+      p->ends++;
       continue;
     }
-    if (len < 6 || memcmp(line, "VALUE ", 6) != 0)
-      return mcr__unexpected_line(c, n, off, len);
+    if (len < 6 || memcmp(line, "VALUE ", 6) != 0) {
+      /* Later request lines may still be answered: drop the stream. */
+      rc = mcr__unexpected_line(c, n, off, len);
+      mcr__conn_close(n);
+      return rc;
+    }
     /* Keys without a VALUE line before this one are misses. */
-    size_t bytes = 0;
-    while (want != SIZE_MAX &&
-           parse_value_line(line, len, keys[want], key_lens[want],
-                            get_words[cmd].cas, &items[want], &bytes) != 0)
-      want = next[want];
-    if (want == SIZE_MAX)
+    size_t w = p->want;
+    while (w != SIZE_MAX &&
+           parse_value_line(line, len, g->keys[w], g->key_lens[w],
+                            get_words[g->cmd].cas, &g->items[w],
+                            &p->pending_bytes) != 0)
+      w = g->next[w];
+    if (w == SIZE_MAX)
       return mcr__conn_fail(c, n, MCR_EPROTO,
                             "VALUE line for a key not asked for, or malformed");
-    size_t voff;
-    rc = mcr__conn_block(c, n, bytes, &voff);
-    if (rc)
-      return rc;
-    items[want].status = MCR_OK;
-    items[want].value_len = bytes;
-    value_off[want] = voff;
-    want = next[want];
+    p->want = p->pending = w;
   }
-  return 0;
 }
 
 int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
@@ -502,49 +526,79 @@ int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
                        mcr_item_t* items) {
   /* Per-call arrays: on the stack for the common small calls, from the
    * arena for large ones. */
-  size_t stack_next[16], stack_off[16], stack_node[16];
-  size_t *next = stack_next, *value_off = stack_off, *key_node = stack_node;
-  node_plan_t stack_plan[4];
+  enum { SMALL_KEYS = 16, SMALL_NODES = 4 };
+  size_t stack_next[SMALL_KEYS], stack_off[SMALL_KEYS], stack_node[SMALL_KEYS];
+  node_plan_t stack_plan[SMALL_NODES];
+  mcr__node_t* stack_nodes[SMALL_NODES];
+  void* stack_ctx[SMALL_NODES];
+  int stack_res[SMALL_NODES];
+  get_call_t g = {cmd, keys, key_lens, items, stack_next, stack_off};
+  size_t* key_node = stack_node;
   node_plan_t* plan = stack_plan;
-  if (n > 16) {
-    next = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
-    value_off = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
+  mcr__node_t** gnodes = stack_nodes;
+  void** gctx = stack_ctx;
+  int* gres = stack_res;
+  if (n > SMALL_KEYS) {
+    g.next = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
+    g.value_off = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
     key_node = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
-    if (!next || !value_off || !key_node)
+    if (!g.next || !g.value_off || !key_node)
       return MCR_ENOMEM;
   }
-  if (c->nnodes > 4) {
+  if (c->nnodes > SMALL_NODES) {
     plan = mcr__arena_alloc(&c->arena, c->nnodes * sizeof(*plan));
-    if (!plan)
+    gnodes = mcr__arena_alloc(&c->arena, c->nnodes * sizeof(*gnodes));
+    gctx = mcr__arena_alloc(&c->arena, c->nnodes * sizeof(*gctx));
+    gres = mcr__arena_alloc(&c->arena, c->nnodes * sizeof(*gres));
+    if (!plan || !gnodes || !gctx || !gres)
       return MCR_ENOMEM;
   }
   for (size_t j = 0; j < c->nnodes; j++)
-    plan[j] = (node_plan_t){SIZE_MAX, SIZE_MAX, 0, 0};
+    plan[j] = (node_plan_t){
+        .call = &g, .first = SIZE_MAX, .last = SIZE_MAX, .pending = SIZE_MAX};
 
   for (size_t i = 0; i < n; i++) {
     size_t j = (size_t)(mcr__route(c, keys[i], key_lens[i]) - c->nodes);
     key_node[i] = j;
-    next[i] = SIZE_MAX;
+    g.next[i] = SIZE_MAX;
     if (plan[j].first == SIZE_MAX)
       plan[j].first = i;
     else
-      next[plan[j].last] = i;
+      g.next[plan[j].last] = i;
     plan[j].last = i;
     items[i] = (mcr_item_t){.status = MCR_MISS};
   }
 
-  /* Every node's request goes out before any reply is read. */
-  for (size_t j = 0; j < c->nnodes; j++) {
-    if (plan[j].first == SIZE_MAX)
-      continue;
-    plan[j].err =
-        send_gets(c, &c->nodes[j], cmd, ttl, keys, key_lens, next, &plan[j]);
-  }
-  for (size_t j = 0; j < c->nnodes; j++) {
-    if (plan[j].first == SIZE_MAX || plan[j].err)
-      continue;
-    plan[j].err = read_gets(c, &c->nodes[j], cmd, keys, key_lens, next,
-                            &plan[j], items, value_off);
+  /* Every node's request goes out before any reply is read; replies are
+   * then read as they arrive. A node whose kept connection turned out
+   * closed (MCR__ESTALE) gets one more round on a new connection. */
+  for (int round = 0; round < 2; round++) {
+    size_t ng = 0;
+    for (size_t j = 0; j < c->nnodes; j++) {
+      node_plan_t* p = &plan[j];
+      if (p->first == SIZE_MAX || (round == 1 && p->err != MCR__ESTALE))
+        continue;
+      *p = (node_plan_t){.call = &g,
+                         .first = p->first,
+                         .last = p->last,
+                         .want = p->first,
+                         .pending = SIZE_MAX};
+      p->err = send_gets(c, &c->nodes[j], ttl, p);
+      if (p->err)
+        continue;
+      gnodes[ng] = &c->nodes[j];
+      gctx[ng] = p;
+      ng++;
+    }
+    if (ng)
+      mcr__conn_gather(c, ng, gnodes, gctx, gets_step, gres);
+    for (size_t k = 0; k < ng; k++)
+      ((node_plan_t*)gctx[k])->err = gres[k];
+    bool stale = false;
+    for (size_t j = 0; j < c->nnodes; j++)
+      stale |= plan[j].err == MCR__ESTALE;
+    if (!stale)
+      break;
   }
 
   /* All reads are done: buffers no longer move, so offsets become
@@ -553,12 +607,13 @@ int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
   for (size_t i = 0; i < n; i++) {
     node_plan_t* p = &plan[key_node[i]];
     if (p->err) {
-      items[i] = (mcr_item_t){.status = mcr__soften(c, p->err, true)};
+      int err = p->err == MCR__ESTALE ? MCR_ECLOSED : p->err;
+      items[i] = (mcr_item_t){.status = mcr__soften(c, err, true)};
       continue;
     }
     if (items[i].status != MCR_OK)
       continue;
-    items[i].value = c->nodes[key_node[i]].conn.rbuf + value_off[i];
+    items[i].value = c->nodes[key_node[i]].conn.rbuf + g.value_off[i];
     int rc = mcr__decode_item(c, &items[i]);
     if (rc) {
       items[i] = (mcr_item_t){.status = rc};
