@@ -163,9 +163,24 @@ typedef enum {
 /* Client options. Always start from mcr_client_opts_init(); fields added in
  * later versions get defaults there. */
 typedef struct {
-  /* Comma-separated "host:port[:weight]" entries; IPv6 addresses in brackets
-   * ("[::1]:11211"); "/path/to/socket" or "unix:/path" for a unix socket. */
+  /* Where the nodes come from: exactly one of servers and ring_dir.
+   *
+   * servers: comma-separated "host:port[:weight]" entries; IPv6 addresses
+   * in brackets ("[::1]:11211"); "/path/to/socket" or "unix:/path" for a
+   * unix socket. Several servers are placed on a ring of `distribution`,
+   * built in this process (the embedded mode: no agent needed).
+   *
+   * ring_dir: the directory where mcring-agent publishes its ring (for
+   * example "/run/mcring/main"). The client maps the agent's snapshot
+   * read-only, checks for a new generation at the start of every call (one
+   * atomic load) and follows it: connections to nodes still present stay
+   * open, removed nodes' connections close, new nodes connect on first use.
+   * `distribution` is then the agent's, and this field is ignored. */
   const char* servers;
+  const char* ring_dir;
+  /* The uid that must own the snapshot files under ring_dir; -1 (default)
+   * means the owner of ring_dir itself. */
+  long ring_owner_uid;
   mcr_distribution_t distribution; /* default MCR_DIST_KETAMA */
   int connect_timeout_ms;          /* default 1000; covers name resolution */
   int io_timeout_ms;               /* default 1000; whole reply per call */
@@ -186,11 +201,20 @@ typedef struct {
  * Validation errors (bad key, too big) are still returned. */
 MCR_EXTERN void mcr_client_opts_init(mcr_client_opts_t* opts);
 
-/* Creates a client. Parses and checks opts->servers; connects lazily, on
+/* Creates a client. Checks the options, parses opts->servers (or opens the
+ * agent's ring in opts->ring_dir) and builds the ring; connects lazily, on
  * first use of each node. Returns 0 and sets *out, or MCR_EINVAL,
- * MCR_ESERVERS (bad list), MCR_ENOSERVERS, MCR_ENOMEM. */
+ * MCR_ESERVERS (bad list), MCR_ENOSERVERS, MCR_ERESOLVE / MCR_ECONNTIMEOUT
+ * (the `ketama` mode resolves host names, within the connect timeout),
+ * MCR_ESNAPSHOT / MCR_EPERM (ring_dir), MCR_ENOMEM. Thread-safe. */
 MCR_EXTERN int mcr_client_new(mcr_client_t** out,
                               const mcr_client_opts_t* opts);
+
+/* mcr_client_new that also writes the reason of a failure ("bad server
+ * \"h:0\": ...", "ring /run/mcring/x: ...") to err[errlen]. */
+MCR_EXTERN int mcr_client_new_err(mcr_client_t** out,
+                                  const mcr_client_opts_t* opts, char* err,
+                                  size_t errlen);
 
 /* Closes every connection and frees the client. NULL is ignored. */
 MCR_EXTERN void mcr_client_free(mcr_client_t* c);
@@ -199,6 +223,16 @@ MCR_EXTERN void mcr_client_free(mcr_client_t* c);
  * error, or the server's own message line for MCR_ESERVERCMD, MCR_ECLIENTERR
  * and MCR_ESERVERERR. Valid until the next call on `c`. */
 MCR_EXTERN const char* mcr_client_last_error(const mcr_client_t* c);
+
+/* The ring keys are routed by: NULL with a single server, else valid until
+ * the next call on `c` (a ring_dir client may switch generations at the
+ * start of any call). */
+typedef struct mcr_ring mcr_ring_t;
+MCR_EXTERN const mcr_ring_t* mcr_client_ring(const mcr_client_t* c);
+
+/* The snapshot generation the client routes by (0 when it does not follow
+ * a ring_dir). */
+MCR_EXTERN uint64_t mcr_client_generation(const mcr_client_t* c);
 
 /* Number of nodes, and "host:port" of node `i` (NULL when out of range). */
 MCR_EXTERN size_t mcr_client_node_count(const mcr_client_t* c);
@@ -209,6 +243,8 @@ typedef struct {
   uint64_t ignored_errors; /* errors turned into misses / not-stored */
   uint64_t reconnects;     /* connections opened after the first */
   uint64_t compressed;     /* values stored compressed */
+  uint64_t ring_switches;  /* ring_dir generations switched to */
+  uint64_t ring_errors;    /* generations refused (last good ring kept) */
 } mcr_client_stats_t;
 
 MCR_EXTERN void mcr_client_stats(const mcr_client_t* c,
@@ -230,9 +266,10 @@ typedef struct {
                      for this key alone */
 } mcr_item_t;
 
-/* Storage commands. `ttl` is memcached's exptime: seconds (<= 30 days) or a
- * unix time, 0 = never expires, negative = expired at once. Return MCR_OK,
- * MCR_NOT_STORED (add on an existing key, replace/append/prepend on a
+/* Storage commands. `flags` may not contain MCR_FLAG_ZSTD (MCR_EINVAL: the
+ * bit is the compression marker). `ttl` is memcached's exptime: seconds (<= 30
+ * days) or a unix time, 0 = never expires, negative = expired at once. Return
+ * MCR_OK, MCR_NOT_STORED (add on an existing key, replace/append/prepend on a
  * missing one), or a negative error. With noreply, MCR_OK once sent.
  * Nothing is sent when the key or the value is invalid. */
 MCR_EXTERN int mcr_client_set(mcr_client_t* c, const char* key, size_t key_len,
@@ -311,8 +348,9 @@ typedef struct {
 
 /* "stats [arg]" on node `node`. arg is NULL (general stats) or one of
  * memcached's groups ("settings", "items", "slabs", "sizes", "conns", ...):
- * one word of printable bytes. Sets *stats to an array owned by the client
- * and returns its length, or a negative error. */
+ * one or two words ("detail on") of printable ASCII, else MCR_EINVAL. Sets
+ * *stats to an array owned by the client and returns its length, or a negative
+ * error. */
 MCR_EXTERN int mcr_client_stats_node(mcr_client_t* c, size_t node,
                                      const char* arg, const mcr_stat_t** stats);
 
@@ -383,10 +421,9 @@ MCR_EXTERN int mcr_client_quit(mcr_client_t* c);
 #define MCR_META_DELTA (1u << 18)       /* D  uses delta (ma) */
 #define MCR_META_INITIAL (1u << 19)     /* J  uses initial (ma) */
 #define MCR_META_MODE (1u << 20)        /* M  uses mode (ms, ma) */
-#define MCR_META_REMOVE_VALUE                \
-  (1u << 21) /* x md: drop value, keep item; \
-                newer than memcached 1.6.18, \
-                which answers CLIENT_ERROR */
+/* x  md: drop the value, keep the item. Newer than memcached 1.6.18,
+ * which answers CLIENT_ERROR (MCR_ECLIENTERR) to it. */
+#define MCR_META_REMOVE_VALUE (1u << 21)
 
 /* ms modes (M flag). */
 #define MCR_MS_SET 'S'
@@ -484,6 +521,10 @@ typedef struct {
  * of commands whose status is MCR_OK, or a negative error when an argument
  * is invalid (nothing sent then).
  *
+ * Quiet mode is left off for an ms / md / ma that asks for data (v, c, t
+ * or k): memcached's q hides their whole success reply, data included. The
+ * same holds for MCR_META_QUIET on a single ms / md / ma.
+ *
  * The opaque is the pipeline's own (the command's index): opts.opaque is
  * not sent and results carry no MCR_MR_OPAQUE. memcached's error lines
  * (CLIENT_ERROR ...) carry no opaque; one is charged to the command it must
@@ -548,8 +589,10 @@ MCR_EXTERN uint64_t mcr_ring_publish_time_ns(const mcr_ring_t* r);
 typedef struct {
   const char* host;    /* as configured (IPv6 without brackets, or a unix
                           socket path) */
-  const char* address; /* the address the `ketama` mode hashed; equals host
-                          in the other modes */
+  const char* address; /* numeric address (the one `ketama` hashes and
+                          clients connect to); equals host when the node
+                          was given by name and never resolved, or for a
+                          unix socket */
   uint16_t port;       /* 0 for a unix socket */
   uint32_t weight;
   uint32_t state;  /* MCR_NODE_UP */

@@ -28,6 +28,7 @@ void mcr_client_opts_init(mcr_client_opts_t* o) {
   o->io_timeout_ms = 1000;
   o->item_size_max = 1u << 20;
   o->compress_level = 1;
+  o->ring_owner_uid = -1;
 }
 
 int mcr__set_error(mcr_client_t* c, int err, const char* fmt, ...) {
@@ -58,47 +59,64 @@ static int opts_check(const mcr_client_opts_t* o, char* err, size_t errlen) {
   return MCR_EINVAL;
 }
 
-int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts) {
-  if (!out || !opts)
-    return MCR_EINVAL;
+int mcr_client_new_err(mcr_client_t** out, const mcr_client_opts_t* opts,
+                       char* errbuf, size_t errlen) {
+  char err[512] = "";
+  int rc = MCR_EINVAL;
+  mcr_client_t* c = NULL;
+  if (!out || !opts) {
+    snprintf(err, sizeof err, "NULL argument");
+    goto fail;
+  }
   *out = NULL;
-  char err[256];
-  int rc = opts_check(opts, err, sizeof err);
-  if (rc)
-    return rc;
-  mcr__server_t* srv;
-  size_t n;
-  rc = mcr__servers_parse(opts->servers, &srv, &n, err, sizeof err);
-  if (rc)
-    return rc;
+  if ((rc = opts_check(opts, err, sizeof err)))
+    goto fail;
+  if (opts->ring_dir && opts->servers) {
+    rc = MCR_EINVAL;
+    snprintf(err, sizeof err, "set servers or ring_dir, not both");
+    goto fail;
+  }
+  mcr__server_t* srv = NULL;
+  size_t n = 0;
+  if (!opts->ring_dir &&
+      (rc = mcr__servers_parse(opts->servers, &srv, &n, err, sizeof err)))
+    goto fail;
 
-  mcr_client_t* c = mcr__calloc(1, sizeof(*c));
-  if (!c) {
+  rc = MCR_ENOMEM;
+  snprintf(err, sizeof err, "out of memory");
+  c = mcr__calloc(1, sizeof(*c));
+  if (c && n)
+    c->nodes = mcr__calloc(n, sizeof(*c->nodes));
+  if (!c || (n && !c->nodes)) {
     mcr__servers_free(srv, n);
-    return MCR_ENOMEM;
+    goto fail;
   }
   c->opts = *opts;
   c->opts.servers = NULL;
-  c->nodes = mcr__calloc(n, sizeof(*c->nodes));
-  if (!c->nodes) {
-    mcr__servers_free(srv, n);
-    mcr__free(c);
-    return MCR_ENOMEM;
-  }
+  c->opts.ring_dir = NULL;
   for (size_t i = 0; i < n; i++) {
     c->nodes[i].srv = srv[i];
     c->nodes[i].conn.fd = -1;
   }
   mcr__free(srv); /* the strings now belong to the nodes */
   c->nnodes = n;
-  rc = mcr__router_init(c);
-  if (rc) {
-    mcr_client_free(c);
-    return rc;
+  if ((rc = mcr__router_init(c, opts->ring_dir))) {
+    snprintf(err, sizeof err, "%s", c->err);
+    goto fail;
   }
   mcr__fork_guard_init();
   *out = c;
   return 0;
+
+fail:
+  mcr_client_free(c);
+  if (errbuf && errlen)
+    snprintf(errbuf, errlen, "%s", err);
+  return rc;
+}
+
+int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts) {
+  return mcr_client_new_err(out, opts, NULL, 0);
 }
 
 void mcr_client_free(mcr_client_t* c) {
@@ -160,6 +178,8 @@ int mcr__soften(mcr_client_t* c, int rc, bool read) {
 void mcr__call_start(mcr_client_t* c) {
   c->err[0] = '\0';
   mcr__arena_reset(&c->arena);
+  if (c->router)
+    mcr__router_refresh(c);
 }
 
 int mcr__check_key(mcr_client_t* c, const char* key, size_t key_len) {

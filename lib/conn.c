@@ -134,21 +134,21 @@ static void* resolve_thread(void* arg) {
 /* Resolves host:port by the deadline. Numeric addresses never leave this
  * thread; names are looked up in a helper thread we stop waiting for at the
  * deadline. Returns 0 and *out, MCR_ECONNTIMEOUT, or MCR_ERESOLVE. */
-static int resolve(mcr_client_t* c, mcr__node_t* n, int64_t deadline,
-                   struct addrinfo** out) {
+int mcr__resolve(mcr_client_t* c, const mcr__server_t* srv, int64_t deadline,
+                 struct addrinfo** out) {
   char port[8];
-  snprintf(port, sizeof port, "%u", n->srv.port);
+  snprintf(port, sizeof port, "%u", srv->port);
   struct addrinfo hints = {.ai_family = AF_UNSPEC,
                            .ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-  if (getaddrinfo(n->srv.host, port, &hints, out) == 0)
+  if (getaddrinfo(srv->host, port, &hints, out) == 0)
     return 0;
 
-  size_t hlen = strlen(n->srv.host);
+  size_t hlen = strlen(srv->host);
   resolve_t* r = mcr__calloc(1, sizeof(*r) + hlen + 1);
   if (!r)
     return MCR_ENOMEM;
-  memcpy(r->host, n->srv.host, hlen + 1);
+  memcpy(r->host, srv->host, hlen + 1);
   memcpy(r->port, port, sizeof port);
   pthread_mutex_init(&r->mu, NULL);
   pthread_condattr_t ca;
@@ -168,7 +168,7 @@ static int resolve(mcr_client_t* c, mcr__node_t* n, int64_t deadline,
     r->refs = 1;
     resolve_unref(r);
     return mcr__set_error(c, MCR_ERESOLVE, "%s: cannot start resolver: %s",
-                          n->srv.name, strerror(e));
+                          srv->name, strerror(e));
   }
 
   struct timespec ts = {.tv_sec = deadline / 1000,
@@ -187,9 +187,9 @@ static int resolve(mcr_client_t* c, mcr__node_t* n, int64_t deadline,
 
   if (!done)
     return mcr__set_error(c, MCR_ECONNTIMEOUT, "%s: name resolution timed out",
-                          n->srv.name);
+                          srv->name);
   if (rc != 0)
-    return mcr__set_error(c, MCR_ERESOLVE, "%s: %s", n->srv.name,
+    return mcr__set_error(c, MCR_ERESOLVE, "%s: %s", srv->name,
                           gai_strerror(rc));
   return 0;
 }
@@ -279,7 +279,7 @@ static int open_unix(mcr_client_t* c, mcr__node_t* n, int64_t deadline) {
 
 static int open_tcp(mcr_client_t* c, mcr__node_t* n, int64_t deadline) {
   struct addrinfo* res = NULL;
-  int rc = resolve(c, n, deadline, &res);
+  int rc = mcr__resolve(c, &n->srv, deadline, &res);
   if (rc)
     return rc;
   int sys = 0;

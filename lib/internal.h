@@ -122,6 +122,14 @@ typedef struct mcr__node {
   mcr__conn_t conn;
 } mcr__node_t;
 
+/* Resolves srv's host and port by the deadline (CLOCK_MONOTONIC ms).
+ * Numeric addresses are parsed in place; names are looked up in a helper
+ * thread that the caller stops waiting for at the deadline. Returns 0 and
+ * *out (freeaddrinfo it), MCR_ECONNTIMEOUT, MCR_ERESOLVE or MCR_ENOMEM. */
+struct addrinfo;
+int mcr__resolve(mcr_client_t* c, const mcr__server_t* srv, int64_t deadline,
+                 struct addrinfo** out);
+
 /* Starts a call on `n`: sets the deadline to now + io timeout, drops a
  * parent's connection after fork, connects when needed (within the connect
  * timeout) and discards nothing: unread bytes left from an earlier call mean
@@ -284,10 +292,15 @@ int mcr__check_ttl(mcr_client_t* c, int64_t ttl);
 int mcr__noreply(mcr_client_t* c, unsigned cflags, bool* noreply);
 
 /* ---------------------------------------------------------------- router.c */
-/* Builds the routing state for c->nodes (nothing for one node, the ring of
- * c->opts.distribution for several). Returns 0 or a negative error. */
-int mcr__router_init(mcr_client_t* c);
+/* Builds the routing state: nothing for one server, the ring of
+ * c->opts.distribution for several, or the agent's snapshot in ring_dir
+ * (which also fills c->nodes). Returns 0 or a negative error. */
+int mcr__router_init(mcr_client_t* c, const char* ring_dir);
 void mcr__router_free(mcr_client_t* c);
+/* For a ring_dir client: one acquire load of the published generation;
+ * on a change, switch to the new ring and reconcile c->nodes (see
+ * router.c). Called by mcr__call_start, between calls only. */
+void mcr__router_refresh(mcr_client_t* c);
 /* The node that owns `key`. Never fails: keys are valid by now. */
 mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len);
 

@@ -1,22 +1,236 @@
-/* router.c — picks the node of a key.
+/* router.c — picks the node of a key, and follows the agent's ring.
  *
- * With one node there is nothing to decide. With several, keys are placed by
- * the consistent-hashing ring of the configured distribution (lib/ketama.c).
+ * Three cases share one lookup. One server: every key goes to it. Several
+ * servers: the client builds the ring of its distribution in process (the
+ * embedded mode) once, at mcr_client_new. A ring_dir: the client maps the
+ * agent's published snapshot (lib/snapshot.c) and routes by it.
+ *
+ * In every case c->nodes is kept in ring order, so the ring's node index is
+ * the client's node index and a route is one ring lookup plus an array
+ * index. For a ring_dir, mcr__router_refresh runs at the start of every
+ * call: one acquire load of the published generation. When it changed, the
+ * new ring is validated and swapped in by the snapshot reader, then the
+ * node array is reconciled: a node whose host, address and port are
+ * unchanged keeps its open connection (even when its index moved), removed
+ * nodes' connections are closed, and new nodes connect on first use. The
+ * switch happens between calls, never inside one, so node pointers held by
+ * a multi-key call stay valid for the whole call.
  */
-#include "internal.h"
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
 
-int mcr__router_init(mcr_client_t* c) {
-  if (c->nnodes == 1)
+#include "ring.h"
+
+typedef struct {
+  mcr_ring_t* own;        /* built in process, or NULL */
+  mcr_snapshot_t* snap;   /* the agent's snapshot, or NULL */
+  const mcr_ring_t* ring; /* the ring keys are routed by */
+  bool behind; /* c->nodes not yet reconciled with ring (out of memory) */
+} router_t;
+
+/* The numeric address of srv for the `ketama` mode, which hashes
+ * "<ip>:<port>"; resolved within the connect timeout. */
+static int numeric_address(mcr_client_t* c, const mcr__server_t* srv,
+                           int64_t deadline, char* out, size_t len) {
+  struct addrinfo* res;
+  int rc = mcr__resolve(c, srv, deadline, &res);
+  if (rc)
+    return rc;
+  const void* a =
+      res->ai_family == AF_INET6
+          ? (const void*)&((struct sockaddr_in6*)res->ai_addr)->sin6_addr
+          : (const void*)&((struct sockaddr_in*)res->ai_addr)->sin_addr;
+  if (!inet_ntop(res->ai_family, a, out, (socklen_t)len))
+    rc = MCR_ERESOLVE;
+  freeaddrinfo(res);
+  return rc;
+}
+
+static int build_own(mcr_client_t* c, router_t* r) {
+  size_t n = c->nnodes;
+  mcr__ring_node_in_t* in = mcr__calloc(n, sizeof(*in));
+  char(*addrs)[INET6_ADDRSTRLEN] = mcr__calloc(n, sizeof(*addrs));
+  int rc = (!in || !addrs) ? MCR_ENOMEM : 0;
+  int64_t deadline = mcr__now_ms() + c->opts.connect_timeout_ms;
+  for (size_t i = 0; i < n && !rc; i++) {
+    const mcr__server_t* s = &c->nodes[i].srv;
+    in[i] = (mcr__ring_node_in_t){.host = s->host,
+                                  .port = s->is_unix ? 0 : s->port,
+                                  .weight = s->weight,
+                                  .state = MCR__NODE_UP};
+    if (c->opts.distribution == MCR_DIST_KETAMA && !s->is_unix) {
+      rc = numeric_address(c, s, deadline, addrs[i], sizeof addrs[i]);
+      in[i].address = addrs[i];
+    }
+  }
+  if (!rc) {
+    char err[256] = "";
+    rc = mcr__ring_build_nodes(&r->own, c->opts.distribution, in, n, err,
+                               sizeof err);
+    if (rc)
+      mcr__set_error(c, rc, "cannot build the ring: %s", err);
+  }
+  mcr__free(in);
+  mcr__free(addrs);
+  r->ring = r->own;
+  return rc;
+}
+
+/* Fills a node for ring node `rn`: connect to its address (the agent
+ * resolved it) or, without one, its host. */
+static int node_from_ring(mcr__node_t* n, const mcr__ring_node_t* rn) {
+  const char* target = rn->address && *rn->address ? rn->address : rn->host;
+  bool is_unix = rn->port == 0;
+  bool v6 = strchr(target, ':') != NULL;
+  size_t nlen = strlen(rn->host) + strlen(target) + 24;
+  *n = (mcr__node_t){.conn = {.fd = -1}};
+  n->srv.host = mcr__strndup(target, strlen(target));
+  n->srv.name = mcr__malloc(nlen);
+  if (!n->srv.host || !n->srv.name)
+    return MCR_ENOMEM;
+  if (is_unix)
+    snprintf(n->srv.name, nlen, "%s", rn->host);
+  else if (strcmp(rn->host, target) != 0)
+    snprintf(n->srv.name, nlen, v6 ? "%s([%s]):%u" : "%s(%s):%u", rn->host,
+             target, rn->port);
+  else
+    snprintf(n->srv.name, nlen, v6 ? "[%s]:%u" : "%s:%u", rn->host, rn->port);
+  n->srv.port = rn->port;
+  n->srv.weight = rn->weight;
+  n->srv.is_unix = is_unix;
+  return 0;
+}
+
+static void node_free(mcr__node_t* n) {
+  mcr__conn_close(n);
+  mcr__free(n->conn.rbuf);
+  mcr__free(n->srv.host);
+  mcr__free(n->srv.name);
+  *n = (mcr__node_t){.conn = {.fd = -1}};
+}
+
+static bool same_node(const mcr__node_t* a, const mcr__node_t* b) {
+  return a->srv.host && a->srv.port == b->srv.port &&
+         strcmp(a->srv.host, b->srv.host) == 0 &&
+         strcmp(a->srv.name, b->srv.name) == 0;
+}
+
+/* Rebuilds c->nodes in the order of `ring`, keeping the connections of
+ * nodes that did not change. On failure c->nodes is untouched. */
+static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
+  size_t n = ring->nnodes;
+  mcr__node_t* fresh = mcr__calloc(n, sizeof(*fresh));
+  if (!fresh)
+    return MCR_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (node_from_ring(&fresh[i], &ring->nodes[i])) {
+      for (size_t j = 0; j <= i; j++)
+        node_free(&fresh[j]);
+      mcr__free(fresh);
+      return MCR_ENOMEM;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    /* Same position first: the common case of a list that barely moved. */
+    mcr__node_t* old = NULL;
+    if (i < c->nnodes && same_node(&c->nodes[i], &fresh[i]))
+      old = &c->nodes[i];
+    for (size_t j = 0; !old && j < c->nnodes; j++)
+      if (same_node(&c->nodes[j], &fresh[i]))
+        old = &c->nodes[j];
+    if (!old)
+      continue;
+    node_free(&fresh[i]);
+    fresh[i] = *old;
+    *old = (mcr__node_t){.conn = {.fd = -1}}; /* taken */
+  }
+  for (size_t j = 0; j < c->nnodes; j++)
+    node_free(&c->nodes[j]);
+  mcr__free(c->nodes);
+  c->nodes = fresh;
+  c->nnodes = n;
+  return 0;
+}
+
+static int open_snapshot(mcr_client_t* c, router_t* r, const char* dir) {
+  mcr_snapshot_opts_t so;
+  mcr_snapshot_opts_init(&so);
+  so.expected_uid = c->opts.ring_owner_uid;
+  char err[256] = "";
+  int rc = mcr_snapshot_open(&r->snap, dir, &so, err, sizeof err);
+  if (rc)
+    return mcr__set_error(c, rc, "ring %s: %s", dir, err);
+  r->ring = mcr_snapshot_ring(r->snap);
+  rc = reconcile(c, r->ring);
+  if (rc)
+    return mcr__set_error(c, rc, "out of memory");
+  return 0;
+}
+
+int mcr__router_init(mcr_client_t* c, const char* ring_dir) {
+  if (!ring_dir && c->nnodes == 1)
     return 0;
-  return mcr__set_error(c, MCR_ENOTSUP, "several servers need the ring");
+  router_t* r = mcr__calloc(1, sizeof(*r));
+  if (!r)
+    return MCR_ENOMEM;
+  c->router = r;
+  return ring_dir ? open_snapshot(c, r, ring_dir) : build_own(c, r);
 }
 
 void mcr__router_free(mcr_client_t* c) {
+  router_t* r = c->router;
+  if (!r)
+    return;
+  mcr_ring_free(r->own);
+  mcr_snapshot_free(r->snap);
+  mcr__free(r);
   c->router = NULL;
 }
 
+void mcr__router_refresh(mcr_client_t* c) {
+  router_t* r = c->router;
+  if (!r || !r->snap)
+    return;
+  int rc = mcr_snapshot_refresh(r->snap);
+  if (MCR__LIKELY(rc == 0 && !r->behind))
+    return;
+  if (rc < 0) {
+    /* Refused generation: the reader keeps the last good ring. */
+    c->counters.ring_errors++;
+    if (!r->behind)
+      return;
+  }
+  r->ring = mcr_snapshot_ring(r->snap);
+  if (reconcile(c, r->ring)) {
+    /* Out of memory: the node array still has the old ring's order.
+     * Retry at every call; mcr__route clamps indexes meanwhile. */
+    r->behind = true;
+    c->counters.ring_errors++;
+    return;
+  }
+  r->behind = false;
+  c->counters.ring_switches++;
+}
+
 mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
-  (void)key;
-  (void)key_len;
-  return c->nodes;
+  router_t* r = c->router;
+  if (!r)
+    return c->nodes;
+  uint32_t i = mcr__ring_locate(r->ring, key, key_len);
+  if (MCR__UNLIKELY(i >= c->nnodes))
+    i = 0; /* only while r->behind */
+  return &c->nodes[i];
+}
+
+const mcr_ring_t* mcr_client_ring(const mcr_client_t* c) {
+  router_t* r = c ? c->router : NULL;
+  return r ? r->ring : NULL;
+}
+
+uint64_t mcr_client_generation(const mcr_client_t* c) {
+  router_t* r = c ? c->router : NULL;
+  return r && r->snap ? mcr_snapshot_generation(r->snap) : 0;
 }

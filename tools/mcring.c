@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mcring.h"
@@ -202,6 +203,91 @@ static int cmd_version(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   return status;
 }
 
+/* "host:port" of ring node i, brackets around IPv6, the path for a unix
+ * socket. */
+static void ring_node_name(const mcr_ring_t* r, size_t i, char* buf,
+                           size_t len) {
+  mcr_ring_node_t nd;
+  if (mcr_ring_node(r, i, &nd) < 0) {
+    snprintf(buf, len, "?");
+  } else if (nd.port == 0) {
+    snprintf(buf, len, "%s", nd.host);
+  } else {
+    snprintf(buf, len, strchr(nd.host, ':') ? "[%s]:%u" : "%s:%u", nd.host,
+             nd.port);
+  }
+}
+
+static int cmd_locate(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 0, 0, "locate < KEYS (one per line)"))
+    return EXIT_ERR;
+  const mcr_ring_t* r = mcr_client_ring(c);
+  char* line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int status = EXIT_HIT;
+  char name[600];
+  while ((len = getline(&line, &cap, stdin)) > 0) {
+    if (line[len - 1] == '\n')
+      line[--len] = '\0';
+    if (len > 0 && line[len - 1] == '\r')
+      line[--len] = '\0';
+    if (mcr_key_check(line, (size_t)len) < 0) {
+      fprintf(stderr, "mcring: invalid key \"%s\"\n", line);
+      status = EXIT_ERR;
+      continue;
+    }
+    if (r)
+      ring_node_name(r, mcr_ring_locate(r, line, (size_t)len), name,
+                     sizeof name);
+    else
+      snprintf(name, sizeof name, "%s", mcr_client_node_name(c, 0));
+    printf("%s %s\n", line, name);
+  }
+  free(line);
+  return status;
+}
+
+static int cmd_ring(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 0, 0, "ring"))
+    return EXIT_ERR;
+  const mcr_ring_t* r = mcr_client_ring(c);
+  if (!r) {
+    printf("single node %s: no ring\n", mcr_client_node_name(c, 0));
+    return EXIT_HIT;
+  }
+  uint64_t gen = mcr_ring_generation(r);
+  if (gen) {
+    uint64_t ns = mcr_ring_publish_time_ns(r);
+    time_t t = (time_t)(ns / 1000000000u);
+    struct tm tm;
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    printf("generation %llu\npublished %s\n", (unsigned long long)gen, when);
+  } else {
+    printf("generation 0 (built in process)\n");
+  }
+  printf("mode %s\nnodes %zu\npoints %zu\n",
+         mcr_distribution_name(mcr_ring_distribution(r)),
+         mcr_ring_node_count(r), mcr_ring_point_count(r));
+  printf("%-32s %-40s %6s %7s %7s\n", "host", "address:port", "weight",
+         "points", "share");
+  for (size_t i = 0; i < mcr_ring_node_count(r); i++) {
+    mcr_ring_node_t nd;
+    if (mcr_ring_node(r, i, &nd) < 0)
+      continue;
+    char addr[600];
+    if (nd.port == 0)
+      snprintf(addr, sizeof addr, "%s", nd.address);
+    else
+      snprintf(addr, sizeof addr, strchr(nd.address, ':') ? "[%s]:%u" : "%s:%u",
+               nd.address, nd.port);
+    printf("%-32s %-40s %6u %7u %6.2f%%\n", nd.host, addr, nd.weight, nd.points,
+           nd.share * 100);
+  }
+  return EXIT_HIT;
+}
+
 static const struct {
   const char* name;
   cmd_fn fn;
@@ -212,6 +298,10 @@ static const struct {
     {"delete", cmd_delete, "delete KEY         remove KEY"},
     {"stats", cmd_stats, "stats [ARG]        server statistics per node"},
     {"version", cmd_version, "version            server version per node"},
+    {"locate", cmd_locate,
+     "locate             read keys on stdin, print \"KEY HOST:PORT\""},
+    {"ring", cmd_ring,
+     "ring               the ring: generation, nodes, shares"},
 };
 
 static void usage(FILE* f) {
@@ -226,6 +316,8 @@ static void usage(FILE* f) {
           "/unix/path)\n"
           "                           default $MCRING_SERVERS or "
           "127.0.0.1:11211\n"
+          "  -r, --ring-dir DIR       route by the ring mcring-agent "
+          "publishes in DIR\n"
           "  -d, --distribution MODE  ketama | ketama-libmemcached | xxh3\n"
           "      --flags N            client flags for set (default 0)\n"
           "      --ttl S              expiry for set in seconds (default 0)\n"
@@ -234,18 +326,6 @@ static void usage(FILE* f) {
           "      --timeout MS         I/O timeout (default 1000)\n"
           "  -h, --help               this text\n\n"
           "Exit status: 0 hit or success, 1 miss or not stored, 2 error.\n");
-}
-
-static int parse_distribution(const char* s, mcr_distribution_t* out) {
-  if (strcmp(s, "ketama") == 0)
-    *out = MCR_DIST_KETAMA;
-  else if (strcmp(s, "ketama-libmemcached") == 0)
-    *out = MCR_DIST_KETAMA_LIBMEMCACHED;
-  else if (strcmp(s, "xxh3") == 0)
-    *out = MCR_DIST_XXH3;
-  else
-    return -1;
-  return 0;
 }
 
 int main(int argc, char** argv) {
@@ -259,6 +339,7 @@ int main(int argc, char** argv) {
   static const struct option longopts[] = {
       {"servers", required_argument, NULL, 's'},
       {"distribution", required_argument, NULL, 'd'},
+      {"ring-dir", required_argument, NULL, 'r'},
       {"flags", required_argument, NULL, OPT_FLAGS},
       {"ttl", required_argument, NULL, OPT_TTL},
       {"noreply", no_argument, NULL, OPT_NOREPLY},
@@ -267,16 +348,20 @@ int main(int argc, char** argv) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  int opt;
+  int opt, servers_given = 0;
   uint64_t u;
   opterr = 0;
-  while ((opt = getopt_long(argc, argv, "s:d:h", longopts, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "s:d:r:h", longopts, NULL)) != -1) {
     switch (opt) {
       case 's':
         cli.opts.servers = optarg;
+        servers_given = 1;
+        break;
+      case 'r':
+        cli.opts.ring_dir = optarg;
         break;
       case 'd':
-        if (parse_distribution(optarg, &cli.opts.distribution))
+        if (mcr_distribution_parse(optarg, &cli.opts.distribution) < 0)
           return die("unknown distribution", optarg);
         break;
       case OPT_FLAGS:
@@ -310,6 +395,11 @@ int main(int argc, char** argv) {
   if (optind >= argc) {
     usage(stderr);
     return EXIT_ERR;
+  }
+  if (cli.opts.ring_dir) {
+    if (servers_given)
+      return die("use --servers or --ring-dir, not both", "");
+    cli.opts.servers = NULL;
   }
   const char* name = argv[optind];
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

@@ -1,0 +1,169 @@
+/* bench_lookup.c — nanoseconds per key lookup, mcring against libmemcached.
+ *
+ * For 10, 100 and 1,000 nodes (weights 1..3, some on port 11212) it builds
+ * the ring in each of mcring's three modes and a libmemcached handle with
+ * MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED on the same node list, then times
+ * mcr_ring_locate and memcached_generate_hash over the same pre-generated
+ * keys (20..40 bytes, like typical cache keys). Debian's libmemcached
+ * 1.1.4 aborts (an assertion in update_continuum) above 100 servers, so a
+ * child process tries each size first and the column says "n/a" when it
+ * dies. Before timing, it checks
+ * that the ketama-libmemcached mode sends every key to the node libmemcached
+ * picks, so the comparison is between equal work. Run with `make bench`.
+ * Targets (issue 3): MD5 modes <= 0.6x libmemcached, xxh3 <= 25 ns at 100
+ * nodes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmemcached/memcached.h>
+
+#include "mcring.h"
+
+#define NKEYS 4096
+#define ROUNDS 400
+
+static char keys[NKEYS][48];
+static size_t key_lens[NKEYS];
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Node i: 10.<i/250>.<i%250>.1, port 11212 every 7th, weight 1 + i % 3. */
+static void node(size_t i, char* host, size_t hlen, unsigned* port,
+                 unsigned* weight) {
+  snprintf(host, hlen, "10.%zu.%zu.1", i / 250, i % 250);
+  *port = i % 7 == 6 ? 11212 : 11211;
+  *weight = 1 + (unsigned)(i % 3);
+}
+
+static char* server_list(size_t n) {
+  char* s = malloc(n * 40 + 1);
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    char host[32];
+    unsigned port, weight;
+    node(i, host, sizeof(host), &port, &weight);
+    off += (size_t)sprintf(s + off, "%s%s:%u:%u", i ? "," : "", host, port,
+                           weight);
+  }
+  return s;
+}
+
+static memcached_st* lm_new(size_t n) {
+  memcached_st* m = memcached_create(NULL);
+  memcached_behavior_set(m, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
+  /* One push of the whole list: adding servers one at a time rebuilds the
+   * continuum each time and trips an assertion in libmemcached 1.1. */
+  memcached_server_list_st list = NULL;
+  for (size_t i = 0; i < n; i++) {
+    char host[32];
+    unsigned port, weight;
+    memcached_return_t rc;
+    node(i, host, sizeof(host), &port, &weight);
+    list = memcached_server_list_append_with_weight(list, host, (in_port_t)port,
+                                                    weight, &rc);
+  }
+  memcached_server_push(m, list);
+  memcached_server_list_free(list);
+  return m;
+}
+
+/* True when libmemcached survives building a continuum of n servers. */
+static int lm_usable(size_t n) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    freopen("/dev/null", "w", stderr);
+    memcached_st* m = lm_new(n);
+    memcached_generate_hash(m, "probe", 5);
+    _exit(0);
+  }
+  int st = 0;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid)
+    return 0;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static volatile size_t sink;
+
+static double time_ring(const mcr_ring_t* r) {
+  size_t acc = 0;
+  double t0 = now_ns();
+  for (int round = 0; round < ROUNDS; round++)
+    for (size_t k = 0; k < NKEYS; k++)
+      acc += mcr_ring_locate(r, keys[k], key_lens[k]);
+  double t = (now_ns() - t0) / ((double)ROUNDS * NKEYS);
+  sink = acc;
+  return t;
+}
+
+static double time_lm(memcached_st* m) {
+  size_t acc = 0;
+  double t0 = now_ns();
+  for (int round = 0; round < ROUNDS; round++)
+    for (size_t k = 0; k < NKEYS; k++)
+      acc += memcached_generate_hash(m, keys[k], key_lens[k]);
+  double t = (now_ns() - t0) / ((double)ROUNDS * NKEYS);
+  sink = acc;
+  return t;
+}
+
+int main(void) {
+  srand(42);
+  for (size_t k = 0; k < NKEYS; k++) {
+    int len = 20 + rand() % 21;
+    int p = snprintf(keys[k], sizeof(keys[k]), "user:%08x:", rand());
+    while (p < len)
+      keys[k][p++] = (char)('a' + rand() % 26);
+    keys[k][p] = '\0';
+    key_lens[k] = (size_t)p;
+  }
+  static const size_t sizes[] = {10, 100, 1000};
+  int failed = 0;
+  printf("%-6s %-20s %10s %14s %8s\n", "nodes", "mode", "ns/key",
+         "libmemcached", "ratio");
+  for (size_t si = 0; si < 3; si++) {
+    size_t n = sizes[si];
+    char* list = server_list(n);
+    memcached_st* m = lm_usable(n) ? lm_new(n) : NULL;
+    double lm = m ? time_lm(m) : 0;
+    for (int mode = 0; mode < 3; mode++) {
+      mcr_ring_t* r;
+      int rc = mcr_ring_build(&r, (mcr_distribution_t)mode, list);
+      if (rc) {
+        fprintf(stderr, "build: %s\n", mcr_strerror(rc));
+        return 1;
+      }
+      if (m && mode == MCR_DIST_KETAMA_LIBMEMCACHED) {
+        size_t diff = 0;
+        for (size_t k = 0; k < NKEYS; k++)
+          diff += mcr_ring_locate(r, keys[k], key_lens[k]) !=
+                  memcached_generate_hash(m, keys[k], key_lens[k]);
+        if (diff) {
+          printf("MISMATCH: %zu of %d keys differ from libmemcached\n", diff,
+                 NKEYS);
+          failed = 1;
+        }
+      }
+      double t = time_ring(r);
+      const char* name = mcr_distribution_name((mcr_distribution_t)mode);
+      if (m)
+        printf("%-6zu %-20s %10.1f %14.1f %7.2fx\n", n, name, t, lm, t / lm);
+      else
+        printf("%-6zu %-20s %10.1f %14s %8s\n", n, name, t, "n/a", "-");
+      mcr_ring_free(r);
+    }
+    if (m)
+      memcached_free(m);
+    free(list);
+  }
+  return failed;
+}

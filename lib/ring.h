@@ -1,0 +1,247 @@
+/* ring.h — the Ketama continuum, its lookup, and the shared snapshot format.
+ *
+ * Shared by ketama.c (building rings, lookup), snapshot.c (the reader that
+ * maps published rings) and snapshot_write.c (the writer the agent uses).
+ * A ring is the same struct whether it was built in this process or mapped
+ * from a snapshot: three flat arrays (sorted points, the node index of each
+ * point, and a bucket index over the points) plus a node table. Lookup
+ * touches only the arrays and never allocates.
+ */
+#ifndef MCR_RING_H
+#define MCR_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* ---------------------------------------------------------------- ring */
+
+/* The bucket index has 2^16 entries over the top 16 bits of a hash, plus
+ * one sentinel entry equal to the point count. */
+#define MCR__BUCKET_BITS 16
+#define MCR__BUCKETS (1u << MCR__BUCKET_BITS)
+
+/* Limits that keep every count and offset of a ring in 32 bits. */
+#define MCR__RING_MAX_NODES 65535u
+#define MCR__RING_MAX_POINTS (1u << 24)
+#define MCR__RING_MAX_STR 1023u
+
+/* Node states stored in the node table (informational: a ring only ever
+ * holds the nodes the writer considered live). */
+#define MCR__NODE_UP 1u
+
+/* One node handed to the ring builder. */
+typedef struct {
+  const char* host;    /* as configured: name, IPv4, IPv6 without brackets,
+                          or a unix socket path */
+  const char* address; /* numeric address the `ketama` mode hashes; NULL
+                          means "host" (which must then be numeric) */
+  uint16_t port;       /* 0 for a unix socket */
+  uint32_t weight;     /* 0 counts as 1 */
+  uint16_t state;      /* MCR__NODE_UP */
+} mcr__ring_node_in_t;
+
+/* One node of a built or mapped ring. Strings point into the ring's own
+ * memory (heap or mapping). */
+typedef struct {
+  const char* host;
+  const char* address;
+  uint16_t port;
+  uint16_t state;
+  uint32_t weight;
+  uint32_t points; /* points this node contributed to the continuum */
+  uint64_t arc;    /* hashes (out of 2^32) that land on this node */
+} mcr__ring_node_t;
+
+struct mcr_ring {
+  /* Hot lookup fields first (one cache line). */
+  const uint32_t* points;  /* npoints, ascending; ties by node index */
+  const uint32_t* owners;  /* npoints node indexes, parallel to points */
+  const uint32_t* buckets; /* MCR__BUCKETS + 1 first-point indexes */
+  uint32_t npoints;
+  uint32_t nnodes;
+  mcr_distribution_t mode;
+  /* Cold fields. */
+  mcr__ring_node_t* nodes; /* nnodes entries, heap */
+  uint64_t generation;     /* snapshot generation, 0 when built here */
+  uint64_t publish_ns;     /* snapshot publish time (CLOCK_REALTIME) */
+  void* heap;              /* arrays and strings when built here */
+  void* map;               /* the mapped snapshot file, or NULL */
+  size_t map_len;
+};
+
+/* The 32-bit key hash of the ring's mode: the first 4 bytes of MD5(key)
+ * read little-endian for the two MD5 modes, the low 32 bits of
+ * XXH3-64(key) for xxh3. Pure; no allocation. */
+uint32_t mcr__ring_hash(mcr_distribution_t mode, const void* key, size_t len);
+
+/* The node index owning hash `h`: the node of the first point >= h,
+ * wrapping to the first point. Expected O(1): one bucket load and a short
+ * scan. The ring must have at least one point (every built or validated
+ * ring has). */
+static inline uint32_t mcr__ring_find(const mcr_ring_t* r, uint32_t h) {
+  uint32_t b = h >> (32 - MCR__BUCKET_BITS);
+  uint32_t i = r->buckets[b];
+  uint32_t end = r->buckets[b + 1];
+  while (i < end && r->points[i] < h)
+    i++;
+  if (MCR__UNLIKELY(i == r->npoints))
+    i = 0;
+  return r->owners[i];
+}
+
+/* Node index for a key; the routing fast path of the client. */
+static inline uint32_t mcr__ring_locate(const mcr_ring_t* r, const void* key,
+                                        size_t len) {
+  return mcr__ring_find(r, mcr__ring_hash(r->mode, key, len));
+}
+
+/* Builds a ring from `n` nodes. No name resolution: in the `ketama` mode
+ * every node needs a numeric `address` (or a numeric host). Returns 0 and
+ * sets *out (free with mcr_ring_free), or MCR_ENOSERVERS (n == 0),
+ * MCR_EINVAL (bad mode, bad node), MCR_ERANGE (too many nodes or points),
+ * MCR_ENOMEM; a message goes to err[errlen] (err may be NULL). */
+int mcr__ring_build_nodes(mcr_ring_t** out, mcr_distribution_t mode,
+                          const mcr__ring_node_in_t* nodes, size_t n, char* err,
+                          size_t errlen);
+
+/* Builds a ring from a parsed server list (see servers.c). For the `ketama`
+ * mode a host that is not a numeric address is resolved with getaddrinfo
+ * (blocking; first address returned) — MCR_ERESOLVE when that fails. */
+int mcr__ring_build(mcr_ring_t** out, mcr_distribution_t mode,
+                    const mcr__server_t* srv, size_t n, char* err,
+                    size_t errlen);
+
+/* Fills r->buckets-style index `buckets` (MCR__BUCKETS + 1 entries) for
+ * sorted `points`. */
+void mcr__ring_fill_buckets(const uint32_t* points, uint32_t npoints,
+                            uint32_t* buckets);
+
+/* Computes nodes[i].points and nodes[i].arc from the arrays. Returns 0, or
+ * -1 when an owner index is >= nnodes. */
+int mcr__ring_account(const uint32_t* points, const uint32_t* owners,
+                      uint32_t npoints, mcr__ring_node_t* nodes,
+                      uint32_t nnodes);
+
+/* ---------------------------------------------------------------- snapshot
+ * File format: see snapshot.c and docs/snapshot.md. All integers are
+ * little-endian; every offset is from the start of the file. */
+
+#define MCR__SNAP_MAGIC "MCRRING1"     /* 8 bytes, no NUL */
+#define MCR__SNAP_CTL_MAGIC "MCRCTL01" /* 8 bytes, no NUL */
+#define MCR__SNAP_ABI_MAJOR 1u
+#define MCR__SNAP_ABI_MINOR 0u
+#define MCR__SNAP_CTL_NAME "ctl"
+#define MCR__SNAP_CTL_SIZE 4096u
+#define MCR__SNAP_CTL_GEN_OFF 16u /* the 8-aligned generation word */
+#define MCR__SNAP_ALIGN 64u       /* every section starts on a cache line */
+#define MCR__SNAP_NODE_SIZE 32u
+
+/* The ring file header. Its in-memory layout is the file layout on a
+ * little-endian host (static asserts in snapshot.c). */
+typedef struct {
+  char magic[8];        /* 0   "MCRRING1" */
+  uint16_t abi_major;   /* 8   incompatible changes */
+  uint16_t abi_minor;   /* 10  compatible additions */
+  uint32_t header_size; /* 12  sizeof this header */
+  uint64_t total_size;  /* 16  file size, checksum trailer included */
+  uint64_t generation;  /* 24  equals the N of ring.N */
+  uint64_t publish_ns;  /* 32  CLOCK_REALTIME nanoseconds */
+  uint32_t mode;        /* 40  mcr_distribution_t */
+  uint32_t node_count;  /* 44 */
+  uint32_t point_count; /* 48 */
+  uint32_t bucket_bits; /* 52  MCR__BUCKET_BITS */
+  uint64_t nodes_off;   /* 56  node table: node_count * 32 bytes */
+  uint64_t nodes_len;   /* 64 */
+  uint64_t strings_off; /* 72  NUL-terminated host and address strings */
+  uint64_t strings_len; /* 80 */
+  uint64_t points_off;  /* 88  point_count u32, ascending */
+  uint64_t points_len;  /* 96 */
+  uint64_t owners_off;  /* 104 point_count u32 node indexes */
+  uint64_t owners_len;  /* 112 */
+  uint64_t buckets_off; /* 120 (2^bucket_bits + 1) u32 point indexes */
+  uint64_t buckets_len; /* 128 */
+  uint64_t reserved[7]; /* 136 zero */
+} mcr__snap_header_t;   /* 192 bytes; the last 8 bytes of the file hold
+                           XXH3-64 of every byte before them */
+
+/* One node table entry (32 bytes). */
+typedef struct {
+  uint32_t host_off; /* into the strings section */
+  uint32_t host_len; /* without the NUL */
+  uint32_t addr_off;
+  uint32_t addr_len;
+  uint16_t port;
+  uint16_t state;
+  uint32_t weight;
+  uint32_t points;
+  uint32_t reserved; /* zero */
+} mcr__snap_node_t;
+
+/* Size of the snapshot file for ring r. */
+size_t mcr__snapshot_size(const mcr_ring_t* r);
+
+/* Writes the complete snapshot of ring r (generation, publish time) into
+ * buf[0..size), size from mcr__snapshot_size, checksum included. */
+void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
+                          uint64_t publish_ns, void* buf, size_t size);
+
+/* Recomputes the checksum trailer of buf[0..size) (tests use it to make a
+ * corrupted file pass the checksum and reach the field checks). */
+void mcr__snapshot_seal(void* buf, size_t size);
+
+/* Checks a snapshot image completely (header, bounds, checksum, order,
+ * owners, bucket index) and, on success, builds a ring that points into
+ * it: *out->map = NULL (the caller owns the bytes and sets map/map_len).
+ * `generation` is the expected generation (0 = any). Returns 0, or
+ * MCR_ESNAPSHOT / MCR_ENOTSUP / MCR_ENOMEM with a message in err. */
+int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
+                           mcr_ring_t** out, char* err, size_t errlen);
+
+/* ---------------------------------------------------------------- writer
+ * The writer side (snapshot_write.c), used by the agent. One writer per
+ * directory at a time (flock); not thread-safe. */
+typedef struct mcr__snapshot_writer mcr__snapshot_writer_t;
+
+/* Opens (creating it with mode 0750 when missing) the ring directory,
+ * refuses a world-writable one, takes the single-writer lock, opens or
+ * creates the control file, carries the published generation on, and
+ * removes stale ring.* and temporary files. Returns 0, MCR_EPERM (lock
+ * held by another writer, unsafe directory), MCR_ESNAPSHOT (bad control
+ * file), MCR_ESYS, MCR_ENOMEM; message in err. */
+int mcr__snapshot_writer_open(mcr__snapshot_writer_t** out, const char* dir,
+                              char* err, size_t errlen);
+
+/* Publishes ring r as the next generation: writes ring.<gen> (O_EXCL,
+ * O_NOFOLLOW, 0640, fully allocated, checksummed), stores the generation
+ * into the control file with one release store, then unlinks the previous
+ * generation's file. Sets *gen (may be NULL). Returns 0 or a negative
+ * error with the message in mcr__snapshot_writer_error(). */
+int mcr__snapshot_writer_publish(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
+                                 uint64_t* gen);
+
+/* Builds the ring from nodes and publishes it. */
+int mcr__snapshot_writer_publish_nodes(mcr__snapshot_writer_t* w,
+                                       mcr_distribution_t mode,
+                                       const mcr__ring_node_in_t* nodes,
+                                       size_t n, uint64_t* gen);
+
+/* The generation currently published (0 when none). */
+uint64_t mcr__snapshot_writer_generation(const mcr__snapshot_writer_t* w);
+
+/* Test seam: stores `gen` into the control file exactly as publish does,
+ * without writing a ring file (tests plant hostile files this way), and
+ * makes it the writer's current generation: the next publish uses gen + 1
+ * and unlinks ring.<gen>. */
+void mcr__snapshot_writer_store_generation(mcr__snapshot_writer_t* w,
+                                           uint64_t gen);
+
+/* Last error message of the writer ("" if none). */
+const char* mcr__snapshot_writer_error(const mcr__snapshot_writer_t* w);
+
+/* Releases the lock and closes the writer. The published ring stays. */
+void mcr__snapshot_writer_close(mcr__snapshot_writer_t* w);
+
+#endif /* MCR_RING_H */

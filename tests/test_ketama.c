@@ -1,0 +1,433 @@
+/* test_ketama.c — the three distribution modes of lib/ketama.c.
+ *
+ * The reference vectors in tests/data (produced by spymemcached's rule and
+ * by libmemcached 1.1.4 itself) must match exactly. Beyond them, every mode
+ * is checked against a deliberately naive model written here from the rules
+ * in docs/ring.md: node strings formatted with snprintf, MD5 through
+ * nettle's ordinary md5_ctx API (so the one-block fast path of ketama.c is
+ * checked too), and a linear scan for the first point >= the key hash. Node
+ * lists vary weights, ports and address families, and keys run from 1 to
+ * 250 bytes, so the rule is tested rather than the samples.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nettle/md5.h>
+#include <xxhash.h>
+
+#include "ring.h"
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct {
+  uint32_t value;
+  uint32_t node;
+} model_point_t;
+
+typedef struct {
+  model_point_t* p;
+  size_t n;
+} model_t;
+
+static uint32_t le32(const uint8_t* b) {
+  return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+         (uint32_t)b[3] << 24;
+}
+
+static void md5(const char* s, size_t len, uint8_t out[16]) {
+  struct md5_ctx c;
+  md5_init(&c);
+  md5_update(&c, len, (const uint8_t*)s);
+  md5_digest(&c, 16, out);
+}
+
+static int cmp_point(const void* a, const void* b) {
+  const model_point_t *x = a, *y = b;
+  if (x->value != y->value)
+    return x->value < y->value ? -1 : 1;
+  return x->node < y->node ? -1 : x->node > y->node;
+}
+
+/* hosts[i] is the string hashed for node i before ":<port>" (the address
+ * in ketama mode, the configured host otherwise). */
+static model_t model_build(mcr_distribution_t mode, const char* const* hosts,
+                           const unsigned* ports, const unsigned* weights,
+                           size_t n) {
+  model_t m = {calloc(1 << 22, sizeof(model_point_t)), 0};
+  unsigned total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += weights[i];
+  for (size_t i = 0; i < n; i++) {
+    unsigned reps;
+    if (mode == MCR_DIST_KETAMA) {
+      reps = 40 * weights[i];
+    } else if (mode == MCR_DIST_KETAMA_LIBMEMCACHED) {
+      float pct = (float)weights[i] / (float)total;
+      float t = pct * 160.0f / 4.0f * (float)n;
+      reps = (unsigned)floor((float)((double)t + 1e-10));
+    } else {
+      reps = 80 * weights[i];
+    }
+    for (unsigned r = 0; r < reps; r++) {
+      char s[300];
+      int len;
+      if (mode == MCR_DIST_KETAMA_LIBMEMCACHED && ports[i] == 11211)
+        len = snprintf(s, sizeof(s), "%s-%u", hosts[i], r);
+      else if (mode == MCR_DIST_XXH3 && strchr(hosts[i], ':'))
+        len = snprintf(s, sizeof(s), "[%s]:%u-%u", hosts[i], ports[i], r);
+      else
+        len = snprintf(s, sizeof(s), "%s:%u-%u", hosts[i], ports[i], r);
+      if (mode == MCR_DIST_XXH3) {
+        uint64_t h = XXH3_64bits(s, (size_t)len);
+        m.p[m.n++] = (model_point_t){(uint32_t)h, (uint32_t)i};
+        m.p[m.n++] = (model_point_t){(uint32_t)(h >> 32), (uint32_t)i};
+      } else {
+        uint8_t d[16];
+        md5(s, (size_t)len, d);
+        for (int j = 0; j < 4; j++)
+          m.p[m.n++] = (model_point_t){le32(d + 4 * j), (uint32_t)i};
+      }
+    }
+  }
+  qsort(m.p, m.n, sizeof(*m.p), cmp_point);
+  return m;
+}
+
+static uint32_t model_hash(mcr_distribution_t mode, const char* k, size_t len) {
+  if (mode == MCR_DIST_XXH3)
+    return (uint32_t)XXH3_64bits(k, len);
+  uint8_t d[16];
+  md5(k, len, d);
+  return le32(d);
+}
+
+static uint32_t model_find(const model_t* m, uint32_t h) {
+  for (size_t i = 0; i < m->n; i++)
+    if (m->p[i].value >= h)
+      return m->p[i].node;
+  return m->p[0].node;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static char* data_path(const char* name) {
+  const char* top = getenv("MCR_TOP_SRCDIR");
+  static char buf[1024];
+  snprintf(buf, sizeof(buf), "%s/tests/data/%s", top ? top : ".", name);
+  return buf;
+}
+
+static void check_vectors(mcr_distribution_t mode, const char* servers,
+                          const char* file) {
+  mcr_ring_t* r;
+  cr_assert_eq(mcr_ring_build(&r, mode, servers), 0);
+  FILE* f = fopen(data_path(file), "r");
+  cr_assert_not_null(f, "cannot open %s (is MCR_TOP_SRCDIR set?)",
+                     data_path(file));
+  char line[600];
+  int n = 0;
+  while (fgets(line, sizeof(line), f)) {
+    char key[300], want[300], got[300];
+    if (sscanf(line, "%299s %299s", key, want) != 2)
+      continue;
+    mcr_ring_node_t nd;
+    cr_assert_eq(mcr_ring_node(r, mcr_ring_locate(r, key, strlen(key)), &nd),
+                 0);
+    snprintf(got, sizeof(got), "%s:%u", nd.host, nd.port);
+    cr_expect_str_eq(got, want, "key %s", key);
+    n++;
+  }
+  fclose(f);
+  cr_assert_eq(n, 300);
+  mcr_ring_free(r);
+}
+
+/* Compares a ring with the model on keys of every length 1..250 and on
+ * every point value and its neighbours (the ring's edges). */
+static void check_against_model(mcr_distribution_t mode,
+                                const char* const* hosts,
+                                const char* const* addrs, const unsigned* ports,
+                                const unsigned* weights, size_t n) {
+  mcr__ring_node_in_t in[64];
+  for (size_t i = 0; i < n; i++)
+    in[i] = (mcr__ring_node_in_t){hosts[i], addrs ? addrs[i] : NULL,
+                                  (uint16_t)ports[i], weights[i], 0};
+  mcr_ring_t* r;
+  char err[200] = "";
+  cr_assert_eq(mcr__ring_build_nodes(&r, mode, in, n, err, sizeof(err)), 0,
+               "%s", err);
+  model_t m =
+      model_build(mode, addrs && mode == MCR_DIST_KETAMA ? addrs : hosts, ports,
+                  weights, n);
+  cr_assert_eq(r->npoints, m.n);
+  for (size_t i = 0; i < n; i++) {
+    size_t pts = 0;
+    for (size_t j = 0; j < m.n; j++)
+      pts += m.p[j].node == i;
+    mcr_ring_node_t nd;
+    mcr_ring_node(r, i, &nd);
+    cr_expect_eq(nd.points, pts, "node %zu points", i);
+  }
+  srand(7);
+  char key[251];
+  for (int round = 0; round < 4; round++) {
+    for (size_t len = 1; len <= 250; len++) {
+      for (size_t j = 0; j < len; j++)
+        key[j] = (char)(33 + rand() % 94);
+      cr_assert_eq(mcr_ring_locate(r, key, len),
+                   model_find(&m, model_hash(mode, key, len)),
+                   "mode %d key length %zu", mode, len);
+    }
+  }
+  for (size_t j = 0; j < m.n; j += 7) {
+    uint32_t v = m.p[j].value;
+    cr_assert_eq(mcr__ring_find(r, v), model_find(&m, v));
+    cr_assert_eq(mcr__ring_find(r, v + 1), model_find(&m, v + 1));
+    cr_assert_eq(mcr__ring_find(r, v - 1), model_find(&m, v - 1));
+  }
+  cr_assert_eq(mcr__ring_find(r, 0), model_find(&m, 0));
+  cr_assert_eq(mcr__ring_find(r, UINT32_MAX), model_find(&m, UINT32_MAX));
+  free(m.p);
+  mcr_ring_free(r);
+}
+
+/* ---------------------------------------------------------------- vectors */
+
+Test(ketama, spymemcached_vectors) {
+  check_vectors(MCR_DIST_KETAMA,
+                "10.0.1.1:11211,10.0.1.2:11211,10.0.1.3:11211,"
+                "10.0.1.4:11211,10.0.1.5:11211,10.0.1.6:11211,"
+                "10.0.1.7:11211,10.0.1.8:11211",
+                "ketama-spy-8nodes.txt");
+}
+
+Test(ketama, libmemcached_vectors) {
+  check_vectors(MCR_DIST_KETAMA_LIBMEMCACHED,
+                "192.168.10.1:11211:1,192.168.10.2:11211:2,"
+                "192.168.10.3:11222:1",
+                "ketama-libmemcached-3nodes-weighted.txt");
+}
+
+/* ---------------------------------------------------------------- model */
+
+static const char* const hosts5[] = {"cache-a.example", "10.2.0.7", "fe80::1",
+                                     "cache-d", "/run/mc.sock"};
+static const char* const addrs5[] = {"10.9.9.1", "10.2.0.7", "0:0:0:0:0:0:0:1",
+                                     "172.16.0.4", "/run/mc.sock"};
+static const unsigned ports5[] = {11211, 11212, 11211, 22122, 0};
+static const unsigned weights5[] = {1, 3, 2, 1, 5};
+
+Test(ketama, ketama_mode_matches_model) {
+  check_against_model(MCR_DIST_KETAMA, hosts5, addrs5, ports5, weights5, 5);
+}
+
+Test(ketama, libmemcached_mode_matches_model) {
+  check_against_model(MCR_DIST_KETAMA_LIBMEMCACHED, hosts5, NULL, ports5,
+                      weights5, 5);
+}
+
+Test(ketama, xxh3_mode_matches_model) {
+  check_against_model(MCR_DIST_XXH3, hosts5, NULL, ports5, weights5, 5);
+}
+
+Test(ketama, many_nodes_match_model) {
+  const char* hosts[40];
+  char buf[40][32];
+  unsigned ports[40], weights[40];
+  for (int i = 0; i < 40; i++) {
+    snprintf(buf[i], sizeof(buf[i]), "10.%d.%d.%d", i % 3, i, 200 - i);
+    hosts[i] = buf[i];
+    ports[i] = 11211 + (unsigned)(i % 4 == 3);
+    weights[i] = 1 + (unsigned)(i % 5);
+  }
+  for (int mode = 0; mode < 3; mode++)
+    check_against_model((mcr_distribution_t)mode, hosts, NULL, ports, weights,
+                        40);
+}
+
+/* ---------------------------------------------------------------- by hand */
+
+Test(ketama, point_counts) {
+  mcr_ring_t* r;
+  mcr_ring_node_t nd;
+  /* ketama: 160 points per weight unit. */
+  cr_assert_eq(
+      mcr_ring_build(&r, MCR_DIST_KETAMA, "10.0.0.1:11211:1,10.0.0.2:11300:3"),
+      0);
+  cr_assert_eq(mcr_ring_point_count(r), 640);
+  mcr_ring_node(r, 1, &nd);
+  cr_assert_eq(nd.points, 480);
+  cr_assert_eq(nd.port, 11300);
+  cr_assert_eq(nd.weight, 3);
+  mcr_ring_free(r);
+  /* libmemcached: weights 1,2,1 over 3 nodes give 30, 60, 30 digests. */
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
+                              "a:11211:1,b:11211:2,c:11211:1"),
+               0);
+  cr_assert_eq(mcr_ring_point_count(r), 480);
+  mcr_ring_node(r, 1, &nd);
+  cr_assert_eq(nd.points, 240);
+  mcr_ring_free(r);
+  /* libmemcached computes in single precision: with weights 1 x5, 4 x5
+   * (W = 25, n = 10) a weight-1 node gets floor(15.999999) = 15 digests,
+   * not 16, and a weight-4 node 63, not 64 (checked against libmemcached
+   * 1.1.4: 0 of 200,000 keys differ). */
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
+                              "h0,h1,h2,h3:11300,h4,h5:11211:4,h6::4,"
+                              "h7:11211:4,h8:11211:4,h9:11211:4"),
+               MCR_ESERVERS); /* "h6::4" is not a valid entry */
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
+                              "h0,h1,h2,h3:11300,h4,h5:11211:4,h6:11211:4,"
+                              "h7:11211:4,h8:11211:4,h9:11211:4"),
+               0);
+  cr_assert_eq(mcr_ring_point_count(r), 5 * 60 + 5 * 252);
+  mcr_ring_node(r, 3, &nd);
+  cr_assert_eq(nd.points, 60);
+  mcr_ring_node(r, 9, &nd);
+  cr_assert_eq(nd.points, 252);
+  mcr_ring_free(r);
+  /* xxh3: 160 points per weight unit too. */
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a:1:2"), 0);
+  cr_assert_eq(mcr_ring_point_count(r), 320);
+  mcr_ring_free(r);
+}
+
+Test(ketama, hand_computed_points) {
+  /* The first digest of "10.0.0.1:11211-0" gives the first four points
+   * of that node in ketama mode; the continuum must contain them. */
+  uint8_t d[16];
+  md5("10.0.0.1:11211-0", 16, d);
+  mcr_ring_t* r;
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "10.0.0.1"), 0);
+  for (int j = 0; j < 4; j++) {
+    uint32_t v = le32(d + 4 * j);
+    bool found = false;
+    for (uint32_t i = 0; i < r->npoints; i++)
+      found |= r->points[i] == v;
+    cr_expect(found, "point %08x missing", v);
+  }
+  mcr_ring_free(r);
+  /* libmemcached on a non-default port hashes "host:port-i". */
+  md5("cache1:11311-39", 15, d);
+  cr_assert_eq(
+      mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED, "cache1:11311,cache2"),
+      0);
+  uint32_t v = le32(d + 12);
+  bool found = false;
+  for (uint32_t i = 0; i < r->npoints; i++)
+    found |= r->points[i] == v && r->owners[i] == 0;
+  cr_expect(found);
+  /* A key hashing exactly onto a point goes to that point's node. */
+  cr_expect_eq(mcr__ring_find(r, v), 0);
+  mcr_ring_free(r);
+}
+
+Test(ketama, ipv6_address_in_java_form) {
+  mcr_ring_t* r;
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "[::1]:11211,[fe80::a:b]"),
+               0);
+  mcr_ring_node_t nd;
+  mcr_ring_node(r, 0, &nd);
+  cr_expect_str_eq(nd.host, "::1");
+  cr_expect_str_eq(nd.address, "0:0:0:0:0:0:0:1");
+  mcr_ring_node(r, 1, &nd);
+  cr_expect_str_eq(nd.address, "fe80:0:0:0:0:0:a:b");
+  mcr_ring_free(r);
+}
+
+Test(ketama, ties_go_to_lowest_node_index) {
+  /* Two nodes with the same strings produce identical points. */
+  mcr__ring_node_in_t in[2] = {{"10.0.0.1", NULL, 11211, 1, 0},
+                               {"10.0.0.1", NULL, 11211, 1, 0}};
+  mcr_ring_t* r;
+  cr_assert_eq(mcr__ring_build_nodes(&r, MCR_DIST_KETAMA, in, 2, NULL, 0), 0);
+  for (int k = 0; k < 1000; k++) {
+    char key[16];
+    int len = snprintf(key, sizeof(key), "k%d", k);
+    cr_assert_eq(mcr_ring_locate(r, key, (size_t)len), 0);
+  }
+  mcr_ring_node_t nd;
+  mcr_ring_node(r, 1, &nd);
+  cr_expect_eq(nd.share, 0.0);
+  mcr_ring_free(r);
+}
+
+/* ---------------------------------------------------------------- xxh3 */
+
+Test(ketama, xxh3_distribution_is_even) {
+  mcr_ring_t* r;
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3,
+                              "n0,n1,n2,n3,n4,n5,n6,n7,n8,n9:11211:2"),
+               0);
+  enum { KEYS = 1000000 };
+  size_t count[10] = {0};
+  char key[32];
+  for (int k = 0; k < KEYS; k++) {
+    int len = snprintf(key, sizeof(key), "session:%d", k);
+    count[mcr_ring_locate(r, key, (size_t)len)]++;
+  }
+  double unit = KEYS / 11.0, share_sum = 0;
+  for (size_t i = 0; i < 10; i++) {
+    double want = i == 9 ? 2 * unit : unit;
+    cr_expect(count[i] > 0.8 * want && count[i] < 1.2 * want,
+              "node %zu got %zu keys, expected about %.0f", i, count[i], want);
+    mcr_ring_node_t nd;
+    mcr_ring_node(r, i, &nd);
+    share_sum += nd.share;
+    /* The computed share predicts the observed fraction. */
+    cr_expect(fabs(nd.share - (double)count[i] / KEYS) < 0.01);
+  }
+  cr_expect(fabs(share_sum - 1.0) < 1e-9);
+  mcr_ring_free(r);
+}
+
+/* ---------------------------------------------------------------- API */
+
+Test(ketama, distribution_names) {
+  mcr_distribution_t d;
+  cr_assert_eq(mcr_distribution_parse("ketama", &d), 0);
+  cr_assert_eq(d, MCR_DIST_KETAMA);
+  cr_assert_eq(mcr_distribution_parse("ketama-libmemcached", &d), 0);
+  cr_assert_eq(d, MCR_DIST_KETAMA_LIBMEMCACHED);
+  cr_assert_eq(mcr_distribution_parse("xxh3", &d), 0);
+  cr_assert_eq(d, MCR_DIST_XXH3);
+  cr_assert_eq(mcr_distribution_parse("KETAMA", &d), MCR_EINVAL);
+  cr_assert_eq(mcr_distribution_parse("", &d), MCR_EINVAL);
+  cr_assert_str_eq(mcr_distribution_name(MCR_DIST_XXH3), "xxh3");
+  cr_assert_str_eq(mcr_distribution_name(MCR_DIST_KETAMA_LIBMEMCACHED),
+                   "ketama-libmemcached");
+  cr_assert_null(mcr_distribution_name((mcr_distribution_t)7));
+}
+
+Test(ketama, build_errors) {
+  mcr_ring_t* r = (mcr_ring_t*)1;
+  cr_assert_eq(mcr_ring_build(&r, (mcr_distribution_t)9, "a"), MCR_EINVAL);
+  cr_assert_null(r);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, ""), MCR_ENOSERVERS);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a:0"), MCR_ESERVERS);
+  mcr__ring_node_in_t in = {"cache.example", NULL, 11211, 1, 0};
+  cr_assert_eq(mcr__ring_build_nodes(&r, MCR_DIST_KETAMA, &in, 1, NULL, 0),
+               MCR_EINVAL);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a,b"), 0);
+  mcr_ring_node_t nd;
+  cr_assert_eq(mcr_ring_node(r, 2, &nd), MCR_ERANGE);
+  cr_assert_eq(mcr_ring_generation(r), 0);
+  cr_assert_eq(mcr_ring_distribution(r), MCR_DIST_XXH3);
+  mcr_ring_free(r);
+  mcr_ring_free(NULL);
+}
+
+Test(ketama, resolves_names_in_ketama_mode) {
+  mcr_ring_t* r;
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "localhost:11211"), 0);
+  mcr_ring_node_t nd;
+  mcr_ring_node(r, 0, &nd);
+  cr_expect_str_eq(nd.host, "localhost");
+  cr_expect(strcmp(nd.address, "127.0.0.1") == 0 ||
+                strcmp(nd.address, "0:0:0:0:0:0:0:1") == 0,
+            "address %s", nd.address);
+  mcr_ring_free(r);
+}
