@@ -1,0 +1,364 @@
+/* test_timeouts.c — misbehaving servers: the right error, in time, and
+ * recovery on the next call.
+ *
+ * The spec bounds every failure: the call must return within its timeout
+ * plus 50 ms, and a timeout must not fire early (5 ms of slack for the
+ * clock). Each test points a client at a fake server from tests/support
+ * that misbehaves on its first connection and relays to a real memcached
+ * afterwards, so the client's next call on the same handle must succeed:
+ * the failed connection was closed and a new one opened. Connect failures
+ * use a full accept queue (connects hang) and a bound port with no listener
+ * (connects are refused); for recovery a healthy relay then takes over that
+ * same port.
+ *
+ * The second half feeds scripted replies that a correct server never sends
+ * (bad and overflowing numbers, a value for a key nobody asked for, short
+ * data blocks, over-long lines, trailing bytes) and the three error lines.
+ * Error lines are complete replies, so the connection stays open; anything
+ * else is a protocol error that must close it.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "support.h"
+
+#define IO_MS 300
+#define CONNECT_MS 300
+
+static mcd_t mcd;
+static fake_t* fake;
+static mcr_client_t* client;
+
+static void setup(void) {
+  mcd_start(&mcd, NULL);
+  raw_set(&mcd, "k", "v", 1, 0);
+}
+
+static void teardown(void) {
+  mcr_client_free(client);
+  fake_stop(fake);
+  mcd_stop(&mcd);
+}
+
+TestSuite(timeouts, .init = setup, .fini = teardown, .timeout = 30);
+
+static mcr_client_t* short_timeout_client(const char* servers) {
+  mcr_client_opts_t o = opts_default();
+  o.io_timeout_ms = IO_MS;
+  o.connect_timeout_ms = CONNECT_MS;
+  return client_new(servers, &o);
+}
+
+/* A fake with `mode` on its first connection, relaying afterwards. */
+static void start_bad_server(fake_mode_t mode) {
+  fake = fake_start(&(fake_opts_t){
+      .mode = mode, .bad_conns = 1, .then = FAKE_PROXY, .backend = &mcd});
+  client = short_timeout_client(fake_servers_string(fake));
+}
+
+/* Asserts the bounds of a failed call that took `ms`: never more than the
+ * timeout plus 50 ms, and for a timeout, not less than the timeout. */
+static void assert_elapsed(int64_t ms, int limit, bool is_timeout) {
+  cr_assert_leq(ms, limit + 50, "took %lld ms, limit %d + 50", (long long)ms,
+                limit);
+  if (is_timeout)
+    cr_assert_geq(ms, limit - 5, "timed out early: %lld ms of %d",
+                  (long long)ms, limit);
+}
+
+/* A get of "k" that must fail with `want` within the bounds. */
+static void get_fails_in_time(int want, int limit, bool is_timeout) {
+  mcr_item_t item;
+  int64_t t0 = now_ms();
+  int rc = mcr_client_get(client, "k", 1, &item);
+  int64_t ms = now_ms() - t0;
+  assert_rc(rc, want);
+  assert_elapsed(ms, limit, is_timeout);
+  cr_assert_neq(mcr_client_last_error(client)[0], '\0', "no last error");
+}
+
+/* The same, then a get that must succeed on the same client. */
+static void get_fails_then_recovers(int want, int limit, bool is_timeout) {
+  get_fails_in_time(want, limit, is_timeout);
+  cl_expect(client, "k", "v");
+}
+
+Test(timeouts, silent_server) {
+  start_bad_server(FAKE_SILENT);
+  get_fails_then_recovers(MCR_ETIMEOUT, IO_MS, true);
+  cr_assert_eq(fake_connections(fake), 2);
+}
+
+Test(timeouts, silent_server_on_a_write) {
+  start_bad_server(FAKE_SILENT);
+  int64_t t0 = now_ms();
+  assert_rc(mcr_client_set(client, "w", 1, "v", 1, 0, 0, 0), MCR_ETIMEOUT);
+  assert_elapsed(now_ms() - t0, IO_MS, true);
+  cl_set(client, "w", "v2");
+  cl_expect(client, "w", "v2");
+}
+
+Test(timeouts, silent_server_multi_get) {
+  start_bad_server(FAKE_SILENT);
+  const char* keys[] = {"k", "other"};
+  size_t lens[] = {1, 5};
+  mcr_item_t items[2];
+  int64_t t0 = now_ms();
+  int hits = mcr_client_get_multi(client, 2, keys, lens, items);
+  assert_elapsed(now_ms() - t0, IO_MS, true);
+  cr_assert_eq(hits, 0);
+  assert_rc(items[0].status, MCR_ETIMEOUT);
+  assert_rc(items[1].status, MCR_ETIMEOUT);
+  cr_assert_eq(mcr_client_get_multi(client, 2, keys, lens, items), 1);
+  assert_rc(items[0].status, MCR_OK);
+  assert_rc(items[1].status, MCR_MISS);
+}
+
+Test(timeouts, half_reply_then_stall) {
+  start_bad_server(FAKE_HALF);
+  get_fails_then_recovers(MCR_ETIMEOUT, IO_MS, true);
+}
+
+Test(timeouts, garbage_reply) {
+  start_bad_server(FAKE_GARBAGE);
+  get_fails_then_recovers(MCR_EPROTO, IO_MS, false);
+}
+
+Test(timeouts, closed_mid_value) {
+  start_bad_server(FAKE_CLOSE_MID);
+  get_fails_then_recovers(MCR_ECLOSED, IO_MS, false);
+}
+
+Test(timeouts, closed_at_once) {
+  start_bad_server(FAKE_CLOSE);
+  mcr_item_t item;
+  int64_t t0 = now_ms();
+  int rc = mcr_client_get(client, "k", 1, &item);
+  assert_elapsed(now_ms() - t0, IO_MS, false);
+  /* Whether the request met a FIN or a RST depends on timing. */
+  cr_assert(rc == MCR_ECLOSED || rc == MCR_EIO, "got %d (%s)", rc,
+            mcr_err_name(rc));
+  cl_expect(client, "k", "v");
+}
+
+Test(timeouts, paused_memcached) {
+  /* A real server that stops answering mid-connection. */
+  client = short_timeout_client(mcd.servers);
+  cl_expect(client, "k", "v");
+  mcd_pause(&mcd);
+  get_fails_in_time(MCR_ETIMEOUT, IO_MS, true);
+  mcd_resume(&mcd);
+  cl_expect(client, "k", "v");
+}
+
+Test(timeouts, io_timeout_is_per_call) {
+  /* Two timed-out calls in a row each get the whole timeout: a deadline
+   * left over from the first must not shorten the second. */
+  fake = fake_start(&(fake_opts_t){.mode = FAKE_SILENT});
+  client = short_timeout_client(fake_servers_string(fake));
+  for (int i = 0; i < 2; i++)
+    get_fails_in_time(MCR_ETIMEOUT, IO_MS, true);
+}
+
+Test(timeouts, slow_drip_reply_is_bounded_by_the_call) {
+  /* The I/O timeout covers the whole reply of a call, not each read: a
+   * server that keeps sending a byte every 5 ms for longer than the
+   * timeout still makes the call fail in time. */
+  static char reply[512];
+  char* p = reply + sprintf(reply, "VALUE k 0 200\r\n");
+  memset(p, 'x', 200);
+  memcpy(p + 200, "\r\nEND\r\n", 8);
+  const char* script[] = {reply, "END\r\n", NULL};
+  fake = fake_start(&(fake_opts_t){
+      .mode = FAKE_SCRIPT, .script = script, .trickle_us = 5000});
+  client = short_timeout_client(fake_servers_string(fake));
+  get_fails_in_time(MCR_ETIMEOUT, IO_MS, true);
+}
+
+/* ---------------------------------------------------------------- connect */
+
+/* After a connect failure on `port`, a healthy relay takes the port over
+ * and the same client must get through. */
+static void take_over_port(int port) {
+  fake = fake_start(
+      &(fake_opts_t){.mode = FAKE_PROXY, .backend = &mcd, .port = port});
+  cl_expect(client, "k", "v");
+}
+
+Test(timeouts, hung_connect) {
+  blackhole_t b;
+  blackhole_start(&b);
+  client = short_timeout_client(b.servers);
+  get_fails_in_time(MCR_ECONNTIMEOUT, CONNECT_MS, true);
+  int64_t t0 = now_ms();
+  assert_rc(mcr_client_set(client, "k", 1, "v", 1, 0, 0, 0), MCR_ECONNTIMEOUT);
+  assert_elapsed(now_ms() - t0, CONNECT_MS, true);
+  blackhole_stop(&b);
+  take_over_port(b.port);
+}
+
+Test(timeouts, connect_timeout_is_separate_from_io_timeout) {
+  blackhole_t b;
+  blackhole_start(&b);
+  mcr_client_opts_t o = opts_default();
+  o.io_timeout_ms = 2000;
+  o.connect_timeout_ms = 150;
+  client = client_new(b.servers, &o);
+  get_fails_in_time(MCR_ECONNTIMEOUT, 150, true);
+  blackhole_stop(&b);
+}
+
+Test(timeouts, refused_connect) {
+  refuser_t r;
+  refuser_start(&r);
+  client = short_timeout_client(r.servers);
+  get_fails_in_time(MCR_ECONNECT, CONNECT_MS, false);
+  refuser_stop(&r);
+  take_over_port(r.port);
+}
+
+Test(timeouts, unresolvable_host) {
+  /* ".invalid" never resolves (RFC 6761); resolution is local, no packet
+   * leaves the machine. */
+  client = short_timeout_client("no-such-host.invalid:11211");
+  get_fails_in_time(MCR_ERESOLVE, CONNECT_MS, false);
+}
+
+/* ---------------------------------------------------------------- replies */
+
+typedef enum { OP_GET, OP_GETS, OP_SET, OP_INCR, OP_DELETE, OP_STATS } op_t;
+
+typedef struct {
+  const char* what;
+  op_t op;
+  const char* reply; /* the fake's answer to the first request */
+  int want;
+  int closes;      /* 1: the client must drop the connection; 0: keep it;
+                      -1: either (see below) */
+  const char* msg; /* part of the last error, or NULL */
+} reply_row_t;
+
+static char long_line[9000];
+
+static const reply_row_t rows[] = {
+    /* A get may span several request lines whose later answers are still
+     * coming, so dropping the connection after an error line is allowed. */
+    {"server error", OP_GET, "SERVER_ERROR out of memory\r\n", MCR_ESERVERERR,
+     -1, "out of memory"},
+    {"client error", OP_SET, "CLIENT_ERROR bad data chunk\r\n", MCR_ECLIENTERR,
+     0, "bad data chunk"},
+    {"plain error", OP_GET, "ERROR\r\n", MCR_ESERVERCMD, -1, NULL},
+    {"plain error on delete", OP_DELETE, "ERROR\r\n", MCR_ESERVERCMD, 0, NULL},
+    {"server error on incr", OP_INCR, "SERVER_ERROR busy\r\n", MCR_ESERVERERR,
+     0, "busy"},
+    {"bad length", OP_GET, "VALUE k 0 abc\r\nabc\r\nEND\r\n", MCR_EPROTO, 1,
+     NULL},
+    {"overflowing length", OP_GET,
+     "VALUE k 0 99999999999999999999999\r\nx\r\nEND\r\n", MCR_EPROTO, 1, NULL},
+    {"negative length", OP_GET, "VALUE k 0 -1\r\nx\r\nEND\r\n", MCR_EPROTO, 1,
+     NULL},
+    {"flags over 32 bits", OP_GET, "VALUE k 4294967296 1\r\nx\r\nEND\r\n",
+     MCR_EPROTO, 1, NULL},
+    {"value for a key not asked", OP_GET, "VALUE q 0 1\r\nx\r\nEND\r\n",
+     MCR_EPROTO, 1, NULL},
+    {"block longer than announced", OP_GET, "VALUE k 0 1\r\nxy\r\nEND\r\n",
+     MCR_EPROTO, 1, NULL},
+    {"missing END", OP_GET, "VALUE k 0 1\r\nx\r\nSTORED\r\n", MCR_EPROTO, 1,
+     NULL},
+    {"gets without cas", OP_GETS, "VALUE k 0 1\r\nx\r\nEND\r\n", MCR_EPROTO, 1,
+     NULL},
+    {"gets with a bad cas", OP_GETS, "VALUE k 0 1 12z\r\nx\r\nEND\r\n",
+     MCR_EPROTO, 1, NULL},
+    {"get answered STORED", OP_GET, "STORED\r\n", MCR_EPROTO, 1, NULL},
+    {"set answered END", OP_SET, "END\r\n", MCR_EPROTO, 1, NULL},
+    {"set answered lowercase", OP_SET, "stored\r\n", MCR_EPROTO, 1, NULL},
+    {"incr overflow", OP_INCR, "18446744073709551616\r\n", MCR_EPROTO, 1, NULL},
+    {"incr negative", OP_INCR, "-1\r\n", MCR_EPROTO, 1, NULL},
+    {"incr empty", OP_INCR, "\r\n", MCR_EPROTO, 1, NULL},
+    {"incr trailing junk", OP_INCR, "12 3\r\n", MCR_EPROTO, 1, NULL},
+    {"delete answered OK", OP_DELETE, "OK\r\n", MCR_EPROTO, 1, NULL},
+    {"stats answered VALUE", OP_STATS, "VALUE k 0 1\r\nx\r\nEND\r\n",
+     MCR_EPROTO, 1, NULL},
+    {"line over 8 KiB", OP_GET, long_line, MCR_EPROTO, 1, NULL},
+};
+
+static int run_op(op_t op) {
+  mcr_item_t item;
+  uint64_t v;
+  const mcr_stat_t* st;
+  switch (op) {
+    case OP_GET:
+      return mcr_client_get(client, "k", 1, &item);
+    case OP_GETS:
+      return mcr_client_gets(client, "k", 1, &item);
+    case OP_SET:
+      return mcr_client_set(client, "k", 1, "v", 1, 0, 0, 0);
+    case OP_INCR:
+      return mcr_client_incr(client, "k", 1, 1, &v, 0);
+    case OP_DELETE:
+      return mcr_client_delete(client, "k", 1, 0);
+    case OP_STATS:
+      return mcr_client_stats_node(client, 0, NULL, &st);
+  }
+  return 0;
+}
+
+Test(timeouts, scripted_replies) {
+  memset(long_line, 'A', sizeof long_line - 3);
+  memcpy(long_line + sizeof long_line - 3, "\r\n", 3);
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    const char* script[] = {rows[i].reply, "END\r\n", NULL};
+    fake = fake_start(&(fake_opts_t){.mode = FAKE_SCRIPT, .script = script});
+    client = short_timeout_client(fake_servers_string(fake));
+    int64_t t0 = now_ms();
+    int rc = run_op(rows[i].op);
+    int64_t ms = now_ms() - t0;
+    cr_assert_eq(rc, rows[i].want, "%s: got %d (%s) want %s", rows[i].what, rc,
+                 mcr_err_name(rc), mcr_err_name(rows[i].want));
+    assert_elapsed(ms, IO_MS, rows[i].want == MCR_ETIMEOUT);
+    if (rows[i].msg != NULL)
+      cr_assert(strstr(mcr_client_last_error(client), rows[i].msg) != NULL,
+                "%s: last error \"%s\"", rows[i].what,
+                mcr_client_last_error(client));
+    /* The next call gets the fake's next reply ("END": a miss), on the
+     * same connection after an error line, on a new one otherwise. */
+    mcr_item_t item;
+    int rc2 = mcr_client_get(client, "k", 1, &item);
+    cr_assert_eq(rc2, MCR_MISS, "%s: next call got %d (%s)", rows[i].what, rc2,
+                 mcr_err_name(rc2));
+    if (rows[i].closes >= 0)
+      cr_assert_eq(fake_connections(fake), rows[i].closes ? 2 : 1,
+                   "%s: %d connections", rows[i].what, fake_connections(fake));
+    mcr_client_free(client);
+    client = NULL;
+    fake_stop(fake);
+    fake = NULL;
+  }
+}
+
+Test(timeouts, trailing_bytes_after_a_reply) {
+  /* A complete reply followed by bytes nobody asked for: the call
+   * succeeds, but the stream is out of sync, so the next call must not
+   * read those bytes as its reply. */
+  const char* script[] = {
+      "VALUE k 0 1\r\nx\r\nEND\r\nVALUE k 0 1\r\ny\r\nEND\r\n", "END\r\n",
+      NULL};
+  fake = fake_start(&(fake_opts_t){.mode = FAKE_SCRIPT, .script = script});
+  client = short_timeout_client(fake_servers_string(fake));
+  cl_expect(client, "k", "x");
+  usleep(50 * 1000); /* let the stray bytes arrive */
+  cl_expect_miss(client, "k");
+  cr_assert_eq(fake_connections(fake), 2);
+}
+
+Test(timeouts, reply_arrives_one_byte_at_a_time) {
+  /* A valid reply split into many reads is not an error. */
+  const char* script[] = {"VALUE k 0 5\r\nhello\r\nEND\r\n", NULL};
+  fake = fake_start(&(fake_opts_t){
+      .mode = FAKE_SCRIPT, .script = script, .trickle_us = 2000});
+  client = short_timeout_client(fake_servers_string(fake));
+  cl_expect(client, "k", "hello");
+}
