@@ -1,0 +1,258 @@
+/* nodes.c — the node list every discovery source produces.
+ *
+ * A flat growable array of fixed-size entries (host name, numeric address,
+ * port, weight) plus the source's configuration version. Sources append,
+ * then sort into the canonical (host, port) order and check for
+ * duplicates; publish.c compares two sorted lists entry by entry to decide
+ * whether the ring must change. Fixed-size entries keep copying and
+ * comparing trivial and bound every string before it reaches the ring
+ * builder. Also here: the small validators the sources share (host names,
+ * numeric addresses, bounded decimal numbers) and the bridge from the
+ * library's server-list parser, so "--servers", node files and the
+ * client's servers option share one syntax.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "agent.h"
+#include "internal.h"
+
+int agent_nodes_add(agent_nodes_t* l, const char* host, size_t host_len,
+                    const char* addr, uint16_t port, uint32_t weight) {
+  if (host_len == 0 || host_len > AGENT_HOST_MAX)
+    return MCR_EINVAL;
+  if (addr && strlen(addr) >= AGENT_ADDR_MAX)
+    return MCR_EINVAL;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    agent_node_t* v = realloc(l->v, cap * sizeof(*v));
+    if (!v)
+      return MCR_ENOMEM;
+    l->v = v;
+    l->cap = cap;
+  }
+  agent_node_t* d = &l->v[l->n++];
+  memset(d, 0, sizeof(*d));
+  memcpy(d->host, host, host_len);
+  if (addr)
+    strcpy(d->addr, addr);
+  d->port = port;
+  d->weight = weight ? weight : 1;
+  return 0;
+}
+
+void agent_nodes_clear(agent_nodes_t* l) {
+  l->n = 0;
+  l->has_version = false;
+  l->version = 0;
+}
+
+void agent_nodes_free(agent_nodes_t* l) {
+  free(l->v);
+  memset(l, 0, sizeof(*l));
+}
+
+int agent_nodes_copy(agent_nodes_t* dst, const agent_nodes_t* src) {
+  agent_nodes_clear(dst);
+  if (src->n > dst->cap) {
+    agent_node_t* v = realloc(dst->v, src->n * sizeof(*v));
+    if (!v)
+      return MCR_ENOMEM;
+    dst->v = v;
+    dst->cap = src->n;
+  }
+  if (src->n)
+    memcpy(dst->v, src->v, src->n * sizeof(*src->v));
+  dst->n = src->n;
+  dst->has_version = src->has_version;
+  dst->version = src->version;
+  return 0;
+}
+
+static int node_cmp(const void* a, const void* b) {
+  const agent_node_t* x = a;
+  const agent_node_t* y = b;
+  int c = strcmp(x->host, y->host);
+  if (c)
+    return c;
+  return (int)x->port - (int)y->port;
+}
+
+void agent_nodes_sort(agent_nodes_t* l) {
+  if (l->n > 1)
+    qsort(l->v, l->n, sizeof(*l->v), node_cmp);
+}
+
+bool agent_nodes_equal(const agent_nodes_t* a, const agent_nodes_t* b) {
+  if (a->n != b->n)
+    return false;
+  for (size_t i = 0; i < a->n; i++) {
+    const agent_node_t* x = &a->v[i];
+    const agent_node_t* y = &b->v[i];
+    if (x->port != y->port || x->weight != y->weight ||
+        strcmp(x->host, y->host) != 0 || strcmp(x->addr, y->addr) != 0)
+      return false;
+  }
+  return true;
+}
+
+int agent_nodes_check(const agent_nodes_t* l, char* err, size_t errlen) {
+  if (l->n == 0) {
+    snprintf(err, errlen, "the node list is empty");
+    return MCR_ENOSERVERS;
+  }
+  if (l->n > 65535) {
+    snprintf(err, errlen, "%zu nodes: at most 65535", l->n);
+    return MCR_ESERVERS;
+  }
+  for (size_t i = 1; i < l->n; i++) {
+    if (node_cmp(&l->v[i - 1], &l->v[i]) == 0) {
+      snprintf(err, errlen, "node %s port %u listed twice", l->v[i].host,
+               (unsigned)l->v[i].port);
+      return MCR_ESERVERS;
+    }
+  }
+  return 0;
+}
+
+int agent_nodes_resolve(agent_nodes_t* l, char* err, size_t errlen) {
+  for (size_t i = 0; i < l->n; i++) {
+    agent_node_t* d = &l->v[i];
+    if (d->addr[0])
+      continue;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo* res = NULL;
+    int e = getaddrinfo(d->host, NULL, &hints, &res);
+    if (e != 0 || !res) {
+      snprintf(err, errlen, "cannot resolve node %s: %s", d->host,
+               e ? gai_strerror(e) : "no address");
+      return MCR_ERESOLVE;
+    }
+    const void* a =
+        res->ai_family == AF_INET6
+            ? (const void*)&((struct sockaddr_in6*)res->ai_addr)->sin6_addr
+            : (const void*)&((struct sockaddr_in*)res->ai_addr)->sin_addr;
+    if (!inet_ntop(res->ai_family, a, d->addr, sizeof(d->addr))) {
+      freeaddrinfo(res);
+      snprintf(err, errlen, "cannot format the address of %s", d->host);
+      return MCR_ERESOLVE;
+    }
+    freeaddrinfo(res);
+  }
+  return 0;
+}
+
+int agent_nodes_finish(agent_nodes_t* l, char* err, size_t errlen) {
+  agent_nodes_sort(l);
+  int rc = agent_nodes_check(l, err, errlen);
+  return rc ? rc : agent_nodes_resolve(l, err, errlen);
+}
+
+bool agent_hostname_ok(const char* s, size_t len) {
+  if (len > 0 && s[len - 1] == '.')
+    len--; /* fully qualified form */
+  if (len == 0 || len > 253)
+    return false;
+  size_t label = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (c == '.') {
+      if (label == 0)
+        return false;
+      label = 0;
+      continue;
+    }
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok || ++label > 63)
+      return false;
+  }
+  return label > 0;
+}
+
+bool agent_addr_parse(const char* s, size_t len, char* out) {
+  char tmp[AGENT_ADDR_MAX];
+  if (len == 0 || len >= sizeof(tmp))
+    return false;
+  memcpy(tmp, s, len);
+  tmp[len] = '\0';
+  unsigned char bin[16];
+  if (inet_pton(AF_INET, tmp, bin) == 1)
+    return inet_ntop(AF_INET, bin, out, AGENT_ADDR_MAX) != NULL;
+  if (inet_pton(AF_INET6, tmp, bin) == 1)
+    return inet_ntop(AF_INET6, bin, out, AGENT_ADDR_MAX) != NULL;
+  return false;
+}
+
+int agent_parse_u64(const char* s, size_t len, uint64_t max, uint64_t* out) {
+  if (len == 0 || len > 20)
+    return -1;
+  uint64_t v = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+    unsigned d = (unsigned)(s[i] - '0');
+    if (v > (UINT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  if (v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* Appends one parsed server-list entry after the agent's own checks. */
+static int add_server(const mcr__server_t* sv, agent_nodes_t* out, char* err,
+                      size_t errlen) {
+  if (sv->is_unix) {
+    snprintf(err, errlen, "%s: unix sockets cannot be ring nodes", sv->name);
+    return MCR_ESERVERS;
+  }
+  size_t hlen = strlen(sv->host);
+  char addr[AGENT_ADDR_MAX] = "";
+  bool numeric = agent_addr_parse(sv->host, hlen, addr);
+  bool v6 = sv->name[0] == '[';
+  if ((v6 && (!numeric || !strchr(addr, ':'))) ||
+      (!numeric && !agent_hostname_ok(sv->host, hlen))) {
+    snprintf(err, errlen, "%s: bad host", sv->name);
+    return MCR_ESERVERS;
+  }
+  int rc = agent_nodes_add(out, numeric ? addr : sv->host,
+                           numeric ? strlen(addr) : hlen, addr, sv->port,
+                           sv->weight);
+  if (rc == MCR_EINVAL) {
+    snprintf(err, errlen, "%s: host too long", sv->name);
+    return MCR_ESERVERS;
+  }
+  return rc;
+}
+
+int agent_servers_add(const char* list, agent_nodes_t* out, char* err,
+                      size_t errlen) {
+  mcr__server_t* sv = NULL;
+  size_t n = 0;
+  int rc = mcr__servers_parse(list, &sv, &n, err, errlen);
+  for (size_t i = 0; !rc && i < n; i++)
+    rc = add_server(&sv[i], out, err, errlen);
+  mcr__servers_free(sv, n);
+  return rc;
+}
+
+int agent_entry_parse(const char* e, size_t len, agent_nodes_t* out, char* err,
+                      size_t errlen) {
+  char one[AGENT_HOST_MAX + 32];
+  if (len == 0 || len >= sizeof(one) || memchr(e, ',', len)) {
+    snprintf(err, errlen, "\"%.*s\": want one host:port[:weight]",
+             (int)(len > 80 ? 80 : len), e);
+    return MCR_ESERVERS;
+  }
+  memcpy(one, e, len);
+  one[len] = '\0';
+  return agent_servers_add(one, out, err, errlen);
+}

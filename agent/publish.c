@@ -1,0 +1,283 @@
+/* publish.c — turns polled node lists into published ring generations.
+ *
+ * The snapshot writer (lib/snapshot_write.c) owns the ring directory's
+ * files and the single-writer lock; this module decides when to use it.
+ * A poll's node list is published only when it differs from the list this
+ * process published last (node set, addresses, ports or weights) or the
+ * ring mode changed — never merely because the source's configuration
+ * version moved, and always when the list changed even if the version did
+ * not (AWS replaces failed nodes in place without bumping it). A version
+ * that goes backwards is logged once. The first good poll of a process
+ * always publishes, which also picks up a changed --distribution after a
+ * restart; the generation carries on from the control file.
+ *
+ * Beside the snapshot it keeps "status", a few "key value" lines (source,
+ * last poll time, outcome, configuration version, generation) that
+ * `mcring ring --ring-dir` shows. It is replaced atomically: written to a
+ * temporary name created O_EXCL|O_NOFOLLOW relative to the directory fd,
+ * then renamed over the old one, so a reader sees a whole file or the
+ * previous one.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "ring.h"
+
+#define STATUS_NAME "status"
+#define STATUS_TMP_PREFIX "status.tmp."
+
+struct agent_pub {
+  mcr__snapshot_writer_t* w;
+  int dirfd;
+  bool have_last; /* `last` was published by this process */
+  mcr_distribution_t last_mode;
+  agent_nodes_t last;
+  bool have_version; /* a version seen in an earlier good poll */
+  uint64_t version;
+};
+
+/* Calls fn(dirfd, name, arg) for every entry of the directory except "."
+ * and "..". Errors opening it are ignored: both users are best effort. */
+static void walk_dir(int dirfd, void (*fn)(int, const char*, void*),
+                     void* arg) {
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return;
+  }
+  struct dirent* de;
+  while ((de = readdir(d)) != NULL)
+    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+      fn(dirfd, de->d_name, arg);
+  closedir(d);
+}
+
+/* walk_dir callback: removes a temporary status file a killed agent left. */
+static void remove_stale_status(int dirfd, const char* name, void* arg) {
+  if (strncmp(name, STATUS_TMP_PREFIX, strlen(STATUS_TMP_PREFIX)) == 0)
+    unlinkat(dirfd, name, 0);
+}
+
+/* walk_dir callback: gives an existing file the directory's group (*arg).
+ * Failures are harmless: new files inherit the group through setgid. */
+static void regroup_file(int dirfd, const char* name, void* arg) {
+  fchownat(dirfd, name, (uid_t)-1, *(gid_t*)arg, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Gives the directory (and what is already in it) the workers' group and
+ * the setgid bit, so files created later inherit the group. */
+static int apply_group(int dirfd, const char* dir, const char* group, char* err,
+                       size_t errlen) {
+  struct group* gr = getgrnam(group);
+  gid_t gid;
+  if (gr) {
+    gid = gr->gr_gid;
+  } else {
+    uint64_t g;
+    if (agent_parse_u64(group, strlen(group), UINT32_MAX - 1, &g) != 0) {
+      snprintf(err, errlen, "unknown group \"%s\"", group);
+      return MCR_EINVAL;
+    }
+    gid = (gid_t)g;
+  }
+  if (fchown(dirfd, (uid_t)-1, gid) != 0 || fchmod(dirfd, 02750) != 0) {
+    snprintf(err, errlen, "set group %s on %s: %s", group, dir,
+             strerror(errno));
+    return MCR_EPERM;
+  }
+  return 0;
+}
+
+int agent_pub_open(agent_pub_t** out, const char* dir, const char* group,
+                   char* err, size_t errlen) {
+  *out = NULL;
+  agent_pub_t* p = calloc(1, sizeof(*p));
+  if (!p)
+    return MCR_ENOMEM;
+  p->dirfd = -1;
+  int rc = 0;
+  /* Create it here (0750) rather than in the writer so that the group is
+   * set before the writer creates its control file. */
+  if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+    snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+    rc = MCR_ESYS;
+  }
+  struct stat st;
+  if (!rc) {
+    p->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (p->dirfd < 0 || fstat(p->dirfd, &st) != 0) {
+      snprintf(err, errlen, "open %s: %s", dir,
+               errno == ELOOP ? "is a symlink, refused" : strerror(errno));
+      rc = errno == ELOOP ? MCR_EPERM : MCR_ESYS;
+    } else if (st.st_mode & S_IWOTH) {
+      snprintf(err, errlen,
+               "refusing world-writable ring directory %s "
+               "(mode %04o)",
+               dir, (unsigned)(st.st_mode & 07777));
+      rc = MCR_EPERM;
+    }
+  }
+  if (!rc)
+    rc = mcr__snapshot_writer_open(&p->w, dir, err, errlen);
+  /* The group is changed only once the lock is ours. */
+  if (!rc && group && *group) {
+    rc = apply_group(p->dirfd, dir, group, err, errlen);
+    struct stat gst;
+    if (!rc && fstat(p->dirfd, &gst) == 0)
+      walk_dir(p->dirfd, regroup_file, &gst.st_gid);
+  }
+  if (!rc)
+    walk_dir(p->dirfd, remove_stale_status, NULL);
+  if (rc) {
+    agent_pub_close(p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
+                    const agent_nodes_t* nodes, bool* published, uint64_t* gen,
+                    char* err, size_t errlen) {
+  *published = false;
+  bool same = p->have_last && p->last_mode == mode &&
+              agent_nodes_equal(&p->last, nodes);
+  if (nodes->has_version && p->have_version) {
+    if (nodes->version < p->version)
+      agent_log(AGENT_LOG_WARNING,
+                "configuration version went backwards: %" PRIu64
+                " after %" PRIu64,
+                nodes->version, p->version);
+    else if (!same && p->have_last && nodes->version == p->version)
+      agent_log(AGENT_LOG_WARNING,
+                "node list changed but configuration version %" PRIu64
+                " did not (node replaced in place?): applying it",
+                nodes->version);
+  }
+  if (nodes->has_version) {
+    p->have_version = true;
+    p->version = nodes->version;
+  }
+  if (same) {
+    *gen = mcr__snapshot_writer_generation(p->w);
+    return 0;
+  }
+  mcr__ring_node_in_t* in = calloc(nodes->n ? nodes->n : 1, sizeof(*in));
+  if (!in)
+    return MCR_ENOMEM;
+  for (size_t i = 0; i < nodes->n; i++) {
+    in[i].host = nodes->v[i].host;
+    in[i].address = nodes->v[i].addr[0] ? nodes->v[i].addr : NULL;
+    in[i].port = nodes->v[i].port;
+    in[i].weight = nodes->v[i].weight;
+    in[i].state = MCR__NODE_UP;
+  }
+  uint64_t g = 0;
+  int rc = mcr__snapshot_writer_publish_nodes(p->w, mode, in, nodes->n, &g);
+  free(in);
+  if (rc) {
+    snprintf(err, errlen, "publish: %s", mcr__snapshot_writer_error(p->w));
+    return rc;
+  }
+  rc = agent_nodes_copy(&p->last, nodes);
+  p->have_last = rc == 0;
+  p->last_mode = mode;
+  *published = true;
+  *gen = g;
+  return 0;
+}
+
+uint64_t agent_pub_generation(const agent_pub_t* p) {
+  return mcr__snapshot_writer_generation(p->w);
+}
+
+/* Formats a CLOCK_REALTIME millisecond time as ISO 8601 UTC. */
+static void iso_time(int64_t ms, char* out, size_t cap) {
+  time_t s = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  char b[32];
+  strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, cap, "%s.%03dZ", b, (int)(ms % 1000));
+}
+
+int agent_pub_status(agent_pub_t* p, const agent_status_t* st, char* err,
+                     size_t errlen) {
+  char text[2048], when[40], ok_when[40] = "never";
+  iso_time(st->poll_time_ms, when, sizeof(when));
+  if (st->last_ok_ms)
+    iso_time(st->last_ok_ms, ok_when, sizeof(ok_when));
+  char version[24] = "none";
+  if (st->has_version)
+    snprintf(version, sizeof(version), "%" PRIu64, st->version);
+  /* The message is one line: replace any control byte. */
+  char msg[512];
+  snprintf(msg, sizeof(msg), "%s", st->message ? st->message : "");
+  for (char* c = msg; *c; c++)
+    if ((unsigned char)*c < 0x20)
+      *c = ' ';
+  int n = snprintf(text, sizeof(text),
+                   "pid %ld\n"
+                   "source %s\n"
+                   "last_poll %s\n"
+                   "last_poll_ms %" PRId64
+                   "\n"
+                   "outcome %s%s%s%s\n"
+                   "last_ok %s\n"
+                   "failures %u\n"
+                   "config_version %s\n"
+                   "generation %" PRIu64
+                   "\n"
+                   "nodes %zu\n",
+                   (long)getpid(), st->source, when, st->poll_time_ms,
+                   st->rc ? "error " : "ok", st->rc ? mcr_err_name(st->rc) : "",
+                   st->rc ? ": " : "", st->rc ? msg : "", ok_when, st->failures,
+                   version, agent_pub_generation(p), st->nodes);
+  if (n < 0 || (size_t)n >= sizeof(text))
+    n = (int)strlen(text);
+  char tmp[48];
+  snprintf(tmp, sizeof(tmp), STATUS_TMP_PREFIX "%ld", (long)getpid());
+  unlinkat(p->dirfd, tmp, 0);
+  int fd = openat(p->dirfd, tmp,
+                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    snprintf(err, errlen, "create %s: %s", tmp, strerror(errno));
+    return MCR_ESYS;
+  }
+  int rc = 0;
+  if (fchmod(fd, 0640) != 0 || write(fd, text, (size_t)n) != (ssize_t)n) {
+    snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
+    rc = MCR_ESYS;
+  }
+  close(fd);
+  if (!rc && renameat(p->dirfd, tmp, p->dirfd, STATUS_NAME) != 0) {
+    snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+    rc = MCR_ESYS;
+  }
+  if (rc)
+    unlinkat(p->dirfd, tmp, 0);
+  return rc;
+}
+
+void agent_pub_close(agent_pub_t* p) {
+  if (!p)
+    return;
+  mcr__snapshot_writer_close(p->w);
+  if (p->dirfd >= 0)
+    close(p->dirfd);
+  agent_nodes_free(&p->last);
+  free(p);
+}

@@ -1,0 +1,573 @@
+/* source_elasticache.c — the ElastiCache Auto Discovery source.
+ *
+ * An ElastiCache memcached cluster publishes its membership on every node;
+ * the cluster's configuration endpoint is a DNS alias to one of them. One
+ * poll resolves that name afresh (the alias moves when its node goes),
+ * connects with a timeout, asks "version", and then "config get cluster" —
+ * or "get AmazonElastiCache:cluster" when the engine is older than 1.4.14
+ * or answers ERROR to the config command. Both replies carry the same
+ * block: "<version>\n<host>|<ip>|<port> ...\n", framed by a header line
+ * with its byte count and "\r\nEND\r\n".
+ *
+ * The reply parser, agent_ec_parse, is a pure function over a byte range
+ * (no socket, no allocation besides the output list) so that the poll loop
+ * can call it on every read to learn whether the reply is complete, and so
+ * that it can be fuzzed. It is strict on purpose: a reply that is not
+ * exactly right (byte count, framing, any host, address or port) is
+ * refused as a whole, and the agent keeps the ring it has, because a
+ * half-understood membership list would move keys for nothing. A block
+ * shorter than its declared count is detected as soon as a '\r' shows up
+ * inside it (the block never contains one), so a wrong count fails at
+ * once instead of waiting for the I/O timeout.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define HEADER_MAX 256 /* longest header line accepted */
+
+static int proto_err(char* err, size_t errlen, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#include <stdarg.h>
+
+static int proto_err(char* err, size_t errlen, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (err && errlen)
+    vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return MCR_EPROTO;
+}
+
+/* Finds "\r\n" in buf[0..len); returns its offset or -1. */
+static long find_crlf(const char* buf, size_t len) {
+  for (size_t i = 0; i + 1 < len; i++)
+    if (buf[i] == '\r' && buf[i + 1] == '\n')
+      return (long)i;
+  return -1;
+}
+
+/* True when buf[0..len) could still become `lit` (a prefix of it). */
+static bool prefix_of(const char* buf, size_t len, const char* lit) {
+  size_t n = strlen(lit);
+  return len <= n && memcmp(buf, lit, len) == 0;
+}
+
+/* Handles a complete header line that is an error reply. Returns the
+ * result to hand back, or 0 when the line is not an error line. */
+static int error_line(const char* line, size_t len, char* err, size_t errlen) {
+  if (len == 5 && memcmp(line, "ERROR", 5) == 0)
+    return AGENT_EC_ERROR_REPLY;
+  if (len >= 12 && memcmp(line, "SERVER_ERROR", 12) == 0) {
+    snprintf(err, errlen, "endpoint: %.*s", (int)(len > 200 ? 200 : len), line);
+    return MCR_ESERVERERR;
+  }
+  if (len >= 12 && memcmp(line, "CLIENT_ERROR", 12) == 0) {
+    snprintf(err, errlen, "endpoint: %.*s", (int)(len > 200 ? 200 : len), line);
+    return MCR_ECLIENTERR;
+  }
+  return 0;
+}
+
+/* Parses one "host|ip|port" token into out. */
+static int parse_node(const char* t, size_t len, size_t index,
+                      agent_nodes_t* out, char* err, size_t errlen) {
+  const char* p1 = memchr(t, '|', len);
+  const char* p2 = p1 ? memchr(p1 + 1, '|', (size_t)(t + len - p1 - 1)) : NULL;
+  if (!p1 || !p2 || memchr(p2 + 1, '|', (size_t)(t + len - p2 - 1)))
+    return proto_err(err, errlen, "node %zu: \"%.*s\" is not host|ip|port",
+                     index + 1, (int)(len > 80 ? 80 : len), t);
+  size_t hlen = (size_t)(p1 - t);
+  const char* ip = p1 + 1;
+  size_t iplen = (size_t)(p2 - ip);
+  const char* ps = p2 + 1;
+  size_t plen = (size_t)(t + len - ps);
+  char hostaddr[AGENT_ADDR_MAX];
+  bool host_numeric = agent_addr_parse(t, hlen, hostaddr);
+  if (hlen == 0 || hlen > AGENT_HOST_MAX ||
+      (!host_numeric && !agent_hostname_ok(t, hlen)))
+    return proto_err(err, errlen, "node %zu: bad host name \"%.*s\"", index + 1,
+                     (int)(hlen > 80 ? 80 : hlen), t);
+  char addr[AGENT_ADDR_MAX] = "";
+  if (iplen > 0) {
+    /* Accept an IPv6 address in brackets as well as bare. */
+    if (iplen > 2 && ip[0] == '[' && ip[iplen - 1] == ']') {
+      ip++;
+      iplen -= 2;
+    }
+    if (!agent_addr_parse(ip, iplen, addr))
+      return proto_err(err, errlen, "node %zu: bad address \"%.*s\"", index + 1,
+                       (int)(iplen > 80 ? 80 : iplen), ip);
+  } else if (host_numeric) {
+    memcpy(addr, hostaddr, sizeof(addr));
+  }
+  uint64_t port;
+  if (agent_parse_u64(ps, plen, 65535, &port) != 0 || port == 0)
+    return proto_err(err, errlen, "node %zu: bad port \"%.*s\"", index + 1,
+                     (int)(plen > 20 ? 20 : plen), ps);
+  int rc = agent_nodes_add(out, t, hlen, addr, (uint16_t)port, 1);
+  if (rc)
+    return rc == MCR_ENOMEM ? rc
+                            : proto_err(err, errlen,
+                                        "node %zu: "
+                                        "host too long",
+                                        index + 1);
+  return 0;
+}
+
+/* Parses the block "<version>\n<nodes>\n" (exactly len bytes). */
+static int parse_block(const char* b, size_t len, agent_nodes_t* out, char* err,
+                       size_t errlen) {
+  const char* nl = memchr(b, '\n', len);
+  if (!nl)
+    return proto_err(err, errlen, "no newline after the version");
+  uint64_t version;
+  if (agent_parse_u64(b, (size_t)(nl - b), UINT64_MAX, &version) != 0)
+    return proto_err(err, errlen, "bad configuration version \"%.*s\"",
+                     (int)((nl - b) > 40 ? 40 : (nl - b)), b);
+  const char* p = nl + 1;
+  const char* end = b + len;
+  if (p == end || end[-1] != '\n')
+    return proto_err(err, errlen, "the node list does not end with a newline");
+  end--; /* drop the final '\n' */
+  if (memchr(p, '\n', (size_t)(end - p)))
+    return proto_err(err, errlen, "more than one node line");
+  if (p == end)
+    return proto_err(err, errlen, "the node list is empty");
+  size_t index = 0;
+  while (p < end) {
+    const char* sp = memchr(p, ' ', (size_t)(end - p));
+    const char* te = sp ? sp : end;
+    if (te == p)
+      return proto_err(err, errlen,
+                       "empty node entry (two spaces?) at node "
+                       "%zu",
+                       index + 1);
+    for (const char* q = p; q < te; q++)
+      if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f)
+        return proto_err(err, errlen, "node %zu: control or non-ASCII byte",
+                         index + 1);
+    int rc = parse_node(p, (size_t)(te - p), index, out, err, errlen);
+    if (rc)
+      return rc;
+    index++;
+    if (sp && sp + 1 == end)
+      return proto_err(err, errlen, "trailing space after the last node");
+    p = sp ? sp + 1 : end;
+  }
+  out->has_version = true;
+  out->version = version;
+  agent_nodes_sort(out);
+  int rc = agent_nodes_check(out, err, errlen);
+  return rc == 0 ? 0 : MCR_EPROTO;
+}
+
+int agent_ec_parse(agent_ec_form_t form, const char* buf, size_t len,
+                   agent_nodes_t* out, char* err, size_t errlen) {
+  agent_nodes_clear(out);
+  if (err && errlen)
+    err[0] = '\0';
+  if (len == 0)
+    return AGENT_EC_INCOMPLETE; /* buf may be NULL then */
+  const char* want = form == AGENT_EC_CONFIG
+                         ? "CONFIG cluster "
+                         : "VALUE AmazonElastiCache:cluster ";
+  long crlf = find_crlf(buf, len > HEADER_MAX ? HEADER_MAX : len);
+  if (crlf < 0) {
+    if (len >= HEADER_MAX)
+      return proto_err(err, errlen, "header line longer than %d bytes",
+                       HEADER_MAX);
+    /* Still a possible prefix of the header or of an error line? */
+    size_t wl = strlen(want);
+    bool maybe = prefix_of(buf, len < wl ? len : wl, want) ||
+                 prefix_of(buf, len, "ERROR\r") ||
+                 prefix_of(buf, len, "END\r") ||
+                 (len <= 12 && (prefix_of(buf, len, "SERVER_ERROR") ||
+                                prefix_of(buf, len, "CLIENT_ERROR"))) ||
+                 (len > 12 && (memcmp(buf, "SERVER_ERROR", 12) == 0 ||
+                               memcmp(buf, "CLIENT_ERROR", 12) == 0));
+    if (!maybe || memchr(buf, '\n', len))
+      return proto_err(err, errlen, "unexpected reply \"%.*s\"",
+                       (int)(len > 60 ? 60 : len), buf);
+    return AGENT_EC_INCOMPLETE;
+  }
+  size_t hlen = (size_t)crlf;
+  int erc = error_line(buf, hlen, err, errlen);
+  if (erc) {
+    if (hlen + 2 != len)
+      return proto_err(err, errlen, "bytes after the error reply");
+    return erc;
+  }
+  if (hlen == 3 && memcmp(buf, "END", 3) == 0)
+    return proto_err(err, errlen,
+                     "the endpoint has no cluster configuration"
+                     " (END)");
+  size_t wl = strlen(want);
+  if (hlen <= wl || memcmp(buf, want, wl) != 0)
+    return proto_err(err, errlen, "unexpected reply \"%.*s\"",
+                     (int)(hlen > 60 ? 60 : hlen), buf);
+  /* "<flags> <bytes>" */
+  const char* f = buf + wl;
+  const char* hend = buf + hlen;
+  const char* sp = memchr(f, ' ', (size_t)(hend - f));
+  uint64_t flags, bytes;
+  if (!sp || agent_parse_u64(f, (size_t)(sp - f), UINT32_MAX, &flags) != 0)
+    return proto_err(err, errlen, "bad flags in \"%.*s\"", (int)hlen, buf);
+  if (agent_parse_u64(sp + 1, (size_t)(hend - sp - 1),
+                      AGENT_EC_MAX_REPLY - HEADER_MAX, &bytes) != 0)
+    return proto_err(err, errlen, "bad byte count in \"%.*s\"", (int)hlen, buf);
+  const char* block = buf + hlen + 2;
+  size_t avail = len - hlen - 2;
+  static const char trailer[] = "\r\nEND\r\n";
+  const size_t tlen = sizeof(trailer) - 1;
+  /* The block never holds a '\r': one inside the declared length means
+   * the count is larger than the data. */
+  const char* cr = memchr(block, '\r', avail < bytes ? avail : (size_t)bytes);
+  if (cr)
+    return proto_err(err, errlen,
+                     "byte count %llu does not match the data (block ends "
+                     "after %zu bytes)",
+                     (unsigned long long)bytes, (size_t)(cr - block));
+  if (avail < bytes + tlen) {
+    if (avail > bytes &&
+        !prefix_of(block + bytes, avail - (size_t)bytes, trailer))
+      return proto_err(err, errlen,
+                       "byte count %llu does not match the data (no "
+                       "\\r\\nEND\\r\\n after it)",
+                       (unsigned long long)bytes);
+    return AGENT_EC_INCOMPLETE;
+  }
+  if (memcmp(block + bytes, trailer, tlen) != 0)
+    return proto_err(err, errlen,
+                     "byte count %llu does not match the data (no "
+                     "\\r\\nEND\\r\\n after it)",
+                     (unsigned long long)bytes);
+  if (avail > bytes + tlen)
+    return proto_err(err, errlen, "%zu unexpected bytes after END",
+                     avail - (size_t)bytes - tlen);
+  int rc = parse_block(block, (size_t)bytes, out, err, errlen);
+  if (rc)
+    agent_nodes_clear(out);
+  return rc;
+}
+
+int agent_ec_parse_version(const char* buf, size_t len, unsigned* maj,
+                           unsigned* min, unsigned* patch) {
+  if (len == 0)
+    return AGENT_EC_INCOMPLETE; /* buf may be NULL then */
+  long crlf = find_crlf(buf, len > HEADER_MAX ? HEADER_MAX : len);
+  if (crlf < 0) {
+    if (len >= HEADER_MAX || memchr(buf, '\n', len))
+      return MCR_EPROTO;
+    if (prefix_of(buf, len < 8 ? len : 8, "VERSION ") ||
+        prefix_of(buf, len, "ERROR\r"))
+      return AGENT_EC_INCOMPLETE;
+    return MCR_EPROTO;
+  }
+  if ((size_t)crlf + 2 != len)
+    return MCR_EPROTO;
+  if (crlf == 5 && memcmp(buf, "ERROR", 5) == 0)
+    return AGENT_EC_ERROR_REPLY;
+  if (crlf <= 8 || memcmp(buf, "VERSION ", 8) != 0)
+    return MCR_EPROTO;
+  unsigned v[3] = {0, 0, 0};
+  const char* p = buf + 8;
+  const char* end = buf + crlf;
+  if (p == end || *p < '0' || *p > '9')
+    return MCR_EPROTO;
+  for (int i = 0; i < 3 && p < end; i++) {
+    size_t n = 0;
+    while (p + n < end && p[n] >= '0' && p[n] <= '9' && n < 9)
+      n++;
+    if (n == 0)
+      break;
+    uint64_t x;
+    agent_parse_u64(p, n, 999999999, &x);
+    v[i] = (unsigned)x;
+    p += n;
+    if (p < end && *p == '.')
+      p++;
+    else
+      break;
+  }
+  *maj = v[0];
+  *min = v[1];
+  *patch = v[2];
+  return 0;
+}
+
+/* ---------------------------------------------------------------- network */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Splits "host:port", "[v6]:port" or "host" into host[hcap] and *port. */
+static int split_endpoint(const char* ep, char* host, size_t hcap, char* port,
+                          size_t pcap) {
+  const char* h = ep;
+  size_t hl;
+  const char* p = NULL;
+  if (ep[0] == '[') {
+    const char* c = strchr(ep, ']');
+    if (!c)
+      return -1;
+    h = ep + 1;
+    hl = (size_t)(c - h);
+    if (c[1] == ':')
+      p = c + 2;
+    else if (c[1] != '\0')
+      return -1;
+  } else {
+    const char* c = strchr(ep, ':');
+    hl = c ? (size_t)(c - ep) : strlen(ep);
+    if (c) {
+      if (strchr(c + 1, ':'))
+        return -1; /* bare IPv6 needs brackets */
+      p = c + 1;
+    }
+  }
+  if (hl == 0 || hl >= hcap)
+    return -1;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  uint64_t pn = 11211;
+  if (p && agent_parse_u64(p, strlen(p), 65535, &pn) != 0)
+    return -1;
+  if (pn == 0)
+    return -1;
+  snprintf(port, pcap, "%u", (unsigned)pn);
+  return 0;
+}
+
+/* Connects a non-blocking socket to one address within timeout_ms.
+ * Returns the fd or a negative error. */
+static int connect_one(const struct addrinfo* ai, int timeout_ms, int* e) {
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  ai->ai_protocol);
+  if (fd < 0) {
+    *e = errno;
+    return MCR_ESYS;
+  }
+  if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+    return fd;
+  if (errno != EINPROGRESS) {
+    *e = errno;
+    close(fd);
+    return MCR_ECONNECT;
+  }
+  struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+  int n;
+  do {
+    n = poll(&pfd, 1, timeout_ms);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) {
+    close(fd);
+    *e = ETIMEDOUT;
+    return MCR_ECONNTIMEOUT;
+  }
+  int soerr = 0;
+  socklen_t sl = sizeof(soerr);
+  if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 ||
+      soerr != 0) {
+    *e = n < 0 ? errno : soerr;
+    close(fd);
+    return MCR_ECONNECT;
+  }
+  return fd;
+}
+
+/* A connection with its reply buffer and the deadline of the whole poll. */
+typedef struct {
+  int fd;
+  int64_t deadline;
+  char* buf;
+  size_t len, cap;
+} ecconn_t;
+
+static int send_all(ecconn_t* c, const char* data, size_t len, char* err,
+                    size_t errlen) {
+  while (len > 0) {
+    ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+    if (n > 0) {
+      data += n;
+      len -= (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int64_t left = c->deadline - mono_ms();
+      struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+      if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+        snprintf(err, errlen, "timed out sending the request");
+        return MCR_ETIMEOUT;
+      }
+      continue;
+    }
+    snprintf(err, errlen, "send: %s", strerror(errno));
+    return MCR_EIO;
+  }
+  return 0;
+}
+
+/* Reads more bytes into c->buf before the deadline. Returns 0 or a
+ * negative error (MCR_ECLOSED when the peer closed). */
+static int read_more(ecconn_t* c, const char* what, char* err, size_t errlen) {
+  if (c->len == c->cap) {
+    if (c->cap >= AGENT_EC_MAX_REPLY) {
+      snprintf(err, errlen, "%s: reply larger than %u bytes", what,
+               AGENT_EC_MAX_REPLY);
+      return MCR_EPROTO;
+    }
+    size_t cap = c->cap ? c->cap * 2 : 4096;
+    char* b = realloc(c->buf, cap);
+    if (!b)
+      return MCR_ENOMEM;
+    c->buf = b;
+    c->cap = cap;
+  }
+  for (;;) {
+    ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+    if (n > 0) {
+      c->len += (size_t)n;
+      return 0;
+    }
+    if (n == 0) {
+      snprintf(err, errlen, "%s: connection closed %s", what,
+               c->len ? "mid-reply" : "before any reply");
+      return MCR_ECLOSED;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      snprintf(err, errlen, "%s: recv: %s", what, strerror(errno));
+      return MCR_EIO;
+    }
+    int64_t left = c->deadline - mono_ms();
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int pn = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+    if (pn == 0) {
+      snprintf(err, errlen, "%s: timed out waiting for the reply", what);
+      return MCR_ETIMEOUT;
+    }
+    if (pn < 0 && errno != EINTR) {
+      snprintf(err, errlen, "%s: poll: %s", what, strerror(errno));
+      return MCR_EIO;
+    }
+  }
+}
+
+/* Sends "version" and reports whether the engine predates 1.4.14. */
+static int ask_version(ecconn_t* c, bool* old, char* err, size_t errlen) {
+  int rc = send_all(c, "version\r\n", 9, err, errlen);
+  c->len = 0;
+  unsigned maj = 0, min = 0, patch = 0;
+  while (!rc) {
+    rc = agent_ec_parse_version(c->buf, c->len, &maj, &min, &patch);
+    if (rc != AGENT_EC_INCOMPLETE)
+      break;
+    rc = read_more(c, "version", err, errlen);
+  }
+  if (rc == AGENT_EC_ERROR_REPLY) { /* no version command: treat as new */
+    *old = false;
+    return 0;
+  }
+  if (rc == MCR_EPROTO)
+    snprintf(err, errlen, "version: unexpected reply \"%.*s\"",
+             (int)(c->len > 60 ? 60 : c->len), c->buf ? c->buf : "");
+  if (rc)
+    return rc;
+  *old = maj < 1 || (maj == 1 && (min < 4 || (min == 4 && patch < 14)));
+  return 0;
+}
+
+static int ask_config(ecconn_t* c, agent_ec_form_t form, agent_nodes_t* out,
+                      char* err, size_t errlen) {
+  const char* req = form == AGENT_EC_CONFIG
+                        ? "config get cluster\r\n"
+                        : "get AmazonElastiCache:cluster\r\n";
+  const char* what = form == AGENT_EC_CONFIG ? "config get cluster"
+                                             : "get AmazonElastiCache:cluster";
+  int rc = send_all(c, req, strlen(req), err, errlen);
+  c->len = 0;
+  while (!rc) {
+    char perr[200];
+    rc = agent_ec_parse(form, c->buf, c->len, out, perr, sizeof(perr));
+    if (rc == AGENT_EC_INCOMPLETE) {
+      rc = read_more(c, what, err, errlen);
+      continue;
+    }
+    if (rc < 0)
+      snprintf(err, errlen, "%s: %s", what, perr);
+    break;
+  }
+  return rc;
+}
+
+int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
+                  int io_timeout_ms, agent_nodes_t* out, bool* legacy,
+                  char* err, size_t errlen) {
+  char host[AGENT_HOST_MAX + 1], port[8];
+  agent_nodes_clear(out);
+  if (split_endpoint(endpoint, host, sizeof(host), port, sizeof(port)) != 0) {
+    snprintf(err, errlen, "bad endpoint \"%s\" (want host:port)", endpoint);
+    return MCR_EINVAL;
+  }
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  struct addrinfo* res = NULL;
+  int e = getaddrinfo(host, port, &hints, &res);
+  if (e != 0) {
+    snprintf(err, errlen, "resolve %s: %s", host, gai_strerror(e));
+    return MCR_ERESOLVE;
+  }
+  int fd = MCR_ECONNECT, syserr = 0;
+  for (struct addrinfo* ai = res; ai; ai = ai->ai_next) {
+    fd = connect_one(ai, connect_timeout_ms, &syserr);
+    if (fd >= 0)
+      break;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) {
+    snprintf(err, errlen, "connect %s: %s", endpoint,
+             fd == MCR_ECONNTIMEOUT ? "timed out" : strerror(syserr));
+    return fd;
+  }
+  ecconn_t c = {.fd = fd, .deadline = mono_ms() + io_timeout_ms};
+  bool old = false;
+  int rc = ask_version(&c, &old, err, errlen);
+  agent_ec_form_t form = old ? AGENT_EC_LEGACY : AGENT_EC_CONFIG;
+  if (!rc)
+    rc = ask_config(&c, form, out, err, errlen);
+  if (rc == AGENT_EC_ERROR_REPLY && form == AGENT_EC_CONFIG) {
+    form = AGENT_EC_LEGACY;
+    rc = ask_config(&c, form, out, err, errlen);
+  }
+  if (rc == AGENT_EC_ERROR_REPLY) {
+    snprintf(err, errlen, "the endpoint answered ERROR to %s",
+             form == AGENT_EC_CONFIG ? "config get cluster"
+                                     : "get AmazonElastiCache:cluster");
+    rc = MCR_ESERVERCMD;
+  }
+  close(c.fd);
+  free(c.buf);
+  if (legacy)
+    *legacy = form == AGENT_EC_LEGACY;
+  if (!rc)
+    rc = agent_nodes_resolve(out, err, errlen);
+  if (rc)
+    agent_nodes_clear(out);
+  return rc;
+}

@@ -1,0 +1,719 @@
+/* test_agent.c — the built mcring-agent, end to end.
+ *
+ * Each test runs the real binary ($MCR_TOP_BUILDDIR/mcring-agent) against
+ * the fake ElastiCache endpoint (support/fakecfg.c) or a static list, DNS
+ * name or node file, in its own mkdtemp directory and on its own ports, and
+ * reads what it published with the library's snapshot reader — exactly
+ * what a worker sees. Nothing waits for a fixed time: "eventually" checks
+ * poll with a generous deadline, and "nothing changed" checks wait until
+ * the fake endpoint has counted several more polls. Agents run with
+ * --interval 0.05 and a short --max-backoff so that recovery is quick.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fakecfg.h"
+#include "mcring.h"
+#include "support.h"
+
+#define DEADLINE_MS 8000
+
+typedef struct {
+  char dir[64];   /* the test's private directory */
+  char ring[96];  /* ring directory inside it */
+  char log[96];   /* agent stderr */
+  char nodes[96]; /* node file for fakecfg or --file */
+  char conf[96];  /* config file (empty unless a test writes it) */
+  fakecfg_t* fake;
+} tenv_t;
+
+static void tenv_init(tenv_t* t) {
+  memset(t, 0, sizeof(*t));
+  snprintf(t->dir, sizeof(t->dir), "/tmp/mcr-agent-XXXXXX");
+  cr_assert(mkdtemp(t->dir), "mkdtemp: %s", strerror(errno));
+  snprintf(t->ring, sizeof(t->ring), "%s/ring", t->dir);
+  snprintf(t->log, sizeof(t->log), "%s/agent.log", t->dir);
+  snprintf(t->nodes, sizeof(t->nodes), "%s/nodes", t->dir);
+  snprintf(t->conf, sizeof(t->conf), "%s/agent.conf", t->dir);
+  cr_assert_eq(fakecfg_write_file(t->conf, ""), 0);
+}
+
+static void tenv_fini(tenv_t* t) {
+  fakecfg_stop(t->fake);
+  t->fake = NULL;
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+  if (system(cmd) != 0) { /* leftovers in /tmp are harmless */
+  }
+}
+
+/* Starts the fake endpoint on the node file with `text`. */
+static void fake_up(tenv_t* t, fakecfg_mode_t mode, const char* text) {
+  cr_assert_eq(fakecfg_write_file(t->nodes, text), 0);
+  fakecfg_opts_t o = {.mode = mode, .nodes_file = t->nodes};
+  t->fake = fakecfg_start(&o);
+  cr_assert(t->fake, "fakecfg_start failed");
+}
+
+static const char* agent_bin(void) {
+  static char path[512];
+  const char* top = getenv("MCR_TOP_BUILDDIR");
+  snprintf(path, sizeof(path), "%s/mcring-agent", top ? top : ".");
+  if (access(path, X_OK) != 0)
+    cr_assert_fail("no agent binary at %s (set MCR_TOP_BUILDDIR)", path);
+  return path;
+}
+
+/* Spawns the agent with the NULL-terminated extra arguments after
+ * "--config <conf> --ring-dir <ring>" unless `bare`. stderr goes to the
+ * log file (appended). */
+static pid_t spawn_v(tenv_t* t, bool bare, const char* const* args) {
+  const char* argv[48];
+  size_t n = 0;
+  argv[n++] = agent_bin();
+  if (!bare) {
+    argv[n++] = "--config";
+    argv[n++] = t->conf;
+    argv[n++] = "--ring-dir";
+    argv[n++] = t->ring;
+  }
+  for (size_t i = 0; args[i] && n < 47; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int fd = open(t->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0)
+      dup2(fd, 2);
+    execv(argv[0], (char* const*)argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+#define SPAWN(t, ...) \
+  spawn_v((t), false, (const char* const[]){__VA_ARGS__, NULL})
+
+/* Waits for a pid; returns its exit status, or -1 on a signal/timeout. */
+static int wait_exit(pid_t pid, int timeout_ms) {
+  int64_t end = now_ms() + timeout_ms;
+  for (;;) {
+    int st;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid)
+      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (now_ms() > end) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      return -1;
+    }
+    usleep(10000);
+  }
+}
+
+#define RUN(t, ...) wait_exit(SPAWN((t), __VA_ARGS__), DEADLINE_MS)
+
+/* SIGTERM and expect a clean exit 0. */
+static void stop_agent(pid_t pid) {
+  kill(pid, SIGTERM);
+  int rc = wait_exit(pid, DEADLINE_MS);
+  cr_assert_eq(rc, 0, "agent exit status %d after SIGTERM", rc);
+}
+
+/* Current generation in the ring directory (0 when nothing readable). */
+static uint64_t ring_gen(const char* ring) {
+  mcr_snapshot_t* s;
+  char err[256];
+  if (mcr_snapshot_open(&s, ring, NULL, err, sizeof(err)) != 0)
+    return 0;
+  uint64_t g = mcr_snapshot_generation(s);
+  mcr_snapshot_free(s);
+  return g;
+}
+
+/* Waits until the generation is >= want; returns it (fails on timeout). */
+static uint64_t wait_gen(tenv_t* t, uint64_t want) {
+  int64_t end = now_ms() + DEADLINE_MS;
+  uint64_t g;
+  while ((g = ring_gen(t->ring)) < want) {
+    if (now_ms() > end)
+      cr_assert_fail("generation %llu never reached (at %llu)",
+                     (unsigned long long)want, (unsigned long long)g);
+    usleep(10000);
+  }
+  return g;
+}
+
+/* The ring's nodes as "host=address:port*weight" joined by spaces, in ring
+ * order, plus the mode. */
+static void ring_desc(const char* ring, char* out, size_t cap,
+                      mcr_distribution_t* mode, size_t* count) {
+  mcr_snapshot_t* s;
+  char err[256];
+  int rc = mcr_snapshot_open(&s, ring, NULL, err, sizeof(err));
+  cr_assert_eq(rc, 0, "snapshot open: %s", err);
+  const mcr_ring_t* r = mcr_snapshot_ring(s);
+  size_t len = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < mcr_ring_node_count(r); i++) {
+    mcr_ring_node_t n;
+    cr_assert_eq(mcr_ring_node(r, i, &n), 0);
+    len += (size_t)snprintf(out + len, cap - len, "%s%s=%s:%u*%u", i ? " " : "",
+                            n.host, n.address, n.port, n.weight);
+    if (len >= cap)
+      len = cap - 1;
+  }
+  if (mode)
+    *mode = mcr_ring_distribution(r);
+  if (count)
+    *count = mcr_ring_node_count(r);
+  mcr_snapshot_free(s);
+}
+
+/* Waits until the fake endpoint has seen `more` further config polls
+ * (either form). */
+static void wait_polls(tenv_t* t, int more) {
+  int base =
+      fakecfg_requests(t->fake, "config") + fakecfg_requests(t->fake, "get");
+  int64_t end = now_ms() + DEADLINE_MS;
+  while (fakecfg_requests(t->fake, "config") +
+             fakecfg_requests(t->fake, "get") <
+         base + more) {
+    if (now_ms() > end)
+      cr_assert_fail("the agent stopped polling");
+    usleep(5000);
+  }
+}
+
+/* Waits for `more` further version requests (every poll starts with one,
+ * including polls that hang or fail later). */
+static void wait_version_polls(tenv_t* t, int more) {
+  int base = fakecfg_requests(t->fake, "version");
+  int64_t end = now_ms() + DEADLINE_MS;
+  while (fakecfg_requests(t->fake, "version") < base + more) {
+    if (now_ms() > end)
+      cr_assert_fail("the agent stopped polling");
+    usleep(5000);
+  }
+}
+
+static char* slurp(const char* path) {
+  static char buf[65536];
+  buf[0] = '\0';
+  FILE* f = fopen(path, "r");
+  if (!f)
+    return buf;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+}
+
+/* Waits until file `name` in the ring directory contains `needle`. */
+static void wait_status(tenv_t* t, const char* needle) {
+  char path[160];
+  snprintf(path, sizeof(path), "%s/status", t->ring);
+  int64_t end = now_ms() + DEADLINE_MS;
+  while (!strstr(slurp(path), needle)) {
+    if (now_ms() > end)
+      cr_assert_fail("status never showed \"%s\":\n%s", needle, slurp(path));
+    usleep(10000);
+  }
+}
+
+static size_t count_in(const char* hay, const char* needle) {
+  size_t n = 0;
+  for (const char* p = hay; (p = strstr(p, needle)) != NULL; p++)
+    n++;
+  return n;
+}
+
+#define FAST "--interval", "0.05", "--max-backoff", "0.1", "--io-timeout", "0.5"
+
+static const char* const three =
+    "a.test|127.0.0.1|11211\nb.test|127.0.0.2|11211\nc.test|127.0.0.3|11211\n";
+
+TestSuite(agent, .timeout = 60);
+
+Test(agent, elasticache_publishes_and_follows_changes) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, FAKECFG_NORMAL, three);
+  pid_t pid = SPAWN(&t, "--elasticache", fakecfg_endpoint(t.fake), FAST);
+  cr_assert_eq(wait_gen(&t, 1), 1);
+  char d[4096];
+  size_t n;
+  mcr_distribution_t mode;
+  ring_desc(t.ring, d, sizeof(d), &mode, &n);
+  cr_assert_eq(n, 3);
+  cr_assert_eq(mode, MCR_DIST_KETAMA);
+  cr_assert_str_eq(d,
+                   "a.test=127.0.0.1:11211*1 b.test=127.0.0.2:11211*1 "
+                   "c.test=127.0.0.3:11211*1");
+  wait_status(&t, "outcome ok");
+  wait_status(&t, "config_version 1\n");
+
+  /* Unchanged list: many polls, no new generation. */
+  wait_polls(&t, 5);
+  cr_assert_eq(ring_gen(t.ring), 1);
+
+  /* Add a node. */
+  fakecfg_write_file(t.nodes,
+                     "a.test|127.0.0.1|11211\nb.test|127.0.0.2|11211"
+                     "\nc.test|127.0.0.3|11211\nd.test|127.0.0.4|"
+                     "11211\n");
+  cr_assert_eq(wait_gen(&t, 2), 2);
+  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  cr_assert_eq(n, 4);
+  wait_status(&t, "config_version 2\n");
+
+  /* Remove two. */
+  fakecfg_write_file(t.nodes,
+                     "a.test|127.0.0.1|11211\nd.test|127.0.0.4|"
+                     "11211\n");
+  cr_assert_eq(wait_gen(&t, 3), 3);
+  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  cr_assert_str_eq(d, "a.test=127.0.0.1:11211*1 d.test=127.0.0.4:11211*1");
+
+  /* Replace in place: same version, new address for d.test. */
+  fakecfg_freeze_version(t.fake, true);
+  uint64_t v = fakecfg_version(t.fake);
+  fakecfg_write_file(t.nodes,
+                     "a.test|127.0.0.1|11211\nd.test|127.0.0.9|"
+                     "11211\n");
+  cr_assert_eq(wait_gen(&t, 4), 4);
+  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  cr_assert_str_eq(d, "a.test=127.0.0.1:11211*1 d.test=127.0.0.9:11211*1");
+  cr_assert_eq(fakecfg_version(t.fake), v);
+
+  /* A version going backwards is warned about once, not per poll. */
+  fakecfg_set_version(t.fake, 1);
+  wait_polls(&t, 6);
+  cr_assert_eq(ring_gen(t.ring), 4);
+  stop_agent(pid);
+  cr_assert_eq(count_in(slurp(t.log), "went backwards"), 1, "%s", slurp(t.log));
+  cr_assert_eq(count_in(slurp(t.log), "replaced in place"), 1);
+  /* SIGTERM left the last ring in place. */
+  cr_assert_eq(ring_gen(t.ring), 4);
+  tenv_fini(&t);
+}
+
+/* Starts an agent on a healthy endpoint, waits for generation 1, switches
+ * the endpoint to `bad`, changes the node list, and checks that the ring
+ * stays at generation 1 across several polls; then heals the endpoint and
+ * expects the new list. */
+static void keeps_last_ring(fakecfg_mode_t bad, int count_delta,
+                            const char* status_word) {
+  tenv_t t;
+  tenv_init(&t);
+  cr_assert_eq(fakecfg_write_file(t.nodes, three), 0);
+  fakecfg_opts_t o = {.nodes_file = t.nodes, .count_delta = count_delta};
+  t.fake = fakecfg_start(&o);
+  cr_assert(t.fake);
+  pid_t pid = SPAWN(&t, "--elasticache", fakecfg_endpoint(t.fake), FAST,
+                    "--io-timeout", "0.2");
+  wait_gen(&t, 1);
+  fakecfg_set_mode(t.fake, bad);
+  fakecfg_write_file(t.nodes, "a.test|127.0.0.1|11211\n");
+  wait_version_polls(&t, 4);
+  cr_assert_eq(ring_gen(t.ring), 1, "a failed poll published");
+  char d[4096];
+  size_t n;
+  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  cr_assert_eq(n, 3);
+  wait_status(&t, "outcome error");
+  wait_status(&t, status_word);
+  fakecfg_set_mode(t.fake, FAKECFG_NORMAL);
+  cr_assert_eq(wait_gen(&t, 2), 2);
+  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  cr_assert_eq(n, 1);
+  wait_status(&t, "outcome ok");
+  stop_agent(pid);
+  /* Logged once per change of state: one error line, one recovery. */
+  const char* log = slurp(t.log);
+  cr_assert_eq(count_in(log, "keeping the last ring"), 1, "%s", log);
+  cr_assert_eq(count_in(log, "recovered"), 1, "%s", log);
+  tenv_fini(&t);
+}
+
+Test(agent, hang_keeps_last_ring) {
+  keeps_last_ring(FAKECFG_HANG, 0, "ETIMEOUT");
+}
+Test(agent, close_mid_reply_keeps_last_ring) {
+  keeps_last_ring(FAKECFG_CLOSE_MID, 0, "mid-reply");
+}
+Test(agent, byte_count_too_big_keeps_last_ring) {
+  keeps_last_ring(FAKECFG_BAD_COUNT, 5, "byte count");
+}
+Test(agent, byte_count_too_small_keeps_last_ring) {
+  keeps_last_ring(FAKECFG_BAD_COUNT, -4, "byte count");
+}
+Test(agent, malformed_nodes_keep_last_ring) {
+  keeps_last_ring(FAKECFG_MALFORMED, 0, "bad port");
+}
+
+Test(agent, endpoint_down_keeps_last_ring_and_recovers) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, FAKECFG_NORMAL, three);
+  int port = fakecfg_port(t.fake);
+  char ep[32];
+  snprintf(ep, sizeof(ep), "127.0.0.1:%d", port);
+  pid_t pid = SPAWN(&t, "--elasticache", ep, FAST);
+  wait_gen(&t, 1);
+  fakecfg_stop(t.fake);
+  t.fake = NULL;
+  wait_status(&t, "ECONNECT");
+  cr_assert_eq(ring_gen(t.ring), 1);
+  /* Back on the same port with another list. */
+  cr_assert_eq(fakecfg_write_file(t.nodes, "z.test|127.0.0.26|11211\n"), 0);
+  fakecfg_opts_t o = {.nodes_file = t.nodes, .port = port};
+  t.fake = fakecfg_start(&o);
+  cr_assert(t.fake, "port %d was taken meanwhile", port);
+  cr_assert_eq(wait_gen(&t, 2), 2);
+  stop_agent(pid);
+  tenv_fini(&t);
+}
+
+Test(agent, source_down_at_start_keeps_existing_snapshot) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, FAKECFG_NORMAL, three);
+  int port = fakecfg_port(t.fake);
+  char ep[32], pidfile[128];
+  snprintf(ep, sizeof(ep), "127.0.0.1:%d", port);
+  snprintf(pidfile, sizeof(pidfile), "%s/agent.pid", t.dir);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
+  fakecfg_stop(t.fake);
+  t.fake = NULL;
+  pid_t pid = SPAWN(&t, "--elasticache", ep, FAST, "--wait-first", "--pidfile",
+                    pidfile);
+  wait_status(&t, "failures 3");
+  cr_assert_eq(ring_gen(t.ring), 1, "the existing ring must stay");
+  cr_assert_neq(access(pidfile, F_OK), 0, "--wait-first: no pidfile yet");
+  cr_assert_eq(fakecfg_write_file(t.nodes, "z.test|127.0.0.26|11211\n"), 0);
+  fakecfg_opts_t o = {.nodes_file = t.nodes, .port = port};
+  t.fake = fakecfg_start(&o);
+  cr_assert(t.fake, "port %d was taken meanwhile", port);
+  cr_assert_eq(wait_gen(&t, 2), 2);
+  int64_t end = now_ms() + DEADLINE_MS;
+  while (access(pidfile, F_OK) != 0 && now_ms() < end)
+    usleep(10000);
+  cr_assert_eq(atol(slurp(pidfile)), (long)pid);
+  stop_agent(pid);
+  tenv_fini(&t);
+}
+
+/* --once against an endpoint in `mode`: a ring must come out, after
+ * `configs` config requests and one legacy get. */
+static void legacy_fallback(fakecfg_mode_t mode, int configs) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, mode, three);
+  cr_assert_eq(RUN(&t, "--elasticache", fakecfg_endpoint(t.fake), "--once"), 0,
+               "%s", slurp(t.log));
+  cr_assert_eq(ring_gen(t.ring), 1);
+  cr_assert_eq(fakecfg_requests(t.fake, "config"), configs);
+  cr_assert_eq(fakecfg_requests(t.fake, "get"), 1);
+  wait_status(&t, "legacy get");
+  tenv_fini(&t);
+}
+
+/* VERSION 1.4.5: config get cluster is never sent. */
+Test(agent, old_engine_uses_legacy_get) {
+  legacy_fallback(FAKECFG_LEGACY_ONLY, 0);
+}
+
+/* VERSION 1.6.21 but ERROR to config: one try, then the legacy get. */
+Test(agent, config_error_falls_back_to_legacy_get) {
+  legacy_fallback(FAKECFG_ERROR_CONFIG, 1);
+}
+
+Test(agent, five_hundred_nodes) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, FAKECFG_NORMAL, "x|127.0.0.1|1\n");
+  cr_assert_eq(fakecfg_write_nodes(t.nodes, 500, 20000), 0);
+  cr_assert_eq(RUN(&t, "--elasticache", fakecfg_endpoint(t.fake), "--once",
+                   "--distribution", "ketama-libmemcached"),
+               0, "%s", slurp(t.log));
+  static char d[65536];
+  size_t n;
+  mcr_distribution_t mode;
+  ring_desc(t.ring, d, sizeof(d), &mode, &n);
+  cr_assert_eq(n, 500);
+  cr_assert_eq(mode, MCR_DIST_KETAMA_LIBMEMCACHED);
+  /* That mode hashes the names; the node table keeps them. */
+  cr_assert(strstr(d, "node499.test="), "%.200s", d);
+  cr_assert(strstr(d, ":20499*1"), "%.200s", d);
+  tenv_fini(&t);
+}
+
+Test(agent, once_exit_codes_leave_snapshot_untouched) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, FAKECFG_NORMAL, three);
+  const char* ep = fakecfg_endpoint(t.fake);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
+  cr_assert_eq(ring_gen(t.ring), 1);
+  char ring1[160];
+  snprintf(ring1, sizeof(ring1), "%s/ring.1", t.ring);
+  struct stat before, after;
+  cr_assert_eq(stat(ring1, &before), 0);
+
+  fakecfg_set_mode(t.fake, FAKECFG_MALFORMED);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 1);
+  cr_assert(strstr(slurp(t.log), "bad port"), "%s", slurp(t.log));
+  cr_assert(strstr(slurp(t.log), "left unchanged"));
+
+  fakecfg_set_mode(t.fake, FAKECFG_BAD_COUNT);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 1);
+  fakecfg_set_mode(t.fake, FAKECFG_CLOSE_MID);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 1);
+  fakecfg_set_mode(t.fake, FAKECFG_HANG);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once", "--io-timeout", "0.2"),
+               1);
+  cr_assert(strstr(slurp(t.log), "timed out"));
+
+  cr_assert_eq(ring_gen(t.ring), 1);
+  cr_assert_eq(stat(ring1, &after), 0);
+  cr_assert_eq(before.st_ino, after.st_ino);
+  cr_assert_eq(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+  /* Usage errors are their own status. */
+  cr_assert_eq(RUN(&t, "--once"), 2);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--servers", "1.2.3.4:1"), 2);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--interval", "soon"), 2);
+  tenv_fini(&t);
+}
+
+Test(agent, restart_continues_generations) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, FAKECFG_NORMAL, three);
+  const char* ep = fakecfg_endpoint(t.fake);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
+  cr_assert_eq(ring_gen(t.ring), 1);
+  pid_t pid = SPAWN(&t, "--elasticache", ep, FAST);
+  cr_assert_eq(wait_gen(&t, 2), 2);
+  stop_agent(pid);
+  cr_assert_eq(ring_gen(t.ring), 2);
+  pid = SPAWN(&t, "--elasticache", ep, FAST);
+  cr_assert_eq(wait_gen(&t, 3), 3);
+  /* A killed agent leaves a readable ring too; the next one carries on. */
+  kill(pid, SIGKILL);
+  wait_exit(pid, DEADLINE_MS);
+  cr_assert_eq(ring_gen(t.ring), 3);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
+  cr_assert_eq(ring_gen(t.ring), 4);
+  tenv_fini(&t);
+}
+
+Test(agent, second_agent_on_same_dir_refused) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, FAKECFG_NORMAL, three);
+  const char* ep = fakecfg_endpoint(t.fake);
+  pid_t pid = SPAWN(&t, "--elasticache", ep, FAST);
+  wait_gen(&t, 1);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 3);
+  cr_assert_eq(RUN(&t, "--elasticache", ep), 3);
+  cr_assert(strstr(slurp(t.log), "lock"), "%s", slurp(t.log));
+  stop_agent(pid);
+  tenv_fini(&t);
+}
+
+Test(agent, world_writable_ring_dir_refused) {
+  tenv_t t;
+  tenv_init(&t);
+  cr_assert_eq(mkdir(t.ring, 0700), 0);
+  cr_assert_eq(chmod(t.ring, 0777), 0);
+  cr_assert_eq(RUN(&t, "--servers", "127.0.0.1:11211", "--once"), 3);
+  cr_assert(strstr(slurp(t.log), "world-writable"), "%s", slurp(t.log));
+  struct stat st;
+  cr_assert_eq(stat(t.ring, &st), 0);
+  cr_assert_eq(st.st_mode & 0777, 0777, "the agent changed the mode");
+  tenv_fini(&t);
+}
+
+Test(agent, ring_dir_created_0750) {
+  tenv_t t;
+  tenv_init(&t);
+  cr_assert_eq(RUN(&t, "--servers", "127.0.0.1:11211", "--once"), 0);
+  struct stat st;
+  cr_assert_eq(stat(t.ring, &st), 0);
+  cr_assert_eq(st.st_mode & 07777, 0750, "mode %o", st.st_mode & 07777);
+  char status[160];
+  snprintf(status, sizeof(status), "%s/status", t.ring);
+  cr_assert_eq(stat(status, &st), 0);
+  cr_assert_eq(st.st_mode & 0777, 0640);
+  tenv_fini(&t);
+}
+
+Test(agent, group_option_sets_group_and_setgid) {
+  tenv_t t;
+  tenv_init(&t);
+  struct group* gr = getgrgid(getegid());
+  cr_assert(gr);
+  cr_assert_eq(
+      RUN(&t, "--servers", "127.0.0.1:11211", "--once", "--group", gr->gr_name),
+      0, "%s", slurp(t.log));
+  struct stat st;
+  cr_assert_eq(stat(t.ring, &st), 0);
+  cr_assert_eq(st.st_mode & 07777, 02750);
+  cr_assert_eq(st.st_gid, getegid());
+  cr_assert_eq(RUN(&t, "--servers", "127.0.0.1:11211", "--once", "--group",
+                   "no-such-group-mcr"),
+               3);
+  tenv_fini(&t);
+}
+
+Test(agent, static_source) {
+  tenv_t t;
+  tenv_init(&t);
+  cr_assert_eq(
+      RUN(&t, "--servers", "127.0.0.2:11212:2,127.0.0.1:11211", "--once"), 0,
+      "%s", slurp(t.log));
+  char d[512];
+  ring_desc(t.ring, d, sizeof(d), NULL, NULL);
+  cr_assert_str_eq(d,
+                   "127.0.0.1=127.0.0.1:11211*1 127.0.0.2=127.0.0.2:11212*2");
+  wait_status(&t, "source static 127.0.0.2:11212:2,127.0.0.1:11211");
+  wait_status(&t, "config_version none");
+  cr_assert_eq(RUN(&t, "--servers", "127.0.0.1:99999", "--once"), 1);
+  cr_assert_eq(ring_gen(t.ring), 1);
+  tenv_fini(&t);
+}
+
+Test(agent, dns_source) {
+  tenv_t t;
+  tenv_init(&t);
+  cr_assert_eq(RUN(&t, "--dns", "localhost:11400", "--once"), 0, "%s",
+               slurp(t.log));
+  char d[512];
+  size_t n;
+  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  cr_assert_geq(n, 1);
+  cr_assert(strstr(d, ":11400*1"), "%s", d);
+  tenv_fini(&t);
+}
+
+Test(agent, file_source_follows_the_file) {
+  tenv_t t;
+  tenv_init(&t);
+  cr_assert_eq(fakecfg_write_file(t.nodes,
+                                  "# two nodes\n127.0.0.1:11211\n"
+                                  "127.0.0.2:11211:2\n"),
+               0);
+  pid_t pid = SPAWN(&t, "--file", t.nodes, FAST);
+  cr_assert_eq(wait_gen(&t, 1), 1);
+  fakecfg_write_file(t.nodes,
+                     "127.0.0.1:11211\n127.0.0.2:11211:2\n"
+                     "[::1]:11300\n");
+  cr_assert_eq(wait_gen(&t, 2), 2);
+  char d[512];
+  ring_desc(t.ring, d, sizeof(d), NULL, NULL);
+  /* (The ring may spell the address in full: 0:0:0:0:0:0:0:1.) */
+  cr_assert(strstr(d, "::1=") && strstr(d, ":11300*1"), "%s", d);
+  /* A broken file keeps the ring; fixing it publishes. */
+  fakecfg_write_file(t.nodes, "127.0.0.1:11211\nnot a node\n");
+  wait_status(&t, "line 2");
+  cr_assert_eq(ring_gen(t.ring), 2);
+  fakecfg_write_file(t.nodes, "127.0.0.3:11211\n");
+  cr_assert_eq(wait_gen(&t, 3), 3);
+  stop_agent(pid);
+  tenv_fini(&t);
+}
+
+Test(agent, sighup_rereads_config_file) {
+  tenv_t t;
+  tenv_init(&t);
+  cr_assert_eq(fakecfg_write_file(t.conf,
+                                  "# agent settings\n"
+                                  "servers = 127.0.0.1:11211\n"
+                                  "interval = 0.05\n"),
+               0);
+  pid_t pid = SPAWN(&t, "--log-level", "debug");
+  cr_assert_eq(wait_gen(&t, 1), 1);
+  cr_assert_eq(fakecfg_write_file(t.conf,
+                                  "servers = 127.0.0.1:11211, 127.0.0.2:11211"
+                                  "\ninterval = 0.05\n"
+                                  "distribution = ketama-libmemcached\n"),
+               0);
+  kill(pid, SIGHUP);
+  cr_assert_eq(wait_gen(&t, 2), 2);
+  size_t n;
+  mcr_distribution_t mode;
+  char d[512];
+  ring_desc(t.ring, d, sizeof(d), &mode, &n);
+  cr_assert_eq(n, 2);
+  cr_assert_eq(mode, MCR_DIST_KETAMA_LIBMEMCACHED);
+  /* A broken file on reload keeps the running settings. */
+  cr_assert_eq(fakecfg_write_file(t.conf, "servers 127.0.0.9\n"), 0);
+  kill(pid, SIGHUP);
+  int64_t end = now_ms() + DEADLINE_MS;
+  while (!strstr(slurp(t.log), "keeping the current settings") &&
+         now_ms() < end)
+    usleep(10000);
+  cr_assert(strstr(slurp(t.log), "keeping the current settings"));
+  cr_assert_eq(ring_gen(t.ring), 2);
+  stop_agent(pid);
+  tenv_fini(&t);
+}
+
+Test(agent, flags_override_config_file) {
+  tenv_t t;
+  tenv_init(&t);
+  cr_assert_eq(fakecfg_write_file(t.conf,
+                                  "servers = 127.0.0.5:11211\n"
+                                  "distribution = xxh3\n"),
+               0);
+  cr_assert_eq(RUN(&t, "--once", "--distribution", "ketama"), 0, "%s",
+               slurp(t.log));
+  char d[512];
+  mcr_distribution_t mode;
+  ring_desc(t.ring, d, sizeof(d), &mode, NULL);
+  cr_assert_eq(mode, MCR_DIST_KETAMA);
+  cr_assert_str_eq(d, "127.0.0.5=127.0.0.5:11211*1");
+  cr_assert_eq(fakecfg_write_file(t.conf, "bogus = 1\n"), 0);
+  cr_assert_eq(RUN(&t, "--once", "--servers", "127.0.0.1"), 2);
+  cr_assert(strstr(slurp(t.log), "agent.conf:1"), "%s", slurp(t.log));
+  tenv_fini(&t);
+}
+
+Test(agent, daemon_wait_first_pidfile) {
+  tenv_t t;
+  tenv_init(&t);
+  fake_up(&t, FAKECFG_NORMAL, three);
+  char pidfile[128];
+  snprintf(pidfile, sizeof(pidfile), "%s/agent.pid", t.dir);
+  cr_assert_eq(RUN(&t, "--elasticache", fakecfg_endpoint(t.fake), FAST,
+                   "--daemon", "--wait-first", "--pidfile", pidfile),
+               0, "%s", slurp(t.log));
+  /* Start-up returned only once the first ring was there. */
+  cr_assert_geq(ring_gen(t.ring), 1);
+  long pid = atol(slurp(pidfile));
+  cr_assert_gt(pid, 1);
+  cr_assert_eq(kill((pid_t)pid, 0), 0);
+  kill((pid_t)pid, SIGTERM);
+  int64_t end = now_ms() + DEADLINE_MS;
+  while (kill((pid_t)pid, 0) == 0 && now_ms() < end)
+    usleep(10000);
+  cr_assert_neq(kill((pid_t)pid, 0), 0, "daemon did not exit");
+  cr_assert_neq(access(pidfile, F_OK), 0, "pidfile left behind");
+  cr_assert_geq(ring_gen(t.ring), 1);
+  tenv_fini(&t);
+}

@@ -1,0 +1,376 @@
+/* test_elasticache.c — the agent's parsers, without any daemon or socket.
+ *
+ * A table of ElastiCache Auto Discovery replies (both forms) that must
+ * parse, and one of replies that must be refused whole — byte counts off
+ * either way, bad hosts, addresses and ports, framing errors — plus the
+ * property that every strict prefix of a good reply asks for more bytes,
+ * and a mutation loop that must never crash the parser (the seed of the
+ * fuzzing the parser is built for). Also the version-reply parser, the
+ * node-file parser and the static list.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+
+/* Builds a reply around `block` with the byte count off by `delta`. */
+static char* mk(agent_ec_form_t form, const char* block, int delta,
+                size_t* len) {
+  size_t cap = strlen(block) + 128;
+  char* b = malloc(cap);
+  int n = snprintf(b, cap, "%s 0 %ld\r\n%s\r\nEND\r\n",
+                   form == AGENT_EC_CONFIG ? "CONFIG cluster"
+                                           : "VALUE AmazonElastiCache:cluster",
+                   (long)strlen(block) + delta, block);
+  *len = (size_t)n;
+  return b;
+}
+
+static int parse_block(agent_ec_form_t form, const char* block, int delta,
+                       agent_nodes_t* out, char* err) {
+  size_t len;
+  char* b = mk(form, block, delta, &len);
+  int rc = agent_ec_parse(form, b, len, out, err, 256);
+  free(b);
+  return rc;
+}
+
+Test(ec_parse, config_form_three_nodes) {
+  agent_nodes_t l = {0};
+  char err[256];
+  int rc = parse_block(AGENT_EC_CONFIG,
+                       "12\nb.example.com|10.0.0.2|11211 "
+                       "a.example.com|10.0.0.1|11211 "
+                       "c.example.com|10.0.0.3|11212\n",
+                       0, &l, err);
+  cr_assert_eq(rc, 0, "rc %d: %s", rc, err);
+  cr_assert_eq(l.n, 3);
+  cr_assert(l.has_version);
+  cr_assert_eq(l.version, 12);
+  /* Sorted by host. */
+  cr_assert_str_eq(l.v[0].host, "a.example.com");
+  cr_assert_str_eq(l.v[0].addr, "10.0.0.1");
+  cr_assert_eq(l.v[2].port, 11212);
+  cr_assert_eq(l.v[1].weight, 1);
+  agent_nodes_free(&l);
+}
+
+Test(ec_parse, legacy_form) {
+  agent_nodes_t l = {0};
+  char err[256];
+  int rc =
+      parse_block(AGENT_EC_LEGACY, "1\nh1|192.168.1.1|11211\n", 0, &l, err);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_eq(l.n, 1);
+  cr_assert_eq(l.version, 1);
+  /* A legacy reply is not accepted as an answer to config get cluster. */
+  size_t len;
+  char* b = mk(AGENT_EC_LEGACY, "1\nh1|192.168.1.1|11211\n", 0, &len);
+  rc = agent_ec_parse(AGENT_EC_CONFIG, b, len, &l, err, sizeof(err));
+  cr_assert_eq(rc, MCR_EPROTO);
+  free(b);
+  agent_nodes_free(&l);
+}
+
+Test(ec_parse, ipv6_and_empty_ip) {
+  agent_nodes_t l = {0};
+  char err[256];
+  int rc = parse_block(AGENT_EC_CONFIG,
+                       "3\nv6.node|2001:db8::1|11211 noip.node||11211 "
+                       "br.node|[::1]|11300 2001:db8::7||11211\n",
+                       0, &l, err);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_eq(l.n, 4);
+  /* Sorted: "2001:db8::7" < "br.node" < "noip.node" < "v6.node". */
+  cr_assert_str_eq(l.v[0].host, "2001:db8::7");
+  cr_assert_str_eq(l.v[0].addr, "2001:db8::7"); /* numeric host */
+  cr_assert_str_eq(l.v[1].addr, "::1");
+  cr_assert_str_eq(l.v[2].addr, ""); /* resolved later */
+  cr_assert_str_eq(l.v[3].addr, "2001:db8::1");
+  agent_nodes_free(&l);
+}
+
+Test(ec_parse, five_hundred_nodes) {
+  size_t cap = 500 * 64 + 32, len = 0;
+  char* block = malloc(cap);
+  len += (size_t)snprintf(block, cap, "77\n");
+  for (int i = 0; i < 500; i++)
+    len += (size_t)snprintf(block + len, cap - len, "%snode%d.x|10.1.%d.%d|%d",
+                            i ? " " : "", i, i / 250, i % 250, 11211 + i);
+  snprintf(block + len, cap - len, "\n");
+  agent_nodes_t l = {0};
+  char err[256];
+  int rc = parse_block(AGENT_EC_CONFIG, block, 0, &l, err);
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_eq(l.n, 500);
+  cr_assert_eq(l.version, 77);
+  agent_nodes_free(&l);
+  free(block);
+}
+
+Test(ec_parse, every_prefix_is_incomplete) {
+  size_t len;
+  char* b =
+      mk(AGENT_EC_CONFIG, "5\na|10.0.0.1|11211 b|10.0.0.2|11211\n", 0, &len);
+  agent_nodes_t l = {0};
+  char err[256];
+  for (size_t i = 0; i < len; i++) {
+    int rc = agent_ec_parse(AGENT_EC_CONFIG, b, i, &l, err, sizeof(err));
+    cr_assert_eq(rc, AGENT_EC_INCOMPLETE, "prefix %zu: rc %d (%s)", i, rc, err);
+  }
+  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, b, len, &l, err, sizeof(err)),
+               0);
+  free(b);
+  agent_nodes_free(&l);
+}
+
+Test(ec_parse, error_replies) {
+  agent_nodes_t l = {0};
+  char err[256];
+  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, NULL, 0, &l, err, 256),
+               AGENT_EC_INCOMPLETE);
+  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, "ERROR\r\n", 7, &l, err, 256),
+               AGENT_EC_ERROR_REPLY);
+  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, "ERR", 3, &l, err, 256),
+               AGENT_EC_INCOMPLETE);
+  const char* se = "SERVER_ERROR out of memory\r\n";
+  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, se, strlen(se), &l, err, 256),
+               MCR_ESERVERERR);
+  cr_assert(strstr(err, "out of memory"));
+  cr_assert_eq(agent_ec_parse(AGENT_EC_LEGACY, "END\r\n", 5, &l, err, 256),
+               MCR_EPROTO);
+  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, "STORED\r\n", 8, &l, err, 256),
+               MCR_EPROTO);
+  /* Garbage is refused before any line end arrives. */
+  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, "HTTP/1.1", 8, &l, err, 256),
+               MCR_EPROTO);
+  agent_nodes_free(&l);
+}
+
+/* Blocks that must be refused with MCR_EPROTO. */
+static const char* const bad_blocks[] = {
+    "x1\na|10.0.0.1|11211\n",                  /* version not a number */
+    "\na|10.0.0.1|11211\n",                    /* empty version */
+    "1\n\n",                                   /* no nodes */
+    "1\na|10.0.0.1|11211",                     /* no final newline */
+    "1\na|10.0.0.1|11211\nb|10.0.0.2|11211\n", /* two node lines */
+    "1\na|10.0.0.1|0\n",                       /* port 0 */
+    "1\na|10.0.0.1|65536\n",                   /* port too big */
+    "1\na|10.0.0.1|11a11\n",                   /* port not a number */
+    "1\na|10.0.0.1|\n",                        /* empty port */
+    "1\na|10.0.0.1|+11211\n",                  /* signed port */
+    "1\na|300.0.0.1|11211\n",                  /* bad IPv4 */
+    "1\na|10.0.0|11211\n",                     /* short IPv4 */
+    "1\na|2001:db8:::1|11211\n",               /* bad IPv6 */
+    "1\na|10.0.0.1 |11211\n",                  /* space inside */
+    "1\n|10.0.0.1|11211\n",                    /* empty host */
+    "1\nbad_host!|10.0.0.1|11211\n",           /* bad host char */
+    "1\na..b|10.0.0.1|11211\n",                /* empty label */
+    "1\na|10.0.0.1\n",                         /* two fields */
+    "1\na|10.0.0.1|11211|x\n",                 /* four fields */
+    "1\na|10.0.0.1|11211  b|10.0.0.2|11211\n", /* two spaces */
+    "1\na|10.0.0.1|11211 \n",                  /* trailing space */
+    "1\n a|10.0.0.1|11211\n",                  /* leading space */
+    "1\na|10.0.0.1|11211 a|10.0.0.9|11211\n",  /* duplicate host:port */
+    "1\na|10.0.0.1|11211\tb|10.0.0.2|11211\n", /* tab */
+    "1\na|10.0.0.\x01|11211\n",                /* control byte */
+    "18446744073709551616\na|10.0.0.1|11211\n" /* version overflow */
+};
+
+Test(ec_parse, malformed_blocks_refused) {
+  agent_nodes_t l = {0};
+  char err[256];
+  for (size_t i = 0; i < sizeof(bad_blocks) / sizeof(*bad_blocks); i++) {
+    int rc = parse_block(AGENT_EC_CONFIG, bad_blocks[i], 0, &l, err);
+    cr_assert_eq(rc, MCR_EPROTO, "block %zu accepted (rc %d)", i, rc);
+    cr_assert(err[0], "block %zu: no message", i);
+    cr_assert_eq(l.n, 0, "block %zu left nodes behind", i);
+  }
+  agent_nodes_free(&l);
+}
+
+Test(ec_parse, wrong_byte_counts_refused) {
+  const char* block = "9\na|10.0.0.1|11211 b|10.0.0.2|11211\n";
+  agent_nodes_t l = {0};
+  char err[256];
+  int deltas[] = {-30, -5, -1, 1, 2, 5, 7, 100};
+  for (size_t i = 0; i < sizeof(deltas) / sizeof(*deltas); i++) {
+    int rc = parse_block(AGENT_EC_CONFIG, block, deltas[i], &l, err);
+    cr_assert_eq(rc, MCR_EPROTO, "delta %d: rc %d", deltas[i], rc);
+    cr_assert(strstr(err, "byte count") || strstr(err, "newline"),
+              "delta %d: %s", deltas[i], err);
+  }
+  agent_nodes_free(&l);
+}
+
+Test(ec_parse, framing_errors) {
+  agent_nodes_t l = {0};
+  char err[256];
+  const char* bad[] = {
+      "CONFIG cluster 0 17\r\n1\na|10.0.0.1|1\n\r\nEND\r\nEND\r\n",
+      "CONFIG cluster 0 17\r\n1\na|10.0.0.1|1\n\r\nEND\n",
+      "CONFIG cluster 0 17\r\n1\na|10.0.0.1|1\n\nEND\r\n",
+      "CONFIG cluster x 17\r\n1\na|10.0.0.1|1\n\r\nEND\r\n",
+      "CONFIG cluster 0 -17\r\n1\na|10.0.0.1|1\n\r\nEND\r\n",
+      "CONFIG cluster 0 99999999999\r\n",
+      "CONFIG cluster 0  17\r\n1\na|10.0.0.1|1\n\r\nEND\r\n",
+      "CONFIG clusters 0 17\r\n1\na|10.0.0.1|1\n\r\nEND\r\n",
+      "ERROR\r\nEND\r\n",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+    int rc = agent_ec_parse(AGENT_EC_CONFIG, bad[i], strlen(bad[i]), &l, err,
+                            sizeof(err));
+    cr_assert_eq(rc, MCR_EPROTO, "reply %zu: rc %d", i, rc);
+  }
+  agent_nodes_free(&l);
+}
+
+/* Random single-byte edits, truncations and insertions of good replies:
+ * the parser must return one of its documented results, never crash or
+ * read out of bounds (run under ASan in CI). */
+Test(ec_parse, mutations_never_crash) {
+  size_t len;
+  char* good = mk(AGENT_EC_CONFIG,
+                  "42\nnode-1.example|10.0.0.1|11211 n2|2001:db8::2|11212 "
+                  "n3||11213\n",
+                  0, &len);
+  agent_nodes_t l = {0};
+  char err[256];
+  unsigned seed = 12345;
+  for (int it = 0; it < 20000; it++) {
+    char* b = malloc(len + 1);
+    memcpy(b, good, len);
+    size_t n = len;
+    seed = seed * 1103515245u + 12345u;
+    size_t pos = (seed >> 8) % len;
+    switch (it % 3) {
+      case 0:
+        b[pos] = (char)(seed >> 16);
+        break;
+      case 1:
+        n = pos;
+        break;
+      case 2:
+        memmove(b + pos + 1, b + pos, len - pos);
+        b[pos] = (char)(seed >> 20);
+        n = len + 1;
+        break;
+    }
+    int rc = agent_ec_parse(AGENT_EC_CONFIG, b, n, &l, err, sizeof(err));
+    cr_assert(rc == 0 || rc == AGENT_EC_INCOMPLETE || rc == MCR_EPROTO ||
+                  rc == AGENT_EC_ERROR_REPLY || rc == MCR_ESERVERERR ||
+                  rc == MCR_ECLIENTERR,
+              "rc %d", rc);
+    if (rc == 0)
+      cr_assert(l.n >= 1);
+    free(b);
+  }
+  free(good);
+  agent_nodes_free(&l);
+}
+
+Test(ec_parse, version_reply) {
+  unsigned a, b, c;
+  cr_assert_eq(agent_ec_parse_version("VERSION 1.4.14\r\n", 16, &a, &b, &c), 0);
+  cr_assert(a == 1 && b == 4 && c == 14);
+  cr_assert_eq(
+      agent_ec_parse_version("VERSION 1.6.21-custom\r\n", 23, &a, &b, &c), 0);
+  cr_assert(a == 1 && b == 6 && c == 21);
+  cr_assert_eq(agent_ec_parse_version("VERSION 1.4.5\r\n", 15, &a, &b, &c), 0);
+  cr_assert(a == 1 && b == 4 && c == 5);
+  cr_assert_eq(agent_ec_parse_version("VERS", 4, &a, &b, &c),
+               AGENT_EC_INCOMPLETE);
+  cr_assert_eq(agent_ec_parse_version("ERROR\r\n", 7, &a, &b, &c),
+               AGENT_EC_ERROR_REPLY);
+  cr_assert_eq(agent_ec_parse_version("VERSION x\r\n", 11, &a, &b, &c),
+               MCR_EPROTO);
+  cr_assert_eq(agent_ec_parse_version("STORED\r\n", 8, &a, &b, &c), MCR_EPROTO);
+}
+
+Test(file_parse, entries_comments_weights) {
+  const char* text =
+      "# cache nodes\n"
+      "\n"
+      "10.0.0.2:11211   # second\n"
+      "  10.0.0.1:11211:3\r\n"
+      "[2001:db8::5]:11300:2\n"
+      "cache-a.internal\n";
+  agent_nodes_t l = {0};
+  char err[256];
+  int rc = agent_file_parse(text, strlen(text), &l, err, sizeof(err));
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_eq(l.n, 4);
+  cr_assert_str_eq(l.v[0].host, "10.0.0.1");
+  cr_assert_eq(l.v[0].weight, 3);
+  cr_assert_str_eq(l.v[2].host, "2001:db8::5");
+  cr_assert_eq(l.v[2].port, 11300);
+  cr_assert_eq(l.v[2].weight, 2);
+  cr_assert_str_eq(l.v[3].host, "cache-a.internal");
+  cr_assert_eq(l.v[3].port, 11211);
+  cr_assert_str_eq(l.v[3].addr, "");
+  agent_nodes_free(&l);
+}
+
+Test(file_parse, errors_name_the_line) {
+  agent_nodes_t l = {0};
+  char err[256];
+  struct {
+    const char* text;
+    const char* want;
+  } cases[] = {
+      {"10.0.0.1:11211\n10.0.0.2:99999\n", "line 2"},
+      {"10.0.0.1:11211:0\n", "weight"},
+      {"/tmp/mc.sock\n", "unix"},
+      {"[::1:11211\n", "]"},
+      {"bad host:11211\n", "line 1"},
+      {"10.0.0.1:11211\n10.0.0.1:11211\n", "twice"},
+      {"# nothing\n\n", "empty"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+    int rc = agent_file_parse(cases[i].text, strlen(cases[i].text), &l, err,
+                              sizeof(err));
+    cr_assert_lt(rc, 0, "case %zu accepted", i);
+    cr_assert(strstr(err, cases[i].want), "case %zu: \"%s\" lacks \"%s\"", i,
+              err, cases[i].want);
+  }
+  agent_nodes_free(&l);
+}
+
+Test(static_list, parse_and_compare) {
+  agent_nodes_t a = {0}, b = {0};
+  char err[256];
+  cr_assert_eq(
+      agent_static_poll("127.0.0.2:11212:2, 127.0.0.1", &a, err, sizeof(err)),
+      0, "%s", err);
+  cr_assert_eq(a.n, 2);
+  cr_assert_str_eq(a.v[0].addr, "127.0.0.1");
+  cr_assert_eq(a.v[1].weight, 2);
+  cr_assert_eq(agent_static_poll("127.0.0.1:11211,127.0.0.2:11212:2", &b, err,
+                                 sizeof(err)),
+               0);
+  cr_assert(agent_nodes_equal(&a, &b), "order must not matter");
+  cr_assert_eq(agent_static_poll("127.0.0.1:11211,127.0.0.2:11212:3", &b, err,
+                                 sizeof(err)),
+               0);
+  cr_assert(!agent_nodes_equal(&a, &b), "a weight change is a change");
+  cr_assert_lt(agent_static_poll("", &b, err, sizeof(err)), 0);
+  cr_assert_lt(agent_static_poll("127.0.0.1:0", &b, err, sizeof(err)), 0);
+  agent_nodes_free(&a);
+  agent_nodes_free(&b);
+}
+
+Test(dns, localhost_addresses) {
+  agent_nodes_t l = {0};
+  char err[256];
+  int rc = agent_dns_poll("localhost:11333", &l, err, sizeof(err));
+  cr_assert_eq(rc, 0, "%s", err);
+  cr_assert_geq(l.n, 1);
+  for (size_t i = 0; i < l.n; i++) {
+    cr_assert_eq(l.v[i].port, 11333);
+    cr_assert_str_eq(l.v[i].host, l.v[i].addr);
+  }
+  cr_assert_lt(agent_dns_poll("bad name:1", &l, err, sizeof(err)), 0);
+  agent_nodes_free(&l);
+}
