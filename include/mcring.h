@@ -191,6 +191,16 @@ typedef struct {
   size_t compress_threshold;       /* default 0 = never compress */
   int compress_level;              /* zstd level, default 1 */
   const mcr_serde_t* serde;        /* default NULL: bytes are stored as is */
+  /* Node failure: after failure_limit consecutive connect or I/O failures
+   * on a node (default 2), the node is marked down in this client for
+   * retry_timeout_ms (default 1000); its keys then fail at once with
+   * MCR_ENODEDOWN (a miss / not-stored under ignore_errors) without
+   * touching the network. When the time is up, the next call tries the
+   * node again. With eject = 1, keys of a down node go to the next node on
+   * the ring instead, until it is back. failure_limit 0 disables it. */
+  int failure_limit;
+  int retry_timeout_ms;
+  int eject;
 } mcr_client_opts_t;
 
 /* Fills `opts` with the defaults listed above.
@@ -319,6 +329,22 @@ MCR_EXTERN int mcr_client_get_multi(mcr_client_t* c, size_t n,
 MCR_EXTERN int mcr_client_gets_multi(mcr_client_t* c, size_t n,
                                      const char* const* keys,
                                      const size_t* key_lens, mcr_item_t* items);
+
+/* Many keys at once, one request per node, all nodes' requests sent
+ * before any reply is read. statuses[i] receives key i's outcome (MCR_OK,
+ * MCR_NOT_STORED, MCR_NOT_FOUND, or a negative error when that key's node
+ * failed or the server refused that command). Every key and value is
+ * checked (and encoded) before anything is sent: an invalid one returns
+ * its error and sends nothing. Returns the number of MCR_OK statuses.
+ * set_multi stores every value with the same flags and ttl. */
+MCR_EXTERN int mcr_client_set_multi(
+    mcr_client_t* c, size_t n, const char* const* keys, const size_t* key_lens,
+    const void* const* values, const size_t* value_lens, uint32_t flags,
+    int64_t ttl, int* statuses, unsigned cflags);
+MCR_EXTERN int mcr_client_delete_multi(mcr_client_t* c, size_t n,
+                                       const char* const* keys,
+                                       const size_t* key_lens, int* statuses,
+                                       unsigned cflags);
 
 /* delete: MCR_OK or MCR_NOT_FOUND. */
 MCR_EXTERN int mcr_client_delete(mcr_client_t* c, const char* key,

@@ -29,6 +29,8 @@ void mcr_client_opts_init(mcr_client_opts_t* o) {
   o->item_size_max = 1u << 20;
   o->compress_level = 1;
   o->ring_owner_uid = -1;
+  o->failure_limit = 2;
+  o->retry_timeout_ms = 1000;
 }
 
 int mcr__set_error(mcr_client_t* c, int err, const char* fmt, ...) {
@@ -47,6 +49,9 @@ static int opts_check(const mcr_client_opts_t* o, char* err, size_t errlen) {
     what = "io_timeout_ms must be 1..3600000";
   else if (o->item_size_max == 0 || o->item_size_max > ITEM_SIZE_MAX_LIMIT)
     what = "item_size_max must be 1..1 GiB";
+  else if (o->failure_limit < 0 || o->retry_timeout_ms < 0 ||
+           o->retry_timeout_ms > TIMEOUT_MAX_MS)
+    what = "failure_limit and retry_timeout_ms must be >= 0";
   else if (o->compress_level < -7 || o->compress_level > 22)
     what = "compress_level must be -7..22";
   else if (o->distribution != MCR_DIST_KETAMA &&
@@ -353,6 +358,51 @@ int mcr_client_get_multi(mcr_client_t* c, size_t n, const char* const* keys,
 int mcr_client_gets_multi(mcr_client_t* c, size_t n, const char* const* keys,
                           const size_t* key_lens, mcr_item_t* items) {
   return retrieve(c, MCR__GETS, 0, n, keys, key_lens, items);
+}
+
+/* ------------------------------------------------------------ batches */
+
+static int batch(mcr_client_t* c, bool is_set, size_t n,
+                 const char* const* keys, const size_t* key_lens,
+                 const void* const* values, const size_t* value_lens,
+                 uint32_t flags, int64_t ttl, int* statuses, unsigned cflags) {
+  if (!c || (n && (!keys || !key_lens || !statuses ||
+                   (is_set && (!values || !value_lens)))))
+    return MCR_EINVAL;
+  mcr__call_start(c);
+  bool noreply;
+  int rc = mcr__noreply(c, cflags, &noreply);
+  if (rc)
+    return rc;
+  if (is_set && (rc = mcr__check_ttl(c, ttl)))
+    return rc;
+  if (flags & MCR_FLAG_ZSTD)
+    return mcr__set_error(c, MCR_EINVAL,
+                          "flag bit 0x100 is reserved for compression");
+  for (size_t i = 0; i < n; i++) {
+    if ((rc = mcr__check_key(c, keys[i], key_lens[i])))
+      return rc;
+    if (is_set && !values[i] && value_lens[i])
+      return mcr__set_error(c, MCR_EINVAL, "value %zu is NULL", i);
+  }
+  if (n == 0)
+    return 0;
+  return mcr__text_batch(c, is_set, n, keys, key_lens, values, value_lens,
+                         flags, ttl, noreply, statuses);
+}
+
+int mcr_client_set_multi(mcr_client_t* c, size_t n, const char* const* keys,
+                         const size_t* key_lens, const void* const* values,
+                         const size_t* value_lens, uint32_t flags, int64_t ttl,
+                         int* statuses, unsigned cflags) {
+  return batch(c, true, n, keys, key_lens, values, value_lens, flags, ttl,
+               statuses, cflags);
+}
+
+int mcr_client_delete_multi(mcr_client_t* c, size_t n, const char* const* keys,
+                            const size_t* key_lens, int* statuses,
+                            unsigned cflags) {
+  return batch(c, false, n, keys, key_lens, NULL, NULL, 0, 0, statuses, cflags);
 }
 
 /* ------------------------------------------------------------ keyed */

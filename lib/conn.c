@@ -67,6 +67,17 @@ int64_t mcr__now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Counts a connect or I/O failure; the failure_limit-th in a row marks the
+ * node down for retry_timeout_ms (see mcr_client_opts_t). */
+static void node_failed(mcr_client_t* c, mcr__node_t* n, int err) {
+  if (!c->opts.failure_limit || err == MCR_ENOMEM)
+    return;
+  if (++n->fails >= c->opts.failure_limit && !n->down_until) {
+    n->down_until = mcr__now_ms() + c->opts.retry_timeout_ms;
+    c->ndown++;
+  }
+}
+
 void mcr__conn_close(mcr__node_t* n) {
   mcr__conn_t* k = &n->conn;
   if (k->fd >= 0)
@@ -83,6 +94,7 @@ int mcr__conn_fail(mcr_client_t* c, mcr__node_t* n, int err, const char* what) {
 static int fail_errno(mcr_client_t* c, mcr__node_t* n, int err,
                       const char* what, int e) {
   mcr__conn_close(n);
+  node_failed(c, n, err);
   return mcr__set_error(c, err, "%s: %s: %s", n->srv.name, what, strerror(e));
 }
 
@@ -312,9 +324,27 @@ static int open_tcp(mcr_client_t* c, mcr__node_t* n, int64_t deadline) {
   return 0;
 }
 
+/* A down node fails at once until its retry time; then one call may try
+ * it, and one more failure marks it down again. */
+static int check_down(mcr_client_t* c, mcr__node_t* n, int64_t now) {
+  if (now < n->down_until)
+    return mcr__set_error(
+        c, MCR_ENODEDOWN, "%s: down after %d failures, next try in %lld ms",
+        n->srv.name, n->fails, (long long)(n->down_until - now));
+  n->down_until = 0;
+  n->fails = c->opts.failure_limit - 1;
+  c->ndown--;
+  return 0;
+}
+
 int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n) {
   mcr__conn_t* k = &n->conn;
   int64_t now = mcr__now_ms();
+  if (MCR__UNLIKELY(n->down_until)) {
+    int rc = check_down(c, n, now);
+    if (rc)
+      return rc;
+  }
   k->deadline = now + c->opts.io_timeout_ms;
   k->slow = false;
   if (MCR__LIKELY(k->fd >= 0)) {
@@ -337,8 +367,10 @@ int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n) {
   int64_t cdeadline = now + c->opts.connect_timeout_ms;
   int rc =
       n->srv.is_unix ? open_unix(c, n, cdeadline) : open_tcp(c, n, cdeadline);
-  if (rc)
+  if (rc) {
+    node_failed(c, n, rc);
     return rc;
+  }
   k->fork_gen = ck_pr_load_uint(&mcr__fork_gen);
   if (k->used)
     c->counters.reconnects++;
@@ -502,6 +534,7 @@ int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len) {
         *off = k->rpos;
         *len = end - 1 - k->rpos;
         k->rpos = end + 1;
+        n->fails = 0; /* the node answers */
         return 0;
       }
       scan = k->rlen;
@@ -555,6 +588,7 @@ int mcr__conn_peek_line(mcr_client_t* c, mcr__node_t* n, size_t* off,
   *off = k->rpos;
   *len = end - 1 - k->rpos;
   k->rpos = end + 1;
+  n->fails = 0; /* the node answers */
   return 1;
 }
 

@@ -120,6 +120,8 @@ typedef struct mcr__conn {
 typedef struct mcr__node {
   mcr__server_t srv;
   mcr__conn_t conn;
+  int fails;          /* consecutive connect / I/O failures */
+  int64_t down_until; /* mcr__now_ms() until which the node is down, or 0 */
 } mcr__node_t;
 
 /* Resolves srv's host and port by the deadline (CLOCK_MONOTONIC ms).
@@ -240,6 +242,14 @@ int mcr__text_simple(mcr_client_t* c, mcr__node_t* n, const char* req,
 int mcr__text_version(mcr_client_t* c, mcr__node_t* n, const char** version);
 int mcr__text_stats(mcr_client_t* c, mcr__node_t* n, const char* arg,
                     const mcr_stat_t** stats);
+/* set (is_set) or delete of n keys: one segment of commands per node, all
+ * built before any is sent (an encoding error or too big a value sends
+ * nothing), then replies read as they arrive. statuses[i] gets key i's
+ * status or error; returns the number of MCR_OK. Keys must be valid. */
+int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
+                    const char* const* keys, const size_t* key_lens,
+                    const void* const* values, const size_t* value_lens,
+                    uint32_t flags, int64_t ttl, bool noreply, int* statuses);
 /* Keys must be valid. Routes, groups per node, fills items in order,
  * decodes values; returns the number of hits. */
 int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
@@ -275,6 +285,7 @@ struct mcr_client {
   size_t stats_cap;
   mcr_client_stats_t counters;
   void* router; /* router.c's state; NULL with one node */
+  size_t ndown; /* nodes with down_until set */
   char err[512];
 };
 

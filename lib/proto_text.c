@@ -623,3 +623,191 @@ int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
   }
   return hits;
 }
+
+/* ------------------------------------------------------------ batches */
+
+/* A batch of one-line-reply commands (set or delete of many keys): per node
+ * a segment of c->wbuf with all its commands, sent before any reply is
+ * read; replies come back in command order. */
+typedef struct {
+  size_t first, last; /* the node's commands, in order via next[] */
+  size_t seg_start, seg_end;
+  size_t cursor; /* next command whose reply is due */
+  int err;
+} batch_plan_t;
+
+typedef struct {
+  const size_t* next;
+  int* statuses;
+} batch_call_t;
+
+/* statuses[i] of a command whose reply has not been read. */
+#define UNANSWERED INT32_MIN
+
+typedef struct {
+  batch_plan_t plan;
+  batch_call_t* call;
+} batch_ctx_t;
+
+static int batch_status(const char* line, size_t len) {
+  if (LINE_IS(line, len, "STORED") || LINE_IS(line, len, "DELETED"))
+    return MCR_OK;
+  if (LINE_IS(line, len, "NOT_STORED"))
+    return MCR_NOT_STORED;
+  if (LINE_IS(line, len, "EXISTS"))
+    return MCR_EXISTS;
+  if (LINE_IS(line, len, "NOT_FOUND"))
+    return MCR_NOT_FOUND;
+  return 1; /* not a status line */
+}
+
+static int batch_step(mcr_client_t* c, mcr__node_t* n, void* ctx) {
+  batch_ctx_t* b = ctx;
+  while (b->plan.cursor != SIZE_MAX) {
+    size_t off, len;
+    int rc = mcr__conn_peek_line(c, n, &off, &len);
+    if (rc <= 0)
+      return rc < 0 ? rc : 1;
+    const char* line = n->conn.rbuf + off;
+    int st = batch_status(line, len);
+    if (st == 1) {
+      /* An error line answers this command alone; anything else breaks
+       * the stream. */
+      st = mcr__error_line(line, len);
+      if (!st)
+        return mcr__unexpected_line(c, n, off, len);
+      mcr__unexpected_line(c, n, off, len); /* records the message */
+    }
+    b->call->statuses[b->plan.cursor] = st;
+    b->plan.cursor = b->call->next[b->plan.cursor];
+  }
+  return 0;
+}
+
+int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
+                    const char* const* keys, const size_t* key_lens,
+                    const void* const* values, const size_t* value_lens,
+                    uint32_t flags, int64_t ttl, bool noreply, int* statuses) {
+  size_t nn = c->nnodes;
+  size_t* next = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
+  size_t* node_of = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
+  batch_ctx_t* bc = mcr__arena_alloc(&c->arena, nn * sizeof(*bc));
+  mcr__node_t** gnodes = mcr__arena_alloc(&c->arena, nn * sizeof(*gnodes));
+  void** gctx = mcr__arena_alloc(&c->arena, nn * sizeof(*gctx));
+  int* gres = mcr__arena_alloc(&c->arena, nn * sizeof(*gres));
+  if (!next || !node_of || !bc || !gnodes || !gctx || !gres)
+    return MCR_ENOMEM;
+  batch_call_t call = {next, statuses};
+  for (size_t j = 0; j < nn; j++)
+    bc[j] = (batch_ctx_t){{SIZE_MAX, SIZE_MAX, 0, 0, SIZE_MAX, 0}, &call};
+  for (size_t i = 0; i < n; i++) {
+    size_t j = (size_t)(mcr__route(c, keys[i], key_lens[i]) - c->nodes);
+    node_of[i] = j;
+    next[i] = SIZE_MAX;
+    if (bc[j].plan.first == SIZE_MAX)
+      bc[j].plan.first = i;
+    else
+      next[bc[j].plan.last] = i;
+    bc[j].plan.last = i;
+  }
+
+  /* Build every request first: a value that fails to encode or is too big
+   * stops the call before anything is sent. */
+  mcr_buf_t* w = &c->wbuf;
+  w->len = 0;
+  for (size_t j = 0; j < nn; j++) {
+    batch_plan_t* p = &bc[j].plan;
+    p->seg_start = w->len;
+    for (size_t i = p->first; i != SIZE_MAX; i = next[i]) {
+      const void* data = NULL;
+      size_t dlen = 0;
+      uint32_t f = flags;
+      if (is_set) {
+        int rc = mcr__encode_value(c, values[i] ? values[i] : "", value_lens[i],
+                                   &f, &data, &dlen);
+        if (rc)
+          return rc;
+        if (dlen > c->opts.item_size_max)
+          return mcr__set_error(c, MCR_ETOOBIG,
+                                "value %zu: %zu bytes exceed item_size_max "
+                                "%zu",
+                                i, dlen, c->opts.item_size_max);
+      }
+      char nums[96];
+      char* q = nums;
+      if (is_set) {
+        *q++ = ' ';
+        q += mcr__u64_to_dec(q, f);
+        *q++ = ' ';
+        q += mcr__i64_to_dec(q, ttl);
+        *q++ = ' ';
+        q += mcr__u64_to_dec(q, dlen);
+      }
+      if (noreply) {
+        memcpy(q, noreply_tail, sizeof noreply_tail);
+        q += sizeof noreply_tail;
+      } else {
+        *q++ = '\r';
+        *q++ = '\n';
+      }
+      if (mcr_buf_append(w, is_set ? "set " : "delete ", is_set ? 4 : 7) ||
+          mcr_buf_append(w, keys[i], key_lens[i]) ||
+          mcr_buf_append(w, nums, (size_t)(q - nums)) ||
+          (is_set &&
+           (mcr_buf_append(w, data, dlen) || mcr_buf_append(w, crlf, 2))))
+        return MCR_ENOMEM;
+    }
+    p->seg_end = w->len;
+  }
+
+  /* Send every node's segment, then read the replies as they arrive. A
+   * node whose kept connection turned out closed before answering
+   * (MCR__ESTALE) gets one more round on a new connection. */
+  for (size_t i = 0; i < n; i++)
+    statuses[i] = UNANSWERED;
+  for (int round = 0; round < 2; round++) {
+    size_t ng = 0;
+    for (size_t j = 0; j < nn; j++) {
+      batch_plan_t* p = &bc[j].plan;
+      if (p->first == SIZE_MAX || (round == 1 && p->err != MCR__ESTALE))
+        continue;
+      mcr__node_t* node = &c->nodes[j];
+      struct iovec iov[1] = {
+          IOV(w->data + p->seg_start, p->seg_end - p->seg_start)};
+      p->err = mcr__conn_begin(c, node);
+      if (!p->err)
+        p->err = mcr__conn_send(c, node, iov, 1);
+      if (p->err || noreply)
+        continue;
+      p->cursor = p->first;
+      gnodes[ng] = node;
+      gctx[ng] = &bc[j];
+      ng++;
+    }
+    if (ng)
+      mcr__conn_gather(c, ng, gnodes, gctx, batch_step, gres);
+    bool stale = false;
+    for (size_t k = 0; k < ng; k++) {
+      batch_plan_t* p = &((batch_ctx_t*)gctx[k])->plan;
+      p->err = gres[k];
+      /* Only a node that answered nothing may run again. */
+      if (p->err == MCR__ESTALE && p->cursor != p->first)
+        p->err = MCR_ECLOSED;
+    }
+    for (size_t j = 0; j < nn; j++)
+      stale |= bc[j].plan.err == MCR__ESTALE;
+    if (!stale)
+      break;
+  }
+
+  int ok = 0;
+  for (size_t i = 0; i < n; i++) {
+    int err = bc[node_of[i]].plan.err;
+    if (statuses[i] == UNANSWERED)
+      statuses[i] =
+          err ? mcr__soften(c, err == MCR__ESTALE ? MCR_ECLOSED : err, false)
+              : MCR_OK; /* noreply */
+    ok += statuses[i] == MCR_OK;
+  }
+  return ok;
+}

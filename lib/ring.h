@@ -77,19 +77,22 @@ struct mcr_ring {
  * XXH3-64(key) for xxh3. Pure; no allocation. */
 uint32_t mcr__ring_hash(mcr_distribution_t mode, const void* key, size_t len);
 
-/* The node index owning hash `h`: the node of the first point >= h,
- * wrapping to the first point. Expected O(1): one bucket load and a short
+/* mcr__ring_find_point gives the index of the first point >= h, wrapping
+ * to the first point; mcr__ring_find the node index owning hash `h`, the
+ * node of that point. Expected O(1): one bucket load and a short
  * scan. The ring must have at least one point (every built or validated
  * ring has). */
-static inline uint32_t mcr__ring_find(const mcr_ring_t* r, uint32_t h) {
+static inline uint32_t mcr__ring_find_point(const mcr_ring_t* r, uint32_t h) {
   uint32_t b = h >> (32 - MCR__BUCKET_BITS);
   uint32_t i = r->buckets[b];
   uint32_t end = r->buckets[b + 1];
   while (i < end && r->points[i] < h)
     i++;
-  if (MCR__UNLIKELY(i == r->npoints))
-    i = 0;
-  return r->owners[i];
+  return MCR__UNLIKELY(i == r->npoints) ? 0 : i;
+}
+
+static inline uint32_t mcr__ring_find(const mcr_ring_t* r, uint32_t h) {
+  return r->owners[mcr__ring_find_point(r, h)];
 }
 
 /* Node index for a key; the routing fast path of the client. */

@@ -215,11 +215,30 @@ void mcr__router_refresh(mcr_client_t* c) {
   c->counters.ring_switches++;
 }
 
+/* With eject on, a key whose node is down goes to the node of the next
+ * point on the ring that is up (its place if the node were removed, give or
+ * take the other points it owns); with every node down, to its own. */
+static mcr__node_t* eject_route(mcr_client_t* c, const mcr_ring_t* ring,
+                                uint32_t h) {
+  int64_t now = mcr__now_ms();
+  uint32_t p = mcr__ring_find_point(ring, h);
+  for (uint32_t step = 0; step < ring->npoints; step++) {
+    uint32_t q = p + step < ring->npoints ? p + step : p + step - ring->npoints;
+    mcr__node_t* n = &c->nodes[ring->owners[q]];
+    if (n->down_until <= now)
+      return n;
+  }
+  return &c->nodes[ring->owners[p]];
+}
+
 mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
   router_t* r = c->router;
   if (!r)
     return c->nodes;
-  uint32_t i = mcr__ring_locate(r->ring, key, key_len);
+  uint32_t h = mcr__ring_hash(r->ring->mode, key, key_len);
+  if (MCR__UNLIKELY(c->ndown) && c->opts.eject && !r->behind)
+    return eject_route(c, r->ring, h);
+  uint32_t i = mcr__ring_find(r->ring, h);
   if (MCR__UNLIKELY(i >= c->nnodes))
     i = 0; /* only while r->behind */
   return &c->nodes[i];

@@ -248,9 +248,29 @@ static int cmd_locate(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   return status;
 }
 
+/* Prints the agent's status file (DIR/status: "key value" lines) under a
+ * "# agent" header; says so when there is none. */
+static void print_agent_status(const char* dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/status", dir);
+  FILE* f = fopen(path, "r");
+  if (!f) {
+    printf("# agent: no status file (%s)\n", strerror(errno));
+    return;
+  }
+  printf("# agent\n");
+  char line[1024];
+  while (fgets(line, sizeof line, f))
+    fputs(line, stdout);
+  fclose(f);
+  printf("# ring\n");
+}
+
 static int cmd_ring(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   if (need_args(argc, 0, 0, "ring"))
     return EXIT_ERR;
+  if (cli->opts.ring_dir)
+    print_agent_status(cli->opts.ring_dir);
   const mcr_ring_t* r = mcr_client_ring(c);
   if (!r) {
     printf("single node %s: no ring\n", mcr_client_node_name(c, 0));

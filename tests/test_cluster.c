@@ -1,0 +1,279 @@
+/* test_cluster.c — the client over several real memcached nodes.
+ *
+ * Four memcached per test. Checks that every key lands on the node the ring
+ * names (read back with raw connections that bypass mcring), that multi-key
+ * calls come back in the caller's order with a status per key, that one
+ * dead node costs only its own keys, that a node marked down fails fast and
+ * is used again after retry_timeout, that eject moves a down node's keys to
+ * the next node on the ring, and that ignore_errors turns a dead node's
+ * errors into misses.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "support.h"
+
+#define NODES 4
+#define KEYS 200
+
+static mcd_t mcd[NODES];
+static char servers[NODES * 40];
+static char keybuf[KEYS][16];
+static const char* keys[KEYS];
+static size_t lens[KEYS];
+
+static void setup(void) {
+  servers[0] = '\0';
+  for (int i = 0; i < NODES; i++) {
+    mcd_start(&mcd[i], NULL);
+    if (i)
+      strcat(servers, ",");
+    strcat(servers, mcd_servers_string(&mcd[i]));
+  }
+  for (int i = 0; i < KEYS; i++) {
+    snprintf(keybuf[i], sizeof keybuf[i], "ck%d", i);
+    keys[i] = keybuf[i];
+    lens[i] = strlen(keybuf[i]);
+  }
+}
+
+static void teardown(void) {
+  for (int i = 0; i < NODES; i++)
+    mcd_stop(&mcd[i]);
+}
+
+static mcr_client_t* cluster_client(mcr_client_opts_t* o) {
+  mcr_client_opts_t d = opts_default();
+  if (!o)
+    o = &d;
+  o->servers = servers;
+  mcr_client_t* c = NULL;
+  char err[256];
+  int rc = mcr_client_new_err(&c, o, err, sizeof err);
+  cr_assert_eq(rc, 0, "mcr_client_new: %s: %s", mcr_err_name(rc), err);
+  return c;
+}
+
+/* Index (into mcd[]) of the node the ring gives key i. */
+static int owner(mcr_client_t* c, int i) {
+  size_t n = mcr_ring_locate(mcr_client_ring(c), keys[i], lens[i]);
+  const char* name = mcr_client_node_name(c, n);
+  for (int j = 0; j < NODES; j++)
+    if (strcmp(name, mcd_servers_string(&mcd[j])) == 0)
+      return j;
+  cr_assert_fail("node %s is not one of ours", name);
+  return -1;
+}
+
+TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(cluster, set_multi_lands_on_ring_nodes) {
+  mcr_client_t* c = cluster_client(NULL);
+  const void* vals[KEYS];
+  int st[KEYS];
+  for (int i = 0; i < KEYS; i++)
+    vals[i] = keys[i];
+  int ok = mcr_client_set_multi(c, KEYS, keys, lens, vals, lens, 7, 0, st, 0);
+  cr_assert_eq(ok, KEYS, "%d stored: %s", ok, mcr_client_last_error(c));
+  int per_node[NODES] = {0};
+  for (int i = 0; i < KEYS; i++) {
+    cr_assert_eq(st[i], MCR_OK);
+    int o = owner(c, i);
+    per_node[o]++;
+    char v[32];
+    size_t len;
+    uint32_t flags;
+    cr_assert(raw_get(&mcd[o], keys[i], v, sizeof v, &len, &flags),
+              "%s not on its ring node", keys[i]);
+    cr_assert(len == lens[i] && memcmp(v, keys[i], len) == 0);
+    cr_assert_eq(flags, 7);
+    for (int j = 0; j < NODES; j++)
+      if (j != o)
+        cr_assert(!raw_get(&mcd[j], keys[i], v, sizeof v, &len, &flags),
+                  "%s also on node %d", keys[i], j);
+  }
+  for (int j = 0; j < NODES; j++)
+    cr_assert_gt(per_node[j], 10, "node %d got only %d keys", j, per_node[j]);
+  mcr_client_free(c);
+}
+
+Test(cluster, get_multi_in_caller_order) {
+  mcr_client_t* c = cluster_client(NULL);
+  /* Store the even keys only, then ask for all in reverse order. */
+  for (int i = 0; i < KEYS; i += 2)
+    cr_assert_eq(mcr_client_set(c, keys[i], lens[i], keys[i], lens[i], 0, 0, 0),
+                 MCR_OK);
+  const char* rk[KEYS];
+  size_t rl[KEYS];
+  for (int i = 0; i < KEYS; i++) {
+    rk[i] = keys[KEYS - 1 - i];
+    rl[i] = lens[KEYS - 1 - i];
+  }
+  mcr_item_t items[KEYS];
+  int hits = mcr_client_get_multi(c, KEYS, rk, rl, items);
+  cr_assert_eq(hits, KEYS / 2);
+  for (int i = 0; i < KEYS; i++) {
+    int k = KEYS - 1 - i;
+    if (k % 2) {
+      cr_assert_eq(items[i].status, MCR_MISS, "%s", rk[i]);
+    } else {
+      cr_assert_eq(items[i].status, MCR_OK, "%s", rk[i]);
+      cr_assert(items[i].value_len == rl[i] &&
+                memcmp(items[i].value, rk[i], rl[i]) == 0);
+    }
+  }
+  mcr_client_free(c);
+}
+
+Test(cluster, delete_multi_statuses) {
+  mcr_client_t* c = cluster_client(NULL);
+  for (int i = 0; i < 20; i += 2)
+    mcr_client_set(c, keys[i], lens[i], "x", 1, 0, 0, 0);
+  int st[20];
+  int ok = mcr_client_delete_multi(c, 20, keys, lens, st, 0);
+  cr_assert_eq(ok, 10);
+  for (int i = 0; i < 20; i++)
+    cr_assert_eq(st[i], i % 2 ? MCR_NOT_FOUND : MCR_OK, "%s", keys[i]);
+  mcr_client_free(c);
+}
+
+Test(cluster, set_multi_checks_everything_before_sending) {
+  mcr_client_t* c = cluster_client(NULL);
+  const char* k[3] = {"good1", "bad key", "good2"};
+  size_t kl[3] = {5, 7, 5};
+  const void* v[3] = {"a", "b", "c"};
+  size_t vl[3] = {1, 1, 1};
+  int st[3];
+  cr_assert_eq(mcr_client_set_multi(c, 3, k, kl, v, vl, 0, 0, st, 0), MCR_EKEY);
+  mcr_client_opts_t o = opts_default();
+  o.item_size_max = 100;
+  mcr_client_t* small = cluster_client(&o);
+  static char big[101];
+  const void* v2[3] = {"a", big, "c"};
+  size_t vl2[3] = {1, sizeof big, 1};
+  const char* k2[3] = {"good1", "good3", "good2"};
+  size_t kl2[3] = {5, 5, 5};
+  int rc = mcr_client_set_multi(small, 3, k2, kl2, v2, vl2, 0, 0, st, 0);
+  cr_assert_eq(rc, MCR_ETOOBIG, "got %s: %s", mcr_err_name(rc),
+               mcr_client_last_error(small));
+  for (int j = 0; j < NODES; j++)
+    cr_assert_eq(mcd_stat(&mcd[j], "cmd_set"), 0, "node %d got a set", j);
+  mcr_client_free(small);
+  mcr_client_free(c);
+}
+
+/* Milliseconds of one call. */
+static double timed_get(mcr_client_t* c, int i, int* rc) {
+  struct timespec a, b;
+  mcr_item_t it;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  *rc = mcr_client_get(c, keys[i], lens[i], &it);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  return (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+}
+
+Test(cluster, dead_node_costs_only_its_keys_then_comes_back) {
+  mcr_client_opts_t o = opts_default();
+  o.retry_timeout_ms = 300;
+  mcr_client_t* c = cluster_client(&o);
+  for (int i = 0; i < KEYS; i++)
+    mcr_client_set(c, keys[i], lens[i], keys[i], lens[i], 0, 0, 0);
+  mcd_stop(&mcd[1]);
+
+  /* One multi-get: the dead node's keys fail, the others hit. */
+  mcr_item_t items[KEYS];
+  int hits = mcr_client_get_multi(c, KEYS, keys, lens, items);
+  int dead = 0;
+  for (int i = 0; i < KEYS; i++) {
+    if (owner(c, i) == 1) {
+      dead++;
+      cr_assert_lt(items[i].status, 0, "%s", keys[i]);
+    } else {
+      cr_assert_eq(items[i].status, MCR_OK, "%s", keys[i]);
+    }
+  }
+  cr_assert_eq(hits, KEYS - dead);
+  cr_assert_gt(dead, 0);
+
+  /* The second failure marks it down: its keys now fail fast. */
+  int i1 = 0;
+  while (owner(c, i1) != 1)
+    i1++;
+  int rc;
+  timed_get(c, i1, &rc);
+  cr_assert_lt(rc, 0);
+  timed_get(c, i1, &rc);
+  cr_assert_eq(rc, MCR_ENODEDOWN, "got %s", mcr_err_name(rc));
+
+  /* Restarted and past retry_timeout: used again. */
+  mcd_restart(&mcd[1]);
+  struct timespec ts = {0, 350 * 1000000};
+  nanosleep(&ts, NULL);
+  cr_assert_eq(mcr_client_set(c, keys[i1], lens[i1], "back", 4, 0, 0, 0),
+               MCR_OK, "%s", mcr_client_last_error(c));
+  char v[8];
+  size_t len;
+  uint32_t fl;
+  cr_assert(raw_get(&mcd[1], keys[i1], v, sizeof v, &len, &fl));
+  mcr_client_free(c);
+}
+
+Test(cluster, eject_moves_keys_of_a_down_node) {
+  mcr_client_opts_t o = opts_default();
+  o.eject = 1;
+  o.failure_limit = 1;
+  o.retry_timeout_ms = 60000;
+  mcr_client_t* c = cluster_client(&o);
+  int i1 = 0;
+  while (owner(c, i1) != 2)
+    i1++;
+  mcd_stop(&mcd[2]);
+  int rc = mcr_client_set(c, keys[i1], lens[i1], "v", 1, 0, 0, 0);
+  cr_assert_lt(rc, 0, "the first failure is reported");
+  /* Marked down: the key now goes to another node and succeeds. */
+  rc = mcr_client_set(c, keys[i1], lens[i1], "moved", 5, 0, 0, 0);
+  cr_assert_eq(rc, MCR_OK, "%s: %s", mcr_err_name(rc),
+               mcr_client_last_error(c));
+  int found = 0;
+  for (int j = 0; j < NODES; j++) {
+    char v[8];
+    size_t len;
+    uint32_t fl;
+    if (j != 2 && raw_get(&mcd[j], keys[i1], v, sizeof v, &len, &fl))
+      found++;
+  }
+  cr_assert_eq(found, 1);
+  /* Keys of live nodes did not move. */
+  int i0 = 0;
+  while (owner(c, i0) != 0)
+    i0++;
+  cr_assert_eq(mcr_client_set(c, keys[i0], lens[i0], "stay", 4, 0, 0, 0),
+               MCR_OK);
+  char v[8];
+  size_t len;
+  uint32_t fl;
+  cr_assert(raw_get(&mcd[0], keys[i0], v, sizeof v, &len, &fl));
+  mcr_client_free(c);
+}
+
+Test(cluster, ignore_errors_makes_a_dead_node_a_miss) {
+  mcr_client_opts_t o = opts_default();
+  o.ignore_errors = 1;
+  mcr_client_t* c = cluster_client(&o);
+  int i3 = 0;
+  while (owner(c, i3) != 3)
+    i3++;
+  mcd_stop(&mcd[3]);
+  mcr_item_t it;
+  for (int round = 0; round < 4; round++) {
+    cr_assert_eq(mcr_client_get(c, keys[i3], lens[i3], &it), MCR_MISS);
+    cr_assert_eq(mcr_client_set(c, keys[i3], lens[i3], "v", 1, 0, 0, 0),
+                 MCR_NOT_STORED);
+  }
+  mcr_client_stats_t st;
+  mcr_client_stats(c, &st);
+  cr_assert_eq(st.ignored_errors, 8);
+  mcr_client_free(c);
+}
