@@ -13,7 +13,7 @@
  * socket would need a poll (or a failed recv) in between. As soon as a call
  * needs a second recv or send, it switches to poll plus MSG_DONTWAIT against
  * the call's deadline, so a server that drips bytes still cannot stretch a
- * call beyond the I/O timeout. docs/design-notes.md has the numbers.
+ * call beyond the I/O timeout. docs/decisions.md says why.
  *
  * Stream safety. Every timeout, short read, protocol violation or socket
  * error closes the connection (mcr__conn_fail), so a reply is never read out
