@@ -123,14 +123,45 @@ static int write_all(const char* p, size_t len) {
   return 0;
 }
 
+/* One key: the value's raw bytes. Several: one multi-get, then a line
+ * "KEY VALUE" per hit in the order asked (misses print nothing); the exit
+ * status is 1 when any key missed. */
 static int cmd_get(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  if (need_args(argc, 1, 1, "get KEY"))
+  if (need_args(argc, 1, 100000, "get KEY [KEY...]"))
     return EXIT_ERR;
-  mcr_item_t it;
-  int rc = mcr_client_get(c, argv[0], strlen(argv[0]), &it);
-  if (rc == MCR_OK && write_all(it.value, it.value_len))
-    return die("cannot write to stdout", strerror(errno));
-  return outcome(c, rc);
+  if (argc == 1) {
+    mcr_item_t it;
+    int rc = mcr_client_get(c, argv[0], strlen(argv[0]), &it);
+    if (rc == MCR_OK && write_all(it.value, it.value_len))
+      return die("cannot write to stdout", strerror(errno));
+    return outcome(c, rc);
+  }
+  size_t n = (size_t)argc;
+  size_t* lens = calloc(n, sizeof(*lens));
+  mcr_item_t* items = calloc(n, sizeof(*items));
+  if (!lens || !items)
+    return die("out of memory", "");
+  for (size_t i = 0; i < n; i++)
+    lens[i] = strlen(argv[i]);
+  int rc = mcr_client_get_multi(c, n, (const char* const*)argv, lens, items);
+  int status = rc < 0 ? outcome(c, rc) : EXIT_HIT;
+  for (size_t i = 0; rc >= 0 && i < n; i++) {
+    if (items[i].status == MCR_OK) {
+      if (write_all(argv[i], lens[i]) || write_all(" ", 1) ||
+          write_all(items[i].value, items[i].value_len) || write_all("\n", 1))
+        status = die("cannot write to stdout", strerror(errno));
+    } else if (items[i].status == MCR_MISS) {
+      if (status == EXIT_HIT)
+        status = EXIT_MISS;
+    } else {
+      fprintf(stderr, "mcring: %s: %s\n", argv[i],
+              mcr_strerror(items[i].status));
+      status = EXIT_ERR;
+    }
+  }
+  free(lens);
+  free(items);
+  return status;
 }
 
 static int cmd_set(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
@@ -313,7 +344,8 @@ static const struct {
   cmd_fn fn;
   const char* help;
 } commands[] = {
-    {"get", cmd_get, "get KEY            write the value to stdout"},
+    {"get", cmd_get,
+     "get KEY [KEY...]   the value to stdout; several: \"KEY VALUE\" lines"},
     {"set", cmd_set, "set KEY VALUE|-    store VALUE (- reads stdin)"},
     {"delete", cmd_delete, "delete KEY         remove KEY"},
     {"stats", cmd_stats, "stats [ARG]        server statistics per node"},
