@@ -61,6 +61,7 @@ typedef struct {
   char pidfile[PATH_CAP];
   bool daemon, once, wait_first, use_syslog;
   agent_log_level_t log_level;
+  unsigned stats_slots; /* slots of the host stats segment, 0 = none */
 } conf_t;
 
 static void conf_defaults(conf_t* c) {
@@ -72,6 +73,7 @@ static void conf_defaults(conf_t* c) {
   c->io_timeout = 5;
   snprintf(c->name, sizeof(c->name), "default");
   c->log_level = AGENT_LOG_INFO;
+  c->stats_slots = 1024;
 }
 
 /* ---------------------------------------------------------------- options */
@@ -96,6 +98,7 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, 'l'},
     {"once", no_argument, NULL, 'o'},
     {"wait-first", no_argument, NULL, 'w'},
+    {"stats-slots", required_argument, NULL, 'K'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0}};
@@ -134,7 +137,10 @@ static void usage(FILE* f) {
           "  --pidfile PATH           write the pid there\n"
           "  --syslog                 log to syslog instead of stderr\n"
           "  --log-level LEVEL        error, warning, info (default), "
-          "debug\n");
+          "debug\n"
+          "  --stats-slots N          worker slots of the host stats "
+          "segment\n"
+          "                           (default 1024; 0: no segment)\n");
 }
 
 /* Parses a non-negative decimal number of seconds ("0.05", "5"). */
@@ -204,6 +210,15 @@ static int apply(conf_t* c, int opt, const char* key, const char* v, char* err,
         return -1;
       }
       return 0;
+    case 'K': {
+      double slots;
+      if (parse_seconds(v, 0, 65536, &slots) != 0 || slots != (unsigned)slots) {
+        snprintf(err, errlen, "%s: want 0..65536 slots, got \"%s\"", key, v);
+        return -1;
+      }
+      c->stats_slots = (unsigned)slots;
+      return 0;
+    }
     case 'B':
       if (parse_seconds(v, 0.001, 86400, &c->max_backoff) != 0) {
         snprintf(err, errlen, "%s: want seconds, got \"%s\"", key, v);
@@ -693,6 +708,11 @@ int main(int argc, char** argv) {
     report_start(&start_fd, '0' + EXIT_RINGDIR);
     return EXIT_RINGDIR;
   }
+  /* The host stats segment workers count into (mcring stat). Without it
+   * workers keep their counters private, so a failure is only a warning. */
+  if (conf.stats_slots && mcr_hoststats_create(conf.ring_dir, conf.stats_slots,
+                                               err, sizeof(err)) != 0)
+    agent_log(AGENT_LOG_WARNING, "host stats segment: %s", err);
   if (!conf.once)
     agent_log(AGENT_LOG_INFO,
               "started: source %s %s, ring %s (%s), generation %" PRIu64

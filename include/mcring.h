@@ -201,6 +201,11 @@ typedef struct {
   int failure_limit;
   int retry_timeout_ms;
   int eject;
+  /* Host-wide statistics (ring_dir clients only): when the agent created
+   * the stats segment DIR/stats, the client claims a slot in it and keeps
+   * per-node counters there for `mcring stat` (see mcr_hoststats_*).
+   * Default 1; 0 keeps the counters private. */
+  int host_stats;
 } mcr_client_opts_t;
 
 /* Fills `opts` with the defaults listed above.
@@ -678,6 +683,67 @@ MCR_EXTERN const char* mcr_snapshot_last_error(const mcr_snapshot_t* s);
 
 /* Unmaps everything and frees the handle. NULL is ignored. */
 MCR_EXTERN void mcr_snapshot_free(mcr_snapshot_t* s);
+
+/* ------------------------------------------------------------------------ */
+/* Host-wide statistics                                                      */
+
+/* The agent creates DIR/stats next to the ring: one slot per client handle
+ * (a worker process, or a thread's handle), each written by its owner only,
+ * without locks; slots of dead processes are reclaimed by the next handle
+ * that needs one. Readers map it read-only and add the slots up. */
+
+/* Latency histogram: bucket i counts calls whose first reply line came
+ * after [2^i, 2^(i+1)) microseconds (bucket 0: < 2 us; the last bucket
+ * also takes everything slower). */
+#define MCR_LATENCY_BUCKETS 20
+
+typedef struct {
+  uint64_t gets;      /* retrieval calls (get, gets, gat, gats, mg): keys */
+  uint64_t sets;      /* storage calls (set, add, ..., cas, ms): keys */
+  uint64_t deletes;   /* delete, md: keys */
+  uint64_t others;    /* incr, decr, touch, ma and the rest */
+  uint64_t hits;      /* retrievals that found the key */
+  uint64_t misses;    /* retrievals that did not */
+  uint64_t errors;    /* keys whose call failed (timeouts included) */
+  uint64_t timeouts;  /* of which: I/O or connect timeouts */
+  uint64_t bytes_out; /* request bytes sent */
+  uint64_t bytes_in;  /* reply bytes received */
+  uint64_t latency[MCR_LATENCY_BUCKETS];
+} mcr_node_counters_t;
+
+/* One row of a host statistics read: the counters of one node in one
+ * slot. */
+typedef struct {
+  int pid;             /* owner process of the slot */
+  unsigned slot;       /* slot index */
+  uint64_t generation; /* ring generation the slot's handle routes by */
+  char node[64];       /* "host:port" (cut to 63 bytes) */
+  mcr_node_counters_t c;
+} mcr_hoststat_row_t;
+
+typedef struct mcr_hoststats mcr_hoststats_t;
+
+/* Opens DIR/stats read-only (owner checks as for the ring). Returns 0 and
+ * *out, MCR_ESNAPSHOT (none there: no agent, or an agent without stats),
+ * MCR_EPERM, MCR_ESYS, MCR_ENOMEM, with a message in err[errlen]. */
+MCR_EXTERN int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir,
+                                  char* err, size_t errlen);
+
+/* Reads every live slot (dead owners are skipped): sets *rows to an array
+ * owned by h, valid until the next read or free, and returns its length,
+ * or a negative error. Counters are read without locks: each value is
+ * exact, a row as a whole is a moment's view. */
+MCR_EXTERN int mcr_hoststats_read(mcr_hoststats_t* h,
+                                  const mcr_hoststat_row_t** rows);
+
+MCR_EXTERN void mcr_hoststats_free(mcr_hoststats_t* h);
+
+/* Creates (or reuses, keeping live slots) the stats segment in DIR with
+ * `slots` slots, file mode 0660 and the directory's group, so workers of
+ * that group can claim slots. Called by mcring-agent. Returns 0 or a
+ * negative error with a message in err[errlen]. */
+MCR_EXTERN int mcr_hoststats_create(const char* dir, unsigned slots, char* err,
+                                    size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* Keys                                                                      */

@@ -31,6 +31,7 @@ void mcr_client_opts_init(mcr_client_opts_t* o) {
   o->ring_owner_uid = -1;
   o->failure_limit = 2;
   o->retry_timeout_ms = 1000;
+  o->host_stats = 1;
 }
 
 int mcr__set_error(mcr_client_t* c, int err, const char* fmt, ...) {
@@ -133,6 +134,7 @@ void mcr_client_free(mcr_client_t* c) {
     mcr__free(c->nodes[i].srv.host);
     mcr__free(c->nodes[i].srv.name);
   }
+  mcr__hs_close(c);
   mcr__router_free(c);
   mcr__free(c->nodes);
   mcr__buf_free(&c->wbuf);
@@ -185,6 +187,8 @@ void mcr__call_start(mcr_client_t* c) {
   mcr__arena_reset(&c->arena);
   if (c->router)
     mcr__router_refresh(c);
+  if (MCR__UNLIKELY(c->hs != NULL))
+    mcr__hs_check_fork(c);
 }
 
 int mcr__check_key(mcr_client_t* c, const char* key, size_t key_len) {
@@ -261,6 +265,7 @@ static int store(mcr_client_t* c, mcr__store_t cmd, const char* key,
   mcr__node_t* n = mcr__route(c, key, key_len);
   rc = MCR__RETRY_STALE(mcr__text_store(c, n, cmd, key, key_len, flags, ttl,
                                         cas, data, len, noreply));
+  mcr__hs_op(n, MCR__OP_SET, rc);
   return mcr__soften(c, rc, false);
 }
 
@@ -424,6 +429,7 @@ static int keyed(mcr_client_t* c, mcr__keyed_t cmd, const char* key,
   mcr__node_t* n = mcr__route(c, key, key_len);
   rc = MCR__RETRY_STALE(
       mcr__text_keyed(c, n, cmd, key, key_len, uarg, iarg, noreply, number));
+  mcr__hs_op(n, cmd == MCR__DELETE ? MCR__OP_DELETE : MCR__OP_OTHER, rc);
   return mcr__soften(c, rc, false);
 }
 

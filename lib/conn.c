@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,10 +62,23 @@ void mcr__fork_guard_init(void) {
   pthread_once(&fork_once, fork_register);
 }
 
-int64_t mcr__now_ms(void) {
+int64_t mcr__now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t mcr__now_ms(void) {
+  return mcr__now_ns() / 1000000;
+}
+
+/* Host stats of a call on n (hoststats.c): latency to the first reply
+ * line. Only reached when n->hs is set. */
+static void count_latency(mcr__node_t* n) {
+  if (n->conn.start_ns) {
+    mcr__hs_latency(n, mcr__now_ns() - n->conn.start_ns);
+    n->conn.start_ns = 0;
+  }
 }
 
 /* Counts a connect or I/O failure; the failure_limit-th in a row marks the
@@ -339,7 +353,9 @@ static int check_down(mcr_client_t* c, mcr__node_t* n, int64_t now) {
 
 int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n) {
   mcr__conn_t* k = &n->conn;
-  int64_t now = mcr__now_ms();
+  int64_t now_ns = mcr__now_ns();
+  int64_t now = now_ns / 1000000;
+  k->start_ns = now_ns;
   if (MCR__UNLIKELY(n->down_until)) {
     int rc = check_down(c, n, now);
     if (rc)
@@ -421,6 +437,8 @@ int mcr__conn_send(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
   for (int i = 0; i < iovcnt; i++)
     total += iov[i].iov_len;
 
+  if (MCR__UNLIKELY(n->hs != NULL))
+    mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_out), total);
   ssize_t w = sendmsg(k->fd, &mh, MSG_NOSIGNAL);
   if (MCR__LIKELY((size_t)w == total))
     return 0;
@@ -501,6 +519,8 @@ static int fill(mcr_client_t* c, mcr__node_t* n) {
     }
     if (MCR__LIKELY(r > 0)) {
       k->rlen += (size_t)r;
+      if (MCR__UNLIKELY(n->hs != NULL))
+        mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), (size_t)r);
       return 0;
     }
     if (r == 0)
@@ -535,6 +555,8 @@ int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len) {
         *len = end - 1 - k->rpos;
         k->rpos = end + 1;
         n->fails = 0; /* the node answers */
+        if (MCR__UNLIKELY(n->hs != NULL))
+          count_latency(n);
         return 0;
       }
       scan = k->rlen;
@@ -589,6 +611,8 @@ int mcr__conn_peek_line(mcr_client_t* c, mcr__node_t* n, size_t* off,
   *len = end - 1 - k->rpos;
   k->rpos = end + 1;
   n->fails = 0; /* the node answers */
+  if (MCR__UNLIKELY(n->hs != NULL))
+    count_latency(n);
   return 1;
 }
 
@@ -620,6 +644,8 @@ static int fill_nowait(mcr_client_t* c, mcr__node_t* n) {
     ssize_t r = recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, MSG_DONTWAIT);
     if (r > 0) {
       k->rlen += (size_t)r;
+      if (MCR__UNLIKELY(n->hs != NULL))
+        mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), (size_t)r);
       return 0;
     }
     if (r == 0)

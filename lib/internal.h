@@ -100,6 +100,7 @@ void mcr__servers_free(mcr__server_t* s, size_t n);
 /* ---------------------------------------------------------------- conn.c */
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t mcr__now_ms(void);
+int64_t mcr__now_ns(void);
 
 /* Incremented in every child after fork (pthread_atfork). A connection made
  * under another value belongs to the parent and is never used. */
@@ -113,6 +114,7 @@ typedef struct mcr__conn {
   bool slow;         /* this call already blocked once: poll from now on */
   bool reused;       /* the call runs on a connection of an earlier call */
   int64_t deadline;  /* end of the current call, mcr__now_ms() based */
+  int64_t start_ns;  /* start of the call, until its first reply line */
   char* rbuf;        /* received bytes; [rpos, rlen) not yet parsed */
   size_t rpos, rlen, rcap;
 } mcr__conn_t;
@@ -120,6 +122,7 @@ typedef struct mcr__conn {
 typedef struct mcr__node {
   mcr__server_t srv;
   mcr__conn_t conn;
+  uint64_t* hs;       /* this node's counters in the host stats, or NULL */
   int fails;          /* consecutive connect / I/O failures */
   int64_t down_until; /* mcr__now_ms() until which the node is down, or 0 */
 } mcr__node_t;
@@ -284,8 +287,9 @@ struct mcr_client {
   mcr_stat_t* stats; /* result of stats */
   size_t stats_cap;
   mcr_client_stats_t counters;
-  void* router; /* router.c's state; NULL with one node */
-  size_t ndown; /* nodes with down_until set */
+  void* router;       /* router.c's state; NULL with one node */
+  size_t ndown;       /* nodes with down_until set */
+  struct mcr__hs* hs; /* host stats slot (hoststats.c), or NULL */
   char err[512];
 };
 
@@ -301,6 +305,33 @@ int mcr__check_key(mcr_client_t* c, const char* key, size_t key_len);
 int mcr__check_ttl(mcr_client_t* c, int64_t ttl);
 /* Effective noreply of a call from its MCR_CALL_* flags and the default. */
 int mcr__noreply(mcr_client_t* c, unsigned cflags, bool* noreply);
+
+/* ---------------------------------------------------------------- hoststats.c
+ */
+typedef struct mcr__hs mcr__hs_t;
+typedef enum {
+  MCR__OP_GET,
+  MCR__OP_SET,
+  MCR__OP_DELETE,
+  MCR__OP_OTHER
+} mcr__opkind_t;
+/* Maps DIR/stats and claims a slot for c when the agent made one (no
+ * segment is not an error: c then keeps no host stats). */
+int mcr__hs_open(mcr_client_t* c, const char* dir);
+void mcr__hs_close(mcr_client_t* c);
+/* Points every node of c at its entry in c's slot (after a ring switch). */
+void mcr__hs_bind(mcr_client_t* c);
+/* In a child after fork (c->hs inherited): claims a slot of its own, so
+ * it never counts into its parent's. */
+void mcr__hs_check_fork(mcr_client_t* c);
+void mcr__hs_op_slow(mcr__node_t* n, mcr__opkind_t kind, int rc);
+void mcr__hs_add(mcr__node_t* n, size_t field_off, uint64_t v);
+void mcr__hs_latency(mcr__node_t* n, int64_t ns);
+/* Counts one key's outcome on node n: a single branch when off. */
+static inline void mcr__hs_op(mcr__node_t* n, mcr__opkind_t kind, int rc) {
+  if (MCR__UNLIKELY(n->hs != NULL))
+    mcr__hs_op_slow(n, kind, rc);
+}
 
 /* ---------------------------------------------------------------- router.c */
 /* Builds the routing state: nothing for one server, the ring of

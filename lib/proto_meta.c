@@ -574,6 +574,58 @@ static void resolve(const mcr__node_t* n, mcr_meta_result_t* r,
 
 static const char mn_line[] = "mn\r\n";
 
+/* The host-stats class of a meta command. */
+static mcr__opkind_t op_kind(char op) {
+  return op == 'g'   ? MCR__OP_GET
+         : op == 's' ? MCR__OP_SET
+         : op == 'd' ? MCR__OP_DELETE
+                     : MCR__OP_OTHER;
+}
+
+/* One attempt of a single meta command on node n: send, read, check. */
+static int meta_try(mcr_client_t* c, mcr__node_t* n, char op, const char* key,
+                    size_t key_len, const void* value, size_t value_len,
+                    const mcr_meta_opts_t* o, mcr_meta_result_t* r,
+                    reply_t* rp) {
+  int rc;
+  memset(r, 0, sizeof *r);
+  bool quiet = o->flags & MCR_META_QUIET;
+  req_t q;
+  req_init(&q, c, n);
+  rc = mcr__conn_begin(c, n);
+  if (!rc)
+    rc = req_cmd(&q, op, key, key_len, value, value_len, o);
+  if (!rc && quiet)
+    rc = req_bytes(&q, mn_line, 4);
+  if (!rc)
+    rc = req_flush(&q);
+  if (rc)
+    mcr__conn_close(n); /* never leave a half request behind */
+
+  *rp = (reply_t){0};
+  if (!rc) {
+    int accept = codes_of(op) | (quiet ? RC_MN : 0);
+    rc = read_reply(c, n, accept, r, rp);
+    if (!rc && rp->code == RC_MN) {
+      r->status = implied_status(op);
+    } else if (!rc && quiet) {
+      /* The reply was not suppressed; the mn answer follows it. */
+      mcr_meta_result_t mr;
+      reply_t mrp;
+      rc = read_reply(c, n, RC_MN, &mr, &mrp);
+      if (!rc && mrp.code != RC_MN)
+        rc = mcr__conn_fail(c, n, MCR_EPROTO, "error line instead of MN");
+    }
+    if (!rc && rp->code != RC_MN && rp->code != RC_ERR &&
+        (o->flags & MCR_META_OPAQUE) &&
+        (!(r->have & MCR_MR_OPAQUE) || r->opaque != o->opaque))
+      rc = mcr__conn_fail(c, n, MCR_EPROTO, "meta reply for another opaque");
+    if (!rc)
+      rc = r->status;
+  }
+  return rc;
+}
+
 static int meta_one(mcr_client_t* c, char op, const char* key, size_t key_len,
                     const void* value, size_t value_len,
                     const mcr_meta_opts_t* o, mcr_meta_result_t* r) {
@@ -593,40 +645,10 @@ static int meta_one(mcr_client_t* c, char op, const char* key, size_t key_len,
 
   /* Binary keys route on their raw bytes: the key memcached stores. */
   mcr__node_t* n = mcr__route(c, key, key_len);
-  bool quiet = o->flags & MCR_META_QUIET;
-  req_t q;
-  req_init(&q, c, n);
-  rc = mcr__conn_begin(c, n);
-  if (!rc)
-    rc = req_cmd(&q, op, key, key_len, value, value_len, o);
-  if (!rc && quiet)
-    rc = req_bytes(&q, mn_line, 4);
-  if (!rc)
-    rc = req_flush(&q);
-  if (rc)
-    mcr__conn_close(n); /* never leave a half request behind */
-
-  reply_t rp = {0};
-  if (!rc) {
-    int accept = codes_of(op) | (quiet ? RC_MN : 0);
-    rc = read_reply(c, n, accept, r, &rp);
-    if (!rc && rp.code == RC_MN) {
-      r->status = implied_status(op);
-    } else if (!rc && quiet) {
-      /* The reply was not suppressed; the mn answer follows it. */
-      mcr_meta_result_t mr;
-      reply_t mrp;
-      rc = read_reply(c, n, RC_MN, &mr, &mrp);
-      if (!rc && mrp.code != RC_MN)
-        rc = mcr__conn_fail(c, n, MCR_EPROTO, "error line instead of MN");
-    }
-    if (!rc && rp.code != RC_MN && rp.code != RC_ERR &&
-        (o->flags & MCR_META_OPAQUE) &&
-        (!(r->have & MCR_MR_OPAQUE) || r->opaque != o->opaque))
-      rc = mcr__conn_fail(c, n, MCR_EPROTO, "meta reply for another opaque");
-    if (!rc)
-      rc = r->status;
-  }
+  reply_t rp;
+  rc = MCR__RETRY_STALE(
+      meta_try(c, n, op, key, key_len, value, value_len, o, r, &rp));
+  mcr__hs_op(n, op_kind(op), rc);
   if (rc < 0) {
     memset(r, 0, sizeof *r);
     rc = mcr__soften(c, rc, op == 'g');
@@ -667,16 +689,20 @@ int mcr_client_mn(mcr_client_t* c, size_t node) {
                           node, c->nnodes);
   mcr__node_t* n = &c->nodes[node];
   struct iovec iov = {.iov_base = (void*)mn_line, .iov_len = 4};
-  int rc = mcr__conn_begin(c, n);
-  if (!rc)
-    rc = mcr__conn_send(c, n, &iov, 1);
-  if (rc)
-    return rc;
   mcr_meta_result_t r;
   reply_t rp;
-  rc = read_reply(c, n, RC_MN, &r, &rp);
+  int rc;
+  for (int attempt = 0;; attempt++) { /* once more after MCR__ESTALE */
+    rc = mcr__conn_begin(c, n);
+    if (!rc)
+      rc = mcr__conn_send(c, n, &iov, 1);
+    if (!rc)
+      rc = read_reply(c, n, RC_MN, &r, &rp);
+    if (rc != MCR__ESTALE || attempt)
+      break;
+  }
   if (rc)
-    return rc;
+    return rc == MCR__ESTALE ? MCR_ECLOSED : rc;
   return rp.code == RC_MN ? MCR_OK : r.status;
 }
 
@@ -693,13 +719,19 @@ int mcr_client_me(mcr_client_t* c, const char* key, size_t key_len,
   struct iovec iov[3] = {{.iov_base = (void*)"me ", .iov_len = 3},
                          {.iov_base = (void*)key, .iov_len = key_len},
                          {.iov_base = (void*)"\r\n", .iov_len = 2}};
-  rc = mcr__conn_begin(c, n);
-  if (!rc)
-    rc = mcr__conn_send(c, n, iov, 3);
   mcr_meta_result_t r;
   reply_t rp;
-  if (!rc)
-    rc = read_reply(c, n, RC_ME | RC_EN, &r, &rp);
+  for (int attempt = 0;; attempt++) { /* once more after MCR__ESTALE */
+    rc = mcr__conn_begin(c, n);
+    if (!rc)
+      rc = mcr__conn_send(c, n, iov, 3);
+    if (!rc)
+      rc = read_reply(c, n, RC_ME | RC_EN, &r, &rp);
+    if (rc != MCR__ESTALE || attempt)
+      break;
+  }
+  if (rc == MCR__ESTALE)
+    rc = MCR_ECLOSED;
   if (!rc && rp.code == RC_ERR)
     rc = r.status;
   if (!rc && rp.code == RC_EN)
@@ -908,6 +940,9 @@ int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds, size_t n) {
     } else if (pc[i].state == P_SILENT) {
       r->status = implied_status(cmds[i].op);
     }
+    if (r->status == MCR__ESTALE)
+      r->status = MCR_ECLOSED; /* not retried inside a pipeline */
+    mcr__hs_op(&c->nodes[pc[i].node], op_kind(cmds[i].op), r->status);
     if (r->status < 0)
       r->status = mcr__soften(c, r->status, cmds[i].op == 'g');
     if (r->status == MCR_OK)

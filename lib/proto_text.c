@@ -608,9 +608,11 @@ int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
     node_plan_t* p = &plan[key_node[i]];
     if (p->err) {
       int err = p->err == MCR__ESTALE ? MCR_ECLOSED : p->err;
+      mcr__hs_op(&c->nodes[key_node[i]], MCR__OP_GET, err);
       items[i] = (mcr_item_t){.status = mcr__soften(c, err, true)};
       continue;
     }
+    mcr__hs_op(&c->nodes[key_node[i]], MCR__OP_GET, items[i].status);
     if (items[i].status != MCR_OK)
       continue;
     items[i].value = c->nodes[key_node[i]].conn.rbuf + g.value_off[i];
@@ -805,8 +807,10 @@ int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
     int err = bc[node_of[i]].plan.err;
     if (statuses[i] == UNANSWERED)
       statuses[i] =
-          err ? mcr__soften(c, err == MCR__ESTALE ? MCR_ECLOSED : err, false)
-              : MCR_OK; /* noreply */
+          err ? (err == MCR__ESTALE ? MCR_ECLOSED : err) : MCR_OK; /* noreply */
+    mcr__hs_op(&c->nodes[node_of[i]], is_set ? MCR__OP_SET : MCR__OP_DELETE,
+               statuses[i]);
+    statuses[i] = mcr__soften(c, statuses[i], false);
     ok += statuses[i] == MCR_OK;
   }
   return ok;

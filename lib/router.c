@@ -167,7 +167,7 @@ static int open_snapshot(mcr_client_t* c, router_t* r, const char* dir) {
   rc = reconcile(c, r->ring);
   if (rc)
     return mcr__set_error(c, rc, "out of memory");
-  return 0;
+  return c->opts.host_stats ? mcr__hs_open(c, dir) : 0;
 }
 
 int mcr__router_init(mcr_client_t* c, const char* ring_dir) {
@@ -213,6 +213,8 @@ void mcr__router_refresh(mcr_client_t* c) {
   }
   r->behind = false;
   c->counters.ring_switches++;
+  if (c->hs)
+    mcr__hs_bind(c);
 }
 
 /* With eject on, a key whose node is down goes to the node of the next
