@@ -9,9 +9,11 @@
  * child process tries each size first and the column says "n/a" when it
  * dies. Before timing, it checks
  * that the ketama-libmemcached mode sends every key to the node libmemcached
- * picks, so the comparison is between equal work. Run with `make bench`.
- * Targets (issue 3): MD5 modes <= 0.6x libmemcached, xxh3 <= 25 ns at 100
- * nodes.
+ * picks, so the comparison is between equal work. Each figure is the median
+ * of REPEATS runs, the ones of a size interleaved (libmemcached, then each
+ * mode, REPEATS times), and is also printed as a "result" line for
+ * bench/run.sh. Targets (issue 6): MD5 modes <= 0.6x libmemcached, xxh3
+ * <= 25 ns at 100 nodes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,19 +24,15 @@
 
 #include <libmemcached/memcached.h>
 
+#include "common.h"
 #include "mcring.h"
 
 #define NKEYS 4096
-#define ROUNDS 400
+#define ROUNDS 100
+#define REPEATS 5
 
 static char keys[NKEYS][48];
 static size_t key_lens[NKEYS];
-
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 /* Node i: 10.<i/250>.<i%250>.1, port 11212 every 7th, weight 1 + i % 3. */
 static void node(size_t i, char* host, size_t hlen, unsigned* port,
@@ -96,22 +94,22 @@ static volatile size_t sink;
 
 static double time_ring(const mcr_ring_t* r) {
   size_t acc = 0;
-  double t0 = now_ns();
+  double t0 = (double)bench_now_ns();
   for (int round = 0; round < ROUNDS; round++)
     for (size_t k = 0; k < NKEYS; k++)
       acc += mcr_ring_locate(r, keys[k], key_lens[k]);
-  double t = (now_ns() - t0) / ((double)ROUNDS * NKEYS);
+  double t = ((double)bench_now_ns() - t0) / ((double)ROUNDS * NKEYS);
   sink = acc;
   return t;
 }
 
 static double time_lm(memcached_st* m) {
   size_t acc = 0;
-  double t0 = now_ns();
+  double t0 = (double)bench_now_ns();
   for (int round = 0; round < ROUNDS; round++)
     for (size_t k = 0; k < NKEYS; k++)
       acc += memcached_generate_hash(m, keys[k], key_lens[k]);
-  double t = (now_ns() - t0) / ((double)ROUNDS * NKEYS);
+  double t = ((double)bench_now_ns() - t0) / ((double)ROUNDS * NKEYS);
   sink = acc;
   return t;
 }
@@ -134,32 +132,56 @@ int main(void) {
     size_t n = sizes[si];
     char* list = server_list(n);
     memcached_st* m = lm_usable(n) ? lm_new(n) : NULL;
-    double lm = m ? time_lm(m) : 0;
+    mcr_ring_t* rings[3];
     for (int mode = 0; mode < 3; mode++) {
-      mcr_ring_t* r;
-      int rc = mcr_ring_build(&r, (mcr_distribution_t)mode, list);
+      int rc = mcr_ring_build(&rings[mode], (mcr_distribution_t)mode, list);
       if (rc) {
         fprintf(stderr, "build: %s\n", mcr_strerror(rc));
         return 1;
       }
-      if (m && mode == MCR_DIST_KETAMA_LIBMEMCACHED) {
-        size_t diff = 0;
-        for (size_t k = 0; k < NKEYS; k++)
-          diff += mcr_ring_locate(r, keys[k], key_lens[k]) !=
-                  memcached_generate_hash(m, keys[k], key_lens[k]);
-        if (diff) {
-          printf("MISMATCH: %zu of %d keys differ from libmemcached\n", diff,
-                 NKEYS);
-          failed = 1;
-        }
+    }
+    if (m) {
+      size_t diff = 0;
+      for (size_t k = 0; k < NKEYS; k++)
+        diff += mcr_ring_locate(rings[MCR_DIST_KETAMA_LIBMEMCACHED], keys[k],
+                                key_lens[k]) !=
+                memcached_generate_hash(m, keys[k], key_lens[k]);
+      if (diff) {
+        printf("MISMATCH: %zu of %d keys differ from libmemcached\n", diff,
+               NKEYS);
+        failed = 1;
       }
-      double t = time_ring(r);
-      const char* name = mcr_distribution_name((mcr_distribution_t)mode);
-      if (m)
-        printf("%-6zu %-20s %10.1f %14.1f %7.2fx\n", n, name, t, lm, t / lm);
-      else
-        printf("%-6zu %-20s %10.1f %14s %8s\n", n, name, t, "n/a", "-");
-      mcr_ring_free(r);
+    }
+    double t_lm[REPEATS], t[3][REPEATS];
+    for (int rep = 0; rep < REPEATS; rep++) {
+      t_lm[rep] = m ? time_lm(m) : 0;
+      for (int mode = 0; mode < 3; mode++)
+        t[mode][rep] = time_ring(rings[mode]);
+    }
+    double lm = bench_median(t_lm, REPEATS);
+    char name[64];
+    if (m) {
+      snprintf(name, sizeof name, "lookup_ns_libmemcached_%zu", n);
+      bench_result(name, lm);
+    }
+    for (int mode = 0; mode < 3; mode++) {
+      double tm = bench_median(t[mode], REPEATS);
+      const char* mname = mcr_distribution_name((mcr_distribution_t)mode);
+      char key[32];
+      snprintf(key, sizeof key, "%s", mname);
+      for (char* p = key; *p; p++)
+        if (*p == '-')
+          *p = '_';
+      snprintf(name, sizeof name, "lookup_ns_%s_%zu", key, n);
+      bench_result(name, tm);
+      if (m) {
+        snprintf(name, sizeof name, "lookup_ratio_%s_%zu", key, n);
+        bench_result(name, tm / lm);
+        printf("%-6zu %-20s %10.1f %14.1f %7.2fx\n", n, mname, tm, lm, tm / lm);
+      } else {
+        printf("%-6zu %-20s %10.1f %14s %8s\n", n, mname, tm, "n/a", "-");
+      }
+      mcr_ring_free(rings[mode]);
     }
     if (m)
       memcached_free(m);

@@ -1,0 +1,245 @@
+#!/bin/sh
+# bench/run.sh — the driver behind `make bench` (see bench/README.md).
+#
+# Starts four memcached on free loopback ports, runs every bench program
+# against them in one go, counts instructions (valgrind --tool=callgrind)
+# and system calls (strace -c) of the client process at two loop lengths
+# so that start-up cancels out, then prints a table, one `metric` line per
+# headline figure, and writes bench/results.json in the build directory.
+# A MISS never fails the run: the exit status is non-zero only when a
+# measurement itself could not be made.
+set -u
+
+builddir=${BENCH_BUILDDIR:-$(pwd)}
+memcached=${MEMCACHED:-memcached}
+cd "$builddir" || exit 1
+out=bench
+raw=$out/results.raw
+json=$out/results.json
+: >"$raw"
+mcd_pids=""
+status=0
+
+cleanup() {
+  for p in $mcd_pids; do kill "$p" 2>/dev/null; done
+  for p in $mcd_pids; do wait "$p" 2>/dev/null; done
+  mcd_pids=""
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+say() { printf '== %s\n' "$*" >&2; }
+collect() { grep '^result ' | sed 's/^result //' >>"$raw"; }
+
+# ---------------------------------------------------------------- memcached
+command -v "$memcached" >/dev/null 2>&1 || {
+  echo "bench: memcached not found (apt-get install memcached)" >&2
+  exit 1
+}
+user=""
+[ "$(id -u)" -eq 0 ] && user="-u root"
+ports=$(bench/bench_kv ports 4) || exit 1
+for p in $(echo "$ports" | tr , ' '); do
+  # shellcheck disable=SC2086
+  "$memcached" -l 127.0.0.1 -p "$p" -U 0 -t 1 -m 64 -c 4096 $user &
+  mcd_pids="$mcd_pids $!"
+done
+bench/bench_kv wait "$ports" || exit 1
+say "memcached x4 on 127.0.0.1:$ports"
+
+# ---------------------------------------------------------------- wall clock
+say "single get/set and multi-get, wall clock (5 interleaved rounds)"
+bench/bench_kv time "$ports" | collect || status=1
+
+# ---------------------------------------------------------------- per op
+# loop_n OP: the two loop lengths (a multi-get is 100 keys per op).
+loop_n() { if [ "$1" = mget ]; then echo "200 400"; else echo "1000 2000"; fi; }
+
+# under KIND FILE CMD...: runs CMD under the counting tool of KIND.
+under() {
+  kind=$1 file=$2
+  shift 2
+  case $kind in
+    instr) valgrind --tool=callgrind --callgrind-out-file="$file" "$@" ;;
+    syscalls) strace -f -c -o "$file" "$@" ;;
+  esac
+}
+
+# total KIND FILE: the count the tool wrote (all instructions / all calls).
+total() {
+  case $1 in
+    instr) sed -n 's/^summary: *//p' "$2" | head -1 ;;
+    syscalls) awk '$NF == "total" { print $4 }' "$2" ;;
+  esac
+}
+
+# profile OP N1 N2: where mcring's instructions go, per op and function
+# (inclusive and exclusive): the difference of the two runs.
+profile() {
+  command -v callgrind_annotate >/dev/null 2>&1 || return 0
+  for mode in inclusive exclusive; do
+    flag=""
+    [ $mode = inclusive ] && flag="--inclusive=yes"
+    for n in "$2" "$3"; do
+      # shellcheck disable=SC2086
+      callgrind_annotate --auto=no $flag --threshold=100 \
+        "$out/instr.mcring.$1.$n" 2>/dev/null |
+        awk '/file:function/ { f = 1; next }
+             f && /%\)/ { l = $0; sub(/\([^)]*\)/, "", l);
+                          split(l, x, " "); gsub(",", "", x[1]);
+                          print x[1], x[2] }' >"$out/cg.tmp.$n"
+    done
+    awk -v n=$(( $3 - $2 )) 'NR == FNR { a[$2] = $1; next }
+         { d = ($1 - a[$2]) / n; if (d >= 1) printf "%9.1f  %s\n", d, $2 }' \
+      "$out/cg.tmp.$2" "$out/cg.tmp.$3" | sort -rn >"$out/callgrind-$1-$mode.txt"
+    rm -f "$out/cg.tmp.$2" "$out/cg.tmp.$3"
+  done
+}
+
+# count KIND: every client and op at the two loop lengths under the tool;
+# records "<op>_<KIND>_<client> <per-op difference>".
+count() {
+  for op in get10 get4k set10 set4k mget; do
+    set -- $(loop_n $op)
+    for impl in mcring libmemcached raw; do
+      for n in "$1" "$2"; do
+        under "$kind" "$out/$kind.$impl.$op.$n" \
+          bench/bench_kv loop $impl $op "$n" "$ports" >/dev/null 2>&1 ||
+          { echo "bench: $kind $impl $op $n failed" >&2; status=1; }
+      done
+      a=$(total "$kind" "$out/$kind.$impl.$op.$1")
+      b=$(total "$kind" "$out/$kind.$impl.$op.$2")
+      [ -n "$a" ] && [ -n "$b" ] &&
+        awk -v a="$a" -v b="$b" -v n=$(( $2 - $1 )) -v k="${op}_${kind}_$impl" \
+          'BEGIN { printf "%s %.3f\n", k, (b - a) / n }' >>"$raw"
+    done
+    [ "$kind" = instr ] && profile $op "$1" "$2"
+  done
+}
+
+if command -v valgrind >/dev/null 2>&1; then
+  say "instructions per op (callgrind, client process only)"
+  kind=instr count
+  # The swap to a new 500-node ring, inside mcr__router_refresh only.
+  valgrind --tool=callgrind --toggle-collect=mcr__router_refresh \
+    --callgrind-out-file="$out/instr.swap" bench/bench_ring --swap-profile 5 \
+    >/dev/null 2>&1 || status=1
+  s=$(total instr "$out/instr.swap")
+  [ -n "$s" ] && echo "swap_instr_500 $(( s / 5 ))" >>"$raw"
+  callgrind_annotate --auto=no "$out/instr.swap" 2>/dev/null |
+    sed -n '/file:function/,$p' | head -25 >"$out/callgrind-swap-exclusive.txt"
+else
+  echo "bench: valgrind not found: no instruction counts" >&2
+fi
+
+if command -v strace >/dev/null 2>&1; then
+  say "system calls per op (strace -c -f)"
+  kind=syscalls count
+else
+  echo "bench: strace not found (apt-get install strace): no syscall counts" >&2
+fi
+cleanup
+
+# ---------------------------------------------------------------- lookup
+say "key lookup"
+bench/bench_lookup | collect || status=1
+
+# ---------------------------------------------------------------- ring
+say "ring memory, propagation, discovery load (forked workers)"
+bench/bench_ring ./mcring-agent | collect || status=1
+
+# ---------------------------------------------------------------- report
+awk -v json="$json" '
+function v(k) { return (k in r) ? r[k] : "nan" }
+function maxv(a, b) { if (a == "nan" || b == "nan") return "nan"; return a + 0 > b + 0 ? a : b }
+function minv(a, b) { if (a == "nan" || b == "nan") return "nan"; return a + 0 < b + 0 ? a : b }
+function fmt(x, p) { return x == "nan" ? "n/a" : sprintf("%." p "f", x) }
+function metric(name, val, op, target,   ok) {
+  ok = 0
+  if (val != "nan")
+    ok = (op == "<=") ? (val + 0 <= target) : (val + 0 >= target)
+  mline[++nm] = sprintf("metric %s %s target%s%s %s", name,
+                        val == "nan" ? "nan" : sprintf("%.4g", val), op, target,
+                        ok ? "PASS" : "MISS")
+  mname[nm] = name; mval[nm] = val; mop[nm] = op; mtgt[nm] = target; mok[nm] = ok
+}
+{ r[$1] = $2; order[++n] = $1 }
+END {
+  print ""
+  print "Single-key operations, one node, one connection (medians of 5 interleaved rounds)"
+  printf "%-7s %11s %11s %11s %8s %8s %9s %9s %9s %8s %8s %8s\n", "op", "raw ops/s",
+    "mcring", "libmcd", "vs raw", "vs libm", "instr mcr", "instr lm", "instr raw",
+    "sys mcr", "sys lm", "sys raw"
+  split("get10 get4k set10 set4k", ops, " ")
+  for (i = 1; i <= 4; i++) {
+    o = ops[i]
+    printf "%-7s %11s %11s %11s %8s %8s %9s %9s %9s %8s %8s %8s\n", o,
+      fmt(v(o "_ops_raw"), 0), fmt(v(o "_ops_mcring"), 0), fmt(v(o "_ops_libmemcached"), 0),
+      fmt(v(o "_ratio_floor"), 3), fmt(v(o "_ratio_libmemcached"), 3),
+      fmt(v(o "_instr_mcring"), 0), fmt(v(o "_instr_libmemcached"), 0), fmt(v(o "_instr_raw"), 0),
+      fmt(v(o "_syscalls_mcring"), 2), fmt(v(o "_syscalls_libmemcached"), 2), fmt(v(o "_syscalls_raw"), 2)
+  }
+  print ""
+  print "Multi-get, 100 keys over 4 nodes (100-byte values)"
+  printf "  keys/s: raw %s  mcring %s  libmemcached %s   mcring/raw %s  mcring/libmemcached %s\n",
+    fmt(v("mget_ops_raw") * 100, 0), fmt(v("mget_ops_mcring") * 100, 0),
+    fmt(v("mget_ops_libmemcached") * 100, 0), fmt(v("mget_ratio_floor"), 3),
+    fmt(v("mget_ratio_libmemcached"), 3)
+  printf "  per multi-get: instructions mcring %s libmemcached %s raw %s; syscalls mcring %s libmemcached %s raw %s\n",
+    fmt(v("mget_instr_mcring"), 0), fmt(v("mget_instr_libmemcached"), 0), fmt(v("mget_instr_raw"), 0),
+    fmt(v("mget_syscalls_mcring"), 2), fmt(v("mget_syscalls_libmemcached"), 2), fmt(v("mget_syscalls_raw"), 2)
+  print ""
+  print "Key lookup, ns per key (medians of 5)"
+  printf "  %-6s %10s %20s %8s %14s\n", "nodes", "ketama", "ketama-libmemcached", "xxh3", "libmemcached"
+  split("10 100 1000", ns, " ")
+  for (i = 1; i <= 3; i++)
+    printf "  %-6s %10s %20s %8s %14s\n", ns[i], fmt(v("lookup_ns_ketama_" ns[i]), 1),
+      fmt(v("lookup_ns_ketama_libmemcached_" ns[i]), 1), fmt(v("lookup_ns_xxh3_" ns[i]), 1),
+      fmt(v("lookup_ns_libmemcached_" ns[i]), 1)
+  print ""
+  print "Shared ring, 500 nodes"
+  printf "  ring file %s bytes; an in-process ring %s bytes of heap\n",
+    fmt(v("ring_bytes_500"), 0), fmt(v("ring_private_bytes_500"), 0)
+  for (i = 64; i <= 256; i *= 4)
+    printf "  %3d workers: ring PSS total %s KiB = %s rings (private copies: %s rings); client heap per worker %s KiB\n",
+      i, fmt(v("ring_pss_total_kb_" i), 0), fmt(v("ring_pss_ratio_" i), 3),
+      fmt(v("ring_private_ratio_" i), 1), fmt(v("worker_client_heap_bytes_" i) / 1024, 1)
+  printf "  swap to a new generation: %s us per worker alone (reader %s us, %s instructions), normal call %s ns\n",
+    fmt(v("swap_us_500"), 0), fmt(v("swap_reader_us_500"), 0), fmt(v("swap_instr_500"), 0),
+    fmt(v("swap_call_ns_normal"), 0)
+  printf "  propagation to 256 workers (1 call/ms each), ms after publish: min %s median %s max %s (worst of 5: %s)\n",
+    fmt(v("propagation_ms_min"), 2), fmt(v("propagation_ms_median"), 2),
+    fmt(v("propagation_ms_max"), 2), fmt(v("propagation_ms_max_worst"), 2)
+  printf "  via the agent (from its publish stamp, file writing included): median %s max %s ms\n",
+    fmt(v("agent_propagation_ms_median"), 1), fmt(v("agent_propagation_ms_max"), 1)
+  printf "  discovery with 256 workers: %s polls per 0.2 s interval (%s requests), %s polls in %s s\n",
+    fmt(v("endpoint_polls_per_interval_256"), 3), fmt(v("endpoint_requests_per_interval_256"), 3),
+    fmt(v("endpoint_polls_in_window"), 0), fmt(v("endpoint_window_s"), 2)
+  print ""
+
+  metric("get_instructions_per_op", maxv(v("get10_instr_mcring"), v("get4k_instr_mcring")), "<=", 600)
+  metric("get_syscalls_per_op", maxv(v("get10_syscalls_mcring"), v("get4k_syscalls_mcring")), "<=", 2.2)
+  metric("get_ops_ratio_floor", minv(v("get10_ratio_floor"), v("get4k_ratio_floor")), ">=", 0.98)
+  metric("mget_ratio_floor", v("mget_ratio_floor"), ">=", 0.95)
+  metric("mget_ratio_libmemcached", v("mget_ratio_libmemcached"), ">=", 1.3)
+  metric("lookup_ratio_libmemcached_100",
+         maxv(v("lookup_ratio_ketama_100"), v("lookup_ratio_ketama_libmemcached_100")), "<=", 0.6)
+  metric("lookup_ns_xxh3_100", v("lookup_ns_xxh3_100"), "<=", 25)
+  metric("ring_pss_ratio_256", v("ring_pss_ratio_256"), "<=", 1.1)
+  metric("propagation_ms_max", v("propagation_ms_max"), "<=", 10)
+  metric("endpoint_polls_per_interval_256", v("endpoint_polls_per_interval_256"), "<=", 1)
+  for (i = 1; i <= nm; i++)
+    print mline[i]
+
+  printf "{\n  \"metrics\": {\n" >json
+  for (i = 1; i <= nm; i++)
+    printf "    \"%s\": {\"value\": %s, \"target\": \"%s%s\", \"pass\": %s}%s\n", mname[i],
+      mval[i] == "nan" ? "null" : mval[i] + 0, mop[i], mtgt[i], mok[i] ? "true" : "false",
+      i < nm ? "," : "" >json
+  printf "  },\n  \"results\": {\n" >json
+  for (i = 1; i <= n; i++)
+    printf "    \"%s\": %s%s\n", order[i], r[order[i]] + 0, i < n ? "," : "" >json
+  printf "  }\n}\n" >json
+}' "$raw"
+say "results: $builddir/$json (raw figures: $builddir/$raw; per-function instruction profiles: $builddir/$out/callgrind-*.txt)"
+exit $status
