@@ -329,10 +329,27 @@ static int retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
 
 static int retrieve_one(mcr_client_t* c, mcr__get_t cmd, int64_t ttl,
                         const char* key, size_t key_len, mcr_item_t* item) {
-  if (MCR__UNLIKELY(!item))
+  if (MCR__UNLIKELY(!c || !item))
     return MCR_EINVAL;
-  int rc = retrieve(c, cmd, ttl, 1, &key, &key_len, item);
-  return rc < 0 ? rc : item->status;
+  mcr__call_start(c);
+  int rc;
+  if (MCR__UNLIKELY((cmd == MCR__GAT || cmd == MCR__GATS) &&
+                    (rc = mcr__check_ttl(c, ttl))))
+    return rc;
+  if (MCR__UNLIKELY((rc = mcr__check_key(c, key, key_len))))
+    return rc;
+  mcr__node_t* n = mcr__route(c, key, key_len);
+  rc = MCR__RETRY_STALE(mcr__text_get_one(c, n, cmd, ttl, key, key_len, item));
+  mcr__hs_op(n, MCR__OP_GET, rc);
+  if (MCR__LIKELY(rc == MCR_OK)) {
+    if (MCR__UNLIKELY((item->flags & MCR_FLAG_ZSTD) || c->opts.serde))
+      rc = mcr__decode_item(c, item);
+  } else if (rc < 0) {
+    rc = mcr__soften(c, rc, true);
+  }
+  if (rc != MCR_OK)
+    *item = (mcr_item_t){.status = rc};
+  return rc;
 }
 
 int mcr_client_get(mcr_client_t* c, const char* key, size_t key_len,

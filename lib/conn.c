@@ -84,7 +84,8 @@ static void count_latency(mcr__node_t* n) {
 /* Counts a connect or I/O failure; the failure_limit-th in a row marks the
  * node down for retry_timeout_ms (see mcr_client_opts_t). */
 static void node_failed(mcr_client_t* c, mcr__node_t* n, int err) {
-  if (!c->opts.failure_limit || err == MCR_ENOMEM)
+  /* Out of memory is ours, and a malformed reply says the node is up. */
+  if (!c->opts.failure_limit || err == MCR_ENOMEM || err == MCR_EPROTO)
     return;
   if (++n->fails >= c->opts.failure_limit && !n->down_until) {
     n->down_until = mcr__now_ms() + c->opts.retry_timeout_ms;
@@ -102,6 +103,7 @@ void mcr__conn_close(mcr__node_t* n) {
 
 int mcr__conn_fail(mcr_client_t* c, mcr__node_t* n, int err, const char* what) {
   mcr__conn_close(n);
+  node_failed(c, n, err);
   return mcr__set_error(c, err, "%s: %s", n->srv.name, what);
 }
 

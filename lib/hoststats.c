@@ -104,7 +104,8 @@ static int open_file(const char* dir, int flags, struct stat* st, char* err,
   if (fstat(dfd, &dst) < 0) {
     snprintf(err, errlen, "%s: %s", dir, strerror(errno));
     rc = MCR_ESYS;
-  } else if ((fd = openat(dfd, HS_FILE, flags | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+  } else if ((fd = openat(dfd, HS_FILE,
+                          flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0) {
     snprintf(err, errlen, "%s/%s: %s", dir, HS_FILE, strerror(errno));
     rc = errno == ENOENT                     ? MCR_ESNAPSHOT
          : errno == ELOOP || errno == EACCES ? MCR_EPERM

@@ -253,6 +253,11 @@ int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
                     const char* const* keys, const size_t* key_lens,
                     const void* const* values, const size_t* value_lens,
                     uint32_t flags, int64_t ttl, bool noreply, int* statuses);
+/* The one-key retrieval on node n (the common call, kept lean): returns
+ * MCR_OK with *it filled (value not yet decoded), MCR_MISS, or an error. */
+int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
+                      int64_t ttl, const char* key, size_t key_len,
+                      mcr_item_t* it);
 /* Keys must be valid. Routes, groups per node, fills items in order,
  * decodes values; returns the number of hits. */
 int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,

@@ -815,3 +815,83 @@ int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
   }
   return ok;
 }
+
+/* ------------------------------------------------------------ one key */
+
+/* Parses the decimal number at *p up to the first byte that is not a
+ * digit (at most 20 digits, overflow-checked); advances *p. Returns 0 or
+ * -1 when there is no digit or it overflows. */
+static int scan_u64(const char** p, const char* end, uint64_t* out) {
+  const char* s = *p;
+  uint64_t v = 0;
+  while (s < end && (unsigned)(*s - '0') <= 9) {
+    unsigned d = (unsigned)(*s - '0');
+    if (v > (UINT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+    s++;
+  }
+  if (s == *p || s - *p > 20)
+    return -1;
+  *p = s;
+  *out = v;
+  return 0;
+}
+
+int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
+                      int64_t ttl, const char* key, size_t key_len,
+                      mcr_item_t* it) {
+  /* "<word>[ <ttl>] <key>\r\n" straight from the caller's key. */
+  char head[32];
+  size_t hl = get_words[cmd].len;
+  memcpy(head, get_words[cmd].word, hl);
+  if (get_words[cmd].ttl) {
+    head[hl++] = ' ';
+    hl += mcr__i64_to_dec(head + hl, ttl);
+  }
+  head[hl++] = ' ';
+  struct iovec iov[3] = {IOV(head, hl), IOV(key, key_len), IOV(crlf, 2)};
+  int rc = mcr__conn_begin(c, n);
+  if (rc)
+    return rc;
+  if ((rc = mcr__conn_send(c, n, iov, 3)))
+    return rc;
+
+  size_t off, len;
+  if ((rc = mcr__conn_line(c, n, &off, &len)))
+    return rc;
+  const char* line = n->conn.rbuf + off;
+  if (LINE_IS(line, len, "END"))
+    return MCR_MISS;
+  /* "VALUE <key> <flags> <bytes>[ <cas>]" for exactly our key. */
+  const char* end = line + len;
+  const char* p = line + 7 + key_len;
+  uint64_t flags, bytes, cas = 0;
+  if (len < 7 + key_len + 3 || memcmp(line, "VALUE ", 6) != 0 ||
+      memcmp(line + 6, key, key_len) != 0 || line[6 + key_len] != ' ') {
+    if (mcr__error_line(line, len))
+      return mcr__unexpected_line(c, n, off, len);
+    return mcr__conn_fail(c, n, MCR_EPROTO, "bad VALUE line");
+  }
+  bool bad = scan_u64(&p, end, &flags) || flags > UINT32_MAX || p == end ||
+             *p++ != ' ' || scan_u64(&p, end, &bytes);
+  if (!bad && p < end) /* a cas unique follows */
+    bad = *p++ != ' ' || scan_u64(&p, end, &cas) || p != end;
+  else if (!bad)
+    bad = get_words[cmd].cas; /* gets / gats must have one */
+  if (bad)
+    return mcr__conn_fail(c, n, MCR_EPROTO, "bad VALUE line");
+  size_t voff;
+  if ((rc = mcr__conn_block(c, n, (size_t)bytes, &voff)))
+    return rc;
+  if ((rc = mcr__conn_line(c, n, &off, &len)))
+    return rc;
+  if (!LINE_IS(n->conn.rbuf + off, len, "END"))
+    return mcr__conn_fail(c, n, MCR_EPROTO, "no END after the value");
+  it->value = n->conn.rbuf + voff;
+  it->value_len = (size_t)bytes;
+  it->flags = (uint32_t)flags;
+  it->cas = cas;
+  it->status = MCR_OK;
+  return MCR_OK;
+}

@@ -299,7 +299,8 @@ static int check_file(const struct stat* st, uid_t uid, const char* name,
 static int open_checked(mcr_snapshot_t* s, const char* name, struct stat* st,
                         bool* missing) {
   *missing = false;
-  int fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  int fd =
+      openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
     *missing = e == ENOENT;
