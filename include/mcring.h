@@ -17,6 +17,14 @@
  *  - The library never prints and never aborts. The text of the last error
  *    (with the server's message for ERROR / CLIENT_ERROR / SERVER_ERROR) is
  *    kept on the handle: mcr_client_last_error().
+ *  - A NULL handle or a NULL required pointer is MCR_EINVAL (functions that
+ *    return no int do nothing, or return 0 / NULL).
+ *  - Thread-safety: a function marked "Thread-safe" may be called from any
+ *    thread at any time. Every other function that takes a handle
+ *    (mcr_client_t, mcr_snapshot_t, mcr_hoststats_t) follows the handle
+ *    rule above: one thread at a time per handle, distinct handles freely
+ *    in parallel. An immutable ring (mcr_ring_t) may be read by any number
+ *    of threads at once.
  */
 #ifndef MCRING_H
 #define MCRING_H
@@ -96,7 +104,9 @@ typedef enum {
   MCR_NOT_FOUND = 4   /* delete / incr / touch / cas on no item (NF) */
 } mcr_status_t;
 
-/* Returns "OK", "MISS", "NOT_STORED", "EXISTS" or "NOT_FOUND". */
+/* Returns the static name of an outcome: "OK", "MISS", "NOT_STORED",
+ * "EXISTS" or "NOT_FOUND"; for a negative value mcr_err_name()'s; else
+ * "UNKNOWN". Thread-safe. */
 MCR_EXTERN const char* mcr_status_name(int status);
 
 /* ------------------------------------------------------------------------ */
@@ -131,7 +141,8 @@ MCR_EXTERN int mcr_replace_allocator(void* (*malloc_fn)(size_t),
 /* A growable byte buffer handed to serde callbacks. */
 typedef struct mcr_buf mcr_buf_t;
 
-/* Appends `len` bytes to `buf`. Returns 0 or MCR_ENOMEM. */
+/* Appends `len` bytes to `buf`. Returns 0 or MCR_ENOMEM. Only for the buffer
+ * a serde callback was handed, during that callback. */
 MCR_EXTERN int mcr_buf_append(mcr_buf_t* buf, const void* data, size_t len);
 
 /* Optional serializer: encode runs on every stored value before the optional
@@ -226,12 +237,15 @@ MCR_EXTERN int mcr_client_new(mcr_client_t** out,
                               const mcr_client_opts_t* opts);
 
 /* mcr_client_new that also writes the reason of a failure ("bad server
- * \"h:0\": ...", "ring /run/mcring/x: ...") to err[errlen]. */
+ * \"h:0\": ...", "ring /run/mcring/x: ...") to err[errlen] (err may be
+ * NULL). Same returns. Thread-safe. */
 MCR_EXTERN int mcr_client_new_err(mcr_client_t** out,
                                   const mcr_client_opts_t* opts, char* err,
                                   size_t errlen);
 
-/* Closes every connection and frees the client. NULL is ignored. */
+/* Closes every connection, unmaps the ring, gives back the client's host
+ * stats slot, and frees the client. NULL is ignored. Not while another
+ * thread uses `c`. */
 MCR_EXTERN void mcr_client_free(mcr_client_t* c);
 
 /* Text of the last error on `c` ("" if none): the failing node, the system
@@ -249,7 +263,11 @@ MCR_EXTERN const mcr_ring_t* mcr_client_ring(const mcr_client_t* c);
  * a ring_dir). */
 MCR_EXTERN uint64_t mcr_client_generation(const mcr_client_t* c);
 
-/* Number of nodes, and "host:port" of node `i` (NULL when out of range). */
+/* Number of nodes, and "host:port" of node `i` (NULL when out of range).
+ * Node indexes are those of mcr_client_stats_node, mcr_client_version and
+ * mcr_client_mn. The name belongs to the client and, like the count, stays
+ * valid until the next call on `c` (a ring_dir client may switch
+ * generations at the start of any call). */
 MCR_EXTERN size_t mcr_client_node_count(const mcr_client_t* c);
 MCR_EXTERN const char* mcr_client_node_name(const mcr_client_t* c, size_t i);
 
@@ -262,6 +280,7 @@ typedef struct {
   uint64_t ring_errors;    /* generations refused (last good ring kept) */
 } mcr_client_stats_t;
 
+/* Copies the handle's counters into *out (nothing when c or out is NULL). */
 MCR_EXTERN void mcr_client_stats(const mcr_client_t* c,
                                  mcr_client_stats_t* out);
 
@@ -280,6 +299,17 @@ typedef struct {
   int status;     /* multi-key calls: MCR_OK, MCR_MISS, or a negative error
                      for this key alone */
 } mcr_item_t;
+
+/* Errors of every call that goes to a server, besides those listed with
+ * each function: validation, before anything is sent - MCR_EINVAL,
+ * MCR_EKEY, MCR_ETOOBIG, MCR_ERANGE (ttl / delay outside 32 bits), and
+ * MCR_ESERDE / MCR_ECOMPRESS (value encoding); transport - MCR_ERESOLVE,
+ * MCR_ECONNECT, MCR_ECONNTIMEOUT, MCR_ETIMEOUT, MCR_ECLOSED, MCR_EIO,
+ * MCR_EPROTO (the connection is closed after each of these), and
+ * MCR_ENODEDOWN (the node is marked down); server - MCR_ESERVERCMD,
+ * MCR_ECLIENTERR, MCR_ESERVERERR (the connection stays open). Under
+ * ignore_errors the transport and server errors become MCR_MISS (reads)
+ * or MCR_NOT_STORED (writes). The detail is in mcr_client_last_error(). */
 
 /* Storage commands. `flags` may not contain MCR_FLAG_ZSTD (MCR_EINVAL: the
  * bit is the compression marker). `ttl` is memcached's exptime: seconds (<= 30
@@ -313,7 +343,8 @@ MCR_EXTERN int mcr_client_cas(mcr_client_t* c, const char* key, size_t key_len,
                               unsigned cflags);
 
 /* Retrieval. Return MCR_OK (item filled), MCR_MISS, or a negative error.
- * gets / gats also fill item->cas. gat / gats update the TTL on a hit. */
+ * gets / gats also fill item->cas. gat / gats update the TTL on a hit
+ * (`ttl` as for the storage commands). item->value is client memory. */
 MCR_EXTERN int mcr_client_get(mcr_client_t* c, const char* key, size_t key_len,
                               mcr_item_t* item);
 MCR_EXTERN int mcr_client_gets(mcr_client_t* c, const char* key, size_t key_len,
@@ -381,11 +412,13 @@ typedef struct {
  * memcached's groups ("settings", "items", "slabs", "sizes", "conns", ...):
  * one or two words ("detail on") of printable ASCII, else MCR_EINVAL. Sets
  * *stats to an array owned by the client and returns its length, or a negative
- * error. */
+ * error (MCR_EINVAL also for node >= mcr_client_node_count(c)). */
 MCR_EXTERN int mcr_client_stats_node(mcr_client_t* c, size_t node,
                                      const char* arg, const mcr_stat_t** stats);
 
-/* "version" on node `node`. Sets *version to the server's version text. */
+/* "version" on node `node`. Sets *version to the server's version text
+ * (client memory) and returns MCR_OK, or MCR_EINVAL (no such node) or an
+ * error. */
 MCR_EXTERN int mcr_client_version(mcr_client_t* c, size_t node,
                                   const char** version);
 
@@ -525,7 +558,7 @@ MCR_EXTERN int mcr_client_md(mcr_client_t* c, const char* key, size_t key_len,
 MCR_EXTERN int mcr_client_ma(mcr_client_t* c, const char* key, size_t key_len,
                              const mcr_meta_opts_t* o, mcr_meta_result_t* r);
 /* mn on node `node`: a round trip that returns MCR_OK when the server
- * answers MN. */
+ * answers MN, MCR_EINVAL for no such node, or a transport error. */
 MCR_EXTERN int mcr_client_mn(mcr_client_t* c, size_t node);
 /* me: the server's debug line for `key` ("ME <key> k=v ...", NUL-ended,
  * client memory) in *text and MCR_OK, or MCR_MISS. Text keys only. */
@@ -736,6 +769,8 @@ MCR_EXTERN int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir,
 MCR_EXTERN int mcr_hoststats_read(mcr_hoststats_t* h,
                                   const mcr_hoststat_row_t** rows);
 
+/* Unmaps the segment and frees the handle (and the rows of the last read).
+ * NULL is ignored. A reader handle is used by one thread at a time. */
 MCR_EXTERN void mcr_hoststats_free(mcr_hoststats_t* h);
 
 /* Creates (or reuses, keeping live slots) the stats segment in DIR with

@@ -1,21 +1,34 @@
 /* mcring.c — the `mcring` command-line tool.
  *
- * A thin shell over libmcring for operators and scripts:
+ * A thin shell over libmcring for operators and scripts, in the spirit of
+ * libmemcached-tools but one binary with subcommands:
  *
- *   mcring [--servers LIST] [--distribution MODE] COMMAND [ARGS]
+ *   mcring [--servers LIST | --ring-dir DIR] COMMAND [ARGS]
  *
- * Options may come before or after the command (GNU getopt permutation).
- * Exit status is the contract scripts rely on: 0 hit or success, 1 miss or
- * not stored, 2 error with one line on stderr. Values are written to stdout
- * as raw bytes, with no newline added, so `mcring get k > file` round-trips
- * `mcring set k - < file`.
+ * Every classic memcached command has a subcommand (get, gets, set, add,
+ * replace, append, prepend, cas, delete, incr, decr, touch, stats,
+ * flush_all, version), plus `locate` and `ring` for routing, `watch`,
+ * which follows the ring mcring-agent publishes, and `stat`, which adds up
+ * the host-wide counters every worker keeps in the agent's stats segment
+ * (text, live like varnishstat, JSON or Prometheus). Options may come before or
+ * after the command (GNU getopt permutation); `mcring COMMAND --help`
+ * describes one command. Exit status is the contract scripts rely on: 0 hit
+ * or success, 1 miss / not stored / exists / not found, 2 error with one
+ * line on stderr. A single value is written to stdout as raw bytes with no
+ * newline added, so `mcring get k > file` round-trips
+ * `mcring set k - < file`. The tool only formats: every check of keys,
+ * values and numbers the server would refuse is the library's.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +41,7 @@ typedef struct {
   uint32_t flags;
   int64_t ttl;
   int noreply;
+  int count; /* watch: stop after this many changes (0 = until a signal) */
 } cli_t;
 
 typedef int (*cmd_fn)(cli_t* cli, mcr_client_t* c, int argc, char** argv);
@@ -38,7 +52,8 @@ static int die(const char* what, const char* detail) {
   return EXIT_ERR;
 }
 
-/* Maps a library result to the exit status, printing errors. */
+/* Maps a library result to the exit status, printing errors: MCR_OK is 0,
+ * any other outcome (miss, not stored, exists, not found) 1. */
 static int outcome(mcr_client_t* c, int rc) {
   if (rc < 0) {
     const char* detail = mcr_client_last_error(c);
@@ -49,27 +64,43 @@ static int outcome(mcr_client_t* c, int rc) {
   return rc == MCR_OK ? EXIT_HIT : EXIT_MISS;
 }
 
+/* Outcome of a write that had nothing to print: a refused write also says
+ * why on stderr, so `mcring add k v` that exits 1 is not silent. */
+static int write_outcome(mcr_client_t* c, const char* key, int rc) {
+  if (rc > 0)
+    fprintf(stderr, "mcring: %s: %s\n", key, mcr_status_name(rc));
+  return outcome(c, rc);
+}
+
+/* Decimal digits only, at most 20 of them, with an overflow check; no sign,
+ * no space, no base prefix. Returns 0, or -1 when `s` is not a number in
+ * 0..max. */
 static int parse_u64(const char* s, uint64_t max, uint64_t* out) {
-  if (!*s || *s == '-' || *s == '+')
+  size_t len = strnlen(s, 21);
+  if (len == 0 || len > 20)
     return -1;
-  char* end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || *end || v > max)
+  uint64_t v = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+    unsigned d = (unsigned)(s[i] - '0');
+    if (v > (UINT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  if (v > max)
     return -1;
   *out = v;
   return 0;
 }
 
+/* An optional '-' then parse_u64's rules, within int64_t. */
 static int parse_i64(const char* s, int64_t* out) {
-  if (!*s)
+  bool neg = *s == '-';
+  uint64_t v;
+  if (parse_u64(s + neg, neg ? (uint64_t)INT64_MAX + 1 : INT64_MAX, &v))
     return -1;
-  char* end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || *end)
-    return -1;
-  *out = v;
+  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
   return 0;
 }
 
@@ -110,6 +141,25 @@ static char* read_stdin(size_t* len) {
   return buf;
 }
 
+/* The value argument: the bytes given, or all of stdin for "-". *buf gets
+ * what the caller frees. Returns 0, or -1 after printing the error. */
+static int value_arg(const char* arg, const char** value, size_t* len,
+                     char** buf) {
+  *buf = NULL;
+  if (strcmp(arg, "-") != 0) {
+    *value = arg;
+    *len = strlen(arg);
+    return 0;
+  }
+  *buf = read_stdin(len);
+  if (!*buf) {
+    die("cannot read stdin", strerror(errno));
+    return -1;
+  }
+  *value = *buf;
+  return 0;
+}
+
 static int write_all(const char* p, size_t len) {
   while (len) {
     ssize_t w = write(1, p, len);
@@ -123,13 +173,18 @@ static int write_all(const char* p, size_t len) {
   return 0;
 }
 
-/* One key: the value's raw bytes. Several: one multi-get, then a line
- * "KEY VALUE" per hit in the order asked (misses print nothing); the exit
- * status is 1 when any key missed. */
-static int cmd_get(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  if (need_args(argc, 1, 100000, "get KEY [KEY...]"))
-    return EXIT_ERR;
-  if (argc == 1) {
+static unsigned cflags_of(const cli_t* cli) {
+  return cli->noreply ? MCR_CALL_NOREPLY : 0;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+/* get / gets. get with one key writes the raw value. Otherwise one
+ * multi-get and a line per hit in the order asked: "KEY VALUE" (get) or
+ * "KEY CAS VALUE" (gets); misses print nothing. Exit 1 when any key
+ * missed, 2 when any key failed. */
+static int get_common(mcr_client_t* c, int argc, char** argv, bool cas) {
+  if (!cas && argc == 1) {
     mcr_item_t it;
     int rc = mcr_client_get(c, argv[0], strlen(argv[0]), &it);
     if (rc == MCR_OK && write_all(it.value, it.value_len))
@@ -139,15 +194,24 @@ static int cmd_get(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   size_t n = (size_t)argc;
   size_t* lens = calloc(n, sizeof(*lens));
   mcr_item_t* items = calloc(n, sizeof(*items));
-  if (!lens || !items)
+  if (!lens || !items) {
+    free(lens);
+    free(items);
     return die("out of memory", "");
+  }
   for (size_t i = 0; i < n; i++)
     lens[i] = strlen(argv[i]);
-  int rc = mcr_client_get_multi(c, n, (const char* const*)argv, lens, items);
+  const char* const* keys = (const char* const*)argv;
+  int rc = cas ? mcr_client_gets_multi(c, n, keys, lens, items)
+               : mcr_client_get_multi(c, n, keys, lens, items);
   int status = rc < 0 ? outcome(c, rc) : EXIT_HIT;
   for (size_t i = 0; rc >= 0 && i < n; i++) {
     if (items[i].status == MCR_OK) {
-      if (write_all(argv[i], lens[i]) || write_all(" ", 1) ||
+      char cas_text[32];
+      int cl =
+          snprintf(cas_text, sizeof cas_text, " %" PRIu64 " ", items[i].cas);
+      if (write_all(argv[i], lens[i]) ||
+          (cas ? write_all(cas_text, (size_t)cl) : write_all(" ", 1)) ||
           write_all(items[i].value, items[i].value_len) || write_all("\n", 1))
         status = die("cannot write to stdout", strerror(errno));
     } else if (items[i].status == MCR_MISS) {
@@ -164,31 +228,172 @@ static int cmd_get(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   return status;
 }
 
-static int cmd_set(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  if (need_args(argc, 2, 2, "set KEY VALUE|- [--flags N] [--ttl S]"))
+static int cmd_get(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 1, 1000000, "get KEY [KEY...]"))
     return EXIT_ERR;
-  char* buf = NULL;
-  const char* value = argv[1];
-  size_t len = strlen(value);
-  if (strcmp(value, "-") == 0) {
-    buf = read_stdin(&len);
-    if (!buf)
-      return die("cannot read stdin", strerror(errno));
-    value = buf;
-  }
-  int rc = mcr_client_set(c, argv[0], strlen(argv[0]), value, len, cli->flags,
-                          cli->ttl, cli->noreply ? MCR_CALL_NOREPLY : 0);
-  free(buf);
-  return outcome(c, rc);
+  return get_common(c, argc, argv, false);
 }
 
-static int cmd_delete(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  if (need_args(argc, 1, 1, "delete KEY"))
+static int cmd_gets(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 1, 1000000, "gets KEY [KEY...]"))
     return EXIT_ERR;
-  int rc = mcr_client_delete(c, argv[0], strlen(argv[0]),
-                             cli->noreply ? MCR_CALL_NOREPLY : 0);
-  return outcome(c, rc);
+  return get_common(c, argc, argv, true);
 }
+
+/* ---------------------------------------------------------------- writes */
+
+typedef int (*store_fn)(mcr_client_t* c, const char* key, size_t key_len,
+                        const void* value, size_t value_len, uint32_t flags,
+                        int64_t ttl, unsigned cflags);
+
+static int store(cli_t* cli, mcr_client_t* c, int argc, char** argv,
+                 store_fn fn, const char* usage) {
+  if (need_args(argc, 2, 2, usage))
+    return EXIT_ERR;
+  const char* value;
+  size_t len;
+  char* buf;
+  if (value_arg(argv[1], &value, &len, &buf))
+    return EXIT_ERR;
+  int rc = fn(c, argv[0], strlen(argv[0]), value, len, cli->flags, cli->ttl,
+              cflags_of(cli));
+  free(buf);
+  return write_outcome(c, argv[0], rc);
+}
+
+static int cmd_set(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  return store(cli, c, argc, argv, mcr_client_set, "set KEY VALUE|-");
+}
+
+static int cmd_add(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  return store(cli, c, argc, argv, mcr_client_add, "add KEY VALUE|-");
+}
+
+static int cmd_replace(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  return store(cli, c, argc, argv, mcr_client_replace, "replace KEY VALUE|-");
+}
+
+/* append / prepend take neither flags nor a TTL. */
+static int concat(cli_t* cli, mcr_client_t* c, int argc, char** argv,
+                  bool append) {
+  if (need_args(argc, 2, 2,
+                append ? "append KEY VALUE|-" : "prepend KEY VALUE|-"))
+    return EXIT_ERR;
+  const char* value;
+  size_t len;
+  char* buf;
+  if (value_arg(argv[1], &value, &len, &buf))
+    return EXIT_ERR;
+  size_t klen = strlen(argv[0]);
+  int rc =
+      append ? mcr_client_append(c, argv[0], klen, value, len, cflags_of(cli))
+             : mcr_client_prepend(c, argv[0], klen, value, len, cflags_of(cli));
+  free(buf);
+  return write_outcome(c, argv[0], rc);
+}
+
+static int cmd_append(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  return concat(cli, c, argc, argv, true);
+}
+
+static int cmd_prepend(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  return concat(cli, c, argc, argv, false);
+}
+
+static int cmd_cas(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 3, 3, "cas KEY CAS VALUE|-"))
+    return EXIT_ERR;
+  uint64_t cas;
+  if (parse_u64(argv[1], UINT64_MAX, &cas))
+    return die("CAS wants a number (from mcring gets)", argv[1]);
+  const char* value;
+  size_t len;
+  char* buf;
+  if (value_arg(argv[2], &value, &len, &buf))
+    return EXIT_ERR;
+  int rc = mcr_client_cas(c, argv[0], strlen(argv[0]), value, len, cli->flags,
+                          cli->ttl, cas, cflags_of(cli));
+  free(buf);
+  return write_outcome(c, argv[0], rc);
+}
+
+/* delete KEY: one delete. Several keys: one delete per node for all of
+ * them; exit 1 when any was not found, 2 when any failed. */
+static int cmd_delete(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 1, 1000000, "delete KEY [KEY...]"))
+    return EXIT_ERR;
+  if (argc == 1)
+    return write_outcome(
+        c, argv[0],
+        mcr_client_delete(c, argv[0], strlen(argv[0]), cflags_of(cli)));
+  size_t n = (size_t)argc;
+  size_t* lens = calloc(n, sizeof(*lens));
+  int* statuses = calloc(n, sizeof(*statuses));
+  if (!lens || !statuses) {
+    free(lens);
+    free(statuses);
+    return die("out of memory", "");
+  }
+  for (size_t i = 0; i < n; i++)
+    lens[i] = strlen(argv[i]);
+  int rc = mcr_client_delete_multi(c, n, (const char* const*)argv, lens,
+                                   statuses, cflags_of(cli));
+  int status = rc < 0 ? outcome(c, rc) : EXIT_HIT;
+  for (size_t i = 0; rc >= 0 && i < n; i++) {
+    if (statuses[i] == MCR_OK)
+      continue;
+    if (statuses[i] > 0) {
+      fprintf(stderr, "mcring: %s: %s\n", argv[i],
+              mcr_status_name(statuses[i]));
+      if (status == EXIT_HIT)
+        status = EXIT_MISS;
+    } else {
+      fprintf(stderr, "mcring: %s: %s\n", argv[i], mcr_strerror(statuses[i]));
+      status = EXIT_ERR;
+    }
+  }
+  free(lens);
+  free(statuses);
+  return status;
+}
+
+/* incr / decr KEY [DELTA]: prints the new value (nothing with --noreply). */
+static int arith(cli_t* cli, mcr_client_t* c, int argc, char** argv,
+                 bool incr) {
+  if (need_args(argc, 1, 2, incr ? "incr KEY [DELTA]" : "decr KEY [DELTA]"))
+    return EXIT_ERR;
+  uint64_t delta = 1, value = 0;
+  if (argc == 2 && parse_u64(argv[1], UINT64_MAX, &delta))
+    return die("DELTA wants 0..18446744073709551615", argv[1]);
+  size_t klen = strlen(argv[0]);
+  int rc =
+      incr ? mcr_client_incr(c, argv[0], klen, delta, &value, cflags_of(cli))
+           : mcr_client_decr(c, argv[0], klen, delta, &value, cflags_of(cli));
+  if (rc == MCR_OK && !cli->noreply)
+    printf("%" PRIu64 "\n", value);
+  return write_outcome(c, argv[0], rc);
+}
+
+static int cmd_incr(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  return arith(cli, c, argc, argv, true);
+}
+
+static int cmd_decr(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  return arith(cli, c, argc, argv, false);
+}
+
+static int cmd_touch(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 2, 2, "touch KEY TTL"))
+    return EXIT_ERR;
+  int64_t ttl;
+  if (parse_i64(argv[1], &ttl))
+    return die("TTL wants seconds", argv[1]);
+  return write_outcome(
+      c, argv[0],
+      mcr_client_touch(c, argv[0], strlen(argv[0]), ttl, cflags_of(cli)));
+}
+
+/* ---------------------------------------------------------------- nodes */
 
 /* Per-node commands print a "# host:port" header when there are several
  * nodes, so the output of one node stays plain. */
@@ -215,6 +420,15 @@ static int cmd_stats(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   return status;
 }
 
+static int cmd_flush_all(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 0, 1, "flush_all [DELAY]"))
+    return EXIT_ERR;
+  int64_t delay = 0;
+  if (argc == 1 && parse_i64(argv[0], &delay))
+    return die("DELAY wants seconds", argv[0]);
+  return outcome(c, mcr_client_flush_all(c, delay, cflags_of(cli)));
+}
+
 static int cmd_version(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   if (need_args(argc, 0, 0, "version"))
     return EXIT_ERR;
@@ -234,6 +448,8 @@ static int cmd_version(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   return status;
 }
 
+/* ---------------------------------------------------------------- ring */
+
 /* "host:port" of ring node i, brackets around IPv6, the path for a unix
  * socket. */
 static void ring_node_name(const mcr_ring_t* r, size_t i, char* buf,
@@ -249,31 +465,42 @@ static void ring_node_name(const mcr_ring_t* r, size_t i, char* buf,
   }
 }
 
-static int cmd_locate(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  if (need_args(argc, 0, 0, "locate < KEYS (one per line)"))
+/* Prints "KEY HOST:PORT" for one key; returns the exit status for it. */
+static int locate_one(mcr_client_t* c, const mcr_ring_t* r, const char* key,
+                      size_t len) {
+  char name[600];
+  if (mcr_key_check(key, len) < 0) {
+    fprintf(stderr, "mcring: invalid key \"%s\"\n", key);
     return EXIT_ERR;
+  }
+  if (r)
+    ring_node_name(r, mcr_ring_locate(r, key, len), name, sizeof name);
+  else
+    snprintf(name, sizeof name, "%s", mcr_client_node_name(c, 0));
+  printf("%s %s\n", key, name);
+  return EXIT_HIT;
+}
+
+/* Keys from the arguments, or one per line on stdin when there are none. */
+static int cmd_locate(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   const mcr_ring_t* r = mcr_client_ring(c);
+  int status = EXIT_HIT;
+  if (argc > 0) {
+    for (int i = 0; i < argc; i++)
+      if (locate_one(c, r, argv[i], strlen(argv[i])) != EXIT_HIT)
+        status = EXIT_ERR;
+    return status;
+  }
   char* line = NULL;
   size_t cap = 0;
   ssize_t len;
-  int status = EXIT_HIT;
-  char name[600];
   while ((len = getline(&line, &cap, stdin)) > 0) {
     if (line[len - 1] == '\n')
       line[--len] = '\0';
     if (len > 0 && line[len - 1] == '\r')
       line[--len] = '\0';
-    if (mcr_key_check(line, (size_t)len) < 0) {
-      fprintf(stderr, "mcring: invalid key \"%s\"\n", line);
+    if (locate_one(c, r, line, (size_t)len) != EXIT_HIT)
       status = EXIT_ERR;
-      continue;
-    }
-    if (r)
-      ring_node_name(r, mcr_ring_locate(r, line, (size_t)len), name,
-                     sizeof name);
-    else
-      snprintf(name, sizeof name, "%s", mcr_client_node_name(c, 0));
-    printf("%s %s\n", line, name);
   }
   free(line);
   return status;
@@ -297,6 +524,15 @@ static void print_agent_status(const char* dir) {
   printf("# ring\n");
 }
 
+/* UTC "YYYY-MM-DDTHH:MM:SS.mmmZ" of a time in ns since the epoch. */
+static void format_time_ns(uint64_t ns, char* buf, size_t len) {
+  time_t t = (time_t)(ns / 1000000000u);
+  struct tm tm;
+  char when[32];
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", gmtime_r(&t, &tm));
+  snprintf(buf, len, "%s.%03uZ", when, (unsigned)(ns % 1000000000u / 1000000u));
+}
+
 static int cmd_ring(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   if (need_args(argc, 0, 0, "ring"))
     return EXIT_ERR;
@@ -314,7 +550,7 @@ static int cmd_ring(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
     struct tm tm;
     char when[64];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-    printf("generation %llu\npublished %s\n", (unsigned long long)gen, when);
+    printf("generation %" PRIu64 "\npublished %s\n", gen, when);
   } else {
     printf("generation 0 (built in process)\n");
   }
@@ -339,45 +575,662 @@ static int cmd_ring(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   return EXIT_HIT;
 }
 
+/* ---------------------------------------------------------------- watch */
+
+/* The node names of one generation, copied out of the ring (the ring is
+ * unmapped when the reader switches). */
+typedef struct {
+  char** names;
+  size_t n;
+} nodeset_t;
+
+static void nodeset_free(nodeset_t* s) {
+  for (size_t i = 0; i < s->n; i++)
+    free(s->names[i]);
+  free(s->names);
+  s->names = NULL;
+  s->n = 0;
+}
+
+/* Copies "host:port" (and " (address)" when the agent resolved the host
+ * to another address) of every node. Returns 0 or -1 (out of memory). */
+static int nodeset_take(nodeset_t* s, const mcr_ring_t* r) {
+  size_t n = mcr_ring_node_count(r);
+  s->names = calloc(n ? n : 1, sizeof(*s->names));
+  if (!s->names)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    char name[600], full[1300];
+    mcr_ring_node_t nd;
+    ring_node_name(r, i, name, sizeof name);
+    if (mcr_ring_node(r, i, &nd) == 0 && strcmp(nd.host, nd.address) != 0)
+      snprintf(full, sizeof full, "%s(%s)", name, nd.address);
+    else
+      snprintf(full, sizeof full, "%s", name);
+    if (!(s->names[i] = strdup(full)))
+      return -1;
+    s->n = i + 1;
+  }
+  return 0;
+}
+
+static bool nodeset_has(const nodeset_t* s, const char* name) {
+  for (size_t i = 0; i < s->n; i++)
+    if (strcmp(s->names[i], name) == 0)
+      return true;
+  return false;
+}
+
+/* One line per generation: publish time, generation, mode, node count,
+ * then "+node" for each node added and "-node" for each removed since
+ * `old` (every node on the first line). */
+static void watch_print(const mcr_ring_t* r, const nodeset_t* old,
+                        const nodeset_t* cur) {
+  char when[48];
+  format_time_ns(mcr_ring_publish_time_ns(r), when, sizeof when);
+  printf("%s generation %" PRIu64 " %s nodes %zu", when, mcr_ring_generation(r),
+         mcr_distribution_name(mcr_ring_distribution(r)), cur->n);
+  for (size_t i = 0; i < cur->n; i++)
+    if (!nodeset_has(old, cur->names[i]))
+      printf(" +%s", cur->names[i]);
+  for (size_t i = 0; i < old->n; i++)
+    if (!nodeset_has(cur, old->names[i]))
+      printf(" -%s", old->names[i]);
+  printf("\n");
+  fflush(stdout);
+}
+
+static volatile sig_atomic_t watch_stop;
+
+static void on_stop_signal(int sig) {
+  watch_stop = 1;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL); /* a signal ends it early, which is what we want */
+}
+
+/* Follows the snapshot of --ring-dir: a line for the generation found,
+ * then one per generation published, checking every 100 ms (one atomic load
+ * while nothing changes). Waits for the first generation when the
+ * directory has none yet. A refused generation is reported on stderr and
+ * watching goes on (the reader keeps the last good ring). Ends on SIGINT
+ * or SIGTERM with 0, or after --count changes. */
+static int cmd_watch(cli_t* cli, mcr_client_t* unused, int argc, char** argv) {
+  if (need_args(argc, 0, 0, "watch --ring-dir DIR"))
+    return EXIT_ERR;
+  const char* dir = cli->opts.ring_dir;
+  if (!dir)
+    return die("watch needs --ring-dir DIR", "");
+  struct stat st;
+  if (stat(dir, &st) != 0)
+    return die(dir, strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return die(dir, "not a directory");
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+
+  mcr_snapshot_opts_t so;
+  mcr_snapshot_opts_init(&so);
+  so.expected_uid = cli->opts.ring_owner_uid;
+  mcr_snapshot_t* snap = NULL;
+  char err[512] = "";
+  bool said_waiting = false;
+  while (!watch_stop) {
+    int rc = mcr_snapshot_open(&snap, dir, &so, err, sizeof err);
+    if (rc == 0)
+      break;
+    if (rc != MCR_ESNAPSHOT)
+      return die(mcr_strerror(rc), err);
+    if (!said_waiting) {
+      fprintf(stderr, "mcring: waiting for a ring in %s (%s)\n", dir, err);
+      said_waiting = true;
+    }
+    sleep_ms(100);
+  }
+  if (!snap)
+    return EXIT_HIT;
+
+  int status = EXIT_HIT, changes = 0;
+  nodeset_t old = {0}, cur = {0};
+  if (nodeset_take(&cur, mcr_snapshot_ring(snap))) {
+    status = die("out of memory", "");
+    goto out;
+  }
+  watch_print(mcr_snapshot_ring(snap), &old, &cur);
+  while (!watch_stop && (cli->count == 0 || changes < cli->count)) {
+    sleep_ms(100);
+    int rc = mcr_snapshot_refresh(snap);
+    if (rc < 0) {
+      fprintf(stderr, "mcring: generation refused: %s\n",
+              mcr_snapshot_last_error(snap));
+      continue;
+    }
+    if (rc == 0)
+      continue;
+    nodeset_free(&old);
+    old = cur;
+    memset(&cur, 0, sizeof cur);
+    if (nodeset_take(&cur, mcr_snapshot_ring(snap))) {
+      status = die("out of memory", "");
+      break;
+    }
+    watch_print(mcr_snapshot_ring(snap), &old, &cur);
+    changes++;
+  }
+out:
+  nodeset_free(&old);
+  nodeset_free(&cur);
+  mcr_snapshot_free(snap);
+  return status;
+}
+
+/* ---------------------------------------------------------------- stat */
+
+/* Sums of counters under one name: a node (over every worker), a worker
+ * (over its nodes), or the host. */
+typedef struct {
+  char name[64];
+  int pid;
+  unsigned slot;
+  uint64_t generation;
+  mcr_node_counters_t c;
+} sum_t;
+
+typedef struct {
+  sum_t total;
+  sum_t* nodes;
+  size_t nnodes;
+  sum_t* workers;
+  size_t nworkers;
+} host_sums_t;
+
+static void counters_add(mcr_node_counters_t* to,
+                         const mcr_node_counters_t* from) {
+  to->gets += from->gets;
+  to->sets += from->sets;
+  to->deletes += from->deletes;
+  to->others += from->others;
+  to->hits += from->hits;
+  to->misses += from->misses;
+  to->errors += from->errors;
+  to->timeouts += from->timeouts;
+  to->bytes_out += from->bytes_out;
+  to->bytes_in += from->bytes_in;
+  for (int i = 0; i < MCR_LATENCY_BUCKETS; i++)
+    to->latency[i] += from->latency[i];
+}
+
+/* Finds the sum named `name` (nodes) or of `slot` (workers) in arr[*n],
+ * appending a zeroed one when absent; arr has room for every row. */
+static sum_t* sum_find(sum_t* arr, size_t* n, const char* name, int pid,
+                       unsigned slot) {
+  for (size_t i = 0; i < *n; i++)
+    if (name ? strcmp(arr[i].name, name) == 0 : arr[i].slot == slot)
+      return &arr[i];
+  sum_t* s = &arr[(*n)++];
+  memset(s, 0, sizeof *s);
+  snprintf(s->name, sizeof s->name, "%s", name ? name : "");
+  s->pid = pid;
+  s->slot = slot;
+  return s;
+}
+
+static void host_sums_free(host_sums_t* hs) {
+  free(hs->nodes);
+  free(hs->workers);
+  memset(hs, 0, sizeof *hs);
+}
+
+/* Adds up the rows of one read. Returns 0 or -1 (out of memory). */
+static int host_sums(const mcr_hoststat_row_t* rows, size_t n,
+                     host_sums_t* hs) {
+  memset(hs, 0, sizeof *hs);
+  snprintf(hs->total.name, sizeof hs->total.name, "total");
+  hs->nodes = calloc(n ? n : 1, sizeof *hs->nodes);
+  hs->workers = calloc(n ? n : 1, sizeof *hs->workers);
+  if (!hs->nodes || !hs->workers) {
+    host_sums_free(hs);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const mcr_hoststat_row_t* r = &rows[i];
+    counters_add(&hs->total.c, &r->c);
+    counters_add(&sum_find(hs->nodes, &hs->nnodes, r->node, 0, 0)->c, &r->c);
+    sum_t* w = sum_find(hs->workers, &hs->nworkers, NULL, r->pid, r->slot);
+    w->generation = r->generation;
+    counters_add(&w->c, &r->c);
+  }
+  return 0;
+}
+
+/* Upper bound in microseconds of the latency bucket that holds quantile q
+ * (0 when there are no samples). */
+static uint64_t latency_quantile_us(const mcr_node_counters_t* c, double q) {
+  uint64_t n = 0, seen = 0;
+  for (int i = 0; i < MCR_LATENCY_BUCKETS; i++)
+    n += c->latency[i];
+  if (n == 0)
+    return 0;
+  uint64_t want = (uint64_t)(q * (double)n);
+  if (want == 0)
+    want = 1;
+  for (int i = 0; i < MCR_LATENCY_BUCKETS; i++) {
+    seen += c->latency[i];
+    if (seen >= want)
+      return (uint64_t)2 << i;
+  }
+  return (uint64_t)2 << (MCR_LATENCY_BUCKETS - 1);
+}
+
+static void stat_text_header(void) {
+  printf("%-28s %10s %10s %8s %8s %10s %10s %7s %7s %12s %12s %7s %7s\n", "",
+         "gets", "sets", "deletes", "others", "hits", "misses", "errors",
+         "timeout", "bytes_out", "bytes_in", "p50_us", "p99_us");
+}
+
+static void stat_text_line(const char* label, const mcr_node_counters_t* c) {
+  printf("%-28.28s %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64
+         " %10" PRIu64 " %10" PRIu64 " %7" PRIu64 " %7" PRIu64 " %12" PRIu64
+         " %12" PRIu64 " %7" PRIu64 " %7" PRIu64 "\n",
+         label, c->gets, c->sets, c->deletes, c->others, c->hits, c->misses,
+         c->errors, c->timeouts, c->bytes_out, c->bytes_in,
+         latency_quantile_us(c, 0.5), latency_quantile_us(c, 0.99));
+}
+
+static void stat_text(const host_sums_t* hs) {
+  printf("workers %zu nodes %zu\n", hs->nworkers, hs->nnodes);
+  stat_text_header();
+  stat_text_line("total", &hs->total.c);
+  printf("# nodes\n");
+  for (size_t i = 0; i < hs->nnodes; i++)
+    stat_text_line(hs->nodes[i].name, &hs->nodes[i].c);
+  printf("# workers\n");
+  for (size_t i = 0; i < hs->nworkers; i++) {
+    char label[64];
+    snprintf(label, sizeof label, "pid %d slot %u gen %" PRIu64,
+             hs->workers[i].pid, hs->workers[i].slot,
+             hs->workers[i].generation);
+    stat_text_line(label, &hs->workers[i].c);
+  }
+}
+
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void json_str(const char* s) {
+  putchar('"');
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      printf("\\%c", ch);
+    else if (ch < 0x20)
+      printf("\\u%04x", ch);
+    else
+      putchar(ch);
+  }
+  putchar('"');
+}
+
+static void json_counters(const mcr_node_counters_t* c) {
+  printf("\"gets\":%" PRIu64 ",\"sets\":%" PRIu64 ",\"deletes\":%" PRIu64
+         ",\"others\":%" PRIu64 ",\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+         ",\"errors\":%" PRIu64 ",\"timeouts\":%" PRIu64
+         ",\"bytes_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
+         ",\"latency_us_buckets\":[",
+         c->gets, c->sets, c->deletes, c->others, c->hits, c->misses, c->errors,
+         c->timeouts, c->bytes_out, c->bytes_in);
+  for (int i = 0; i < MCR_LATENCY_BUCKETS; i++)
+    printf("%s%" PRIu64, i ? "," : "", c->latency[i]);
+  printf("]");
+}
+
+/* One JSON object: totals, per node, per worker (slot) with its nodes. */
+static void stat_json(const host_sums_t* hs, const mcr_hoststat_row_t* rows,
+                      size_t n) {
+  printf("{\"workers\":%zu,\"total\":{", hs->nworkers);
+  json_counters(&hs->total.c);
+  printf("},\"nodes\":[");
+  for (size_t i = 0; i < hs->nnodes; i++) {
+    printf("%s{\"node\":", i ? "," : "");
+    json_str(hs->nodes[i].name);
+    printf(",");
+    json_counters(&hs->nodes[i].c);
+    printf("}");
+  }
+  printf("],\"slots\":[");
+  for (size_t i = 0; i < hs->nworkers; i++) {
+    const sum_t* w = &hs->workers[i];
+    printf("%s{\"pid\":%d,\"slot\":%u,\"generation\":%" PRIu64 ",",
+           i ? "," : "", w->pid, w->slot, w->generation);
+    json_counters(&w->c);
+    printf(",\"nodes\":[");
+    int first = 1;
+    for (size_t j = 0; j < n; j++) {
+      if (rows[j].slot != w->slot)
+        continue;
+      printf("%s{\"node\":", first ? "" : ",");
+      first = 0;
+      json_str(rows[j].node);
+      printf(",");
+      json_counters(&rows[j].c);
+      printf("}");
+    }
+    printf("]}");
+  }
+  printf("]}\n");
+}
+
+/* Prometheus text exposition, per node (workers are summed: a label per
+ * pid would make a series per worker restart). The latency histogram has
+ * no _sum: the segment keeps bucket counts only. */
+static void stat_prometheus(const host_sums_t* hs) {
+  static const struct {
+    const char* kind;
+    size_t off;
+  } ops[] = {
+      {"get", offsetof(mcr_node_counters_t, gets)},
+      {"set", offsetof(mcr_node_counters_t, sets)},
+      {"delete", offsetof(mcr_node_counters_t, deletes)},
+      {"other", offsetof(mcr_node_counters_t, others)},
+  };
+  static const struct {
+    const char* name;
+    const char* help;
+    size_t off;
+  } ctrs[] = {
+      {"mcring_hits_total", "Retrievals that found the key.",
+       offsetof(mcr_node_counters_t, hits)},
+      {"mcring_misses_total", "Retrievals that did not find the key.",
+       offsetof(mcr_node_counters_t, misses)},
+      {"mcring_errors_total", "Keys whose call failed, timeouts included.",
+       offsetof(mcr_node_counters_t, errors)},
+      {"mcring_timeouts_total", "Keys whose call timed out.",
+       offsetof(mcr_node_counters_t, timeouts)},
+      {"mcring_sent_bytes_total", "Request bytes sent.",
+       offsetof(mcr_node_counters_t, bytes_out)},
+      {"mcring_received_bytes_total", "Reply bytes received.",
+       offsetof(mcr_node_counters_t, bytes_in)},
+  };
+#define CTR(sum, off) (*(const uint64_t*)((const char*)&(sum)->c + (off)))
+  printf(
+      "# HELP mcring_workers Client handles with a live stats slot.\n"
+      "# TYPE mcring_workers gauge\nmcring_workers %zu\n",
+      hs->nworkers);
+  printf(
+      "# HELP mcring_operations_total Keys operated on, by kind.\n"
+      "# TYPE mcring_operations_total counter\n");
+  for (size_t i = 0; i < hs->nnodes; i++)
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
+      printf("mcring_operations_total{node=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+             hs->nodes[i].name, ops[k].kind, CTR(&hs->nodes[i], ops[k].off));
+  for (size_t m = 0; m < sizeof ctrs / sizeof *ctrs; m++) {
+    printf("# HELP %s %s\n# TYPE %s counter\n", ctrs[m].name, ctrs[m].help,
+           ctrs[m].name);
+    for (size_t i = 0; i < hs->nnodes; i++)
+      printf("%s{node=\"%s\"} %" PRIu64 "\n", ctrs[m].name, hs->nodes[i].name,
+             CTR(&hs->nodes[i], ctrs[m].off));
+  }
+#undef CTR
+  printf(
+      "# HELP mcring_latency_seconds Time to the first reply line.\n"
+      "# TYPE mcring_latency_seconds histogram\n");
+  for (size_t i = 0; i < hs->nnodes; i++) {
+    uint64_t cum = 0;
+    for (int b = 0; b < MCR_LATENCY_BUCKETS - 1; b++) {
+      cum += hs->nodes[i].c.latency[b];
+      printf("mcring_latency_seconds_bucket{node=\"%s\",le=\"%g\"} %" PRIu64
+             "\n",
+             hs->nodes[i].name, (double)((uint64_t)2 << b) / 1e6, cum);
+    }
+    cum += hs->nodes[i].c.latency[MCR_LATENCY_BUCKETS - 1];
+    printf("mcring_latency_seconds_bucket{node=\"%s\",le=\"+Inf\"} %" PRIu64
+           "\nmcring_latency_seconds_count{node=\"%s\"} %" PRIu64 "\n",
+           hs->nodes[i].name, cum, hs->nodes[i].name, cum);
+  }
+}
+
+/* The -w screen: totals and per node with rates per second since the last
+ * refresh (prev), like varnishstat. */
+static void stat_live(const host_sums_t* hs, const host_sums_t* prev,
+                      double secs) {
+  printf("\033[H\033[2J");
+  time_t now = time(NULL);
+  struct tm tm;
+  char when[32];
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+  printf("mcring stat  %s  workers %zu nodes %zu  (every %.1fs; ^C quits)\n\n",
+         when, hs->nworkers, hs->nnodes, secs);
+  printf("%-28s %10s %10s %10s %10s %8s %8s %7s\n", "", "gets/s", "sets/s",
+         "hits/s", "misses/s", "errors/s", "hit%", "p99_us");
+  for (size_t i = 0; i <= hs->nnodes; i++) {
+    const sum_t* cur = i == 0 ? &hs->total : &hs->nodes[i - 1];
+    const sum_t* old = NULL;
+    if (prev && i == 0)
+      old = &prev->total;
+    for (size_t j = 0; prev && i > 0 && j < prev->nnodes; j++)
+      if (strcmp(prev->nodes[j].name, cur->name) == 0)
+        old = &prev->nodes[j];
+    mcr_node_counters_t z = {0};
+    const mcr_node_counters_t* o = old ? &old->c : &z;
+    double d = prev ? secs : 1;
+#define RATE(f) ((cur->c.f >= o->f ? (double)(cur->c.f - o->f) : 0) / d)
+    double hits = RATE(hits), misses = RATE(misses);
+    printf("%-28.28s %10.0f %10.0f %10.0f %10.0f %8.0f %7.1f%% %7" PRIu64 "\n",
+           cur->name, RATE(gets), RATE(sets), hits, misses, RATE(errors),
+           hits + misses > 0 ? 100 * hits / (hits + misses) : 0.0,
+           latency_quantile_us(&cur->c, 0.99));
+#undef RATE
+  }
+  fflush(stdout);
+}
+
+typedef enum { STAT_TEXT, STAT_JSON, STAT_PROMETHEUS } stat_format_t;
+static stat_format_t stat_format;
+static bool stat_live_mode;
+static double stat_interval = 1.0;
+
+/* Host-wide statistics of every worker following --ring-dir, from the
+ * stats segment the agent creates there (mcr_hoststats_*). */
+static int cmd_stat(cli_t* cli, mcr_client_t* unused, int argc, char** argv) {
+  if (need_args(argc, 0, 0, "stat --ring-dir DIR [-w] [--json|--prometheus]"))
+    return EXIT_ERR;
+  const char* dir = cli->opts.ring_dir;
+  if (!dir)
+    return die("stat needs --ring-dir DIR", "");
+  if (stat_live_mode && stat_format != STAT_TEXT)
+    return die("-w prints text: leave out --json / --prometheus", "");
+  mcr_hoststats_t* h;
+  char err[512] = "";
+  int rc = mcr_hoststats_open(&h, dir, err, sizeof err);
+  if (rc < 0)
+    return die(mcr_strerror(rc), err);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+
+  int status = EXIT_HIT;
+  host_sums_t prev = {0};
+  bool have_prev = false;
+  do {
+    const mcr_hoststat_row_t* rows;
+    int n = mcr_hoststats_read(h, &rows);
+    if (n < 0) {
+      status = die(mcr_strerror(n), "reading the stats segment");
+      break;
+    }
+    host_sums_t hs;
+    if (host_sums(rows, (size_t)n, &hs)) {
+      status = die("out of memory", "");
+      break;
+    }
+    if (stat_live_mode) {
+      if (have_prev) /* the first read is only the base of the rates */
+        stat_live(&hs, &prev, stat_interval);
+    } else if (stat_format == STAT_JSON)
+      stat_json(&hs, rows, (size_t)n);
+    else if (stat_format == STAT_PROMETHEUS)
+      stat_prometheus(&hs);
+    else
+      stat_text(&hs);
+    host_sums_free(&prev);
+    prev = hs;
+    have_prev = true;
+    if (stat_live_mode && !watch_stop)
+      sleep_ms((long)(stat_interval * 1000));
+  } while (stat_live_mode && !watch_stop);
+  host_sums_free(&prev);
+  mcr_hoststats_free(h);
+  return status;
+}
+
+/* ---------------------------------------------------------------- table */
+
+enum { NO_CLIENT = 1 }; /* the command opens no client */
+
 static const struct {
   const char* name;
   cmd_fn fn;
-  const char* help;
+  unsigned how;
+  const char* synopsis; /* after "mcring " */
+  const char* summary;  /* one line for the command list */
+  const char* help;     /* `mcring COMMAND --help`, after the synopsis */
 } commands[] = {
-    {"get", cmd_get,
-     "get KEY [KEY...]   the value to stdout; several: \"KEY VALUE\" lines"},
-    {"set", cmd_set, "set KEY VALUE|-    store VALUE (- reads stdin)"},
-    {"delete", cmd_delete, "delete KEY         remove KEY"},
-    {"stats", cmd_stats, "stats [ARG]        server statistics per node"},
-    {"version", cmd_version, "version            server version per node"},
-    {"locate", cmd_locate,
-     "locate             read keys on stdin, print \"KEY HOST:PORT\""},
-    {"ring", cmd_ring,
-     "ring               the ring: generation, nodes, shares"},
+    {"get", cmd_get, 0, "get KEY [KEY...]", "fetch values",
+     "One key: writes the value's raw bytes to stdout, no newline added.\n"
+     "Several keys: one request per node; a line \"KEY VALUE\" per hit, in\n"
+     "the order given; misses print nothing.\n"
+     "Exit: 0 every key hit, 1 a key missed, 2 error.\n"},
+    {"gets", cmd_gets, 0, "gets KEY [KEY...]", "fetch values with their CAS",
+     "A line \"KEY CAS VALUE\" per hit, in the order given; misses print\n"
+     "nothing. CAS is the number `mcring cas` takes.\n"
+     "Exit: 0 every key hit, 1 a key missed, 2 error.\n"},
+    {"set", cmd_set, 0, "set KEY VALUE|- [--flags N] [--ttl S] [--noreply]",
+     "store a value",
+     "Stores VALUE (\"-\": all of stdin, byte for byte) under KEY.\n"
+     "Exit: 0 stored, 2 error.\n"},
+    {"add", cmd_add, 0, "add KEY VALUE|- [--flags N] [--ttl S] [--noreply]",
+     "store only if KEY is absent",
+     "Stores VALUE only when KEY holds nothing.\n"
+     "Exit: 0 stored, 1 not stored (KEY exists), 2 error.\n"},
+    {"replace", cmd_replace, 0,
+     "replace KEY VALUE|- [--flags N] [--ttl S] [--noreply]",
+     "store only if KEY exists",
+     "Stores VALUE only when KEY already holds a value.\n"
+     "Exit: 0 stored, 1 not stored (no such KEY), 2 error.\n"},
+    {"append", cmd_append, 0, "append KEY VALUE|- [--noreply]",
+     "add bytes after a value",
+     "Appends VALUE's bytes to the value of KEY (flags and TTL unchanged).\n"
+     "Exit: 0 stored, 1 not stored (no such KEY), 2 error.\n"},
+    {"prepend", cmd_prepend, 0, "prepend KEY VALUE|- [--noreply]",
+     "add bytes before a value",
+     "Prepends VALUE's bytes to the value of KEY (flags and TTL unchanged).\n"
+     "Exit: 0 stored, 1 not stored (no such KEY), 2 error.\n"},
+    {"cas", cmd_cas, 0, "cas KEY CAS VALUE|- [--flags N] [--ttl S] [--noreply]",
+     "store if unchanged since gets",
+     "Stores VALUE only when KEY's CAS unique is still CAS (from gets).\n"
+     "Exit: 0 stored, 1 exists (changed since) or not found, 2 error.\n"},
+    {"delete", cmd_delete, 0, "delete KEY [KEY...] [--noreply]", "remove keys",
+     "Removes every KEY (several keys: one request per node).\n"
+     "Exit: 0 all deleted, 1 a key was not found, 2 error.\n"},
+    {"incr", cmd_incr, 0, "incr KEY [DELTA] [--noreply]", "add to a number",
+     "Adds DELTA (default 1) to the decimal number stored under KEY and\n"
+     "prints the new value (wraps at 2^64, as memcached does).\n"
+     "Exit: 0 done, 1 not found, 2 error (also: the value is no number).\n"},
+    {"decr", cmd_decr, 0, "decr KEY [DELTA] [--noreply]",
+     "subtract from a number",
+     "Subtracts DELTA (default 1) from the number stored under KEY, stopping\n"
+     "at 0, and prints the new value.\n"
+     "Exit: 0 done, 1 not found, 2 error (also: the value is no number).\n"},
+    {"touch", cmd_touch, 0, "touch KEY TTL [--noreply]", "set a new TTL",
+     "Gives KEY a new expiry: TTL seconds (up to 30 days), a unix time, 0\n"
+     "for never; a negative TTL needs \"--\" before it.\n"
+     "Exit: 0 touched, 1 not found, 2 error.\n"},
+    {"stats", cmd_stats, 0, "stats [ARG]", "server statistics per node",
+     "\"stats\" on every node: \"NAME VALUE\" lines, under a \"# host:port\"\n"
+     "header when there are several nodes. ARG is a memcached group:\n"
+     "settings, items, slabs, sizes, conns, ...\n"
+     "Exit: 0 every node answered, 2 error.\n"},
+    {"flush_all", cmd_flush_all, 0, "flush_all [DELAY] [--noreply]",
+     "invalidate every item on every node",
+     "Sends flush_all (in DELAY seconds, default now) to every node.\n"
+     "Exit: 0 every node answered OK, 2 error.\n"},
+    {"version", cmd_version, 0, "version", "server version per node",
+     "Prints the version of the only node, or \"host:port VERSION\" lines.\n"
+     "Exit: 0 every node answered, 2 error.\n"},
+    {"locate", cmd_locate, 0, "locate [KEY...]", "the node that owns a key",
+     "Prints \"KEY HOST:PORT\" for each KEY given, or for each line of stdin\n"
+     "when no KEY is given. Nothing is sent to any server.\n"
+     "Exit: 0 done, 2 an invalid key (the others are still printed).\n"},
+    {"ring", cmd_ring, 0, "ring", "the ring: generation, nodes, shares",
+     "Prints the ring keys are routed by: generation and publish time,\n"
+     "mode, nodes with their weight, points and share of the key space.\n"
+     "With --ring-dir, the agent's status file first.\n"
+     "Exit: 0 done, 2 error.\n"},
+    {"watch", cmd_watch, NO_CLIENT, "watch --ring-dir DIR [--count N]",
+     "print ring changes as they are published",
+     "Prints a line for the current generation, then one per generation\n"
+     "mcring-agent publishes in DIR (checked every 100 ms):\n"
+     "  TIME generation N MODE nodes K +added... -removed...\n"
+     "TIME is the publish time (UTC); a node is \"host:port\", followed by\n"
+     "\"(address)\" when the agent resolved it. Waits for a first ring when\n"
+     "DIR has none. Runs until SIGINT or SIGTERM, or --count N changes.\n"
+     "Exit: 0 stopped, 2 error.\n"},
+    {"stat", cmd_stat, NO_CLIENT,
+     "stat --ring-dir DIR [-w [--interval S]] [--json | --prometheus]",
+     "host-wide client statistics of every worker",
+     "Adds up the per-node counters every worker client following DIR\n"
+     "keeps in the agent's stats segment (DIR/stats): keys by kind, hits,\n"
+     "misses, errors, timeouts, bytes, and latency (p50 / p99: upper bound\n"
+     "of the histogram bucket, microseconds). Prints the host total, one\n"
+     "line per node and one per worker (pid, slot, ring generation).\n"
+     "  -w, --live        refresh every --interval seconds (default 1),\n"
+     "                    rates per second, like varnishstat; ^C quits\n"
+     "      --json        one JSON object (totals, nodes, slots)\n"
+     "      --prometheus  Prometheus text format, per node\n"
+     "Exit: 0 done, 2 error (no stats segment: agent without stats).\n"},
 };
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const char options_help[] =
+    "Options (before or after the command):\n"
+    "  -s, --servers LIST       host:port[:weight],... ([v6]:port, "
+    "/unix/path)\n"
+    "                           default $MCRING_SERVERS or 127.0.0.1:11211\n"
+    "  -r, --ring-dir DIR       route by the ring mcring-agent publishes in "
+    "DIR\n"
+    "  -d, --distribution MODE  ketama | ketama-libmemcached | xxh3\n"
+    "      --flags N            client flags for set/add/replace/cas "
+    "(default 0)\n"
+    "      --ttl S              expiry for set/add/replace/cas (default 0)\n"
+    "      --noreply            do not wait for the server's reply\n"
+    "      --connect-timeout MS connect timeout (default 1000)\n"
+    "      --timeout MS         I/O timeout (default 1000)\n"
+    "      --count N            watch: exit after N changes\n"
+    "  -w, --live               stat: refresh like top\n"
+    "      --interval S         stat -w: seconds between refreshes (default "
+    "1)\n"
+    "      --json, --prometheus stat: machine-readable output\n"
+    "  -h, --help               this text; mcring COMMAND --help for one\n";
 
 static void usage(FILE* f) {
+  fprintf(f, "usage: mcring [OPTIONS] COMMAND [ARGS]\n\nCommands:\n");
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf(f,
-          "usage: mcring [OPTIONS] COMMAND [ARGS]\n\n"
-          "Commands:\n");
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %s\n", commands[i].help);
-  fprintf(f,
-          "\nOptions (before or after the command):\n"
-          "  -s, --servers LIST       host:port[:weight],... ([v6]:port, "
-          "/unix/path)\n"
-          "                           default $MCRING_SERVERS or "
-          "127.0.0.1:11211\n"
-          "  -r, --ring-dir DIR       route by the ring mcring-agent "
-          "publishes in DIR\n"
-          "  -d, --distribution MODE  ketama | ketama-libmemcached | xxh3\n"
-          "      --flags N            client flags for set (default 0)\n"
-          "      --ttl S              expiry for set in seconds (default 0)\n"
-          "      --noreply            do not wait for the server's reply\n"
-          "      --connect-timeout MS connect timeout (default 1000)\n"
-          "      --timeout MS         I/O timeout (default 1000)\n"
-          "  -h, --help               this text\n\n"
-          "Exit status: 0 hit or success, 1 miss or not stored, 2 error.\n");
+          "\n%s\nExit status: 0 hit or success, 1 miss, not stored, exists "
+          "or not found,\n2 error (one line on stderr).\n",
+          options_help);
+}
+
+static void command_usage(size_t i) {
+  printf("usage: mcring %s\n\n%s\n%s", commands[i].synopsis, commands[i].help,
+         options_help);
 }
 
 int main(int argc, char** argv) {
@@ -387,7 +1240,17 @@ int main(int argc, char** argv) {
   if (!cli.opts.servers || !*cli.opts.servers)
     cli.opts.servers = "127.0.0.1:11211";
 
-  enum { OPT_FLAGS = 256, OPT_TTL, OPT_NOREPLY, OPT_CTIMEOUT, OPT_TIMEOUT };
+  enum {
+    OPT_FLAGS = 256,
+    OPT_TTL,
+    OPT_NOREPLY,
+    OPT_CTIMEOUT,
+    OPT_TIMEOUT,
+    OPT_COUNT,
+    OPT_JSON,
+    OPT_PROMETHEUS,
+    OPT_INTERVAL
+  };
   static const struct option longopts[] = {
       {"servers", required_argument, NULL, 's'},
       {"distribution", required_argument, NULL, 'd'},
@@ -397,13 +1260,18 @@ int main(int argc, char** argv) {
       {"noreply", no_argument, NULL, OPT_NOREPLY},
       {"connect-timeout", required_argument, NULL, OPT_CTIMEOUT},
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {"count", required_argument, NULL, OPT_COUNT},
+      {"live", no_argument, NULL, 'w'},
+      {"interval", required_argument, NULL, OPT_INTERVAL},
+      {"json", no_argument, NULL, OPT_JSON},
+      {"prometheus", no_argument, NULL, OPT_PROMETHEUS},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  int opt, servers_given = 0;
+  int opt, servers_given = 0, help = 0;
   uint64_t u;
   opterr = 0;
-  while ((opt = getopt_long(argc, argv, "s:d:r:h", longopts, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "s:d:r:hw", longopts, NULL)) != -1) {
     switch (opt) {
       case 's':
         cli.opts.servers = optarg;
@@ -435,35 +1303,69 @@ int main(int argc, char** argv) {
         *(opt == OPT_CTIMEOUT ? &cli.opts.connect_timeout_ms
                               : &cli.opts.io_timeout_ms) = (int)u;
         break;
+      case OPT_COUNT:
+        if (parse_u64(optarg, 1000000000, &u) || u == 0)
+          return die("--count wants 1..1000000000", optarg);
+        cli.count = (int)u;
+        break;
+      case 'w':
+        stat_live_mode = true;
+        break;
+      case OPT_INTERVAL:
+        if (parse_u64(optarg, 3600, &u) || u == 0)
+          return die("--interval wants 1..3600 seconds", optarg);
+        stat_interval = (double)u;
+        break;
+      case OPT_JSON:
+        stat_format = STAT_JSON;
+        break;
+      case OPT_PROMETHEUS:
+        stat_format = STAT_PROMETHEUS;
+        break;
       case 'h':
-        usage(stdout);
-        return EXIT_HIT;
+        help = 1;
+        break;
       default:
-        fprintf(stderr, "mcring: bad option %s (see mcring --help)\n",
-                argv[optind - 1]);
+        if (optopt && optopt < 256 && strchr("sdr", optopt))
+          fprintf(stderr, "mcring: option -%c needs an argument\n", optopt);
+        else
+          fprintf(stderr, "mcring: bad option %s (see mcring --help)\n",
+                  argv[optind - 1]);
         return EXIT_ERR;
     }
   }
   if (optind >= argc) {
-    usage(stderr);
-    return EXIT_ERR;
+    usage(help ? stdout : stderr);
+    return help ? EXIT_HIT : EXIT_ERR;
+  }
+  const char* name = argv[optind];
+  size_t ci = NCOMMANDS;
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (strcmp(name, commands[i].name) == 0)
+      ci = i;
+  if (ci == NCOMMANDS)
+    return die("unknown command (see mcring --help)", name);
+  if (help) {
+    command_usage(ci);
+    return EXIT_HIT;
   }
   if (cli.opts.ring_dir) {
     if (servers_given)
       return die("use --servers or --ring-dir, not both", "");
     cli.opts.servers = NULL;
   }
-  const char* name = argv[optind];
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-    if (strcmp(name, commands[i].name) != 0)
-      continue;
-    mcr_client_t* c;
-    int rc = mcr_client_new(&c, &cli.opts);
+  mcr_client_t* c = NULL;
+  if (!(commands[ci].how & NO_CLIENT)) {
+    char err[512] = "";
+    int rc = mcr_client_new_err(&c, &cli.opts, err, sizeof err);
     if (rc < 0)
-      return die(mcr_strerror(rc), cli.opts.servers);
-    int status = commands[i].fn(&cli, c, argc - optind - 1, argv + optind + 1);
-    mcr_client_free(c);
-    return status;
+      return die(mcr_strerror(rc), *err               ? err
+                                   : cli.opts.servers ? cli.opts.servers
+                                                      : cli.opts.ring_dir);
   }
-  return die("unknown command", name);
+  int status = commands[ci].fn(&cli, c, argc - optind - 1, argv + optind + 1);
+  mcr_client_free(c);
+  if (fflush(stdout) != 0 || ferror(stdout))
+    return die("cannot write to stdout", strerror(errno));
+  return status;
 }
