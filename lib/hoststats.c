@@ -265,9 +265,11 @@ static uint64_t* entry_for(hs_slot_t* s, const char* name) {
 
 void mcr__hs_bind(mcr_client_t* c) {
   mcr__hs_t* h = c->hs;
+  /* Nodes kept across a ring switch keep their entry: only new ones are
+   * looked up (a scan of the slot's entries). */
   for (size_t i = 0; i < c->nnodes; i++)
-    c->nodes[i].hs =
-        h && h->slot ? entry_for(h->slot, c->nodes[i].srv.name) : NULL;
+    if (!c->nodes[i].hs && h && h->slot)
+      c->nodes[i].hs = entry_for(h->slot, c->nodes[i].srv.name);
   if (h && h->slot)
     ck_pr_store_64(&h->slot->generation, mcr_client_generation(c));
 }
@@ -278,6 +280,8 @@ void mcr__hs_check_fork(mcr_client_t* c) {
     return;
   h->fork_gen = ck_pr_load_uint(&mcr__fork_gen);
   h->slot = claim(h); /* the parent's slot stays the parent's */
+  for (size_t i = 0; i < c->nnodes; i++)
+    c->nodes[i].hs = NULL;
   mcr__hs_bind(c);
 }
 

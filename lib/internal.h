@@ -123,6 +123,7 @@ typedef struct mcr__node {
   mcr__server_t srv;
   mcr__conn_t conn;
   uint64_t* hs;       /* this node's counters in the host stats, or NULL */
+  uint64_t ident;     /* ring_dir clients: hash of host, address, port */
   int fails;          /* consecutive connect / I/O failures */
   int64_t down_until; /* mcr__now_ms() until which the node is down, or 0 */
 } mcr__node_t;

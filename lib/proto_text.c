@@ -818,39 +818,44 @@ int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
 
 /* ------------------------------------------------------------ one key */
 
-/* Parses the decimal number at *p up to the first byte that is not a
- * digit (at most 20 digits, overflow-checked); advances *p. Returns 0 or
- * -1 when there is no digit or it overflows. */
-static int scan_u64(const char** p, const char* end, uint64_t* out) {
-  const char* s = *p;
+/* Parses the decimal number at s up to the first byte that is not a digit:
+ * 1..20 digits, and a 20-digit one no larger than 2^64 - 1 (compared as
+ * text, so the loop needs no overflow check). Returns the first byte after
+ * it, or NULL. */
+static inline const char* scan_u64(const char* s, const char* end,
+                                   uint64_t* out) {
+  const char* b = s;
   uint64_t v = 0;
   while (s < end && (unsigned)(*s - '0') <= 9) {
-    unsigned d = (unsigned)(*s - '0');
-    if (v > (UINT64_MAX - d) / 10)
-      return -1;
-    v = v * 10 + d;
+    v = v * 10 + (unsigned)(*s - '0');
     s++;
   }
-  if (s == *p || s - *p > 20)
-    return -1;
-  *p = s;
+  size_t nd = (size_t)(s - b);
+  if (MCR__UNLIKELY(nd == 0 || nd > 20 ||
+                    (nd == 20 && memcmp(b, "18446744073709551615", 20) > 0)))
+    return NULL;
   *out = v;
-  return 0;
+  return s;
 }
 
 int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
                       int64_t ttl, const char* key, size_t key_len,
                       mcr_item_t* it) {
-  /* "<word>[ <ttl>] <key>\r\n" straight from the caller's key. */
+  /* "<word> [<ttl> ]<key>\r\n" straight from the caller's key. */
+  static const char* const heads[] = {[MCR__GET] = "get ",
+                                      [MCR__GETS] = "gets ",
+                                      [MCR__GAT] = "gat ",
+                                      [MCR__GATS] = "gats "};
   char head[32];
-  size_t hl = get_words[cmd].len;
-  memcpy(head, get_words[cmd].word, hl);
+  struct iovec iov[3] = {IOV(heads[cmd], get_words[cmd].len + 1),
+                         IOV(key, key_len), IOV(crlf, 2)};
   if (get_words[cmd].ttl) {
-    head[hl++] = ' ';
+    size_t hl = get_words[cmd].len + 1;
+    memcpy(head, heads[cmd], hl);
     hl += mcr__i64_to_dec(head + hl, ttl);
+    head[hl++] = ' ';
+    iov[0] = IOV(head, hl);
   }
-  head[hl++] = ' ';
-  struct iovec iov[3] = {IOV(head, hl), IOV(key, key_len), IOV(crlf, 2)};
   int rc = mcr__conn_begin(c, n);
   if (rc)
     return rc;
@@ -865,7 +870,6 @@ int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
     return MCR_MISS;
   /* "VALUE <key> <flags> <bytes>[ <cas>]" for exactly our key. */
   const char* end = line + len;
-  const char* p = line + 7 + key_len;
   uint64_t flags, bytes, cas = 0;
   if (len < 7 + key_len + 3 || memcmp(line, "VALUE ", 6) != 0 ||
       memcmp(line + 6, key, key_len) != 0 || line[6 + key_len] != ' ') {
@@ -873,21 +877,31 @@ int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
       return mcr__unexpected_line(c, n, off, len);
     return mcr__conn_fail(c, n, MCR_EPROTO, "bad VALUE line");
   }
-  bool bad = scan_u64(&p, end, &flags) || flags > UINT32_MAX || p == end ||
-             *p++ != ' ' || scan_u64(&p, end, &bytes);
-  if (!bad && p < end) /* a cas unique follows */
-    bad = *p++ != ' ' || scan_u64(&p, end, &cas) || p != end;
-  else if (!bad)
-    bad = get_words[cmd].cas; /* gets / gats must have one */
-  if (bad)
+  const char* p = scan_u64(line + 7 + key_len, end, &flags);
+  if (p && p < end && *p == ' ' && flags <= UINT32_MAX)
+    p = scan_u64(p + 1, end, &bytes);
+  else
+    p = NULL;
+  if (p && p < end) /* a cas unique follows */
+    p = *p == ' ' ? scan_u64(p + 1, end, &cas) : NULL;
+  else if (p && get_words[cmd].cas)
+    p = NULL; /* gets / gats must have one */
+  if (MCR__UNLIKELY(p != end))
     return mcr__conn_fail(c, n, MCR_EPROTO, "bad VALUE line");
   size_t voff;
   if ((rc = mcr__conn_block(c, n, (size_t)bytes, &voff)))
     return rc;
-  if ((rc = mcr__conn_line(c, n, &off, &len)))
-    return rc;
-  if (!LINE_IS(n->conn.rbuf + off, len, "END"))
-    return mcr__conn_fail(c, n, MCR_EPROTO, "no END after the value");
+  /* "END\r\n" is usually in the buffer already: take it without a scan. */
+  mcr__conn_t* k = &n->conn;
+  if (MCR__LIKELY(k->rlen - k->rpos == 5 &&
+                  memcmp(k->rbuf + k->rpos, "END\r\n", 5) == 0)) {
+    k->rpos += 5;
+  } else {
+    if ((rc = mcr__conn_line(c, n, &off, &len)))
+      return rc;
+    if (!LINE_IS(n->conn.rbuf + off, len, "END"))
+      return mcr__conn_fail(c, n, MCR_EPROTO, "no END after the value");
+  }
   it->value = n->conn.rbuf + voff;
   it->value_len = (size_t)bytes;
   it->flags = (uint32_t)flags;

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "ring.h"
 
 typedef struct {
@@ -79,14 +81,26 @@ static int build_own(mcr_client_t* c, router_t* r) {
   return rc;
 }
 
+/* Identity of a ring node: host, address and port. Two ring generations
+ * naming the same identity name the same server, so its connection stays. */
+static uint64_t ring_ident(const mcr__ring_node_t* rn) {
+  char buf[2 * (MCR__RING_MAX_STR + 1) + 2];
+  size_t hl = strlen(rn->host), al = strlen(rn->address);
+  memcpy(buf, rn->host, hl + 1);
+  memcpy(buf + hl + 1, rn->address, al + 1);
+  memcpy(buf + hl + al + 2, &rn->port, 2);
+  return XXH3_64bits(buf, hl + al + 4);
+}
+
 /* Fills a node for ring node `rn`: connect to its address (the agent
  * resolved it) or, without one, its host. */
-static int node_from_ring(mcr__node_t* n, const mcr__ring_node_t* rn) {
+static int node_from_ring(mcr__node_t* n, const mcr__ring_node_t* rn,
+                          uint64_t ident) {
   const char* target = rn->address && *rn->address ? rn->address : rn->host;
   bool is_unix = rn->port == 0;
   bool v6 = strchr(target, ':') != NULL;
   size_t nlen = strlen(rn->host) + strlen(target) + 24;
-  *n = (mcr__node_t){.conn = {.fd = -1}};
+  *n = (mcr__node_t){.conn = {.fd = -1}, .ident = ident};
   n->srv.host = mcr__strndup(target, strlen(target));
   n->srv.name = mcr__malloc(nlen);
   if (!n->srv.host || !n->srv.name)
@@ -112,46 +126,65 @@ static void node_free(mcr__node_t* n) {
   *n = (mcr__node_t){.conn = {.fd = -1}};
 }
 
-static bool same_node(const mcr__node_t* a, const mcr__node_t* b) {
-  return a->srv.host && a->srv.port == b->srv.port &&
-         strcmp(a->srv.host, b->srv.host) == 0 &&
-         strcmp(a->srv.name, b->srv.name) == 0;
-}
-
-/* Rebuilds c->nodes in the order of `ring`, keeping the connections of
- * nodes that did not change. On failure c->nodes is untouched. */
+/* Rebuilds c->nodes in the order of `ring`, keeping the state (connection,
+ * failure count, stats entry) of nodes whose identity did not change. A
+ * kept node is found at its old position, or right after the previous kept
+ * one (a node added or removed shifts the rest by one), else by a scan; so
+ * a typical switch costs one hash per node and allocates only for new
+ * nodes. On failure c->nodes is untouched. */
 static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
-  size_t n = ring->nnodes;
+  size_t n = ring->nnodes, next = 0;
   mcr__node_t* fresh = mcr__calloc(n, sizeof(*fresh));
-  if (!fresh)
+  bool* taken = mcr__calloc(c->nnodes + 1, sizeof(*taken));
+  if (!fresh || !taken) {
+    mcr__free(fresh);
+    mcr__free(taken);
     return MCR_ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    if (node_from_ring(&fresh[i], &ring->nodes[i])) {
-      for (size_t j = 0; j <= i; j++)
-        node_free(&fresh[j]);
-      mcr__free(fresh);
-      return MCR_ENOMEM;
-    }
   }
-  for (size_t i = 0; i < n; i++) {
-    /* Same position first: the common case of a list that barely moved. */
-    mcr__node_t* old = NULL;
-    if (i < c->nnodes && same_node(&c->nodes[i], &fresh[i]))
-      old = &c->nodes[i];
-    for (size_t j = 0; !old && j < c->nnodes; j++)
-      if (same_node(&c->nodes[j], &fresh[i]))
-        old = &c->nodes[j];
-    if (!old)
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    uint64_t id = ring_ident(&ring->nodes[i]);
+    size_t j = SIZE_MAX;
+    if (i < c->nnodes && !taken[i] && c->nodes[i].ident == id)
+      j = i;
+    else if (next < c->nnodes && !taken[next] && c->nodes[next].ident == id)
+      j = next;
+    for (size_t k = 0; j == SIZE_MAX && k < c->nnodes; k++)
+      if (!taken[k] && c->nodes[k].ident == id)
+        j = k;
+    if (j == SIZE_MAX) {
+      rc = node_from_ring(&fresh[i], &ring->nodes[i], id);
       continue;
-    node_free(&fresh[i]);
-    fresh[i] = *old;
-    *old = (mcr__node_t){.conn = {.fd = -1}}; /* taken */
+    }
+    fresh[i] = c->nodes[j];
+    taken[j] = true;
+    next = j + 1;
+  }
+  if (rc) {
+    /* Give back only what this call allocated: kept nodes still belong to
+     * c->nodes (nothing was removed from it yet), and entries never filled
+     * are all zero (no fd to close). */
+    for (size_t i = 0; i < n; i++) {
+      bool kept = false;
+      for (size_t k = 0; k < c->nnodes && !kept; k++)
+        kept = taken[k] && c->nodes[k].srv.host == fresh[i].srv.host;
+      if (!kept && (fresh[i].srv.host || fresh[i].srv.name))
+        node_free(&fresh[i]);
+    }
+    mcr__free(fresh);
+    mcr__free(taken);
+    return rc;
   }
   for (size_t j = 0; j < c->nnodes; j++)
-    node_free(&c->nodes[j]);
+    if (!taken[j])
+      node_free(&c->nodes[j]);
+  mcr__free(taken);
   mcr__free(c->nodes);
   c->nodes = fresh;
   c->nnodes = n;
+  c->ndown = 0;
+  for (size_t i = 0; i < n; i++)
+    c->ndown += fresh[i].down_until != 0;
   return 0;
 }
 

@@ -193,26 +193,6 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
   const uint32_t* owners = (const uint32_t*)(base + h->owners_off);
   const uint32_t* buckets = (const uint32_t*)(base + h->buckets_off);
   uint32_t np = h->point_count, nn = h->node_count;
-  for (uint32_t i = 0; i < np; i++) {
-    if (owners[i] >= nn)
-      return bad(err, errlen, "point %" PRIu64 " names node %" PRIu64, i,
-                 owners[i]);
-    if (i && (points[i] < points[i - 1] ||
-              (points[i] == points[i - 1] && owners[i] < owners[i - 1])))
-      return bad(err, errlen, "points not sorted at %" PRIu64 "%.0" PRIu64, i,
-                 0);
-  }
-  uint32_t bi = 0;
-  for (uint32_t b = 0; b <= MCR__BUCKETS; b++) {
-    while (bi < np && b < MCR__BUCKETS &&
-           (points[bi] >> (32 - MCR__BUCKET_BITS)) < b)
-      bi++;
-    uint32_t want = b < MCR__BUCKETS ? bi : np;
-    if (buckets[b] != want)
-      return bad(err, errlen, "bucket %" PRIu64 " is wrong (%" PRIu64 ")", b,
-                 buckets[b]);
-  }
-
   mcr_ring_t* r = mcr__calloc(1, sizeof(*r));
   mcr__ring_node_t* nodes = mcr__calloc(nn, sizeof(*nodes));
   if (!r || !nodes) {
@@ -220,7 +200,45 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
     mcr__free(nodes);
     return MCR_ENOMEM;
   }
-  mcr__ring_account(points, owners, np, nodes, nn);
+  /* One pass checks the order and the node indexes and counts each node's
+   * points and arc (what mcr__ring_account computes), so a swap reads the
+   * arrays once besides the checksum. */
+  for (uint32_t i = 0; i < np; i++) {
+    uint32_t o = owners[i];
+    if (o >= nn || (i && (points[i] < points[i - 1] ||
+                          (points[i] == points[i - 1] && o < owners[i - 1])))) {
+      mcr__free(r);
+      mcr__free(nodes);
+      if (o >= nn)
+        return bad(err, errlen, "point %" PRIu64 " names node %" PRIu64, i, o);
+      return bad(err, errlen, "points not sorted at %" PRIu64 "%.0" PRIu64, i,
+                 0);
+    }
+    uint64_t arc =
+        i ? (uint64_t)points[i] - points[i - 1]
+          : (uint64_t)points[0] + 1 + (0xffffffffu - (uint64_t)points[np - 1]);
+    nodes[o].points++;
+    nodes[o].arc += arc;
+  }
+  /* With the points sorted, bucket b is right exactly when it points at the
+   * first point whose top bits are >= b: the point there is >= b and the
+   * one before it is < b. One read of the index, no merge with the points. */
+  const unsigned shift = 32 - MCR__BUCKET_BITS;
+  uint32_t b = 0, prev = 0;
+  for (; b < MCR__BUCKETS; b++) {
+    uint32_t v = buckets[b];
+    if (v < prev || v > np || (v < np && (points[v] >> shift) < b) ||
+        (v > 0 && (points[v - 1] >> shift) >= b))
+      break;
+    prev = v;
+  }
+  if (b < MCR__BUCKETS || buckets[MCR__BUCKETS] != np) {
+    mcr__free(r);
+    mcr__free(nodes);
+    return bad(err, errlen, "bucket %" PRIu64 " is wrong (%" PRIu64 ")", b,
+               buckets[b]);
+  }
+
   const char* strings = base + h->strings_off;
   for (uint32_t i = 0; i < nn; i++) {
     mcr__snap_node_t e;
