@@ -232,17 +232,25 @@ static int node_arg(mcr_client_t* c, size_t node) {
 
 /* ------------------------------------------------------------ storage */
 
-static int store(mcr_client_t* c, mcr__store_t cmd, const char* key,
-                 size_t key_len, const void* value, size_t value_len,
-                 uint32_t flags, int64_t ttl, uint64_t cas, unsigned cflags) {
+/* The start every one-key write shares: a live handle, the per-call reset,
+ * the call flags and the key. Returns 0 or the error. */
+static int begin_write(mcr_client_t* c, const char* key, size_t key_len,
+                       unsigned cflags, bool* noreply) {
   if (MCR__UNLIKELY(!c))
     return MCR_EINVAL;
   mcr__call_start(c);
+  int rc = mcr__noreply(c, cflags, noreply);
+  if (!rc)
+    rc = mcr__check_key(c, key, key_len);
+  return rc;
+}
+
+static int store(mcr_client_t* c, mcr__store_t cmd, const char* key,
+                 size_t key_len, const void* value, size_t value_len,
+                 uint32_t flags, int64_t ttl, uint64_t cas, unsigned cflags) {
   bool noreply;
-  int rc = mcr__noreply(c, cflags, &noreply);
+  int rc = begin_write(c, key, key_len, cflags, &noreply);
   if (rc)
-    return rc;
-  if ((rc = mcr__check_key(c, key, key_len)))
     return rc;
   if ((rc = mcr__check_ttl(c, ttl)))
     return rc;
@@ -432,14 +440,9 @@ int mcr_client_delete_multi(mcr_client_t* c, size_t n, const char* const* keys,
 static int keyed(mcr_client_t* c, mcr__keyed_t cmd, const char* key,
                  size_t key_len, uint64_t uarg, int64_t iarg, uint64_t* number,
                  unsigned cflags) {
-  if (MCR__UNLIKELY(!c))
-    return MCR_EINVAL;
-  mcr__call_start(c);
   bool noreply;
-  int rc = mcr__noreply(c, cflags, &noreply);
+  int rc = begin_write(c, key, key_len, cflags, &noreply);
   if (rc)
-    return rc;
-  if ((rc = mcr__check_key(c, key, key_len)))
     return rc;
   if (cmd == MCR__TOUCH && (rc = mcr__check_ttl(c, iarg)))
     return rc;

@@ -500,6 +500,26 @@ static int rbuf_reserve(mcr__conn_t* k, size_t need) {
   return 0;
 }
 
+/* The outcome of one recv into the buffer: 0 when bytes arrived (counted),
+ * 1 when the caller should wait or retry (EINTR, EAGAIN), else the error
+ * after failing the connection. */
+static int received(mcr_client_t* c, mcr__node_t* n, ssize_t r) {
+  mcr__conn_t* k = &n->conn;
+  if (MCR__LIKELY(r > 0)) {
+    k->rlen += (size_t)r;
+    if (MCR__UNLIKELY(n->hs != NULL))
+      mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), (size_t)r);
+    return 0;
+  }
+  if (r == 0)
+    return closed_or_stale(c, n, 0);
+  if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+    return 1;
+  if (errno == ECONNRESET)
+    return closed_or_stale(c, n, errno);
+  return fail_errno(c, n, MCR_EIO, "recv", errno);
+}
+
 /* Receives more bytes. The first receive of a call blocks (bounded by
  * SO_RCVTIMEO, the I/O timeout); later ones poll against the deadline. */
 static int fill(mcr_client_t* c, mcr__node_t* n) {
@@ -519,25 +539,12 @@ static int fill(mcr_client_t* c, mcr__node_t* n) {
         return fail_errno(c, n, MCR_EIO, "poll", errno);
       r = recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, MSG_DONTWAIT);
     }
-    if (MCR__LIKELY(r > 0)) {
-      k->rlen += (size_t)r;
-      if (MCR__UNLIKELY(n->hs != NULL))
-        mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), (size_t)r);
-      return 0;
-    }
-    if (r == 0)
-      return closed_or_stale(c, n, 0);
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      /* SO_RCVTIMEO expired, or a spurious wakeup before the deadline. */
-      if (mcr__now_ms() >= k->deadline)
-        break;
-      continue;
-    }
-    if (errno == ECONNRESET)
-      return closed_or_stale(c, n, errno);
-    return fail_errno(c, n, MCR_EIO, "recv", errno);
+    int rc = received(c, n, r);
+    if (MCR__LIKELY(rc != 1))
+      return rc;
+    /* EINTR, SO_RCVTIMEO expired, or a wakeup with nothing to read. */
+    if (mcr__now_ms() >= k->deadline)
+      break;
   }
   return mcr__conn_fail(c, n, MCR_ETIMEOUT, "timed out waiting for reply");
 }
@@ -642,24 +649,12 @@ static int fill_nowait(mcr_client_t* c, mcr__node_t* n) {
   mcr__conn_t* k = &n->conn;
   if (rbuf_reserve(k, 4096))
     return mcr__conn_fail(c, n, MCR_ENOMEM, "cannot grow receive buffer");
-  for (;;) {
-    ssize_t r = recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, MSG_DONTWAIT);
-    if (r > 0) {
-      k->rlen += (size_t)r;
-      if (MCR__UNLIKELY(n->hs != NULL))
-        mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), (size_t)r);
-      return 0;
-    }
-    if (r == 0)
-      return closed_or_stale(c, n, 0);
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-      return 0;
-    if (errno == ECONNRESET)
-      return closed_or_stale(c, n, errno);
-    return fail_errno(c, n, MCR_EIO, "recv", errno);
-  }
+  int rc;
+  do {
+    rc = received(
+        c, n, recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, MSG_DONTWAIT));
+  } while (rc == 1 && errno == EINTR);
+  return rc == 1 ? 0 : rc; /* EAGAIN: nothing yet, poll again */
 }
 
 #define GATHER_STACK 8

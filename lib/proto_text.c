@@ -132,6 +132,19 @@ static const char noreply_tail[10] = {' ', 'n', 'o', 'r',  'e',
 
 #define IOV(p, n) ((struct iovec){.iov_base = (void*)(p), .iov_len = (n)})
 
+/* One request/reply exchange on node n: begin the call, send iov, and
+ * unless noreply read the one reply line (its offset and length). Returns
+ * 0 or an error. */
+static int exchange(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
+                    int iovcnt, bool noreply, size_t* off, size_t* len) {
+  int rc = mcr__conn_begin(c, n);
+  if (!rc)
+    rc = mcr__conn_send(c, n, iov, iovcnt);
+  if (!rc && !noreply)
+    rc = mcr__conn_line(c, n, off, len);
+  return rc;
+}
+
 static const struct {
   const char* word;
   size_t len;
@@ -172,16 +185,9 @@ int mcr__text_store(mcr_client_t* c, mcr__node_t* n, mcr__store_t cmd,
       IOV(data, data_len),
       IOV(crlf, 2),
   };
-  int rc = mcr__conn_begin(c, n);
-  if (rc)
-    return rc;
-  rc = mcr__conn_send(c, n, iov, 5);
-  if (rc || noreply)
-    return rc;
-
   size_t off, len;
-  rc = mcr__conn_line(c, n, &off, &len);
-  if (rc)
+  int rc = exchange(c, n, iov, 5, noreply, &off, &len);
+  if (rc || noreply)
     return rc;
   const char* line = n->conn.rbuf + off;
   if (MCR__LIKELY(LINE_IS(line, len, "STORED")))
@@ -227,16 +233,9 @@ int mcr__text_keyed(mcr_client_t* c, mcr__node_t* n, mcr__keyed_t cmd,
   }
   struct iovec iov[3] = {IOV(words[cmd].word, words[cmd].len),
                          IOV(key, key_len), IOV(tail, (size_t)(p - tail))};
-  int rc = mcr__conn_begin(c, n);
-  if (rc)
-    return rc;
-  rc = mcr__conn_send(c, n, iov, 3);
-  if (rc || noreply)
-    return rc;
-
   size_t off, len;
-  rc = mcr__conn_line(c, n, &off, &len);
-  if (rc)
+  int rc = exchange(c, n, iov, 3, noreply, &off, &len);
+  if (rc || noreply)
     return rc;
   const char* line = n->conn.rbuf + off;
   if (LINE_IS(line, len, "NOT_FOUND"))
@@ -271,15 +270,9 @@ int mcr__text_keyed(mcr_client_t* c, mcr__node_t* n, mcr__keyed_t cmd,
 int mcr__text_simple(mcr_client_t* c, mcr__node_t* n, const char* req,
                      size_t req_len, bool noreply) {
   struct iovec iov[1] = {IOV(req, req_len)};
-  int rc = mcr__conn_begin(c, n);
-  if (rc)
-    return rc;
-  rc = mcr__conn_send(c, n, iov, 1);
-  if (rc || noreply)
-    return rc;
   size_t off, len;
-  rc = mcr__conn_line(c, n, &off, &len);
-  if (rc)
+  int rc = exchange(c, n, iov, 1, noreply, &off, &len);
+  if (rc || noreply)
     return rc;
   if (LINE_IS(n->conn.rbuf + off, len, "OK"))
     return MCR_OK;
@@ -288,14 +281,8 @@ int mcr__text_simple(mcr_client_t* c, mcr__node_t* n, const char* req,
 
 int mcr__text_version(mcr_client_t* c, mcr__node_t* n, const char** version) {
   struct iovec iov[1] = {IOV("version\r\n", 9)};
-  int rc = mcr__conn_begin(c, n);
-  if (rc)
-    return rc;
-  rc = mcr__conn_send(c, n, iov, 1);
-  if (rc)
-    return rc;
   size_t off, len;
-  rc = mcr__conn_line(c, n, &off, &len);
+  int rc = exchange(c, n, iov, 1, false, &off, &len);
   if (rc)
     return rc;
   const char* line = n->conn.rbuf + off;
