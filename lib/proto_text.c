@@ -95,8 +95,6 @@ int mcr__tokenize(const char* line, size_t len, mcr__tok_t* tok, int max) {
   return n;
 }
 
-#define TOK_IS(line, t, lit) \
-  ((t).len == sizeof(lit) - 1 && memcmp((line) + (t).off, lit, (t).len) == 0)
 #define LINE_IS(line, len, lit) \
   ((len) == sizeof(lit) - 1 && memcmp((line), lit, sizeof(lit) - 1) == 0)
 
@@ -371,23 +369,48 @@ static const struct {
 
 /* Parses "VALUE <key> <flags> <bytes>[ <cas>]" for the expected key.
  * Returns 0, or -1 when the line is not such a line for that key. */
+/* Parses the decimal number at s up to the first byte that is not a digit:
+ * 1..20 digits, and a 20-digit one no larger than 2^64 - 1 (compared as
+ * text, so the loop needs no overflow check). Returns the first byte after
+ * it, or NULL. */
+static inline const char* scan_u64(const char* s, const char* end,
+                                   uint64_t* out) {
+  const char* b = s;
+  uint64_t v = 0;
+  while (s < end && (unsigned)(*s - '0') <= 9) {
+    v = v * 10 + (unsigned)(*s - '0');
+    s++;
+  }
+  size_t nd = (size_t)(s - b);
+  if (MCR__UNLIKELY(nd == 0 || nd > 20 ||
+                    (nd == 20 && memcmp(b, "18446744073709551615", 20) > 0)))
+    return NULL;
+  *out = v;
+  return s;
+}
+
+/* Parses "VALUE <key> <flags> <bytes>[ <cas>]" for exactly the key asked
+ * (a cas unique is required when want_cas), straight from the line: one
+ * compare for the key, two or three number scans. Returns 0, or -1 when
+ * the line is not such a line for that key. */
 static int parse_value_line(const char* line, size_t len, const char* key,
                             size_t key_len, bool want_cas, mcr_item_t* it,
                             size_t* bytes) {
-  mcr__tok_t t[6];
-  int nt = mcr__tokenize(line, len, t, 6);
-  if (nt != (want_cas ? 5 : 4) && nt != 5)
+  const char* end = line + len;
+  uint64_t flags = 0, nbytes = 0, cas = 0;
+  if (len < 7 + key_len + 3 || memcmp(line, "VALUE ", 6) != 0 ||
+      memcmp(line + 6, key, key_len) != 0 || line[6 + key_len] != ' ')
     return -1;
-  if (!TOK_IS(line, t[0], "VALUE"))
-    return -1;
-  if (t[1].len != key_len || memcmp(line + t[1].off, key, key_len) != 0)
-    return -1;
-  uint64_t flags, nbytes, cas = 0;
-  if (mcr__dec_to_u64(line + t[2].off, t[2].len, &flags) || flags > UINT32_MAX)
-    return -1;
-  if (mcr__dec_to_u64(line + t[3].off, t[3].len, &nbytes))
-    return -1;
-  if (nt == 5 && mcr__dec_to_u64(line + t[4].off, t[4].len, &cas))
+  const char* p = scan_u64(line + 7 + key_len, end, &flags);
+  if (p && p < end && *p == ' ' && flags <= UINT32_MAX)
+    p = scan_u64(p + 1, end, &nbytes);
+  else
+    p = NULL;
+  if (p && p < end) /* a cas unique follows */
+    p = *p == ' ' ? scan_u64(p + 1, end, &cas) : NULL;
+  else if (p && want_cas)
+    p = NULL;
+  if (p != end)
     return -1;
   it->flags = (uint32_t)flags;
   it->cas = cas;
@@ -429,29 +452,36 @@ static int send_gets(mcr_client_t* c, mcr__node_t* n, int64_t ttl,
   mcr_buf_t* b = &c->wbuf;
   b->len = 0;
   size_t line_start = 0;
-  char ttlbuf[24];
-  size_t ttl_len = get_words[g->cmd].ttl ? mcr__i64_to_dec(ttlbuf, ttl) : 0;
+  /* "<word>[ <ttl>]", the start of every request line. */
+  char head[32];
+  size_t hl = get_words[g->cmd].len;
+  memcpy(head, get_words[g->cmd].word, hl);
+  if (get_words[g->cmd].ttl) {
+    head[hl++] = ' ';
+    hl += mcr__i64_to_dec(head + hl, ttl);
+  }
   for (size_t i = plan->first; i != SIZE_MAX; i = g->next[i]) {
-    bool fresh = b->len == line_start;
-    if (!fresh && b->len - line_start + 1 + g->key_lens[i] > GET_LINE_MAX) {
-      if (mcr_buf_append(b, crlf, 2))
-        return MCR_ENOMEM;
-      line_start = b->len;
-      fresh = true;
+    size_t kl = g->key_lens[i];
+    /* Room for "\r\n", a new line's head, " <key>" and the final "\r\n". */
+    if (mcr__buf_reserve(b, 2 + hl + 1 + kl + 2))
+      return MCR_ENOMEM;
+    char* p = b->data + b->len;
+    if (b->len != line_start && b->len - line_start + 1 + kl > GET_LINE_MAX) {
+      *p++ = '\r';
+      *p++ = '\n';
+      line_start = (size_t)(p - b->data);
     }
-    if (fresh) {
-      if (mcr_buf_append(b, get_words[g->cmd].word, get_words[g->cmd].len) ||
-          (ttl_len &&
-           (mcr_buf_append(b, " ", 1) || mcr_buf_append(b, ttlbuf, ttl_len))))
-        return MCR_ENOMEM;
+    if ((size_t)(p - b->data) == line_start) {
+      memcpy(p, head, hl);
+      p += hl;
       plan->lines++;
     }
-    if (mcr_buf_append(b, " ", 1) ||
-        mcr_buf_append(b, g->keys[i], g->key_lens[i]))
-      return MCR_ENOMEM;
+    *p++ = ' ';
+    memcpy(p, g->keys[i], kl);
+    b->len = (size_t)(p + kl - b->data);
   }
-  if (mcr_buf_append(b, crlf, 2))
-    return MCR_ENOMEM;
+  b->data[b->len++] = '\r'; /* reserved above */
+  b->data[b->len++] = '\n';
   int rc = mcr__conn_begin(c, n);
   if (rc)
     return rc;
@@ -805,26 +835,6 @@ int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
 
 /* ------------------------------------------------------------ one key */
 
-/* Parses the decimal number at s up to the first byte that is not a digit:
- * 1..20 digits, and a 20-digit one no larger than 2^64 - 1 (compared as
- * text, so the loop needs no overflow check). Returns the first byte after
- * it, or NULL. */
-static inline const char* scan_u64(const char* s, const char* end,
-                                   uint64_t* out) {
-  const char* b = s;
-  uint64_t v = 0;
-  while (s < end && (unsigned)(*s - '0') <= 9) {
-    v = v * 10 + (unsigned)(*s - '0');
-    s++;
-  }
-  size_t nd = (size_t)(s - b);
-  if (MCR__UNLIKELY(nd == 0 || nd > 20 ||
-                    (nd == 20 && memcmp(b, "18446744073709551615", 20) > 0)))
-    return NULL;
-  *out = v;
-  return s;
-}
-
 int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
                       int64_t ttl, const char* key, size_t key_len,
                       mcr_item_t* it) {
@@ -855,28 +865,15 @@ int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
   const char* line = n->conn.rbuf + off;
   if (LINE_IS(line, len, "END"))
     return MCR_MISS;
-  /* "VALUE <key> <flags> <bytes>[ <cas>]" for exactly our key. */
-  const char* end = line + len;
-  uint64_t flags, bytes, cas = 0;
-  if (len < 7 + key_len + 3 || memcmp(line, "VALUE ", 6) != 0 ||
-      memcmp(line + 6, key, key_len) != 0 || line[6 + key_len] != ' ') {
+  size_t bytes;
+  if (MCR__UNLIKELY(parse_value_line(line, len, key, key_len,
+                                     get_words[cmd].cas, it, &bytes) != 0)) {
     if (mcr__error_line(line, len))
       return mcr__unexpected_line(c, n, off, len);
     return mcr__conn_fail(c, n, MCR_EPROTO, "bad VALUE line");
   }
-  const char* p = scan_u64(line + 7 + key_len, end, &flags);
-  if (p && p < end && *p == ' ' && flags <= UINT32_MAX)
-    p = scan_u64(p + 1, end, &bytes);
-  else
-    p = NULL;
-  if (p && p < end) /* a cas unique follows */
-    p = *p == ' ' ? scan_u64(p + 1, end, &cas) : NULL;
-  else if (p && get_words[cmd].cas)
-    p = NULL; /* gets / gats must have one */
-  if (MCR__UNLIKELY(p != end))
-    return mcr__conn_fail(c, n, MCR_EPROTO, "bad VALUE line");
   size_t voff;
-  if ((rc = mcr__conn_block(c, n, (size_t)bytes, &voff)))
+  if ((rc = mcr__conn_block(c, n, bytes, &voff)))
     return rc;
   /* "END\r\n" is usually in the buffer already: take it without a scan. */
   mcr__conn_t* k = &n->conn;
@@ -890,9 +887,7 @@ int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
       return mcr__conn_fail(c, n, MCR_EPROTO, "no END after the value");
   }
   it->value = n->conn.rbuf + voff;
-  it->value_len = (size_t)bytes;
-  it->flags = (uint32_t)flags;
-  it->cas = cas;
+  it->value_len = bytes;
   it->status = MCR_OK;
   return MCR_OK;
 }
