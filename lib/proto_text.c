@@ -393,9 +393,10 @@ static inline const char* scan_u64(const char* s, const char* end,
  * (a cas unique is required when want_cas), straight from the line: one
  * compare for the key, two or three number scans. Returns 0, or -1 when
  * the line is not such a line for that key. */
-static int parse_value_line(const char* line, size_t len, const char* key,
-                            size_t key_len, bool want_cas, mcr_item_t* it,
-                            size_t* bytes) {
+static inline int parse_value_line(const char* line, size_t len,
+                                   const char* key, size_t key_len,
+                                   bool want_cas, mcr_item_t* it,
+                                   size_t* bytes) {
   const char* end = line + len;
   uint64_t flags = 0, nbytes = 0, cas = 0;
   if (len < 7 + key_len + 3 || memcmp(line, "VALUE ", 6) != 0 ||
