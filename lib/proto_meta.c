@@ -764,79 +764,128 @@ typedef struct {
   size_t start, count; /* slice of the order array */
   int err;             /* 0, or the failure of the whole node */
   size_t fail_from;    /* first position the failure applies to */
+  size_t cur;          /* first position not yet known to be done */
+  size_t errs;         /* error lines since cur, charged to cur, cur+1... */
+  int first_err;       /* the first of them */
 } pnode_t;
 
-/* Reads the replies of one node up to MN and files them under their
- * commands. Sets the node's err / fail_from on failure. */
-static void pipeline_read(mcr_client_t* c, size_t j, mcr_meta_cmd_t* cmds,
-                          size_t n, pcmd_t* pc, const size_t* order,
-                          pnode_t* pn) {
-  mcr__node_t* node = &c->nodes[j];
-  const size_t* ord = order + pn->start;
-  size_t cur = 0;    /* first position not yet known to be done */
-  size_t errs = 0;   /* error lines since cur, charged to cur, cur+1, ... */
-  int first_err = 0; /* the first of them */
-  const int accept = RC_HD | RC_VA | RC_EN | RC_NS | RC_EX | RC_NF | RC_MN;
-  for (;;) {
-    mcr_meta_result_t r;
-    reply_t rp;
-    int rc = read_reply(c, node, accept, &r, &rp);
-    if (rc) {
-      pn->err = rc;
-      pn->fail_from = cur;
-      return;
-    }
-    if (rp.code == RC_ERR) {
-      if (cur + errs == pn->count) {
-        /* More error lines than silent commands: the last one answered
-         * the mn itself (a server without meta commands says ERROR). */
-        pn->err = mcr__conn_fail(c, node, r.status,
-                                 "error line for mn: meta commands refused");
-        pn->fail_from = cur;
-        return;
-      }
-      pcmd_t* p = &pc[ord[cur + errs]];
-      p->state = P_ERRLINE;
-      cmds[ord[cur + errs]].result.status = r.status;
-      if (!errs)
-        first_err = r.status;
-      errs++;
-      continue;
-    }
-    /* A matched reply at position `to`, or MN: everything in [cur, to)
-     * completed silently or produced the pending error lines. */
-    size_t to = pn->count, idx = 0;
-    if (rp.code != RC_MN) {
-      if (!(r.have & MCR_MR_OPAQUE) || r.opaque >= n ||
-          pc[r.opaque].node != j || pc[r.opaque].pos < cur + errs ||
-          pc[r.opaque].state != P_SILENT ||
-          !(rp.code & codes_of(cmds[r.opaque].op))) {
-        pn->err = mcr__conn_fail(c, node, MCR_EPROTO,
-                                 "pipeline reply matches no command");
-        pn->fail_from = cur;
-        return;
-      }
-      idx = r.opaque;
-      to = pc[idx].pos;
-    }
-    if (errs && errs < to - cur) {
-      /* Ambiguous: any of them may have failed. Charge them all. */
-      for (size_t k = cur + errs; k < to; k++) {
-        pc[ord[k]].state = P_ERRLINE;
-        cmds[ord[k]].result.status = first_err;
-      }
-    }
-    if (rp.code == RC_MN)
-      return;
-    r.have &= ~MCR_MR_OPAQUE; /* the index is ours, not the caller's */
-    r.opaque = 0;
-    cmds[idx].result = r;
-    pc[idx].state = P_REPLIED;
-    pc[idx].rp = rp;
-    cur = to + 1;
-    errs = 0;
-    first_err = 0;
+/* One node's part of a pipeline call, for mcr__conn_gather. */
+typedef struct {
+  mcr_meta_cmd_t* cmds;
+  size_t n;
+  pcmd_t* pc;
+  const size_t* order;
+  pnode_t* pn;
+  size_t j; /* the node's index */
+} pstep_t;
+
+/* 1 when a complete reply (its line and, for VA, its data block) is in the
+ * node's buffer, 0 when more bytes are needed, -1 for a line longer than
+ * any reply. A malformed VA size counts as complete: read_reply refuses
+ * it. */
+static int reply_ready(mcr__node_t* node) {
+  const mcr__conn_t* k = &node->conn;
+  const char* b = k->rbuf + k->rpos;
+  size_t avail = k->rlen - k->rpos;
+  const char* nl = avail ? memchr(b, '\n', avail) : NULL;
+  if (!nl)
+    return avail > 8192 ? -1 : 0;
+  size_t line = (size_t)(nl - b) + 1;
+  if (line > 5 && b[0] == 'V' && b[1] == 'A' && b[2] == ' ') {
+    uint64_t size = 0;
+    size_t d = 3;
+    while (d < line && b[d] >= '0' && b[d] <= '9' && d < 3 + 19)
+      size = size * 10 + (uint64_t)(b[d++] - '0');
+    if (d > 3 && avail - line < size + 2)
+      return 0;
   }
+  return 1;
+}
+
+/* Files the node's next reply (complete in the buffer) under its command.
+ * Returns 1 to go on, 0 after MN (the node is done), or the node's error
+ * (also in pn->err / fail_from). */
+static int pipeline_one(mcr_client_t* c, pstep_t* st) {
+  mcr_meta_cmd_t* cmds = st->cmds;
+  size_t n = st->n, j = st->j;
+  pcmd_t* pc = st->pc;
+  pnode_t* pn = st->pn;
+  mcr__node_t* node = &c->nodes[j];
+  const size_t* ord = st->order + pn->start;
+  const int accept = RC_HD | RC_VA | RC_EN | RC_NS | RC_EX | RC_NF | RC_MN;
+  mcr_meta_result_t r;
+  reply_t rp;
+  int rc = read_reply(c, node, accept, &r, &rp);
+  if (rc) {
+    pn->err = rc;
+    pn->fail_from = pn->cur;
+    return rc;
+  }
+  if (rp.code == RC_ERR) {
+    if (pn->cur + pn->errs == pn->count) {
+      /* More error lines than silent commands: the last one answered
+       * the mn itself (a server without meta commands says ERROR). */
+      pn->err = mcr__conn_fail(c, node, r.status,
+                               "error line for mn: meta commands refused");
+      pn->fail_from = pn->cur;
+      return pn->err;
+    }
+    pcmd_t* p = &pc[ord[pn->cur + pn->errs]];
+    p->state = P_ERRLINE;
+    cmds[ord[pn->cur + pn->errs]].result.status = r.status;
+    if (!pn->errs)
+      pn->first_err = r.status;
+    pn->errs++;
+    return 1;
+  }
+  /* A matched reply at position `to`, or MN: everything in [pn->cur, to)
+   * completed silently or produced the pending error lines. */
+  size_t to = pn->count, idx = 0;
+  if (rp.code != RC_MN) {
+    if (!(r.have & MCR_MR_OPAQUE) || r.opaque >= n || pc[r.opaque].node != j ||
+        pc[r.opaque].pos < pn->cur + pn->errs ||
+        pc[r.opaque].state != P_SILENT ||
+        !(rp.code & codes_of(cmds[r.opaque].op))) {
+      pn->err = mcr__conn_fail(c, node, MCR_EPROTO,
+                               "pipeline reply matches no command");
+      pn->fail_from = pn->cur;
+      return pn->err;
+    }
+    idx = r.opaque;
+    to = pc[idx].pos;
+  }
+  if (pn->errs && pn->errs < to - pn->cur) {
+    /* Ambiguous: any of them may have failed. Charge them all. */
+    for (size_t k = pn->cur + pn->errs; k < to; k++) {
+      pc[ord[k]].state = P_ERRLINE;
+      cmds[ord[k]].result.status = pn->first_err;
+    }
+  }
+  if (rp.code == RC_MN)
+    return 0;
+  r.have &= ~MCR_MR_OPAQUE; /* the index is ours, not the caller's */
+  r.opaque = 0;
+  cmds[idx].result = r;
+  pc[idx].state = P_REPLIED;
+  pc[idx].rp = rp;
+  pn->cur = to + 1;
+  pn->errs = 0;
+  pn->first_err = 0;
+  return 1;
+}
+
+/* Reads a node's replies as they arrive (mcr__step_fn): each complete one
+ * is filed under its command; MN ends the node's part. */
+static int pipeline_step(mcr_client_t* c, mcr__node_t* node, void* ctx) {
+  int ready;
+  while ((ready = reply_ready(node)) == 1) {
+    int rc = pipeline_one(c, ctx);
+    if (rc != 1)
+      return rc;
+  }
+  if (ready < 0)
+    return mcr__conn_fail(c, node, MCR_EPROTO, "reply line too long");
+  return 1;
 }
 
 /* Return flags whose answer q would hide on ms / md / ma: memcached's q
@@ -922,9 +971,30 @@ int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds, size_t n) {
       pn[j].err = rc; /* fail_from 0: nothing is known */
     }
   }
+  /* Then every node's replies are read as they arrive. */
+  pstep_t* st = mcr__arena_alloc(&c->arena, c->nnodes * sizeof *st);
+  mcr__node_t** gn = mcr__arena_alloc(&c->arena, c->nnodes * sizeof *gn);
+  void** gctx = mcr__arena_alloc(&c->arena, c->nnodes * sizeof *gctx);
+  int* gres = mcr__arena_alloc(&c->arena, c->nnodes * sizeof *gres);
+  if (!st || !gn || !gctx || !gres)
+    return MCR_ENOMEM;
+  size_t ng = 0;
   for (size_t j = 0; j < c->nnodes; j++) {
-    if (pn[j].count && !pn[j].err)
-      pipeline_read(c, j, cmds, n, pc, order, &pn[j]);
+    if (!pn[j].count || pn[j].err)
+      continue;
+    st[ng] = (pstep_t){cmds, n, pc, order, &pn[j], j};
+    gn[ng] = &c->nodes[j];
+    gctx[ng] = &st[ng];
+    ng++;
+  }
+  if (ng)
+    mcr__conn_gather(c, ng, gn, gctx, pipeline_step, gres);
+  for (size_t k = 0; k < ng; k++) {
+    pnode_t* g = st[k].pn;
+    if (gres[k] < 0 && !g->err) { /* timeout or a lost connection */
+      g->err = gres[k];
+      g->fail_from = g->cur;
+    }
   }
 
   /* All reads are done: offsets become pointers, silence becomes status. */
