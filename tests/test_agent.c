@@ -92,38 +92,11 @@ static pid_t spawn_v(tenv_t* t, bool bare, const char* const* args) {
   for (size_t i = 0; args[i] && n < 47; i++)
     argv[n++] = args[i];
   argv[n] = NULL;
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(t->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0)
-      dup2(fd, 2);
-    execv(argv[0], (char* const*)argv);
-    _exit(127);
-  }
-  return pid;
+  return spawn_prog(argv, &(spawn_opts_t){.err = t->log, .err_append = true});
 }
 
 #define SPAWN(t, ...) \
   spawn_v((t), false, (const char* const[]){__VA_ARGS__, NULL})
-
-/* Waits for a pid; returns its exit status, or -1 on a signal/timeout. */
-static int wait_exit(pid_t pid, int timeout_ms) {
-  int64_t end = now_ms() + timeout_ms;
-  for (;;) {
-    int st;
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (now_ms() > end) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      return -1;
-    }
-    usleep(10000);
-  }
-}
 
 #define RUN(t, ...) wait_exit(SPAWN((t), __VA_ARGS__), DEADLINE_MS)
 

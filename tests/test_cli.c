@@ -81,38 +81,11 @@ static pid_t spawn_tool(const char* inf, const char* outf, const char* errf,
   for (size_t i = 0; args[i] && n < 63; i++)
     argv[n++] = args[i];
   argv[n] = NULL;
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    unsetenv("MCRING_SERVERS");
-    int i = open(inf, O_RDONLY);
-    int o = open(outf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int e = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (i < 0 || o < 0 || e < 0)
-      _exit(126);
-    dup2(i, 0);
-    dup2(o, 1);
-    dup2(e, 2);
-    execv(argv[0], (char* const*)argv);
-    _exit(127);
-  }
-  return pid;
-}
-
-static int wait_exit(pid_t pid, int timeout_ms) {
-  int64_t end = now_ms() + timeout_ms;
-  for (;;) {
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (now_ms() > end) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      return -1;
-    }
-    usleep(2000);
-  }
+  return spawn_prog(argv, &(spawn_opts_t){.in = inf,
+                                          .out = outf,
+                                          .err = errf,
+                                          .unset = (const char* const[]){
+                                              "MCRING_SERVERS", NULL}});
 }
 
 static void run_v(run_t* r, const void* in, size_t in_len,

@@ -101,22 +101,13 @@ static int run_agent(senv_t* e, uid_t uid, gid_t gid, gid_t sgid,
   for (size_t i = 0; args[i] && n < 31; i++)
     argv[n++] = args[i];
   argv[n] = NULL;
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0666);
-    if (fd >= 0)
-      dup2(fd, 2);
-    if (uid != (uid_t)-1) {
-      gid_t groups[1] = {sgid};
-      if (setgroups(1, groups) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
-        _exit(126);
-    }
-    execv(argv[0], (char* const*)argv);
-    _exit(127);
-  }
-  return chaos_wait(pid, 10000);
+  spawn_opts_t o = {.err = e->log,
+                    .err_append = true,
+                    .as_user = uid != (uid_t)-1,
+                    .uid = uid,
+                    .gid = gid,
+                    .sgid = sgid};
+  return wait_exit(spawn_prog(argv, &o), 10000);
 }
 
 #define AGENT(e, ...) \

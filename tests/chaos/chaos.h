@@ -89,35 +89,13 @@ static inline pid_t chaos_agent_spawn(chaos_env_t* e, const char* const* envs,
   for (size_t i = 0; args[i] && n < 39; i++)
     argv[n++] = args[i];
   argv[n] = NULL;
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0)
-      dup2(fd, 2);
-    for (size_t i = 0; envs && envs[i]; i++)
-      putenv((char*)envs[i]);
-    execv(argv[0], (char* const*)argv);
-    _exit(127);
-  }
-  return pid;
+  return spawn_prog(
+      argv, &(spawn_opts_t){.err = e->log, .err_append = true, .env = envs});
 }
 
 /* Waits for pid; its exit status, or -1 (signal, or killed at timeout). */
 static inline int chaos_wait(pid_t pid, int timeout_ms) {
-  int64_t end = now_ms() + timeout_ms;
-  for (;;) {
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (now_ms() > end) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      return -1;
-    }
-    usleep(5000);
-  }
+  return wait_exit(pid, timeout_ms);
 }
 
 /* True while pid has not exited (a zombie counts as exited). */

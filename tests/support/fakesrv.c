@@ -342,7 +342,8 @@ size_t fake_received(fake_t* f, char* out, size_t cap) {
   size_t n = f->rxlen;
   if (out != NULL && cap > 0) {
     size_t k = n < cap - 1 ? n : cap - 1;
-    if (k) memcpy(out, f->rx, k);
+    if (k)
+      memcpy(out, f->rx, k);
     out[k] = '\0';
   }
   pthread_mutex_unlock(&f->mu);

@@ -156,6 +156,27 @@ typedef struct {
 void refuser_start(refuser_t* r);
 void refuser_stop(refuser_t* r);
 
+/* ---------------------------------------------------------------- programs */
+/* How spawn_prog starts a program; every field may be left zero. */
+typedef struct {
+  const char* in;           /* stdin from this file */
+  const char* out;          /* stdout to this file (truncated) */
+  const char* err;          /* stderr to this file */
+  bool err_append;          /* append to err instead of truncating it */
+  const char* const* env;   /* "NAME=value" to add, NULL-terminated */
+  const char* const* unset; /* names to remove, NULL-terminated */
+  bool as_user;             /* run as uid:gid with one extra group sgid */
+  uid_t uid;
+  gid_t gid, sgid;
+} spawn_opts_t;
+/* Forks and execs argv[0] (argv NULL-terminated); the child dies with the
+ * test process. It exits 126 when a redirection or the user switch fails,
+ * 127 when exec fails. o may be NULL. */
+pid_t spawn_prog(const char* const* argv, const spawn_opts_t* o);
+/* Waits up to timeout_ms for pid: its exit status, or -1 (killed by a
+ * signal, or at the timeout, after which it is killed and reaped). */
+int wait_exit(pid_t pid, int timeout_ms);
+
 /* ---------------------------------------------------------------- client */
 
 /* The common fixture, for .init / .fini: a memcached on a fresh port
