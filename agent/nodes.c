@@ -190,18 +190,8 @@ bool agent_addr_parse(const char* s, size_t len, char* out) {
 }
 
 int agent_parse_u64(const char* s, size_t len, uint64_t max, uint64_t* out) {
-  if (len == 0 || len > 20)
-    return -1;
-  uint64_t v = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (s[i] < '0' || s[i] > '9')
-      return -1;
-    unsigned d = (unsigned)(s[i] - '0');
-    if (v > (UINT64_MAX - d) / 10)
-      return -1;
-    v = v * 10 + d;
-  }
-  if (v > max)
+  uint64_t v;
+  if (mcr__dec_to_u64(s, len, &v) != 0 || v > max)
     return -1;
   *out = v;
   return 0;
