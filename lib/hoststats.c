@@ -127,6 +127,31 @@ static int open_file(const char* dir, int flags, struct stat* st, char* err,
   return fd;
 }
 
+/* Opens and maps DIR/stats (read-write or read-only) and checks its
+ * header. Returns 0 with the mapping, its length and slot count, or an
+ * error: MCR_ESNAPSHOT when there is none or it is not a stats segment. */
+static int map_segment(const char* dir, bool writable, char** map, size_t* len,
+                       uint32_t* slots, char* err, size_t errlen) {
+  struct stat st;
+  int fd = open_file(dir, writable ? O_RDWR : O_RDONLY, &st, err, errlen);
+  if (fd < 0)
+    return fd;
+  *len = (size_t)st.st_size;
+  void* m = *len ? mmap(NULL, *len, PROT_READ | (writable ? PROT_WRITE : 0),
+                        MAP_SHARED, fd, 0)
+                 : MAP_FAILED;
+  close(fd);
+  if (m == MAP_FAILED || !header_ok(m, *len)) {
+    if (m != MAP_FAILED)
+      munmap(m, *len);
+    snprintf(err, errlen, "%s/%s: not an mcring stats segment", dir, HS_FILE);
+    return MCR_ESNAPSHOT;
+  }
+  *map = m;
+  memcpy(slots, (char*)m + offsetof(hs_header_t, slots), 4);
+  return 0;
+}
+
 int mcr_hoststats_create(const char* dir, unsigned slots, char* err,
                          size_t errlen) {
   char dummy[8];
@@ -218,19 +243,15 @@ static hs_slot_t* claim(mcr__hs_t* h) {
 
 int mcr__hs_open(mcr_client_t* c, const char* dir) {
   char err[256];
-  struct stat st;
-  int fd = open_file(dir, O_RDWR, &st, err, sizeof err);
-  if (fd < 0)
-    return fd == MCR_ESNAPSHOT ? 0 : fd; /* no segment: no stats */
-  size_t len = (size_t)st.st_size;
-  void* m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (m == MAP_FAILED)
-    return 0;
-  if (!header_ok(m, len)) {
-    munmap(m, len);
-    return 0;
-  }
+  char* m;
+  size_t len;
+  uint32_t slots;
+  int rc = map_segment(dir, true, &m, &len, &slots, err, sizeof err);
+  /* Host stats are optional: no segment, no write access (a worker outside
+   * the agent's group) or a bad file leaves this client's counters private
+   * instead of failing it. */
+  if (rc)
+    return rc == MCR_ENOMEM ? rc : 0;
   mcr__hs_t* h = mcr__calloc(1, sizeof(*h));
   if (!h) {
     munmap(m, len);
@@ -238,7 +259,7 @@ int mcr__hs_open(mcr_client_t* c, const char* dir) {
   }
   h->map = m;
   h->len = len;
-  memcpy(&h->slots, (char*)m + offsetof(hs_header_t, slots), 4);
+  h->slots = slots;
   h->fork_gen = ck_pr_load_uint(&mcr__fork_gen);
   h->slot = claim(h);
   c->hs = h;
@@ -351,19 +372,12 @@ int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir, char* err,
   if (!out || !dir)
     return MCR_EINVAL;
   *out = NULL;
-  struct stat st;
-  int fd = open_file(dir, O_RDONLY, &st, err, errlen);
-  if (fd < 0)
-    return fd;
-  size_t len = (size_t)st.st_size;
-  void* m = len ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
-  close(fd);
-  if (m == MAP_FAILED || !header_ok(m, len)) {
-    if (m != MAP_FAILED)
-      munmap(m, len);
-    snprintf(err, errlen, "%s/%s: not an mcring stats segment", dir, HS_FILE);
-    return MCR_ESNAPSHOT;
-  }
+  char* m;
+  size_t len;
+  uint32_t slots;
+  int rc = map_segment(dir, false, &m, &len, &slots, err, errlen);
+  if (rc)
+    return rc;
   mcr_hoststats_t* h = mcr__calloc(1, sizeof(*h));
   if (!h) {
     munmap(m, len);
@@ -371,7 +385,7 @@ int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir, char* err,
   }
   h->map = m;
   h->len = len;
-  memcpy(&h->slots, (char*)m + offsetof(hs_header_t, slots), 4);
+  h->slots = slots;
   *out = h;
   return 0;
 }

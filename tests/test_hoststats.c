@@ -216,3 +216,19 @@ Test(hoststats, off_and_absent_keep_counters_private) {
   cr_assert_eq(slots, 0);
   mcr_client_free(c);
 }
+
+Test(hoststats, a_segment_it_cannot_use_leaves_the_client_working) {
+  /* A stats file the client may not use (here a symlink, refused like
+   * one it may not write) must cost only the host stats, never the
+   * client. */
+  char path[128];
+  snprintf(path, sizeof path, "%s/stats", dir);
+  cr_assert_eq(symlink("/dev/null", path), 0);
+  mcr_client_t* c = ring_client(1);
+  traffic(c, 2);
+  mcr_client_free(c);
+  mcr_hoststats_t* h;
+  char err[256];
+  cr_assert_eq(mcr_hoststats_open(&h, dir, err, sizeof err), MCR_EPERM, "%s",
+               err);
+}
