@@ -192,6 +192,10 @@ typedef struct {
   /* The uid that must own the snapshot files under ring_dir; -1 (default)
    * means the owner of ring_dir itself. */
   long ring_owner_uid;
+  /* 1: check every generation of the ring in full in this process (the
+   * `verify` of mcr_snapshot_opts_t); default 0: header, bounds and node
+   * table only, as the agent verified the rest before publishing. */
+  int ring_verify;
   mcr_distribution_t distribution; /* default MCR_DIST_KETAMA */
   int connect_timeout_ms;          /* default 1000; covers name resolution */
   int io_timeout_ms;               /* default 1000; whole reply per call */
@@ -671,14 +675,21 @@ MCR_EXTERN int mcr_ring_node(const mcr_ring_t* r, size_t i,
 
 /* A reader of the ring snapshot directory that mcring-agent publishes
  * (docs/snapshot.md). It maps the current generation read-only after
- * validating it completely; mcr_snapshot_refresh costs one atomic load
- * while nothing changed. One handle is used by one thread at a time. */
+ * validating it; mcr_snapshot_refresh costs one atomic load while nothing
+ * changed. One handle is used by one thread at a time. */
 typedef struct mcr_snapshot mcr_snapshot_t;
 
 typedef struct {
   /* Owner the control file and every ring file must have. -1 (default):
    * the owner of the ring directory. */
   long expected_uid;
+  /* 0 (default): each generation's header, bounds and node table are
+   * validated (time proportional to the nodes); the agent has verified the
+   * arrays before publishing, and lookups stay inside them whatever they
+   * hold. 1: also the checksum, the point order, every owner index and the
+   * bucket index, in this process too (about 250 us per switch at 500
+   * nodes). docs/snapshot.md, "What a reader checks". */
+  int verify;
 } mcr_snapshot_opts_t;
 
 /* Sets the defaults above. */

@@ -86,13 +86,25 @@ static inline uint32_t mcr__ring_find_point(const mcr_ring_t* r, uint32_t h) {
   uint32_t b = h >> (32 - MCR__BUCKET_BITS);
   uint32_t i = r->buckets[b];
   uint32_t end = r->buckets[b + 1];
+  /* A mapped ring's arrays are trusted only as far as bounds (see
+   * snapshot.c): whatever the index holds, the scan stays inside the
+   * points and the result is a valid point index. */
+  if (MCR__UNLIKELY(end > r->npoints))
+    end = r->npoints;
   while (i < end && r->points[i] < h)
     i++;
-  return MCR__UNLIKELY(i == r->npoints) ? 0 : i;
+  return MCR__UNLIKELY(i >= r->npoints) ? 0 : i;
+}
+
+/* The owner of a point, always < r->nnodes (node 0 for an index out of
+ * range, which only a mapped file altered after publication can hold). */
+static inline uint32_t mcr__ring_owner(const mcr_ring_t* r, uint32_t point) {
+  uint32_t o = r->owners[point];
+  return MCR__LIKELY(o < r->nnodes) ? o : 0;
 }
 
 static inline uint32_t mcr__ring_find(const mcr_ring_t* r, uint32_t h) {
-  return r->owners[mcr__ring_find_point(r, h)];
+  return mcr__ring_owner(r, mcr__ring_find_point(r, h));
 }
 
 /* Node index for a key; the routing fast path of the client. */
@@ -135,7 +147,7 @@ int mcr__ring_account(const uint32_t* points, const uint32_t* owners,
 #define MCR__SNAP_MAGIC "MCRRING1"     /* 8 bytes, no NUL */
 #define MCR__SNAP_CTL_MAGIC "MCRCTL01" /* 8 bytes, no NUL */
 #define MCR__SNAP_ABI_MAJOR 1u
-#define MCR__SNAP_ABI_MINOR 0u
+#define MCR__SNAP_ABI_MINOR 1u
 #define MCR__SNAP_CTL_NAME "ctl"
 #define MCR__SNAP_CTL_SIZE 4096u
 #define MCR__SNAP_CTL_GEN_OFF 16u /* the 8-aligned generation word */
@@ -166,7 +178,9 @@ typedef struct {
   uint64_t owners_len;  /* 112 */
   uint64_t buckets_off; /* 120 (2^bucket_bits + 1) u32 point indexes */
   uint64_t buckets_len; /* 128 */
-  uint64_t reserved[7]; /* 136 zero */
+  uint64_t arcs_off;    /* 136 ABI minor >= 1: node_count u64, the hashes */
+  uint64_t arcs_len;    /* 144 (out of 2^32) each node owns; 0 in minor 0 */
+  uint64_t reserved[5]; /* 152 zero */
 } mcr__snap_header_t;   /* 192 bytes; the last 8 bytes of the file hold
                            XXH3-64 of every byte before them */
 
@@ -195,13 +209,21 @@ void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
  * corrupted file pass the checksum and reach the field checks). */
 void mcr__snapshot_seal(void* buf, size_t size);
 
-/* Checks a snapshot image completely (header, bounds, checksum, order,
- * owners, bucket index) and, on success, builds a ring that points into
+/* Checks a snapshot image and, on success, builds a ring that points into
  * it: *out->map = NULL (the caller owns the bytes and sets map/map_len).
+ * Always checked, in time proportional to the node count: the header,
+ * every section's bounds, the node table and its strings, the per-node
+ * point counts and arcs against the totals. With `full` also the checksum,
+ * the order of the points, every owner index and the exact bucket index
+ * (time proportional to the point count; a file without the arcs section,
+ * ABI minor 0, is always checked in full). Lookups never leave the arrays
+ * of a ring that passed the first part (ring.h), so `full` decides only
+ * whether a damaged file can route keys, never whether it can crash.
  * `generation` is the expected generation (0 = any). Returns 0, or
- * MCR_ESNAPSHOT / MCR_ENOTSUP / MCR_ENOMEM with a message in err. */
+ * MCR_ESNAPSHOT / MCR_ENOMEM with a message in err. */
 int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
-                           mcr_ring_t** out, char* err, size_t errlen);
+                           bool full, mcr_ring_t** out, char* err,
+                           size_t errlen);
 
 /* ---------------------------------------------------------------- writer
  * The writer side (snapshot_write.c), used by the agent. One writer per

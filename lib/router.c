@@ -133,8 +133,9 @@ static void node_free(mcr__node_t* n) {
  * a typical switch costs one hash per node and allocates only for new
  * nodes. On failure c->nodes is untouched. */
 static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
-  size_t n = ring->nnodes, next = 0;
-  mcr__node_t* fresh = mcr__calloc(n, sizeof(*fresh));
+  size_t n = ring->nnodes, next = 0, filled = 0;
+  /* Not zeroed: every entry is assigned whole below (kept or new). */
+  mcr__node_t* fresh = mcr__malloc(n * sizeof(*fresh));
   bool* taken = mcr__calloc(c->nnodes + 1, sizeof(*taken));
   if (!fresh || !taken) {
     mcr__free(fresh);
@@ -142,7 +143,7 @@ static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
     return MCR_ENOMEM;
   }
   int rc = 0;
-  for (size_t i = 0; i < n && !rc; i++) {
+  for (size_t i = 0; i < n && !rc; i++, filled++) {
     uint64_t id = ring_ident(&ring->nodes[i]);
     size_t j = SIZE_MAX;
     if (i < c->nnodes && !taken[i] && c->nodes[i].ident == id)
@@ -162,9 +163,9 @@ static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
   }
   if (rc) {
     /* Give back only what this call allocated: kept nodes still belong to
-     * c->nodes (nothing was removed from it yet), and entries never filled
-     * are all zero (no fd to close). */
-    for (size_t i = 0; i < n; i++) {
+     * c->nodes (nothing was removed from it yet); a new node that failed
+     * half-way has no fd and NULL for what it did not get. */
+    for (size_t i = 0; i < filled; i++) {
       bool kept = false;
       for (size_t k = 0; k < c->nnodes && !kept; k++)
         kept = taken[k] && c->nodes[k].srv.host == fresh[i].srv.host;
@@ -192,6 +193,7 @@ static int open_snapshot(mcr_client_t* c, router_t* r, const char* dir) {
   mcr_snapshot_opts_t so;
   mcr_snapshot_opts_init(&so);
   so.expected_uid = c->opts.ring_owner_uid;
+  so.verify = c->opts.ring_verify;
   char err[256] = "";
   int rc = mcr_snapshot_open(&r->snap, dir, &so, err, sizeof err);
   if (rc)
@@ -259,11 +261,11 @@ static mcr__node_t* eject_route(mcr_client_t* c, const mcr_ring_t* ring,
   uint32_t p = mcr__ring_find_point(ring, h);
   for (uint32_t step = 0; step < ring->npoints; step++) {
     uint32_t q = p + step < ring->npoints ? p + step : p + step - ring->npoints;
-    mcr__node_t* n = &c->nodes[ring->owners[q]];
+    mcr__node_t* n = &c->nodes[mcr__ring_owner(ring, q)];
     if (n->down_until <= now)
       return n;
   }
-  return &c->nodes[ring->owners[p]];
+  return &c->nodes[mcr__ring_owner(ring, p)];
 }
 
 mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {

@@ -18,6 +18,8 @@
  *             (offset, length) into the strings section, port, state,
  *             weight, points
  *   strings   NUL-terminated host and address texts
+ *   arcs      node_count u64: the hashes (out of 2^32) each node owns
+ *             (ABI minor 1; a minor 0 file has none)
  *   points    point_count u32, ascending (ties ordered by node index)
  *   owners    point_count u32, the node index of each point
  *   buckets   2^16 + 1 u32: entry b is the index of the first point whose
@@ -29,10 +31,18 @@
  * Why a reader can trust what it maps: it opens with O_RDONLY|O_NOFOLLOW
  * relative to the directory fd, refuses files that are not regular, not
  * owned by the expected user, or writable by group or other, maps PROT_READ,
- * and validates the whole file once per generation (every field, every
- * offset and length overflow-safe against the fstat size, the checksum,
- * point order, node indexes, the exact bucket index) before any lookup
- * touches it. A refused generation leaves the last good ring in place.
+ * and validates once per generation, before any lookup, everything whose
+ * size grows with the nodes: every header field, every section's offset
+ * and length overflow-safe against the fstat size, the node table and its
+ * strings, the per-node point counts and arcs against the totals. The
+ * O(points) checks (the checksum, point order, owner indexes, the exact
+ * bucket index: ~250 us at 500 nodes) are made once per host, by the
+ * writer from the file's own bytes before it publishes (snapshot_write.c),
+ * and again by readers only on request (opts.verify). A reader does not
+ * need them to stay safe: lookups clamp every index they read from the
+ * arrays (ring.h), so whatever a file holds, a lookup stays inside it and
+ * names a node of the table. A refused generation leaves the last good
+ * ring in place. docs/decisions.md has the numbers behind this split.
  *
  * Why checking is cheap: mcr_snapshot_refresh is one acquire load of the
  * control file's generation compared with the last generation seen; only a
@@ -59,6 +69,7 @@ _Static_assert(sizeof(mcr__snap_header_t) == 192, "header layout");
 _Static_assert(sizeof(mcr__snap_node_t) == MCR__SNAP_NODE_SIZE, "node size");
 _Static_assert(offsetof(mcr__snap_header_t, nodes_off) == 56, "header");
 _Static_assert(offsetof(mcr__snap_header_t, buckets_len) == 128, "header");
+_Static_assert(offsetof(mcr__snap_header_t, arcs_len) == 144, "header");
 
 /* The biggest ring file a reader accepts (a full ring is about 130 MiB). */
 #define SNAP_MAX_SIZE ((uint64_t)1 << 30)
@@ -155,6 +166,13 @@ static int check_header(const mcr__snap_header_t* h, size_t size,
       (rc = check_section("bucket", h->buckets_off, h->buckets_len,
                           ((uint64_t)MCR__BUCKETS + 1) * 4, h, err, errlen)))
     return rc;
+  if (h->abi_minor >= 1 &&
+      ((rc = check_section("arc", h->arcs_off, h->arcs_len,
+                           (uint64_t)h->node_count * 8, h, err, errlen)) ||
+       (h->arcs_off % 8 &&
+        (rc = bad(err, errlen, "arc section at %" PRIu64 " misaligned%.0" PRIu64,
+                  h->arcs_off, 0)))))
+    return rc;
   return 0;
 }
 
@@ -170,8 +188,72 @@ static const char* section_string(const char* strings, uint64_t slen,
   return s;
 }
 
+/* The O(points) half of validation: the checksum, the order of the points,
+ * every owner index, the exact bucket index, and each node's point count
+ * and arc recomputed from the arrays and compared with `nodes` (the node
+ * table's counts, and the arcs section's arcs when `have_arcs`; without
+ * one the recomputed arcs are stored into `nodes`). */
+static int verify_arrays(const char* base, size_t size,
+                         const mcr__snap_header_t* h, mcr__ring_node_t* nodes,
+                         bool have_arcs, char* err, size_t errlen) {
+  uint64_t sum;
+  memcpy(&sum, base + size - 8, 8);
+  if (XXH3_64bits(base, size - 8) != sum)
+    return bad(err, errlen, "checksum mismatch%.0" PRIu64 "%.0" PRIu64, 0, 0);
+
+  const uint32_t* points = (const uint32_t*)(base + h->points_off);
+  const uint32_t* owners = (const uint32_t*)(base + h->owners_off);
+  const uint32_t* buckets = (const uint32_t*)(base + h->buckets_off);
+  uint32_t np = h->point_count, nn = h->node_count;
+  mcr__ring_node_t* count = mcr__calloc(nn, sizeof(*count));
+  if (!count)
+    return MCR_ENOMEM;
+  int rc = 0;
+  /* One pass checks the order and the node indexes and counts each node's
+   * points and arc (what mcr__ring_account computes). */
+  for (uint32_t i = 0; i < np && !rc; i++) {
+    uint32_t o = owners[i];
+    if (o >= nn) {
+      rc = bad(err, errlen, "point %" PRIu64 " names node %" PRIu64, i, o);
+    } else if (i && (points[i] < points[i - 1] ||
+                     (points[i] == points[i - 1] && o < owners[i - 1]))) {
+      rc = bad(err, errlen, "points not sorted at %" PRIu64 "%.0" PRIu64, i,
+               0);
+    } else {
+      count[o].points++;
+      count[o].arc += i ? (uint64_t)points[i] - points[i - 1]
+                        : (uint64_t)points[0] + 1 +
+                              (0xffffffffu - (uint64_t)points[np - 1]);
+    }
+  }
+  /* With the points sorted, bucket b is right exactly when it points at the
+   * first point whose top bits are >= b: the point there is >= b and the
+   * one before it is < b. One read of the index, no merge with the points. */
+  const unsigned shift = 32 - MCR__BUCKET_BITS;
+  uint32_t b = 0, prev = 0;
+  for (; b < MCR__BUCKETS && !rc; b++) {
+    uint32_t v = buckets[b];
+    if (v < prev || v > np || (v < np && (points[v] >> shift) < b) ||
+        (v > 0 && (points[v - 1] >> shift) >= b))
+      rc = bad(err, errlen, "bucket %" PRIu64 " is wrong (%" PRIu64 ")", b, v);
+    prev = v;
+  }
+  for (uint32_t i = 0; i < nn && !rc; i++) {
+    if (count[i].points != nodes[i].points ||
+        (have_arcs && count[i].arc != nodes[i].arc))
+      rc = bad(err, errlen,
+               "node %" PRIu64 " entry disagrees with the continuum (%" PRIu64
+               " points)",
+               i, count[i].points);
+    nodes[i].arc = count[i].arc;
+  }
+  mcr__free(count);
+  return rc;
+}
+
 int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
-                           mcr_ring_t** out, char* err, size_t errlen) {
+                           bool full, mcr_ring_t** out, char* err,
+                           size_t errlen) {
   *out = NULL;
   const char* base = buf;
   const mcr__snap_header_t* h = buf;
@@ -183,15 +265,11 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
   int rc = check_header(h, size, generation, err, errlen);
   if (rc)
     return rc;
+  /* Files from writers before ABI minor 1 carry no arcs: only the full
+   * pass can compute them. */
+  bool have_arcs = h->abi_minor >= 1;
+  full |= !have_arcs;
 
-  uint64_t sum;
-  memcpy(&sum, base + size - 8, 8);
-  if (XXH3_64bits(buf, size - 8) != sum)
-    return bad(err, errlen, "checksum mismatch%.0" PRIu64 "%.0" PRIu64, 0, 0);
-
-  const uint32_t* points = (const uint32_t*)(base + h->points_off);
-  const uint32_t* owners = (const uint32_t*)(base + h->owners_off);
-  const uint32_t* buckets = (const uint32_t*)(base + h->buckets_off);
   uint32_t np = h->point_count, nn = h->node_count;
   mcr_ring_t* r = mcr__calloc(1, sizeof(*r));
   mcr__ring_node_t* nodes = mcr__calloc(nn, sizeof(*nodes));
@@ -200,47 +278,11 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
     mcr__free(nodes);
     return MCR_ENOMEM;
   }
-  /* One pass checks the order and the node indexes and counts each node's
-   * points and arc (what mcr__ring_account computes), so a swap reads the
-   * arrays once besides the checksum. */
-  for (uint32_t i = 0; i < np; i++) {
-    uint32_t o = owners[i];
-    if (o >= nn || (i && (points[i] < points[i - 1] ||
-                          (points[i] == points[i - 1] && o < owners[i - 1])))) {
-      mcr__free(r);
-      mcr__free(nodes);
-      if (o >= nn)
-        return bad(err, errlen, "point %" PRIu64 " names node %" PRIu64, i, o);
-      return bad(err, errlen, "points not sorted at %" PRIu64 "%.0" PRIu64, i,
-                 0);
-    }
-    uint64_t arc =
-        i ? (uint64_t)points[i] - points[i - 1]
-          : (uint64_t)points[0] + 1 + (0xffffffffu - (uint64_t)points[np - 1]);
-    nodes[o].points++;
-    nodes[o].arc += arc;
-  }
-  /* With the points sorted, bucket b is right exactly when it points at the
-   * first point whose top bits are >= b: the point there is >= b and the
-   * one before it is < b. One read of the index, no merge with the points. */
-  const unsigned shift = 32 - MCR__BUCKET_BITS;
-  uint32_t b = 0, prev = 0;
-  for (; b < MCR__BUCKETS; b++) {
-    uint32_t v = buckets[b];
-    if (v < prev || v > np || (v < np && (points[v] >> shift) < b) ||
-        (v > 0 && (points[v - 1] >> shift) >= b))
-      break;
-    prev = v;
-  }
-  if (b < MCR__BUCKETS || buckets[MCR__BUCKETS] != np) {
-    mcr__free(r);
-    mcr__free(nodes);
-    return bad(err, errlen, "bucket %" PRIu64 " is wrong (%" PRIu64 ")", b,
-               buckets[b]);
-  }
-
+  /* The node table, its strings and the totals: O(nodes). Each arc is at
+   * most 2^32, so 65535 of them cannot overflow the sum. */
   const char* strings = base + h->strings_off;
-  for (uint32_t i = 0; i < nn; i++) {
+  uint64_t points_sum = 0, arcs_sum = 0;
+  for (uint32_t i = 0; i < nn && !rc; i++) {
     mcr__snap_node_t e;
     memcpy(&e, base + h->nodes_off + (uint64_t)i * MCR__SNAP_NODE_SIZE,
            sizeof(e));
@@ -251,15 +293,35 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
     nodes[i].port = e.port;
     nodes[i].state = e.state;
     nodes[i].weight = e.weight;
-    if (!nodes[i].host || !nodes[i].address || e.points != nodes[i].points) {
-      mcr__free(r);
-      mcr__free(nodes);
-      return bad(err, errlen, "node %" PRIu64 " entry is invalid%.0" PRIu64, i,
-                 0);
-    }
+    nodes[i].points = e.points;
+    points_sum += e.points;
+    if (have_arcs)
+      memcpy(&nodes[i].arc, base + h->arcs_off + (uint64_t)i * 8, 8);
+    arcs_sum += nodes[i].arc;
+    if (!nodes[i].host || !nodes[i].address || nodes[i].arc > (1ull << 32))
+      rc = bad(err, errlen, "node %" PRIu64 " entry is invalid%.0" PRIu64, i,
+               0);
   }
-  r->points = points;
-  r->owners = owners;
+  const uint32_t* buckets = (const uint32_t*)(base + h->buckets_off);
+  if (!rc && points_sum != np)
+    rc = bad(err, errlen,
+             "node point counts add up to %" PRIu64 ", not %" PRIu64,
+             points_sum, np);
+  if (!rc && have_arcs && arcs_sum != (1ull << 32))
+    rc = bad(err, errlen, "node arcs add up to %" PRIu64 ", not %" PRIu64,
+             arcs_sum, 1ull << 32);
+  if (!rc && buckets[MCR__BUCKETS] != np)
+    rc = bad(err, errlen, "bucket index ends at %" PRIu64 ", not %" PRIu64,
+             buckets[MCR__BUCKETS], np);
+  if (!rc && full)
+    rc = verify_arrays(base, size, h, nodes, have_arcs, err, errlen);
+  if (rc) {
+    mcr__free(r);
+    mcr__free(nodes);
+    return rc;
+  }
+  r->points = (const uint32_t*)(base + h->points_off);
+  r->owners = (const uint32_t*)(base + h->owners_off);
   r->buckets = buckets;
   r->npoints = np;
   r->nnodes = nn;
@@ -279,7 +341,8 @@ struct mcr_snapshot {
   mcr_ring_t* ring;        /* current good ring (owns its mapping) */
   void* ctl_map;
   int dirfd;
-  uid_t uid; /* expected owner */
+  uid_t uid;  /* expected owner */
+  bool verify; /* validate every generation in full (opts.verify) */
   char err[256];
 };
 
@@ -372,7 +435,8 @@ static int load_gen(mcr_snapshot_t* s, uint64_t gen) {
   }
   mcr_ring_t* r;
   char verr[200];
-  int rc = mcr__snapshot_validate(map, len, gen, &r, verr, sizeof(verr));
+  int rc =
+      mcr__snapshot_validate(map, len, gen, s->verify, &r, verr, sizeof(verr));
   if (rc) {
     munmap(map, len);
     snprintf(s->err, sizeof(s->err), "%s refused: %s", name, verr);
@@ -425,6 +489,7 @@ int mcr_snapshot_refresh(mcr_snapshot_t* s) {
 
 void mcr_snapshot_opts_init(mcr_snapshot_opts_t* opts) {
   opts->expected_uid = -1;
+  opts->verify = 0;
 }
 
 static int open_ctl(mcr_snapshot_t* s) {
@@ -476,6 +541,7 @@ int mcr_snapshot_open(mcr_snapshot_t** out, const char* dir,
   } else {
     s->uid =
         opts && opts->expected_uid >= 0 ? (uid_t)opts->expected_uid : st.st_uid;
+    s->verify = opts && opts->verify != 0;
     if (st.st_mode & S_IWOTH) {
       snprintf(s->err, sizeof(s->err), "%s is world-writable", dir);
       rc = MCR_EPERM;

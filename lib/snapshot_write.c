@@ -6,8 +6,10 @@
  * written into a new file that no reader can be looking at yet (created
  * O_EXCL|O_NOFOLLOW relative to the directory fd, mode 0640, allocated in
  * full with posix_fallocate so filling it cannot hit ENOSPC half-way, filled
- * through a shared mapping of the new file, checksummed), and only then made
- * current by one release store of its generation into the control file. The
+ * through a shared mapping of the new file, checksummed, and verified in
+ * full from the file's own bytes: the O(points) checks readers skip), and
+ * only then made current by one release store of its generation into the
+ * control file. The
  * previous file is unlinked afterwards; readers still mapping it keep it alive,
  * and the kernel frees it with their last mapping, so reclamation needs no
  * reader cooperation.
@@ -52,7 +54,7 @@ static size_t align_up(size_t v, size_t a) {
 
 /* Section offsets of ring r's file, in file order. */
 typedef struct {
-  size_t nodes, strings, strings_len, points, owners, buckets, total;
+  size_t nodes, strings, strings_len, arcs, points, owners, buckets, total;
 } layout_t;
 
 static layout_t layout(const mcr_ring_t* r) {
@@ -64,7 +66,8 @@ static layout_t layout(const mcr_ring_t* r) {
   l.strings = align_up(l.nodes + (size_t)r->nnodes * MCR__SNAP_NODE_SIZE,
                        MCR__SNAP_ALIGN);
   l.strings_len = slen;
-  l.points = align_up(l.strings + slen, MCR__SNAP_ALIGN);
+  l.arcs = align_up(l.strings + slen, MCR__SNAP_ALIGN);
+  l.points = align_up(l.arcs + (size_t)r->nnodes * 8, MCR__SNAP_ALIGN);
   l.owners = align_up(l.points + (size_t)r->npoints * 4, MCR__SNAP_ALIGN);
   l.buckets = align_up(l.owners + (size_t)r->npoints * 4, MCR__SNAP_ALIGN);
   l.total = align_up(l.buckets + ((size_t)MCR__BUCKETS + 1) * 4, 8) + 8;
@@ -112,6 +115,8 @@ void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
   h.owners_len = (uint64_t)r->npoints * 4;
   h.buckets_off = l.buckets;
   h.buckets_len = ((uint64_t)MCR__BUCKETS + 1) * 4;
+  h.arcs_off = l.arcs;
+  h.arcs_len = (uint64_t)r->nnodes * 8;
   memcpy(base, &h, sizeof(h));
 
   size_t pos = 0;
@@ -125,6 +130,7 @@ void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
     e.weight = n->weight;
     e.points = n->points;
     memcpy(base + l.nodes + (size_t)i * MCR__SNAP_NODE_SIZE, &e, sizeof(e));
+    memcpy(base + l.arcs + (size_t)i * 8, &n->arc, 8);
   }
   memcpy(base + l.points, r->points, (size_t)r->npoints * 4);
   memcpy(base + l.owners, r->owners, (size_t)r->npoints * 4);
@@ -301,6 +307,19 @@ static int write_file(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
     mcr__snapshot_encode(
         r, gen, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, map,
         size);
+    /* Readers check only what is proportional to the nodes (snapshot.c):
+     * the arrays are verified here, once per host, from the file's own
+     * bytes, before anyone can be told the generation. */
+    mcr_ring_t* check;
+    char verr[160];
+    rc = mcr__snapshot_validate(map, size, gen, true, &check, verr,
+                                sizeof(verr));
+    if (rc) {
+      snprintf(w->err, sizeof(w->err), "%s failed verification: %s", name,
+               verr);
+    } else {
+      mcr_ring_free(check); /* ->heap is NULL: frees only the node table */
+    }
     munmap(map, size);
   }
   close(fd);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "mcring.h"
+#include "ring.h"
 #include "support.h"
 
 #define DEADLINE_MS 10000
@@ -695,6 +696,32 @@ Test(cli, ring_dir_routes_and_reports) {
   expect_ok(&r, 0, NULL);
   cr_assert(strstr(r.out, "# agent\n") && strstr(r.out, "generation 1\n"), "%s",
             r.out);
+  wenv_fini(&w);
+}
+
+/* A published file altered in place (its first point made the largest):
+ * a plain reader still routes by it (header and node table are fine),
+ * --verify refuses it (its checksum no longer matches). */
+Test(cli, verify_checks_the_ring_file_in_full) {
+  wenv_t w;
+  wenv_init(&w);
+  publish(&w, fx_mcd.servers);
+  char path[300];
+  snprintf(path, sizeof path, "%s/ring.1", w.ring);
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+  uint64_t points_off;
+  cr_assert_eq(pread(fd, &points_off, 8, offsetof(mcr__snap_header_t,
+                                                   points_off)),
+               8);
+  uint32_t big = UINT32_MAX;
+  cr_assert_eq(pwrite(fd, &big, 4, (off_t)points_off), 4);
+  close(fd);
+  run_t r;
+  RUN(&r, "-r", w.ring, "ring");
+  expect_ok(&r, 0, NULL);
+  RUN(&r, "-r", w.ring, "--verify", "ring");
+  expect_err(&r, 2, "checksum mismatch");
   wenv_fini(&w);
 }
 

@@ -12,7 +12,10 @@
  *     the next writer recovers (MCR_LONG_TESTS=1 for 1,000 kills);
  *   - hostile files: each header field, random byte flips, truncation,
  *     unsafe permissions, a symlink, a foreign owner — each refused with a
- *     message while the last good ring stays in service.
+ *     message while the last good ring stays in service. Every fixture has
+ *     two readers: the default one (header, bounds and node table checked;
+ *     damaged arrays may be served, but every lookup must stay in range)
+ *     and one with opts.verify (everything checked, damage refused).
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -35,7 +38,8 @@
 typedef struct {
   char dir[64];
   mcr__snapshot_writer_t* w;
-  mcr_snapshot_t* s;
+  mcr_snapshot_t* s; /* default reader */
+  mcr_snapshot_t* v; /* opts.verify: checks the arrays too */
 } fixture_t;
 
 static void rm_rf(const char* dir) {
@@ -94,11 +98,13 @@ static int publish_gen(mcr__snapshot_writer_t* w) {
   return rc;
 }
 
-/* Publishes the next generation and checks that the reader switches. */
+/* Publishes the next generation and checks that both readers switch. */
 static void publish_and_switch(fixture_t* f) {
   cr_assert_eq(publish_gen(f->w), 0, "%s", mcr__snapshot_writer_error(f->w));
   cr_assert_eq(mcr_snapshot_refresh(f->s), 1, "%s",
                mcr_snapshot_last_error(f->s));
+  cr_assert_eq(mcr_snapshot_refresh(f->v), 1, "%s",
+               mcr_snapshot_last_error(f->v));
 }
 
 static void fixture_open(fixture_t* f) {
@@ -111,10 +117,17 @@ static void fixture_open(fixture_t* f) {
   cr_assert_eq(publish_gen(f->w), 0);
   cr_assert_eq(mcr_snapshot_open(&f->s, f->dir, NULL, err, sizeof(err)), 0,
                "%s", err);
+  mcr_snapshot_opts_t o;
+  mcr_snapshot_opts_init(&o);
+  cr_assert_eq(o.verify, 0);
+  o.verify = 1;
+  cr_assert_eq(mcr_snapshot_open(&f->v, f->dir, &o, err, sizeof(err)), 0,
+               "%s", err);
 }
 
 static void fixture_close(fixture_t* f) {
   mcr_snapshot_free(f->s);
+  mcr_snapshot_free(f->v);
   mcr__snapshot_writer_close(f->w);
   rm_rf(f->dir);
 }
@@ -425,33 +438,67 @@ static void plant(fixture_t* f, uint64_t gen, const void* buf, size_t size,
   mcr__snapshot_writer_store_generation(f->w, gen);
 }
 
-/* Publishes a hostile generation and expects it refused with `want` and a
- * message containing `msg` (NULL: any), the previous ring kept and
- * serving; then publishes a good generation to move on. */
-static void expect_refused(fixture_t* f, int want, const char* msg) {
-  uint64_t good = mcr_snapshot_generation(f->s);
-  const mcr_ring_t* before = mcr_snapshot_ring(f->s);
-  int rc = mcr_snapshot_refresh(f->s);
+/* Refreshes reader s onto a hostile generation and expects it refused with
+ * `want` and a message containing `msg` (NULL: any), the previous ring
+ * kept and serving. */
+static void expect_reader_refused(mcr_snapshot_t* s, int want,
+                                  const char* msg) {
+  uint64_t good = mcr_snapshot_generation(s);
+  const mcr_ring_t* before = mcr_snapshot_ring(s);
+  int rc = mcr_snapshot_refresh(s);
   cr_assert_eq(rc, want, "got %s (%s)", mcr_err_name(rc),
-               mcr_snapshot_last_error(f->s));
-  const char* e = mcr_snapshot_last_error(f->s);
+               mcr_snapshot_last_error(s));
+  const char* e = mcr_snapshot_last_error(s);
   cr_expect(e[0] != '\0');
   if (msg)
     cr_expect(strstr(e, msg) != NULL, "message \"%s\" lacks \"%s\"", e, msg);
   /* Refused once, not retried on every call; last good ring serves. */
-  cr_assert_eq(mcr_snapshot_refresh(f->s), 0);
-  cr_assert_eq(mcr_snapshot_ring(f->s), before);
-  cr_assert_eq(mcr_snapshot_generation(f->s), good);
+  cr_assert_eq(mcr_snapshot_refresh(s), 0);
+  cr_assert_eq(mcr_snapshot_ring(s), before);
+  cr_assert_eq(mcr_snapshot_generation(s), good);
   mcr_ring_t* ref = gen_ring(good);
   expect_same_routing(before, ref);
   mcr_ring_free(ref);
+}
+
+/* Every key of a sample, and a hash at each end of every bucket, lands on
+ * a node of the ring. */
+static void expect_lookups_in_range(const mcr_ring_t* r) {
+  size_t nn = mcr_ring_node_count(r);
+  for (int k = 0; k < 2000; k++) {
+    char key[16];
+    int len = snprintf(key, sizeof(key), "x%d", k);
+    cr_assert_lt(mcr_ring_locate(r, key, (size_t)len), nn);
+  }
+  for (uint32_t b = 0; b < MCR__BUCKETS; b++) {
+    cr_assert_lt(mcr__ring_find(r, b << 16), nn);
+    cr_assert_lt(mcr__ring_find(r, b << 16 | 0xffffu), nn);
+  }
+}
+
+/* Both readers refuse the hostile generation; then a good one moves on. */
+static void expect_refused(fixture_t* f, int want, const char* msg) {
+  expect_reader_refused(f->s, want, msg);
+  expect_reader_refused(f->v, want, msg);
+  publish_and_switch(f);
+}
+
+/* Damage only the full check sees: the verifying reader refuses it with
+ * `msg`; the default reader serves it, every lookup in range. */
+static void expect_verify_refused(fixture_t* f, const char* msg) {
+  expect_reader_refused(f->v, MCR_ESNAPSHOT, msg);
+  cr_assert_eq(mcr_snapshot_refresh(f->s), 1, "%s",
+               mcr_snapshot_last_error(f->s));
+  expect_lookups_in_range(mcr_snapshot_ring(f->s));
   publish_and_switch(f);
 }
 
 /* Plants a copy of the good image with one field overwritten (resealed, so
- * the field check itself must refuse it). */
-static void corrupt_at(fixture_t* f, size_t section, size_t off,
-                       const void* val, size_t len, const char* msg) {
+ * the field check itself must refuse it): by both readers, or only by the
+ * verifying one when `arrays_only`. */
+static void corrupt_in(fixture_t* f, size_t section, size_t off,
+                       const void* val, size_t len, const char* msg,
+                       bool arrays_only) {
   uint64_t gen = mcr__snapshot_writer_generation(f->w) + 1;
   size_t size;
   unsigned char* buf = good_image(gen, &size);
@@ -462,7 +509,20 @@ static void corrupt_at(fixture_t* f, size_t section, size_t off,
   mcr__snapshot_seal(buf, size);
   plant(f, gen, buf, size, 0640);
   free(buf);
-  expect_refused(f, MCR_ESNAPSHOT, msg);
+  if (arrays_only)
+    expect_verify_refused(f, msg);
+  else
+    expect_refused(f, MCR_ESNAPSHOT, msg);
+}
+
+static void corrupt_at(fixture_t* f, size_t section, size_t off,
+                       const void* val, size_t len, const char* msg) {
+  corrupt_in(f, section, off, val, len, msg, false);
+}
+
+static void corrupt_array(fixture_t* f, size_t section, size_t off,
+                          const void* val, size_t len, const char* msg) {
+  corrupt_in(f, section, off, val, len, msg, true);
 }
 
 static void corrupt_field(fixture_t* f, size_t off, const void* val, size_t len,
@@ -515,25 +575,68 @@ Test(snapshot, hostile_header_fields) {
     corrupt_u64(&f, sections[i].off + 8, UINT64_MAX, sections[i].name);
     corrupt_u64(&f, sections[i].off + 8, 4, NULL);
   }
-  /* Unsorted points, an owner out of range, a wrong bucket. */
+  corrupt_u64(&f, FIELD(arcs_off), UINT64_MAX - 3, "arc");
+  corrupt_u64(&f, FIELD(arcs_off), 4, "arc");
+  corrupt_u64(&f, FIELD(arcs_len), 8, "arc");
+  /* The bucket index must end at the point count. */
   uint32_t big = UINT32_MAX;
-  corrupt_at(&f, FIELD(points_off), 0, &big, 4, "not sorted");
-  corrupt_at(&f, FIELD(owners_off), 8, &big, 4, "names node");
-  uint32_t b1 = 12345;
-  corrupt_at(&f, FIELD(buckets_off), 4 * 1000, &b1, 4, "bucket");
+  corrupt_at(&f, FIELD(buckets_off), 4 * MCR__BUCKETS, &big, 4, "bucket index");
   /* Strings without their NUL (the first host is at most 15 bytes). */
   corrupt_at(&f, FIELD(strings_off), 0, "!!!!!!!!!!!!!!!!", 16, "node 0");
-  /* A node whose point count disagrees with the continuum. */
+  /* Per-node point counts and arcs that do not add up. */
   corrupt_at(&f, FIELD(nodes_off), offsetof(mcr__snap_node_t, points), &big, 4,
-             "node 0");
+             "point counts");
+  uint64_t arc = 12345;
+  corrupt_at(&f, FIELD(arcs_off), 0, &arc, 8, "arcs add up");
+  arc = (1ull << 32) + 1;
+  corrupt_at(&f, FIELD(arcs_off), 8, &arc, 8, "node 1");
+
+  /* Damage to the arrays: unsorted points, an owner out of range, wrong
+   * buckets (in range and beyond the points), counts that add up but
+   * disagree with the continuum. The verifying reader refuses each; the
+   * default one serves it without a lookup leaving the arrays. */
+  corrupt_array(&f, FIELD(points_off), 0, &big, 4, "not sorted");
+  corrupt_array(&f, FIELD(owners_off), 8, &big, 4, "names node");
+  uint32_t b1 = 12345;
+  corrupt_array(&f, FIELD(buckets_off), 4 * 1000, &b1, 4, "bucket");
+  corrupt_array(&f, FIELD(buckets_off), 4 * 1000, &big, 4, "bucket");
+  corrupt_array(&f, FIELD(buckets_off), 0, &big, 4, "bucket");
+  /* Node 0 claims one point more and node 1 one less: the totals hold. */
+  size_t size;
+  unsigned char* img =
+      good_image(mcr__snapshot_writer_generation(f.w) + 1, &size);
+  mcr__snap_header_t h;
+  memcpy(&h, img, sizeof(h));
+  unsigned char patch[MCR__SNAP_NODE_SIZE + 4];
+  size_t at = h.nodes_off + offsetof(mcr__snap_node_t, points);
+  memcpy(patch, img + at, sizeof(patch));
+  free(img);
+  uint32_t p0, p1;
+  memcpy(&p0, patch, 4);
+  memcpy(&p1, patch + MCR__SNAP_NODE_SIZE, 4);
+  p0++;
+  p1--;
+  memcpy(patch, &p0, 4);
+  memcpy(patch + MCR__SNAP_NODE_SIZE, &p1, 4);
+  corrupt_array(&f, FIELD(nodes_off), offsetof(mcr__snap_node_t, points), patch,
+                sizeof(patch), "disagrees");
   fixture_close(&f);
+}
+
+/* Refreshes s onto a damaged generation: refused, or served with every
+ * lookup in range. */
+static void expect_refused_or_safe(mcr_snapshot_t* s) {
+  int rc = mcr_snapshot_refresh(s);
+  cr_assert(rc == 1 || rc == MCR_ESNAPSHOT, "%d", rc);
+  expect_lookups_in_range(mcr_snapshot_ring(s));
 }
 
 Test(snapshot, hostile_checksum_and_byte_flips) {
   fixture_t f;
   fixture_open(&f);
   srand(99);
-  /* Any single flipped byte, header or payload, fails the checksum. */
+  /* Any single flipped byte, header or payload, fails the verifying
+   * reader's checksum; the default reader refuses it or serves it safely. */
   for (int i = 0; i < 300; i++) {
     uint64_t gen = mcr__snapshot_writer_generation(f.w) + 1;
     size_t size;
@@ -542,10 +645,13 @@ Test(snapshot, hostile_checksum_and_byte_flips) {
     buf[at] ^= (unsigned char)(1 + rand() % 255);
     plant(&f, gen, buf, size, 0640);
     free(buf);
-    expect_refused(&f, MCR_ESNAPSHOT, NULL);
+    expect_reader_refused(f.v, MCR_ESNAPSHOT, NULL);
+    expect_refused_or_safe(f.s);
+    publish_and_switch(&f);
   }
   /* Resealed random damage to the arrays: refused or, when the damage
-   * happens to describe a valid ring, served without crashing. */
+   * passes the checks a reader makes, served without a lookup leaving the
+   * file. */
   for (int i = 0; i < 100; i++) {
     uint64_t gen = mcr__snapshot_writer_generation(f.w) + 1;
     size_t size;
@@ -555,16 +661,72 @@ Test(snapshot, hostile_checksum_and_byte_flips) {
     mcr__snapshot_seal(buf, size);
     plant(&f, gen, buf, size, 0640);
     free(buf);
-    int rc = mcr_snapshot_refresh(f.s);
-    cr_assert(rc == 1 || rc == MCR_ESNAPSHOT, "%d", rc);
-    const mcr_ring_t* r = mcr_snapshot_ring(f.s);
-    for (int k = 0; k < 1000; k++) {
-      char key[16];
-      int len = snprintf(key, sizeof(key), "x%d", k);
-      cr_assert_lt(mcr_ring_locate(r, key, (size_t)len),
-                   mcr_ring_node_count(r));
-    }
+    expect_refused_or_safe(f.s);
+    expect_refused_or_safe(f.v);
     publish_and_switch(&f);
+  }
+  fixture_close(&f);
+}
+
+/* A bucket entry far beyond the points, over points that are all below
+ * the hash: without the clamp in the lookup, the scan would run through
+ * the owners, the index and off the end of the mapping. */
+Test(snapshot, lookups_stay_inside_a_damaged_file) {
+  fixture_t f;
+  fixture_open(&f);
+  uint64_t gen = mcr__snapshot_writer_generation(f.w) + 1;
+  size_t size;
+  unsigned char* buf = good_image(gen, &size);
+  mcr__snap_header_t h;
+  memcpy(&h, buf, sizeof(h));
+  memset(buf + h.points_off, 0, h.points_len);
+  uint32_t start = 0, end = 0x80000000u;
+  memcpy(buf + h.buckets_off + 4 * (MCR__BUCKETS - 2), &start, 4);
+  memcpy(buf + h.buckets_off + 4 * (MCR__BUCKETS - 1), &end, 4);
+  mcr__snapshot_seal(buf, size);
+  plant(&f, gen, buf, size, 0640);
+  free(buf);
+  expect_verify_refused(&f, "not sorted");
+  fixture_close(&f);
+}
+
+/* A file from a writer of ABI minor 0 has no arcs section: the reader
+ * computes the arcs, so it checks such a file in full, damage included. */
+Test(snapshot, minor_0_files_are_checked_in_full) {
+  fixture_t f;
+  fixture_open(&f);
+  for (int damaged = 0; damaged < 2; damaged++) {
+    uint64_t gen = mcr__snapshot_writer_generation(f.w) + 1;
+    size_t size;
+    unsigned char* buf = good_image(gen, &size);
+    mcr__snap_header_t h;
+    memcpy(&h, buf, sizeof(h));
+    h.abi_minor = 0;
+    h.arcs_off = h.arcs_len = 0;
+    memcpy(buf, &h, sizeof(h));
+    if (damaged)
+      memset(buf + h.points_off, 0xff, 4);
+    mcr__snapshot_seal(buf, size);
+    plant(&f, gen, buf, size, 0640);
+    free(buf);
+    if (damaged) {
+      expect_refused(&f, MCR_ESNAPSHOT, "not sorted");
+      continue;
+    }
+    cr_assert_eq(mcr_snapshot_refresh(f.s), 1, "%s",
+                 mcr_snapshot_last_error(f.s));
+    mcr_ring_t* ref = gen_ring(gen);
+    const mcr_ring_t* r = mcr_snapshot_ring(f.s);
+    expect_same_routing(r, ref);
+    for (size_t i = 0; i < mcr_ring_node_count(r); i++) {
+      mcr_ring_node_t a, b;
+      mcr_ring_node(r, i, &a);
+      mcr_ring_node(ref, i, &b);
+      cr_expect_eq(a.share, b.share);
+      cr_expect_eq(a.points, b.points);
+    }
+    mcr_ring_free(ref);
+    cr_assert_eq(mcr_snapshot_refresh(f.v), 1);
   }
   fixture_close(&f);
 }

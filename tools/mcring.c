@@ -678,6 +678,7 @@ static int cmd_watch(cli_t* cli, mcr_client_t* unused, int argc, char** argv) {
   mcr_snapshot_opts_t so;
   mcr_snapshot_opts_init(&so);
   so.expected_uid = cli->opts.ring_owner_uid;
+  so.verify = cli->opts.ring_verify;
   mcr_snapshot_t* snap = NULL;
   char err[512] = "";
   bool said_waiting = false;
@@ -1204,6 +1205,8 @@ static const char options_help[] =
     "                           default $MCRING_SERVERS or 127.0.0.1:11211\n"
     "  -r, --ring-dir DIR       route by the ring mcring-agent publishes in "
     "DIR\n"
+    "      --verify             check the ring file in full (checksum, point "
+    "order)\n"
     "  -d, --distribution MODE  ketama | ketama-libmemcached | xxh3\n"
     "      --flags N            client flags for set/add/replace/cas "
     "(default 0)\n"
@@ -1249,12 +1252,14 @@ int main(int argc, char** argv) {
     OPT_COUNT,
     OPT_JSON,
     OPT_PROMETHEUS,
-    OPT_INTERVAL
+    OPT_INTERVAL,
+    OPT_VERIFY
   };
   static const struct option longopts[] = {
       {"servers", required_argument, NULL, 's'},
       {"distribution", required_argument, NULL, 'd'},
       {"ring-dir", required_argument, NULL, 'r'},
+      {"verify", no_argument, NULL, OPT_VERIFY},
       {"flags", required_argument, NULL, OPT_FLAGS},
       {"ttl", required_argument, NULL, OPT_TTL},
       {"noreply", no_argument, NULL, OPT_NOREPLY},
@@ -1279,6 +1284,9 @@ int main(int argc, char** argv) {
         break;
       case 'r':
         cli.opts.ring_dir = optarg;
+        break;
+      case OPT_VERIFY:
+        cli.opts.ring_verify = 1;
         break;
       case 'd':
         if (mcr_distribution_parse(optarg, &cli.opts.distribution) < 0)

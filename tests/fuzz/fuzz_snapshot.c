@@ -2,9 +2,11 @@
  * reader (lib/snapshot.c).
  *
  * A worker maps whatever file the control word names; the design promises
- * that validation (bounds, checksum, order, owners, the exact bucket index,
- * node strings) makes any file either refused or safe to route by. This
- * target tests that promise. Two ways to build the file:
+ * that validation (header, bounds, node table and strings, totals) makes
+ * any file either refused or safe to route by, even without the full
+ * O(points) checks (checksum, order, owners, bucket index) that the writer
+ * makes and a reader makes only on request. This target tests that promise
+ * both ways. Two ways to build the file:
  *   - raw: the input is the file image;
  *   - patched: a valid ring of fuzzer-chosen nodes is encoded by the real
  *     writer, then fuzzer-chosen byte patches are applied (so mutations hit
@@ -12,11 +14,13 @@
  * Control byte bits: 0 re-seal the checksum after patching (to reach the
  * checks behind it), 1 go through the filesystem and the public reader
  * (ring.<gen> + ctl in a private directory, mcr_snapshot_open, and a client
- * on that ring_dir) instead of the in-memory validator, 2 patched mode.
+ * on that ring_dir) instead of the in-memory validator, 2 patched mode,
+ * 3 full validation (opts.verify / ring_verify on the filesystem path).
  * Whatever is accepted is then used as a worker would: keys located (the
  * node index must be < node count), every node read, every string walked.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,7 +130,7 @@ static void cleanup(void) {
   rmdir(dir);
 }
 
-static void through_files(const unsigned char* buf, size_t size) {
+static void through_files(const unsigned char* buf, size_t size, bool full) {
   if (!writer) {
     snprintf(dir, sizeof(dir), "/tmp/mcr-fuzz-snap-%ld", (long)getpid());
     char err[256];
@@ -150,7 +154,10 @@ static void through_files(const unsigned char* buf, size_t size) {
   mcr__snapshot_writer_store_generation(writer, gen);
   mcr_snapshot_t* s;
   char err[256];
-  if (mcr_snapshot_open(&s, dir, NULL, err, sizeof(err)) == 0) {
+  mcr_snapshot_opts_t so;
+  mcr_snapshot_opts_init(&so);
+  so.verify = full;
+  if (mcr_snapshot_open(&s, dir, &so, err, sizeof(err)) == 0) {
     use_ring(mcr_snapshot_ring(s));
     mcr_snapshot_free(s);
     /* A worker's client on the same directory takes its nodes from the
@@ -158,6 +165,7 @@ static void through_files(const unsigned char* buf, size_t size) {
     mcr_client_opts_t o;
     mcr_client_opts_init(&o);
     o.ring_dir = dir;
+    o.ring_verify = full;
     mcr_client_t* c;
     if (mcr_client_new(&c, &o) == 0) {
       for (size_t i = 0; i < mcr_client_node_count(c); i++)
@@ -189,11 +197,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if ((ctl & 1) && len >= 8)
     mcr__snapshot_seal(buf, len);
   if (ctl & 2) {
-    through_files(buf, len);
+    through_files(buf, len, (ctl & 8) != 0);
   } else {
     mcr_ring_t* r;
     char err[256];
-    if (mcr__snapshot_validate(buf, len, 0, &r, err, sizeof(err)) == 0) {
+    if (mcr__snapshot_validate(buf, len, 0, (ctl & 8) != 0, &r, err,
+                               sizeof(err)) == 0) {
       use_ring(r);
       mcr_ring_free(r); /* r->heap is NULL: frees the node table */
     }
