@@ -351,6 +351,10 @@ void mcr__router_free(mcr_client_t* c);
 void mcr__router_refresh(mcr_client_t* c);
 /* The node that owns `key`. Never fails: keys are valid by now. */
 mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len);
+/* out[i] = the index in c->nodes of the node mcr__route picks for keys[i],
+ * for i < n; the keys' hashes are computed several at a time (md5x.c). */
+void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
+                     const size_t* lens, size_t* out);
 
 /* Applies ignore_errors to a result: read=true turns errors into MCR_MISS,
  * read=false into MCR_NOT_STORED; validation errors pass through. */

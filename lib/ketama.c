@@ -21,7 +21,8 @@
  * over the top 16 bits of the hash gives the first point of each bucket, so
  * a lookup is one bucket load plus a scan of the few points inside it. Keys
  * up to 55 bytes are hashed with a single MD5 compression call (nettle's
- * md5_compress) on a stack block, skipping the context bookkeeping.
+ * md5_compress) on a stack block, skipping the context bookkeeping; the
+ * keys of a multi-key call go through md5x.c, several MD5s at a time.
  */
 #include <arpa/inet.h>
 #include <math.h>
@@ -95,6 +96,17 @@ uint32_t mcr__ring_hash(mcr_distribution_t mode, const void* key, size_t len) {
   uint32_t st[4];
   md5_words(key, len, st);
   return st[0];
+}
+
+void mcr__ring_hash_many(mcr_distribution_t mode, size_t n,
+                         const char* const* keys, const size_t* lens,
+                         uint32_t* out) {
+  if (mode != MCR_DIST_XXH3) {
+    mcr__md5x_word0(n, keys, lens, out);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    out[i] = (uint32_t)XXH3_64bits(keys[i], lens[i]);
 }
 
 /* ---------------------------------------------------------------- build */

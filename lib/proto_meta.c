@@ -928,11 +928,22 @@ int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds, size_t n) {
   memset(pn, 0, c->nnodes * sizeof *pn);
   memset(pc, 0, n * sizeof *pc);
 
-  /* Group per node, keeping the caller's order inside each group. */
-  for (size_t i = 0; i < n; i++) {
-    pc[i].node =
-        (size_t)(mcr__route(c, cmds[i].key, cmds[i].key_len) - c->nodes);
-    pn[pc[i].node].count++;
+  /* Group per node, keeping the caller's order inside each group. The
+   * keys are routed 64 at a time, so their hashes are computed together
+   * (mcr__route_many). */
+  for (size_t base = 0; base < n; base += 64) {
+    const char* keys[64];
+    size_t lens[64], node[64];
+    size_t m = n - base < 64 ? n - base : 64;
+    for (size_t k = 0; k < m; k++) {
+      keys[k] = cmds[base + k].key;
+      lens[k] = cmds[base + k].key_len;
+    }
+    mcr__route_many(c, m, keys, lens, node);
+    for (size_t k = 0; k < m; k++) {
+      pc[base + k].node = node[k];
+      pn[node[k]].count++;
+    }
   }
   for (size_t j = 0, at = 0; j < c->nnodes; j++) {
     pn[j].start = at;

@@ -575,9 +575,9 @@ int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
     plan[j] = (node_plan_t){
         .call = &g, .first = SIZE_MAX, .last = SIZE_MAX, .pending = SIZE_MAX};
 
+  mcr__route_many(c, n, keys, key_lens, key_node);
   for (size_t i = 0; i < n; i++) {
-    size_t j = (size_t)(mcr__route(c, keys[i], key_lens[i]) - c->nodes);
-    key_node[i] = j;
+    size_t j = key_node[i];
     g.next[i] = SIZE_MAX;
     if (plan[j].first == SIZE_MAX)
       plan[j].first = i;
@@ -720,9 +720,9 @@ int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
   batch_call_t call = {next, statuses};
   for (size_t j = 0; j < nn; j++)
     bc[j] = (batch_ctx_t){{SIZE_MAX, SIZE_MAX, 0, 0, SIZE_MAX, 0}, &call};
+  mcr__route_many(c, n, keys, key_lens, node_of);
   for (size_t i = 0; i < n; i++) {
-    size_t j = (size_t)(mcr__route(c, keys[i], key_lens[i]) - c->nodes);
-    node_of[i] = j;
+    size_t j = node_of[i];
     next[i] = SIZE_MAX;
     if (bc[j].plan.first == SIZE_MAX)
       bc[j].plan.first = i;

@@ -77,6 +77,31 @@ struct mcr_ring {
  * XXH3-64(key) for xxh3. Pure; no allocation. */
 uint32_t mcr__ring_hash(mcr_distribution_t mode, const void* key, size_t len);
 
+/* out[i] = mcr__ring_hash(mode, keys[i], lens[i]) for i < n, bit for bit;
+ * the MD5 modes hash several keys at once (md5x.c). For the routing of
+ * multi-key calls. Pure; no allocation; n may be 0. */
+void mcr__ring_hash_many(mcr_distribution_t mode, size_t n,
+                         const char* const* keys, const size_t* lens,
+                         uint32_t* out);
+
+/* md5x.c: out[i] = the first little-endian word of MD5(keys[i]) for i < n
+ * (the hash of both MD5 modes), computed 4 (SSE2) or 8 (AVX2) keys at a
+ * time; keys over 55 bytes take the scalar path. */
+void mcr__md5x_word0(size_t n, const char* const* keys, const size_t* lens,
+                     uint32_t* out);
+
+/* Instruction sets md5x.c can use, in order. */
+typedef enum {
+  MCR__MD5X_SCALAR,
+  MCR__MD5X_SSE2,
+  MCR__MD5X_AVX2
+} mcr__md5x_isa_t;
+
+/* Test seam: caps the instruction set md5x.c uses at `max` (process-wide;
+ * MCR__MD5X_AVX2 removes the cap). Returns the level now in use, which is
+ * lower than max when the CPU or the build lacks it. */
+mcr__md5x_isa_t mcr__md5x_limit(mcr__md5x_isa_t max);
+
 /* mcr__ring_find_point gives the index of the first point >= h, wrapping
  * to the first point; mcr__ring_find the node index owning hash `h`, the
  * node of that point. Expected O(1): one bucket load and a short

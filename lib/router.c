@@ -281,6 +281,34 @@ mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
   return &c->nodes[i];
 }
 
+void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
+                     const size_t* lens, size_t* out) {
+  router_t* r = c->router;
+  if (!r) {
+    for (size_t i = 0; i < n; i++)
+      out[i] = 0;
+    return;
+  }
+  /* Hashes in chunks of 64 (a multiple of every lane count of md5x.c, so
+   * only the last chunk can leave lanes empty) to bound the stack. */
+  enum { CHUNK = 64 };
+  uint32_t h[CHUNK];
+  const mcr_ring_t* ring = r->ring;
+  bool eject = MCR__UNLIKELY(c->ndown) && c->opts.eject && !r->behind;
+  for (size_t base = 0; base < n; base += CHUNK) {
+    size_t m = n - base < CHUNK ? n - base : CHUNK;
+    mcr__ring_hash_many(ring->mode, m, keys + base, lens + base, h);
+    for (size_t k = 0; k < m; k++) {
+      if (MCR__UNLIKELY(eject)) {
+        out[base + k] = (size_t)(eject_route(c, ring, h[k]) - c->nodes);
+        continue;
+      }
+      uint32_t i = mcr__ring_find(ring, h[k]);
+      out[base + k] = MCR__UNLIKELY(i >= c->nnodes) ? 0 : i;
+    }
+  }
+}
+
 const mcr_ring_t* mcr_client_ring(const mcr_client_t* c) {
   router_t* r = c ? c->router : NULL;
   return r ? r->ring : NULL;

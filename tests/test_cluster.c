@@ -5,14 +5,16 @@
  * calls come back in the caller's order with a status per key, that one
  * dead node costs only its own keys, that a node marked down fails fast and
  * is used again after retry_timeout, that eject moves a down node's keys to
- * the next node on the ring, and that ignore_errors turns a dead node's
- * errors into misses.
+ * the next node on the ring, that ignore_errors turns a dead node's
+ * errors into misses, and that the batch routing of multi-key calls picks
+ * the node the one-key routing picks, in every mode and with eject.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "internal.h" /* mcr__route, mcr__route_many */
 #include "support.h"
 
 #define NODES 4
@@ -275,5 +277,72 @@ Test(cluster, ignore_errors_makes_a_dead_node_a_miss) {
   mcr_client_stats_t st;
   mcr_client_stats(c, &st);
   cr_assert_eq(st.ignored_errors, 8);
+  mcr_client_free(c);
+}
+
+/* mcr__route_many against mcr__route for the cluster's keys plus keys too
+ * long for the hash lanes (they mix in the same batches). */
+static void check_route_many(mcr_client_t* c) {
+  enum { N = KEYS + 50 };
+  static char longbuf[50][200];
+  const char* k[N];
+  size_t l[N], got[N];
+  for (int i = 0; i < N; i++) {
+    if (i < KEYS) {
+      k[i] = keys[i];
+      l[i] = lens[i];
+      continue;
+    }
+    int j = i - KEYS;
+    l[i] =
+        (size_t)snprintf(longbuf[j], sizeof longbuf[j], "%0*d", 56 + 3 * j, j);
+    k[i] = longbuf[j];
+  }
+  for (size_t n = 0; n <= N; n += n < 20 ? 1 : 23) {
+    for (size_t i = 0; i < N; i++)
+      got[i] = SIZE_MAX;
+    mcr__route_many(c, n, k, l, got);
+    for (size_t i = 0; i < n; i++)
+      cr_assert_eq(got[i], (size_t)(mcr__route(c, k[i], l[i]) - c->nodes),
+                   "n %zu key %zu (%zu bytes)", n, i, l[i]);
+    for (size_t i = n; i < N; i++)
+      cr_assert_eq(got[i], SIZE_MAX);
+  }
+}
+
+Test(cluster, route_many_matches_route) {
+  for (int mode = 0; mode < 3; mode++) {
+    mcr_client_opts_t o = opts_default();
+    o.distribution = (mcr_distribution_t)mode;
+    mcr_client_t* c = cluster_client(&o);
+    check_route_many(c);
+    mcr_client_free(c);
+  }
+  /* One server: no ring, every key to node 0. */
+  mcr_client_opts_t o = opts_default();
+  o.servers = mcd_servers_string(&mcd[1]);
+  mcr_client_t* c = NULL;
+  cr_assert_eq(mcr_client_new(&c, &o), 0);
+  check_route_many(c);
+  mcr_client_free(c);
+  /* A node marked down: with eject its keys move, the same way in both. */
+  o = opts_default();
+  o.eject = 1;
+  o.failure_limit = 1;
+  o.retry_timeout_ms = 60000;
+  c = cluster_client(&o);
+  int i2 = 0;
+  while (owner(c, i2) != 2)
+    i2++;
+  mcd_stop(&mcd[2]);
+  cr_assert_lt(mcr_client_set(c, keys[i2], lens[i2], "v", 1, 0, 0, 0), 0);
+  cr_assert_eq(c->ndown, 1);
+  check_route_many(c);
+  size_t moved = 0;
+  mcr__route_many(c, 1, &keys[i2], &lens[i2], &moved);
+  cr_assert_neq(moved, mcr_ring_locate(mcr_client_ring(c), keys[i2], lens[i2]),
+                "the down node's key was not moved");
+  c->opts.eject = 0; /* down but not ejected: keys stay on their node */
+  check_route_many(c);
   mcr_client_free(c);
 }

@@ -7,7 +7,10 @@
  * nettle's ordinary md5_ctx API (so the one-block fast path of ketama.c is
  * checked too), and a linear scan for the first point >= the key hash. Node
  * lists vary weights, ports and address families, and keys run from 1 to
- * 250 bytes, so the rule is tested rather than the samples.
+ * 250 bytes, so the rule is tested rather than the samples. The batch hash
+ * of multi-key calls (mcr__ring_hash_many, md5x.c's SIMD lanes) must equal
+ * the one-key hash on every key length 0..250, at every lane position and
+ * for every lane remainder, on each instruction set the machine has.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -430,4 +433,113 @@ Test(ketama, resolves_names_in_ketama_mode) {
                 strcmp(nd.address, "0:0:0:0:0:0:0:1") == 0,
             "address %s", nd.address);
   mcr_ring_free(r);
+}
+
+/* ---------------------------------------------------------------- many */
+
+/* Keys of every length 0..250, pseudo-random bytes (NUL included). */
+static char many_buf[251][250];
+static const char* many_keys[251];
+static size_t many_lens[251];
+
+static void many_init(void) {
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (size_t len = 0; len <= 250; len++) {
+    for (size_t j = 0; j < len; j++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      many_buf[len][j] = (char)(x >> 24);
+    }
+    many_keys[len] = many_buf[len];
+    many_lens[len] = len;
+  }
+}
+
+/* mcr__ring_hash_many against mcr__ring_hash (and, for the MD5 modes, the
+ * model's MD5) on n keys starting at every offset of the key table, so
+ * every length meets every lane position and its remainder. */
+static void check_many(mcr_distribution_t mode, size_t n) {
+  const char* k[300];
+  size_t l[300];
+  uint32_t out[301];
+  for (size_t start = 0; start <= 250; start++) {
+    for (size_t i = 0; i < n; i++) {
+      k[i] = many_keys[(start + i) % 251];
+      l[i] = many_lens[(start + i) % 251];
+    }
+    for (size_t i = 0; i <= n; i++)
+      out[i] = 0xdeadbeefu;
+    mcr__ring_hash_many(mode, n, k, l, out);
+    for (size_t i = 0; i < n; i++) {
+      uint32_t want = mcr__ring_hash(mode, k[i], l[i]);
+      cr_assert_eq(out[i], want,
+                   "mode %d n %zu start %zu key %zu (%zu bytes): %08x, "
+                   "want %08x",
+                   mode, n, start, i, l[i], out[i], want);
+      cr_assert_eq(want, model_hash(mode, k[i], l[i]));
+    }
+    cr_assert_eq(out[n], 0xdeadbeefu, "wrote past out[%zu]", n);
+  }
+}
+
+/* Every level this machine has, each with every mode and lane remainder. */
+static void check_many_all(mcr__md5x_isa_t cap) {
+  static const size_t ns[] = {0,  1,  2,  3,  4,  5,  7,   8,  9,
+                              15, 16, 17, 63, 64, 65, 100, 251};
+  many_init();
+  mcr__md5x_isa_t got = mcr__md5x_limit(cap);
+  cr_assert_leq(got, cap);
+  for (int mode = 0; mode < 3; mode++)
+    for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+      check_many((mcr_distribution_t)mode, ns[j]);
+  mcr__md5x_limit(MCR__MD5X_AVX2);
+}
+
+Test(ketama, hash_many_scalar) {
+  cr_assert_eq(mcr__md5x_limit(MCR__MD5X_SCALAR), MCR__MD5X_SCALAR);
+  check_many_all(MCR__MD5X_SCALAR);
+}
+
+Test(ketama, hash_many_sse2) {
+#if defined(__x86_64__)
+  cr_assert_eq(mcr__md5x_limit(MCR__MD5X_SSE2), MCR__MD5X_SSE2,
+               "x86_64 always has the SSE2 lanes");
+#endif
+  check_many_all(MCR__MD5X_SSE2);
+}
+
+Test(ketama, hash_many_best) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  mcr__md5x_isa_t want =
+      __builtin_cpu_supports("avx2") ? MCR__MD5X_AVX2 : MCR__MD5X_SSE2;
+  cr_assert_eq(mcr__md5x_limit(MCR__MD5X_AVX2), want);
+#endif
+  check_many_all(MCR__MD5X_AVX2);
+}
+
+/* 1000 distinct keys in one call: first of the lane lengths 0..55 only
+ * (every lane full), then of the lengths around the one-block limit. */
+Test(ketama, hash_many_short_keys_and_block_edges) {
+  static char buf[1000][120];
+  const char* k[1000];
+  size_t l[1000];
+  uint32_t out[1000];
+  static const size_t edges[] = {0, 1, 54, 55, 56, 57, 63, 64, 119, 120};
+  for (size_t i = 0; i < 1000; i++) {
+    l[i] = i < 500 ? i % 56 : edges[i % 10];
+    for (size_t j = 0; j < l[i]; j++)
+      buf[i][j] = (char)('a' + (i * 7 + j * 13) % 26);
+    k[i] = buf[i];
+  }
+  for (int cap = MCR__MD5X_SCALAR; cap <= MCR__MD5X_AVX2; cap++) {
+    mcr__md5x_limit((mcr__md5x_isa_t)cap);
+    for (int mode = 0; mode < 3; mode++) {
+      mcr__ring_hash_many((mcr_distribution_t)mode, 1000, k, l, out);
+      for (size_t i = 0; i < 1000; i++)
+        cr_assert_eq(out[i], model_hash((mcr_distribution_t)mode, k[i], l[i]),
+                     "level %d mode %d key %zu (%zu bytes)", cap, mode, i,
+                     l[i]);
+    }
+  }
+  mcr__md5x_limit(MCR__MD5X_AVX2);
 }
