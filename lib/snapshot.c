@@ -166,13 +166,15 @@ static int check_header(const mcr__snap_header_t* h, size_t size,
       (rc = check_section("bucket", h->buckets_off, h->buckets_len,
                           ((uint64_t)MCR__BUCKETS + 1) * 4, h, err, errlen)))
     return rc;
-  if (h->abi_minor >= 1 &&
-      ((rc = check_section("arc", h->arcs_off, h->arcs_len,
-                           (uint64_t)h->node_count * 8, h, err, errlen)) ||
-       (h->arcs_off % 8 &&
-        (rc = bad(err, errlen, "arc section at %" PRIu64 " misaligned%.0" PRIu64,
-                  h->arcs_off, 0)))))
-    return rc;
+  if (h->abi_minor >= 1) {
+    if ((rc = check_section("arc", h->arcs_off, h->arcs_len,
+                            (uint64_t)h->node_count * 8, h, err, errlen)))
+      return rc;
+    if (h->arcs_off % 8)
+      return bad(err, errlen,
+                 "arc section at %" PRIu64 " not 8-aligned%.0" PRIu64,
+                 h->arcs_off, 0);
+  }
   return 0;
 }
 
@@ -217,8 +219,7 @@ static int verify_arrays(const char* base, size_t size,
       rc = bad(err, errlen, "point %" PRIu64 " names node %" PRIu64, i, o);
     } else if (i && (points[i] < points[i - 1] ||
                      (points[i] == points[i - 1] && o < owners[i - 1]))) {
-      rc = bad(err, errlen, "points not sorted at %" PRIu64 "%.0" PRIu64, i,
-               0);
+      rc = bad(err, errlen, "points not sorted at %" PRIu64 "%.0" PRIu64, i, 0);
     } else {
       count[o].points++;
       count[o].arc += i ? (uint64_t)points[i] - points[i - 1]
@@ -299,8 +300,8 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
       memcpy(&nodes[i].arc, base + h->arcs_off + (uint64_t)i * 8, 8);
     arcs_sum += nodes[i].arc;
     if (!nodes[i].host || !nodes[i].address || nodes[i].arc > (1ull << 32))
-      rc = bad(err, errlen, "node %" PRIu64 " entry is invalid%.0" PRIu64, i,
-               0);
+      rc =
+          bad(err, errlen, "node %" PRIu64 " entry is invalid%.0" PRIu64, i, 0);
   }
   const uint32_t* buckets = (const uint32_t*)(base + h->buckets_off);
   if (!rc && points_sum != np)
@@ -341,7 +342,7 @@ struct mcr_snapshot {
   mcr_ring_t* ring;        /* current good ring (owns its mapping) */
   void* ctl_map;
   int dirfd;
-  uid_t uid;  /* expected owner */
+  uid_t uid;   /* expected owner */
   bool verify; /* validate every generation in full (opts.verify) */
   char err[256];
 };

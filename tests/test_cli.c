@@ -711,9 +711,8 @@ Test(cli, verify_checks_the_ring_file_in_full) {
   int fd = open(path, O_RDWR);
   cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
   uint64_t points_off;
-  cr_assert_eq(pread(fd, &points_off, 8, offsetof(mcr__snap_header_t,
-                                                   points_off)),
-               8);
+  cr_assert_eq(
+      pread(fd, &points_off, 8, offsetof(mcr__snap_header_t, points_off)), 8);
   uint32_t big = UINT32_MAX;
   cr_assert_eq(pwrite(fd, &big, 4, (off_t)points_off), 4);
   close(fd);

@@ -121,8 +121,8 @@ static void fixture_open(fixture_t* f) {
   mcr_snapshot_opts_init(&o);
   cr_assert_eq(o.verify, 0);
   o.verify = 1;
-  cr_assert_eq(mcr_snapshot_open(&f->v, f->dir, &o, err, sizeof(err)), 0,
-               "%s", err);
+  cr_assert_eq(mcr_snapshot_open(&f->v, f->dir, &o, err, sizeof(err)), 0, "%s",
+               err);
 }
 
 static void fixture_close(fixture_t* f) {
