@@ -191,8 +191,9 @@ void mcr__call_start(mcr_client_t* c) {
     mcr__hs_check_fork(c);
 }
 
-int mcr__check_key(mcr_client_t* c, const char* key, size_t key_len) {
-  if (MCR__LIKELY(mcr_key_check(key, key_len) == 0))
+/* The message for a key mcr__check_key refused (or 0 for a valid one). */
+int mcr__key_error(mcr_client_t* c, const char* key, size_t key_len) {
+  if (mcr_key_check(key, key_len) == 0)
     return 0;
   if (!key || key_len == 0)
     return mcr__set_error(c, MCR_EKEY, "empty key");
@@ -344,10 +345,16 @@ static int retrieve_one(mcr_client_t* c, mcr__get_t cmd, int64_t ttl,
   if (MCR__UNLIKELY((cmd == MCR__GAT || cmd == MCR__GATS) &&
                     (rc = mcr__check_ttl(c, ttl))))
     return rc;
-  if (MCR__UNLIKELY((rc = mcr__check_key(c, key, key_len))))
-    return rc;
+  /* The request line, built while the key is checked (one pass over it). */
+  char req[MCR__GET_REQ_MAX];
+  size_t req_len = mcr__text_get_request(cmd, ttl, key, key_len, req);
+  if (MCR__UNLIKELY(req_len == 0)) {
+    rc = mcr__key_error(c, key, key_len); /* says what is wrong */
+    return rc ? rc : MCR_EKEY;
+  }
   mcr__node_t* n = mcr__route(c, key, key_len);
-  rc = MCR__RETRY_STALE(mcr__text_get_one(c, n, cmd, ttl, key, key_len, item));
+  rc = MCR__RETRY_STALE(
+      mcr__text_get_one(c, n, cmd, req, req_len, key, key_len, item));
   mcr__hs_op(n, MCR__OP_GET, rc);
   if (MCR__LIKELY(rc == MCR_OK)) {
     if (MCR__UNLIKELY((item->flags & MCR_FLAG_ZSTD) || c->opts.serde))

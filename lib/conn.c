@@ -9,11 +9,13 @@
  * short-lived thread we stop waiting for at the deadline). Once connected,
  * the socket is switched to blocking mode with SO_RCVTIMEO / SO_SNDTIMEO set
  * to the I/O timeout. The common call is then exactly two system calls, one
- * sendmsg and one recv that returns the whole reply, where a non-blocking
- * socket would need a poll (or a failed recv) in between. As soon as a call
- * needs a second recv or send, it switches to poll plus MSG_DONTWAIT against
- * the call's deadline, so a server that drips bytes still cannot stretch a
- * call beyond the I/O timeout. docs/decisions.md says why.
+ * sendmsg (send for the one-key get, mcr__conn_request) and one recv that
+ * returns the whole reply, where a non-blocking socket would need a poll
+ * (or a failed recv) in between. The first send does not wait
+ * (MSG_DONTWAIT): as soon as a call finds the socket buffer full or needs a
+ * second recv, it switches to poll plus MSG_DONTWAIT against the call's
+ * deadline, so a server that reads slowly or drips bytes still cannot
+ * stretch a call beyond the I/O timeout. docs/decisions.md says why.
  *
  * Stream safety. Every timeout, short read, protocol violation or socket
  * error closes the connection (mcr__conn_fail), so a reply is never read out
@@ -45,7 +47,6 @@
 #define RBUF_INITIAL 16384
 #define RBUF_KEEP (4u << 20) /* larger buffers are freed between calls */
 #define REPLY_LINE_MAX 8192
-#define BLOCK_MAX (1u << 30) /* memcached's largest possible item */
 
 unsigned mcr__fork_gen;
 
@@ -74,7 +75,7 @@ int64_t mcr__now_ms(void) {
 
 /* Host stats of a call on n (hoststats.c): latency to the first reply
  * line. Only reached when n->hs is set. */
-static void count_latency(mcr__node_t* n) {
+void mcr__conn_count_latency(mcr__node_t* n) {
   if (n->conn.start_ns) {
     mcr__hs_latency(n, mcr__now_ns() - n->conn.start_ns);
     n->conn.start_ns = 0;
@@ -353,33 +354,32 @@ static int check_down(mcr_client_t* c, mcr__node_t* n, int64_t now) {
   return 0;
 }
 
-int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n) {
+/* The cold half of mcr__conn_begin: a node marked down, a connection made
+ * before a fork or left with unread bytes, a receive buffer to shrink, or
+ * no connection at all. */
+__attribute__((noinline)) static int begin_slow(mcr_client_t* c, mcr__node_t* n,
+                                                int64_t now) {
   mcr__conn_t* k = &n->conn;
-  int64_t now_ns = mcr__now_ns();
-  int64_t now = now_ns / 1000000;
-  k->start_ns = now_ns;
-  if (MCR__UNLIKELY(n->down_until)) {
+  if (n->down_until) {
     int rc = check_down(c, n, now);
     if (rc)
       return rc;
   }
-  k->deadline = now + c->opts.io_timeout_ms;
-  k->slow = false;
-  if (MCR__LIKELY(k->fd >= 0)) {
+  if (k->fd >= 0) {
     /* A child after fork sees the parent's generation on the connection. */
-    if (MCR__UNLIKELY(k->fork_gen != ck_pr_load_uint(&mcr__fork_gen)))
+    if (k->fork_gen != ck_pr_load_uint(&mcr__fork_gen))
       mcr__conn_close(n);
-    else if (MCR__UNLIKELY(k->rpos != k->rlen))
+    else if (k->rpos != k->rlen)
       mcr__conn_close(n); /* leftover bytes: the stream is out of sync */
   }
   k->rpos = k->rlen = 0;
   k->reused = k->fd >= 0;
-  if (MCR__UNLIKELY(k->rcap > RBUF_KEEP)) {
+  if (k->rcap > RBUF_KEEP) {
     mcr__free(k->rbuf);
     k->rbuf = NULL;
     k->rcap = 0;
   }
-  if (MCR__LIKELY(k->fd >= 0))
+  if (k->fd >= 0)
     return 0;
 
   int64_t cdeadline = now + c->opts.connect_timeout_ms;
@@ -396,6 +396,29 @@ int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n) {
   /* The I/O deadline starts once connected. */
   k->deadline = mcr__now_ms() + c->opts.io_timeout_ms;
   return 0;
+}
+
+/* The hot half: a kept connection of this process, node up, nothing left
+ * unread, buffer of a normal size. Everything else goes to begin_slow. */
+static inline int begin(mcr_client_t* c, mcr__node_t* n) {
+  mcr__conn_t* k = &n->conn;
+  int64_t now_ns = mcr__now_ns();
+  int64_t now = now_ns / 1000000;
+  k->start_ns = now_ns;
+  k->deadline = now + c->opts.io_timeout_ms;
+  k->slow = false;
+  if (MCR__LIKELY(k->fd >= 0 && !n->down_until && k->rpos == k->rlen &&
+                  k->fork_gen == ck_pr_load_uint(&mcr__fork_gen) &&
+                  k->rcap <= RBUF_KEEP)) {
+    k->rpos = k->rlen = 0;
+    k->reused = true;
+    return 0;
+  }
+  return begin_slow(c, n, now);
+}
+
+int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n) {
+  return begin(c, n);
 }
 
 /* A reused connection that fails before any reply byte was closed by the
@@ -431,22 +454,13 @@ static int wait_ready(mcr__conn_t* k, short events) {
   }
 }
 
-int mcr__conn_send(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
-                   int iovcnt) {
+/* The rest of a send whose first attempt returned w of `total` bytes:
+ * partial write, timeout or error. From here on every step waits on the
+ * call's deadline. */
+__attribute__((noinline)) static int send_rest(mcr_client_t* c, mcr__node_t* n,
+                                               struct msghdr mh, ssize_t w,
+                                               size_t total) {
   mcr__conn_t* k = &n->conn;
-  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-  size_t total = 0;
-  for (int i = 0; i < iovcnt; i++)
-    total += iov[i].iov_len;
-
-  if (MCR__UNLIKELY(n->hs != NULL))
-    mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_out), total);
-  ssize_t w = sendmsg(k->fd, &mh, MSG_NOSIGNAL);
-  if (MCR__LIKELY((size_t)w == total))
-    return 0;
-
-  /* Slow path: partial write, timeout or error. From here on every step
-   * waits on the call's deadline. */
   k->slow = true;
   for (;;) {
     if (w < 0) {
@@ -481,6 +495,20 @@ int mcr__conn_send(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
     }
     w = sendmsg(k->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
+}
+
+int mcr__conn_send(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
+                   int iovcnt) {
+  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+  size_t total = 0;
+  for (int i = 0; i < iovcnt; i++)
+    total += iov[i].iov_len;
+  if (MCR__UNLIKELY(n->hs != NULL))
+    mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_out), total);
+  ssize_t w = sendmsg(n->conn.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (MCR__LIKELY((size_t)w == total))
+    return 0;
+  return send_rest(c, n, mh, w, total);
 }
 
 /* ------------------------------------------------------------ receiving */
@@ -520,15 +548,17 @@ static int received(mcr_client_t* c, mcr__node_t* n, ssize_t r) {
   return fail_errno(c, n, MCR_EIO, "recv", errno);
 }
 
-/* Receives more bytes. The first receive of a call blocks (bounded by
- * SO_RCVTIMEO, the I/O timeout); later ones poll against the deadline. */
-static int fill(mcr_client_t* c, mcr__node_t* n) {
+/* Receives more bytes, in the general case: grows the buffer when needed,
+ * and waits with poll against the call's deadline once the call's first
+ * receive is done. */
+__attribute__((noinline)) static int fill_slow(mcr_client_t* c,
+                                               mcr__node_t* n) {
   mcr__conn_t* k = &n->conn;
   if (rbuf_reserve(k, 4096))
     return mcr__conn_fail(c, n, MCR_ENOMEM, "cannot grow receive buffer");
   for (;;) {
     ssize_t r;
-    if (MCR__LIKELY(!k->slow)) {
+    if (!k->slow) {
       r = recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, 0);
       k->slow = true;
     } else {
@@ -549,6 +579,53 @@ static int fill(mcr_client_t* c, mcr__node_t* n) {
   return mcr__conn_fail(c, n, MCR_ETIMEOUT, "timed out waiting for reply");
 }
 
+/* The first receive of a call returned r <= 0: the error, or on EINTR /
+ * EAGAIN (SO_RCVTIMEO) the wait goes on with poll until the deadline. */
+__attribute__((noinline)) static int fill_failed(mcr_client_t* c,
+                                                 mcr__node_t* n, ssize_t r) {
+  int rc = received(c, n, r);
+  if (rc != 1)
+    return rc;
+  if (mcr__now_ms() >= n->conn.deadline)
+    return mcr__conn_fail(c, n, MCR_ETIMEOUT, "timed out waiting for reply");
+  return fill_slow(c, n);
+}
+
+/* Receives more bytes. The first receive of a call blocks (bounded by
+ * SO_RCVTIMEO, the I/O timeout); later ones poll against the deadline. */
+static inline int fill(mcr_client_t* c, mcr__node_t* n) {
+  mcr__conn_t* k = &n->conn;
+  if (MCR__LIKELY(!k->slow && k->rcap - k->rlen >= 4096)) {
+    ssize_t r = recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, 0);
+    k->slow = true;
+    if (MCR__LIKELY(r > 0)) {
+      k->rlen += (size_t)r;
+      if (MCR__UNLIKELY(n->hs != NULL))
+        mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), (size_t)r);
+      return 0;
+    }
+    return fill_failed(c, n, r);
+  }
+  return fill_slow(c, n);
+}
+
+int mcr__conn_request(mcr_client_t* c, mcr__node_t* n, const void* buf,
+                      size_t len) {
+  int rc = begin(c, n);
+  if (MCR__UNLIKELY(rc))
+    return rc;
+  if (MCR__UNLIKELY(n->hs != NULL))
+    mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_out), len);
+  ssize_t w = send(n->conn.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (MCR__UNLIKELY((size_t)w != len)) {
+    struct iovec iov = {.iov_base = (void*)buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if ((rc = send_rest(c, n, mh, w, len)))
+      return rc;
+  }
+  return fill(c, n);
+}
+
 int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len) {
   mcr__conn_t* k = &n->conn;
   size_t scan = k->rpos;
@@ -563,9 +640,7 @@ int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len) {
         *off = k->rpos;
         *len = end - 1 - k->rpos;
         k->rpos = end + 1;
-        n->fails = 0; /* the node answers */
-        if (MCR__UNLIKELY(n->hs != NULL))
-          count_latency(n);
+        mcr__conn_answered(n);
         return 0;
       }
       scan = k->rlen;
@@ -580,7 +655,7 @@ int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len) {
 
 int mcr__conn_block(mcr_client_t* c, mcr__node_t* n, size_t len, size_t* off) {
   mcr__conn_t* k = &n->conn;
-  if (MCR__UNLIKELY(len > BLOCK_MAX))
+  if (MCR__UNLIKELY(len > MCR__BLOCK_MAX))
     return mcr__conn_fail(c, n, MCR_EPROTO, "value length out of range");
   size_t need = len + 2;
   if (k->rlen - k->rpos < need) {
@@ -619,16 +694,14 @@ int mcr__conn_peek_line(mcr_client_t* c, mcr__node_t* n, size_t* off,
   *off = k->rpos;
   *len = end - 1 - k->rpos;
   k->rpos = end + 1;
-  n->fails = 0; /* the node answers */
-  if (MCR__UNLIKELY(n->hs != NULL))
-    count_latency(n);
+  mcr__conn_answered(n);
   return 1;
 }
 
 int mcr__conn_peek_block(mcr_client_t* c, mcr__node_t* n, size_t len,
                          size_t* off) {
   mcr__conn_t* k = &n->conn;
-  if (len > BLOCK_MAX)
+  if (len > MCR__BLOCK_MAX)
     return mcr__conn_fail(c, n, MCR_EPROTO, "value length out of range");
   if (k->rlen - k->rpos < len + 2) {
     /* Make room now so the next receive can take the whole block. */

@@ -22,6 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "mcring.h"
 
@@ -74,6 +77,81 @@ void mcr__arena_reset(mcr__arena_t* a); /* keeps the first block */
 void mcr__arena_free(mcr__arena_t* a);
 
 /* ---------------------------------------------------------------- key.c */
+/* Nonzero when some byte of w is < 0x21 (space, control, NUL) or is 0x7f:
+ * the classic "has a byte less than n" word trick, exact for n <= 128, plus
+ * "has a zero byte" of w ^ 0x7f7f... for DEL. Bytes >= 0x80 pass. */
+static inline uint64_t mcr__key_bad_bytes(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t del = w ^ (ones * 0x7f);
+  return ((w - ones * 0x21) & ~w & highs) | ((del - ones) & ~del & highs);
+}
+
+#ifdef __SSE2__
+/* The same test on 16 bytes: min(b, 0x20) == b is b <= 0x20 unsigned. */
+static inline unsigned mcr__key_bad16(__m128i v) {
+  __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x20)), v);
+  __m128i del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
+  return (unsigned)_mm_movemask_epi8(_mm_or_si128(low, del));
+}
+#endif
+
+/* Checks key[0..len), len 1..250, as mcr_key_check does, and copies it to
+ * dst unless dst is NULL (the copy makes a request line that embeds the key
+ * read it once). dst needs room for len + 8 bytes: a short key is written
+ * as one padded word, so the bytes after len are garbage. Returns 0, or
+ * nonzero when some byte is invalid (nothing built with dst may be sent).
+ * Loads overlap instead of looping byte by byte, and never go past len. */
+static inline uint64_t mcr__key_scan(char* dst, const char* key, size_t len) {
+  uint64_t w, w2;
+#ifdef __SSE2__
+  if (len >= 16) {
+    unsigned bad = 0;
+    __m128i v;
+    for (size_t i = 0; i + 16 < len; i += 16) {
+      v = _mm_loadu_si128((const __m128i*)(const void*)(key + i));
+      bad |= mcr__key_bad16(v);
+      if (dst)
+        _mm_storeu_si128((__m128i*)(void*)(dst + i), v);
+    }
+    v = _mm_loadu_si128((const __m128i*)(const void*)(key + len - 16));
+    if (dst)
+      _mm_storeu_si128((__m128i*)(void*)(dst + len - 16), v);
+    return bad | mcr__key_bad16(v);
+  }
+  if (len >= 8) {
+    /* Two words that overlap when len < 16, tested as one vector. */
+    __builtin_memcpy(&w, key, 8);
+    __builtin_memcpy(&w2, key + len - 8, 8);
+    if (dst) {
+      __builtin_memcpy(dst, &w, 8);
+      __builtin_memcpy(dst + len - 8, &w2, 8);
+    }
+    return mcr__key_bad16(_mm_set_epi64x((long long)w2, (long long)w));
+  }
+#else
+  if (len >= 8) {
+    uint64_t bad = 0;
+    for (size_t i = 0; i + 8 < len; i += 8) {
+      __builtin_memcpy(&w, key + i, 8);
+      bad |= mcr__key_bad_bytes(w);
+      if (dst)
+        __builtin_memcpy(dst + i, &w, 8);
+    }
+    __builtin_memcpy(&w2, key + len - 8, 8);
+    if (dst)
+      __builtin_memcpy(dst + len - 8, &w2, 8);
+    return bad | mcr__key_bad_bytes(w2);
+  }
+#endif
+  /* Short keys: padded with a harmless 'a'. */
+  w = 0x6161616161616161ull;
+  for (size_t i = 0; i < len; i++)
+    ((unsigned char*)&w)[i] = (unsigned char)key[i];
+  if (dst)
+    __builtin_memcpy(dst, &w, 8);
+  return mcr__key_bad_bytes(w);
+}
+
 /* Encodes `len` bytes of `in` as base64 into `out` (room for
  * 4 * ceil(len / 3) bytes). Returns the encoded length. */
 size_t mcr__base64_encode(const void* in, size_t len, char* out);
@@ -147,11 +225,36 @@ int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n);
  * request is never left half-sent on a live stream). */
 int mcr__conn_send(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
                    int iovcnt);
+/* mcr__conn_begin, the whole request buf[0..len) sent (one send(); the
+ * same all-or-close rule as mcr__conn_send), then one receive of at least
+ * a byte (blocking, bounded by SO_RCVTIMEO, unless the send had to wait):
+ * on success the start of the reply is in n->conn.rbuf [rpos, rlen), for a
+ * parser that looks at the whole buffer first (the one-key get) and then
+ * reads on with mcr__conn_line / mcr__conn_block when it must. */
+int mcr__conn_request(mcr_client_t* c, mcr__node_t* n, const void* buf,
+                      size_t len);
+
+/* Latency of the call to its first reply line, into the host stats. */
+void mcr__conn_count_latency(mcr__node_t* n);
+
+/* Records that the node answered (a complete reply line was read): resets
+ * its failure count and, with host stats, counts the call's latency.
+ * mcr__conn_line does this itself; a parser that consumes bytes without it
+ * (by moving rpos) must call this. */
+static inline void mcr__conn_answered(mcr__node_t* n) {
+  n->fails = 0;
+  if (MCR__UNLIKELY(n->hs != NULL))
+    mcr__conn_count_latency(n);
+}
 
 /* Reads one line ending in "\r\n". On success *off is the line's offset in
  * n->conn.rbuf and *len its length without "\r\n"; the line is consumed.
  * A line longer than 8 KiB is a protocol error. */
 int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len);
+
+/* The largest data block a reply may announce: memcached's largest
+ * possible item. A larger one is a protocol error. */
+#define MCR__BLOCK_MAX (1u << 30)
 
 /* Reads a data block of `len` bytes followed by "\r\n" (else MCR_EPROTO);
  * *off is its offset in n->conn.rbuf; block and terminator are consumed.
@@ -254,11 +357,26 @@ int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
                     const char* const* keys, const size_t* key_lens,
                     const void* const* values, const size_t* value_lens,
                     uint32_t flags, int64_t ttl, bool noreply, int* statuses);
-/* The one-key retrieval on node n (the common call, kept lean): returns
- * MCR_OK with *it filled (value not yet decoded), MCR_MISS, or an error. */
+/* The one-key retrieval (the common call, kept lean), in two steps.
+ * mcr__text_get_request writes "<word> [<ttl> ]<key>\r\n" into req (room for
+ * MCR__GET_REQ_MAX bytes), checking the key while it copies it: it returns
+ * the line's length, or 0 when the key is invalid (NULL, 0 or over 250
+ * bytes, or a forbidden byte): nothing may be sent then. ttl must be in
+ * range (mcr__check_ttl) for gat and gats.
+ * mcr__text_get_one runs the call on node n with that request: MCR_OK with
+ * *it filled (value not yet decoded), MCR_MISS, or an error. */
+#define MCR__GET_REQ_MAX (5 + 11 + 1 + MCR__KEY_MAX + 8)
+size_t mcr__text_get_request(mcr__get_t cmd, int64_t ttl, const char* key,
+                             size_t key_len, char* req);
 int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
-                      int64_t ttl, const char* key, size_t key_len,
-                      mcr_item_t* it);
+                      const char* req, size_t req_len, const char* key,
+                      size_t key_len, mcr_item_t* it);
+/* The one-pass check mcr__text_get_one first runs on the bytes of its
+ * first receive, exposed for tests: MCR_OK (*it filled) or MCR_MISS when
+ * buf[0..len) is exactly one whole reply in its common form, else -1 (the
+ * general parser then decides). key must be valid. */
+int mcr__text_get_reply_fast(const char* buf, size_t len, const char* key,
+                             size_t key_len, bool want_cas, mcr_item_t* it);
 /* Keys must be valid. Routes, groups per node, fills items in order,
  * decodes values; returns the number of hits. */
 int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
@@ -307,7 +425,15 @@ int mcr__set_error(mcr_client_t* c, int err, const char* fmt, ...)
  * every public call that talks to a server does. */
 void mcr__call_start(mcr_client_t* c);
 /* Argument checks that record a message and return the error (or 0). */
-int mcr__check_key(mcr_client_t* c, const char* key, size_t key_len);
+int mcr__key_error(mcr_client_t* c, const char* key, size_t key_len);
+static inline int mcr__check_key(mcr_client_t* c, const char* key,
+                                 size_t key_len) {
+  /* key_len - 1 wraps around for 0, so this also refuses an empty key. */
+  if (MCR__LIKELY(key && key_len - 1 < MCR__KEY_MAX &&
+                  mcr__key_scan(NULL, key, key_len) == 0))
+    return 0;
+  return mcr__key_error(c, key, key_len); /* says what is wrong */
+}
 int mcr__check_ttl(mcr_client_t* c, int64_t ttl);
 /* Effective noreply of a call from its MCR_CALL_* flags and the default. */
 int mcr__noreply(mcr_client_t* c, unsigned cflags, bool* noreply);

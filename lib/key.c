@@ -7,40 +7,20 @@
  * allowed, as memcached allows them. Binary keys go through the meta
  * commands' b flag, base64-encoded here (RFC 4648 alphabet with padding, the
  * form memcached decodes).
+ *
+ * The check itself is mcr__key_scan (internal.h), inline because it is on
+ * every call's path: 16 bytes per step with SSE2 (8 with a word trick
+ * elsewhere), and the one-key retrieval runs it while it copies the key
+ * into its request line, so the key is read once.
  */
 #include <string.h>
 
 #include "internal.h"
 
-/* Nonzero when some byte of w is < 0x21 (space, control, NUL) or is 0x7f:
- * the classic "has a byte less than n" word trick, exact for n <= 128, plus
- * "has a zero byte" of w ^ 0x7f7f... for DEL. Bytes >= 0x80 pass. */
-static inline uint64_t bad_bytes(uint64_t w) {
-  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-  uint64_t del = w ^ (ones * 0x7f);
-  return ((w - ones * 0x21) & ~w & highs) | ((del - ones) & ~del & highs);
-}
-
 int mcr_key_check(const char* key, size_t len) {
   if (MCR__UNLIKELY(!key || len == 0 || len > MCR__KEY_MAX))
     return MCR_EKEY;
-  uint64_t bad = 0, w;
-  if (MCR__LIKELY(len >= 8)) {
-    /* Eight bytes at a time; the last word overlaps the one before. */
-    for (size_t i = 0; i + 8 < len; i += 8) {
-      memcpy(&w, key + i, 8);
-      bad |= bad_bytes(w);
-    }
-    memcpy(&w, key + len - 8, 8);
-    bad |= bad_bytes(w);
-  } else {
-    /* Short keys: padded with a harmless 'a'. */
-    w = 0x6161616161616161ull;
-    for (size_t i = 0; i < len; i++)
-      ((unsigned char*)&w)[i] = (unsigned char)key[i];
-    bad = bad_bytes(w);
-  }
-  return MCR__UNLIKELY(bad != 0) ? MCR_EKEY : 0;
+  return MCR__UNLIKELY(mcr__key_scan(NULL, key, len) != 0) ? MCR_EKEY : 0;
 }
 
 static const char b64_alphabet[] =

@@ -2,10 +2,14 @@
  *
  * Requests are assembled from pieces in an iovec (command word, key,
  * numbers written by hand, value, "\r\n") and sent with one sendmsg: no
- * snprintf on the hot path and no copy of the value. Replies are parsed in
- * place: a line is split into (offset, length) tokens by mcr__tokenize, and
- * every number goes through an overflow-checked parser with a length limit,
- * never bare strtoul. Transport status and protocol outcome stay apart:
+ * snprintf on the hot path and no copy of the value. The one-key get, the
+ * most common call, builds its short line in one buffer instead (the key is
+ * copied while it is checked) and checks a reply that arrived whole in one
+ * pass (fast_get_reply) before it falls back to the general parser below,
+ * which decides everything else. Replies are parsed in place: a line is
+ * split into (offset, length) tokens by mcr__tokenize, and every number
+ * goes through an overflow-checked parser with a length limit, never bare
+ * strtoul. Transport status and protocol outcome stay apart:
  * STORED / NOT_STORED / EXISTS / NOT_FOUND / END are results (mcr_status_t),
  * while a reply that fits no rule is a protocol error that closes the
  * connection. ERROR / CLIENT_ERROR / SERVER_ERROR are complete replies: the
@@ -367,8 +371,59 @@ static const struct {
     [MCR__GATS] = {"gats", 4, true, true},
 };
 
-/* Parses "VALUE <key> <flags> <bytes>[ <cas>]" for the expected key.
- * Returns 0, or -1 when the line is not such a line for that key. */
+/* a[0..len) == b[0..len), with word loads that stay inside both. */
+static inline bool same_bytes(const char* a, const char* b, size_t len) {
+  uint64_t x, y, d = 0;
+  if (MCR__LIKELY(len >= 8)) {
+    for (size_t i = 0; i + 8 < len; i += 8) {
+      memcpy(&x, a + i, 8);
+      memcpy(&y, b + i, 8);
+      d |= x ^ y;
+    }
+    memcpy(&x, a + len - 8, 8);
+    memcpy(&y, b + len - 8, 8);
+    return (d | (x ^ y)) == 0;
+  }
+  if (len >= 4) {
+    uint32_t u, v, e;
+    memcpy(&u, a, 4);
+    memcpy(&v, b, 4);
+    e = u ^ v;
+    memcpy(&u, a + len - 4, 4);
+    memcpy(&v, b + len - 4, 4);
+    return (e | (u ^ v)) == 0;
+  }
+  for (size_t i = 0; i < len; i++)
+    d |= (uint64_t)(a[i] ^ b[i]);
+  return d == 0;
+}
+
+static inline uint32_t load32(const char* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* The fast paths' number scanner: 1..19 decimal digits at s, before end
+ * (pass NULL when the caller guarantees a non-digit byte at or before the
+ * end of its data), the form every number of a reply takes in practice; 19
+ * digits cannot overflow. Returns the byte after the digits, or NULL for no
+ * digit or 20 and more, which the general parser then decides. */
+static inline const char* fast_dec(const char* s, const char* end,
+                                   uint64_t* out) {
+  const char* b = s;
+  uint64_t v = 0;
+  unsigned d;
+  while ((!end || s < end) && (d = (unsigned)(unsigned char)*s - '0') <= 9) {
+    v = v * 10 + d;
+    s++;
+  }
+  if (MCR__UNLIKELY(s == b || s - b > 19))
+    return NULL;
+  *out = v;
+  return s;
+}
+
 /* Parses the decimal number at s up to the first byte that is not a digit:
  * 1..20 digits, and a 20-digit one no larger than 2^64 - 1 (compared as
  * text, so the loop needs no overflow check). Returns the first byte after
@@ -400,7 +455,7 @@ static inline int parse_value_line(const char* line, size_t len,
   const char* end = line + len;
   uint64_t flags = 0, nbytes = 0, cas = 0;
   if (len < 7 + key_len + 3 || memcmp(line, "VALUE ", 6) != 0 ||
-      memcmp(line + 6, key, key_len) != 0 || line[6 + key_len] != ' ')
+      !same_bytes(line + 6, key, key_len) || line[6 + key_len] != ' ')
     return -1;
   const char* p = scan_u64(line + 7 + key_len, end, &flags);
   if (p && p < end && *p == ' ' && flags <= UINT32_MAX)
@@ -447,6 +502,31 @@ typedef struct {
   int err; /* failure of the node, 0 when fine */
 } node_plan_t;
 
+/* memcpy for a key (1..250 bytes): overlapping fixed-size moves instead of
+ * a call. */
+static inline void copy_key(char* dst, const char* src, size_t len) {
+  if (len >= 16) {
+    for (size_t i = 0; i + 16 < len; i += 16)
+      memcpy(dst + i, src + i, 16);
+    memcpy(dst + len - 16, src + len - 16, 16);
+  } else if (len >= 8) {
+    uint64_t a, b;
+    memcpy(&a, src, 8);
+    memcpy(&b, src + len - 8, 8);
+    memcpy(dst, &a, 8);
+    memcpy(dst + len - 8, &b, 8);
+  } else if (len >= 4) {
+    uint32_t a, b;
+    memcpy(&a, src, 4);
+    memcpy(&b, src + len - 4, 4);
+    memcpy(dst, &a, 4);
+    memcpy(dst + len - 4, &b, 4);
+  } else {
+    for (size_t i = 0; i < len; i++)
+      dst[i] = src[i];
+  }
+}
+
 static int send_gets(mcr_client_t* c, mcr__node_t* n, int64_t ttl,
                      node_plan_t* plan) {
   get_call_t* g = plan->call;
@@ -464,7 +544,8 @@ static int send_gets(mcr_client_t* c, mcr__node_t* n, int64_t ttl,
   for (size_t i = plan->first; i != SIZE_MAX; i = g->next[i]) {
     size_t kl = g->key_lens[i];
     /* Room for "\r\n", a new line's head, " <key>" and the final "\r\n". */
-    if (mcr__buf_reserve(b, 2 + hl + 1 + kl + 2))
+    size_t need = 2 + hl + 1 + kl + 2;
+    if (MCR__UNLIKELY(b->cap - b->len < need) && mcr__buf_reserve(b, need))
       return MCR_ENOMEM;
     char* p = b->data + b->len;
     if (b->len != line_start && b->len - line_start + 1 + kl > GET_LINE_MAX) {
@@ -478,7 +559,7 @@ static int send_gets(mcr_client_t* c, mcr__node_t* n, int64_t ttl,
       plan->lines++;
     }
     *p++ = ' ';
-    memcpy(p, g->keys[i], kl);
+    copy_key(p, g->keys[i], kl);
     b->len = (size_t)(p + kl - b->data);
   }
   b->data[b->len++] = '\r'; /* reserved above */
@@ -490,12 +571,81 @@ static int send_gets(mcr_client_t* c, mcr__node_t* n, int64_t ttl,
   return mcr__conn_send(c, n, iov, 1);
 }
 
+/* The fast path of the multi-key parser: buf[0..avail) starts with a whole
+ * "VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n" for the key asked
+ * (numbers of 1..19 digits). Returns the unit's length with it->flags,
+ * it->cas, *data_off (from buf) and *bytes set, or 0 for anything else: an
+ * incomplete unit, another key's, END, an error line, a malformed one. The
+ * general parser then decides on the same bytes, and it would accept this
+ * unit as this key's with the same result: the key is valid (no byte
+ * <= 0x20), so the first '\n' is the one after the numbers. No byte at or
+ * past avail is read. */
+static inline size_t fast_item(const char* buf, size_t avail, const char* key,
+                               size_t key_len, bool want_cas, mcr_item_t* it,
+                               size_t* data_off, size_t* bytes) {
+  size_t ksp = 6 + key_len; /* the space after the key */
+  /* The shortest: "VALUE " key " 0 0\r\n" then "\r\n". */
+  if (avail < ksp + 6 + 2 || memcmp(buf, "VALUE ", 6) != 0 ||
+      !same_bytes(buf + 6, key, key_len) || buf[ksp] != ' ')
+    return 0;
+  const char* end = buf + avail;
+  uint64_t flags, nbytes, cas = 0;
+  const char* p = fast_dec(buf + ksp + 1, end, &flags);
+  if (!p || p == end || *p != ' ' || flags > UINT32_MAX)
+    return 0;
+  if (!(p = fast_dec(p + 1, end, &nbytes)) || p == end)
+    return 0;
+  if (*p == ' ') {
+    if (!(p = fast_dec(p + 1, end, &cas)) || p == end)
+      return 0;
+  } else if (want_cas) {
+    return 0;
+  }
+  if (end - p < 2 || p[0] != '\r' || p[1] != '\n' || nbytes > MCR__BLOCK_MAX)
+    return 0;
+  const char* data = p + 2;
+  if ((uint64_t)(end - data) < nbytes + 2 || data[nbytes] != '\r' ||
+      data[nbytes + 1] != '\n')
+    return 0;
+  it->flags = (uint32_t)flags;
+  it->cas = cas;
+  *data_off = (size_t)(data - buf);
+  *bytes = (size_t)nbytes;
+  return *data_off + (size_t)nbytes + 2;
+}
+
 /* The resumable parser of one node's retrieval reply (mcr__step_fn). */
 static int gets_step(mcr_client_t* c, mcr__node_t* n, void* ctx) {
   node_plan_t* p = ctx;
   get_call_t* g = p->call;
+  mcr__conn_t* k = &n->conn;
+  bool want_cas = get_words[g->cmd].cas;
   for (;;) {
     int rc;
+    size_t w;
+    /* The common units: each next key's VALUE line and data, all received.
+     * Taken in a loop over locals (stores to the items cannot then force
+     * reloads of the plan and the connection). */
+    if (p->pending == SIZE_MAX && p->want != SIZE_MAX && p->ends != p->lines &&
+        k->rpos != k->rlen) {
+      const char* rb = k->rbuf;
+      size_t pos = k->rpos, rlen = k->rlen, doff, bytes, used;
+      w = p->want;
+      while (w != SIZE_MAX &&
+             (used = fast_item(rb + pos, rlen - pos, g->keys[w], g->key_lens[w],
+                               want_cas, &g->items[w], &doff, &bytes)) != 0) {
+        g->items[w].status = MCR_OK;
+        g->items[w].value_len = bytes;
+        g->value_off[w] = pos + doff;
+        pos += used;
+        w = g->next[w];
+      }
+      if (pos != k->rpos) {
+        k->rpos = pos;
+        p->want = w;
+        mcr__conn_answered(n);
+      }
+    }
     if (p->pending != SIZE_MAX) {
       size_t voff;
       rc = mcr__conn_peek_block(c, n, p->pending_bytes, &voff);
@@ -526,11 +676,10 @@ static int gets_step(mcr_client_t* c, mcr__node_t* n, void* ctx) {
       return rc;
     }
     /* Keys without a VALUE line before this one are misses. */
-    size_t w = p->want;
+    w = p->want;
     while (w != SIZE_MAX &&
-           parse_value_line(line, len, g->keys[w], g->key_lens[w],
-                            get_words[g->cmd].cas, &g->items[w],
-                            &p->pending_bytes) != 0)
+           parse_value_line(line, len, g->keys[w], g->key_lens[w], want_cas,
+                            &g->items[w], &p->pending_bytes) != 0)
       w = g->next[w];
     if (w == SIZE_MAX)
       return mcr__conn_fail(c, n, MCR_EPROTO,
@@ -634,7 +783,9 @@ int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
     if (items[i].status != MCR_OK)
       continue;
     items[i].value = c->nodes[key_node[i]].conn.rbuf + g.value_off[i];
-    int rc = mcr__decode_item(c, &items[i]);
+    int rc = MCR__UNLIKELY((items[i].flags & MCR_FLAG_ZSTD) || c->opts.serde)
+                 ? mcr__decode_item(c, &items[i])
+                 : 0;
     if (rc) {
       items[i] = (mcr_item_t){.status = rc};
       continue;
@@ -836,34 +987,113 @@ int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
 
 /* ------------------------------------------------------------ one key */
 
-int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
-                      int64_t ttl, const char* key, size_t key_len,
-                      mcr_item_t* it) {
-  /* "<word> [<ttl> ]<key>\r\n" straight from the caller's key. */
-  static const char* const heads[] = {[MCR__GET] = "get ",
-                                      [MCR__GETS] = "gets ",
-                                      [MCR__GAT] = "gat ",
-                                      [MCR__GATS] = "gats "};
-  char head[32];
-  struct iovec iov[3] = {IOV(heads[cmd], get_words[cmd].len + 1),
-                         IOV(key, key_len), IOV(crlf, 2)};
+size_t mcr__text_get_request(mcr__get_t cmd, int64_t ttl, const char* key,
+                             size_t key_len, char* req) {
+  /* Each word padded to eight bytes, so it is copied with one store. */
+  static const char heads[][8] = {[MCR__GET] = "get ",
+                                  [MCR__GETS] = "gets ",
+                                  [MCR__GAT] = "gat ",
+                                  [MCR__GATS] = "gats "};
+  if (MCR__UNLIKELY(!key || key_len - 1 >= MCR__KEY_MAX))
+    return 0; /* 0 wraps around, so this also refuses an empty key */
+  memcpy(req, heads[cmd], 8);
+  size_t hl = get_words[cmd].len + 1;
   if (get_words[cmd].ttl) {
-    size_t hl = get_words[cmd].len + 1;
-    memcpy(head, heads[cmd], hl);
-    hl += mcr__i64_to_dec(head + hl, ttl);
-    head[hl++] = ' ';
-    iov[0] = IOV(head, hl);
+    hl += mcr__i64_to_dec(req + hl, ttl);
+    req[hl++] = ' ';
   }
-  int rc = mcr__conn_begin(c, n);
+  if (MCR__UNLIKELY(mcr__key_scan(req + hl, key, key_len) != 0))
+    return 0;
+  char* end = req + hl + key_len;
+  end[0] = '\r';
+  end[1] = '\n';
+  return hl + key_len + 2;
+}
+
+/* fast_get_reply's answer when the general parser must decide. */
+#define UNDECIDED (-1)
+
+/* The fast path of a one-key retrieval: buf[0..len) is exactly one whole
+ * reply in its common form, "END\r\n" (returns MCR_MISS) or
+ * "VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\nEND\r\n" for the key
+ * asked (returns MCR_OK, *it filled; the value points into buf). Anything
+ * else returns UNDECIDED: a reply not complete yet, followed by more bytes, an
+ * error line, a malformed one, or numbers of 20 digits. The caller then
+ * runs the general parser on the same bytes, which reads the rest or
+ * reports the error, so this function decides nothing the general parser
+ * would decide differently: every reply it accepts, the general parser
+ * accepts with the same result, and it reads no byte at or past len. The
+ * key must be valid (no byte <= 0x20), so the first '\n' in buf is the one
+ * after the numbers, as the general parser would find it. */
+static inline int fast_get_reply(const char* buf, size_t len, const char* key,
+                                 size_t key_len, bool want_cas,
+                                 mcr_item_t* it) {
+  /* The shortest hit: "VALUE " key " 0 0\r\n" then "\r\nEND\r\n". */
+  size_t ksp = 6 + key_len; /* the space after the key */
+  if (MCR__UNLIKELY(len < ksp + 5 + 7)) {
+    if (len == 5 && memcmp(buf, "END\r\n", 5) == 0)
+      return MCR_MISS;
+    return UNDECIDED;
+  }
+  /* The data and "\r\nEND\r\n" must take all the bytes after the line.
+   * Checked first: its '\r' then ends every digit scan below at the
+   * latest, and those scans start at or before it (len >= ksp + 12). */
+  const char* trailer = buf + len - 7;
+  if (load32(trailer) != load32("\r\nEN") ||
+      load32(trailer + 3) != load32("ND\r\n"))
+    return UNDECIDED;
+  if (memcmp(buf, "VALUE ", 6) != 0 || !same_bytes(buf + 6, key, key_len) ||
+      buf[ksp] != ' ')
+    return UNDECIDED;
+  uint64_t flags, bytes, cas = 0;
+  const char* p = fast_dec(buf + ksp + 1, NULL, &flags);
+  if (!p || *p != ' ' || flags > UINT32_MAX)
+    return UNDECIDED;
+  if (!(p = fast_dec(p + 1, NULL, &bytes)))
+    return UNDECIDED;
+  if (*p == ' ') {
+    if (!(p = fast_dec(p + 1, NULL, &cas)))
+      return UNDECIDED;
+  } else if (want_cas) {
+    return UNDECIDED;
+  }
+  /* p <= trailer. */
+  if (p[0] != '\r' || trailer - p < 2 || p[1] != '\n' ||
+      (uint64_t)(trailer - (p + 2)) != bytes || bytes > MCR__BLOCK_MAX)
+    return UNDECIDED;
+  it->flags = (uint32_t)flags;
+  it->cas = cas;
+  it->value = p + 2;
+  it->value_len = (size_t)bytes;
+  it->status = MCR_OK;
+  return MCR_OK;
+}
+
+int mcr__text_get_reply_fast(const char* buf, size_t len, const char* key,
+                             size_t key_len, bool want_cas, mcr_item_t* it) {
+  return fast_get_reply(buf, len, key, key_len, want_cas, it);
+}
+
+int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
+                      const char* req, size_t req_len, const char* key,
+                      size_t key_len, mcr_item_t* it) {
+  /* The whole reply usually arrives with the first receive: check it in
+   * one pass, and fall back to reading it line by line otherwise. */
+  int rc = mcr__conn_request(c, n, req, req_len);
   if (rc)
     return rc;
-  if ((rc = mcr__conn_send(c, n, iov, 3)))
+  mcr__conn_t* k = &n->conn;
+  rc = fast_get_reply(k->rbuf, k->rlen, key, key_len, get_words[cmd].cas, it);
+  if (MCR__LIKELY(rc != UNDECIDED)) {
+    k->rpos = k->rlen;
+    mcr__conn_answered(n);
     return rc;
+  }
 
   size_t off, len;
   if ((rc = mcr__conn_line(c, n, &off, &len)))
     return rc;
-  const char* line = n->conn.rbuf + off;
+  const char* line = k->rbuf + off;
   if (LINE_IS(line, len, "END"))
     return MCR_MISS;
   size_t bytes;
@@ -877,17 +1107,16 @@ int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
   if ((rc = mcr__conn_block(c, n, bytes, &voff)))
     return rc;
   /* "END\r\n" is usually in the buffer already: take it without a scan. */
-  mcr__conn_t* k = &n->conn;
   if (MCR__LIKELY(k->rlen - k->rpos == 5 &&
                   memcmp(k->rbuf + k->rpos, "END\r\n", 5) == 0)) {
     k->rpos += 5;
   } else {
     if ((rc = mcr__conn_line(c, n, &off, &len)))
       return rc;
-    if (!LINE_IS(n->conn.rbuf + off, len, "END"))
+    if (!LINE_IS(k->rbuf + off, len, "END"))
       return mcr__conn_fail(c, n, MCR_EPROTO, "no END after the value");
   }
-  it->value = n->conn.rbuf + voff;
+  it->value = k->rbuf + voff;
   it->value_len = bytes;
   it->status = MCR_OK;
   return MCR_OK;

@@ -92,6 +92,48 @@ Test(key, check_reads_exactly_len_bytes, .init = fill_keys) {
   cr_assert_eq(mcr_key_check(NULL, 0), MCR_EKEY);
 }
 
+/* The rule as the documentation states it, one byte at a time. */
+static int key_rule(const unsigned char* k, size_t len) {
+  if (len == 0 || len > 250)
+    return MCR_EKEY;
+  for (size_t i = 0; i < len; i++)
+    if (k[i] <= 0x20 || k[i] == 0x7f)
+      return MCR_EKEY;
+  return 0;
+}
+
+/* The byte values on both sides of every boundary of the rule. */
+static const unsigned char key_probe_bytes[] = {0x00, 0x01, 0x09, 0x0a, 0x0d,
+                                                0x1f, 0x20, 0x21, 0x7e, 0x7f,
+                                                0x80, 0xa0, 0xfe, 0xff};
+
+Test(key, check_every_length_position_and_byte) {
+  /* mcr_key_check reads 16 (or 8) bytes at a time with overlapping tails:
+   * every length and every position of a bad byte must still be seen.
+   * The key ends its allocation, so a read past it fails under ASan. */
+  for (size_t len = 1; len <= 251; len++) {
+    unsigned char* k = malloc(len);
+    cr_assert_not_null(k);
+    for (size_t i = 0; i < len; i++)
+      k[i] = (unsigned char)(0x21 + (i * 37) % 0xdf); /* 0x21..0xff */
+    for (size_t i = 0; i < len; i++)
+      if (k[i] == 0x7f)
+        k[i] = 0x7e;
+    cr_assert_eq(mcr_key_check((char*)k, len), key_rule(k, len), "len %zu",
+                 len);
+    for (size_t pos = 0; pos < len; pos++) {
+      unsigned char save = k[pos];
+      for (size_t b = 0; b < sizeof key_probe_bytes; b++) {
+        k[pos] = key_probe_bytes[b];
+        cr_assert_eq(mcr_key_check((char*)k, len), key_rule(k, len),
+                     "len %zu, byte 0x%02x at %zu", len, k[pos], pos);
+      }
+      k[pos] = save;
+    }
+    free(k);
+  }
+}
+
 /* Every keyed call with `key`; each must return MCR_EKEY. */
 static void all_calls_reject(const char* what, const char* key, size_t len) {
   mcr_item_t item;

@@ -17,8 +17,13 @@
  * Error lines are complete replies, so the connection stays open; anything
  * else is a protocol error that must close it.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -179,6 +184,68 @@ Test(timeouts, slow_drip_reply_is_bounded_by_the_call) {
       .mode = FAKE_SCRIPT, .script = script, .trickle_us = 5000});
   client = short_timeout_client(fake_servers_string(fake));
   get_fails_in_time(MCR_ETIMEOUT, IO_MS, true);
+}
+
+/* A server that accepts one connection, reads nothing for `delay_ms` (its
+ * receive buffer is small, so the client's send fills up and waits), then
+ * reads everything and never answers. */
+typedef struct {
+  int lfd;
+  int delay_ms;
+  pthread_t thread;
+} slow_reader_t;
+
+static void* slow_reader_main(void* arg) {
+  slow_reader_t* s = arg;
+  int fd = accept(s->lfd, NULL, NULL);
+  if (fd < 0)
+    return NULL;
+  usleep((useconds_t)s->delay_ms * 1000);
+  int big = 4 << 20; /* now drain fast */
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  char buf[65536];
+  while (recv(fd, buf, sizeof buf, 0) > 0) {
+  }
+  close(fd);
+  return NULL;
+}
+
+Test(timeouts, a_send_that_waits_counts_against_the_call) {
+  /* The request takes the first 350 ms of a 500 ms call to get out; the
+   * wait for the reply then has only what is left. A blocking send
+   * followed by a receive with the full SO_RCVTIMEO would take 850 ms. */
+  slow_reader_t s = {.delay_ms = 350};
+  s.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  cr_assert(s.lfd >= 0);
+  int small = 4096;
+  setsockopt(s.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  cr_assert(bind(s.lfd, (struct sockaddr*)&sa, sizeof sa) == 0);
+  cr_assert(listen(s.lfd, 4) == 0);
+  cr_assert(getsockname(s.lfd, (struct sockaddr*)&sa, &sl) == 0);
+  cr_assert(pthread_create(&s.thread, NULL, slow_reader_main, &s) == 0);
+  char servers[64];
+  snprintf(servers, sizeof servers, "127.0.0.1:%d", ntohs(sa.sin_port));
+  mcr_client_opts_t o = opts_default();
+  o.io_timeout_ms = 500;
+  o.failure_limit = 0;
+  o.item_size_max = 64u << 20;
+  client = client_new(servers, &o);
+  size_t len = 16u << 20; /* more than the socket buffers hold */
+  char* v = calloc(1, len);
+  cr_assert_not_null(v);
+  int64_t t0 = now_ms();
+  int rc = mcr_client_set(client, "k", 1, v, len, 0, 0, 0);
+  int64_t ms = now_ms() - t0;
+  assert_rc(rc, MCR_ETIMEOUT);
+  assert_elapsed(ms, o.io_timeout_ms, true);
+  free(v);
+  mcr_client_free(client);
+  client = NULL;
+  pthread_join(s.thread, NULL);
+  close(s.lfd);
 }
 
 /* ---------------------------------------------------------------- connect */

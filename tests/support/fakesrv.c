@@ -159,8 +159,18 @@ static bool fake_react(fake_conn_t* c, const char* req, size_t len,
       while (s[n] != NULL)
         n++;
       const char* r = s[i < n ? i : n - 1];
+      size_t rl = strlen(r);
+      if (f->o.split_at > 0 && (size_t)f->o.split_at < rl) {
+        /* Two segments, so the client's first receive most likely sees
+         * only the first part. */
+        if (!write_all(c->fd, r, (size_t)f->o.split_at))
+          return false;
+        usleep((useconds_t)f->o.split_us);
+        write_all(c->fd, r + f->o.split_at, rl - (size_t)f->o.split_at);
+        return true;
+      }
       if (f->o.trickle_us <= 0) {
-        write_all(c->fd, r, strlen(r));
+        write_all(c->fd, r, rl);
         return true;
       }
       for (const char* p = r; *p != '\0'; p++) {

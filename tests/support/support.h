@@ -117,6 +117,8 @@ typedef struct {
   const mcd_t* backend;      /* FAKE_PROXY target */
   int port;                  /* 0: any free port; else this one */
   int trickle_us;            /* FAKE_SCRIPT: send one byte per this many us */
+  int split_at;              /* FAKE_SCRIPT: send this many bytes of each */
+  int split_us;              /* reply, wait split_us, then send the rest */
 } fake_opts_t;
 
 typedef struct fake fake_t;
