@@ -785,9 +785,11 @@ typedef struct {
  * it. */
 static int reply_ready(mcr__node_t* node) {
   const mcr__conn_t* k = &node->conn;
-  const char* b = k->rbuf + k->rpos;
   size_t avail = k->rlen - k->rpos;
-  const char* nl = avail ? memchr(b, '\n', avail) : NULL;
+  if (avail == 0)
+    return 0; /* rbuf may not even exist yet */
+  const char* b = k->rbuf + k->rpos;
+  const char* nl = memchr(b, '\n', avail);
   if (!nl)
     return avail > 8192 ? -1 : 0;
   size_t line = (size_t)(nl - b) + 1;
