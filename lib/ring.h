@@ -85,21 +85,23 @@ void mcr__ring_hash_many(mcr_distribution_t mode, size_t n,
                          uint32_t* out);
 
 /* md5x.c: out[i] = the first little-endian word of MD5(keys[i]) for i < n
- * (the hash of both MD5 modes), computed 4 (SSE2) or 8 (AVX2) keys at a
- * time; keys over 55 bytes take the scalar path. */
+ * (the hash of both MD5 modes), computed 4 (SSE2), 8 (AVX2) or up to 32
+ * (AVX-512VL) keys at a time; keys over 55 bytes take the scalar path. */
 void mcr__md5x_word0(size_t n, const char* const* keys, const size_t* lens,
                      uint32_t* out);
 
-/* Instruction sets md5x.c can use, in order. */
+/* Instruction sets md5x.c can use, in order. AVX512 means AVX-512F and
+ * AVX-512VL, on 256-bit vectors. */
 typedef enum {
   MCR__MD5X_SCALAR,
   MCR__MD5X_SSE2,
-  MCR__MD5X_AVX2
+  MCR__MD5X_AVX2,
+  MCR__MD5X_AVX512
 } mcr__md5x_isa_t;
 
 /* Test seam: caps the instruction set md5x.c uses at `max` (process-wide;
- * MCR__MD5X_AVX2 removes the cap). Returns the level now in use, which is
- * lower than max when the CPU or the build lacks it. */
+ * MCR__MD5X_AVX512, the top level, removes the cap). Returns the level now
+ * in use, which is lower than max when the CPU or the build lacks it. */
 mcr__md5x_isa_t mcr__md5x_limit(mcr__md5x_isa_t max);
 
 /* mcr__ring_find_point gives the index of the first point >= h, wrapping
