@@ -144,6 +144,24 @@ static void expect_same_routing(const mcr_ring_t* a, const mcr_ring_t* b) {
   }
 }
 
+/* a routes like b, and every node reads the same (shares included, which
+ * a mapped ring takes from its arcs). */
+static void expect_same_ring(const mcr_ring_t* a, const mcr_ring_t* b) {
+  expect_same_routing(a, b);
+  for (size_t i = 0; i < mcr_ring_node_count(a); i++) {
+    mcr_ring_node_t x, y;
+    mcr_ring_node(a, i, &x);
+    mcr_ring_node(b, i, &y);
+    cr_expect_str_eq(x.host, y.host);
+    cr_expect_str_eq(x.address, y.address);
+    cr_expect_eq(x.port, y.port);
+    cr_expect_eq(x.weight, y.weight);
+    cr_expect_eq(x.points, y.points);
+    cr_expect_eq(x.share, y.share);
+    cr_expect_eq(x.state, MCR_NODE_UP);
+  }
+}
+
 static size_t count_files(const char* dir, const char* prefix) {
   DIR* d = opendir(dir);
   size_t n = 0;
@@ -166,19 +184,7 @@ Test(snapshot, round_trip_and_generations) {
   cr_assert_eq(mcr_ring_generation(r), 1);
   cr_assert(mcr_ring_publish_time_ns(r) > 1600000000ull * 1000000000ull);
   mcr_ring_t* ref = gen_ring(1);
-  expect_same_routing(r, ref);
-  for (size_t i = 0; i < mcr_ring_node_count(r); i++) {
-    mcr_ring_node_t a, b;
-    mcr_ring_node(r, i, &a);
-    mcr_ring_node(ref, i, &b);
-    cr_expect_str_eq(a.host, b.host);
-    cr_expect_str_eq(a.address, b.address);
-    cr_expect_eq(a.port, b.port);
-    cr_expect_eq(a.weight, b.weight);
-    cr_expect_eq(a.points, b.points);
-    cr_expect_eq(a.share, b.share);
-    cr_expect_eq(a.state, MCR_NODE_UP);
-  }
+  expect_same_ring(r, ref);
   mcr_ring_free(ref);
 
   cr_assert_eq(mcr_snapshot_refresh(f.s), 0);
@@ -716,15 +722,7 @@ Test(snapshot, minor_0_files_are_checked_in_full) {
     cr_assert_eq(mcr_snapshot_refresh(f.s), 1, "%s",
                  mcr_snapshot_last_error(f.s));
     mcr_ring_t* ref = gen_ring(gen);
-    const mcr_ring_t* r = mcr_snapshot_ring(f.s);
-    expect_same_routing(r, ref);
-    for (size_t i = 0; i < mcr_ring_node_count(r); i++) {
-      mcr_ring_node_t a, b;
-      mcr_ring_node(r, i, &a);
-      mcr_ring_node(ref, i, &b);
-      cr_expect_eq(a.share, b.share);
-      cr_expect_eq(a.points, b.points);
-    }
+    expect_same_ring(mcr_snapshot_ring(f.s), ref);
     mcr_ring_free(ref);
     cr_assert_eq(mcr_snapshot_refresh(f.v), 1);
   }
