@@ -531,12 +531,16 @@ static int rbuf_reserve(mcr__conn_t* k, size_t need) {
 /* The outcome of one recv into the buffer: 0 when bytes arrived (counted),
  * 1 when the caller should wait or retry (EINTR, EAGAIN), else the error
  * after failing the connection. */
+/* r > 0 bytes arrived after rlen: takes them and counts them. */
+static inline void took(mcr__node_t* n, size_t r) {
+  n->conn.rlen += r;
+  if (MCR__UNLIKELY(n->hs != NULL))
+    mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), r);
+}
+
 static int received(mcr_client_t* c, mcr__node_t* n, ssize_t r) {
-  mcr__conn_t* k = &n->conn;
   if (MCR__LIKELY(r > 0)) {
-    k->rlen += (size_t)r;
-    if (MCR__UNLIKELY(n->hs != NULL))
-      mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), (size_t)r);
+    took(n, (size_t)r);
     return 0;
   }
   if (r == 0)
@@ -599,9 +603,7 @@ static inline int fill(mcr_client_t* c, mcr__node_t* n) {
     ssize_t r = recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, 0);
     k->slow = true;
     if (MCR__LIKELY(r > 0)) {
-      k->rlen += (size_t)r;
-      if (MCR__UNLIKELY(n->hs != NULL))
-        mcr__hs_add(n, offsetof(mcr_node_counters_t, bytes_in), (size_t)r);
+      took(n, (size_t)r);
       return 0;
     }
     return fill_failed(c, n, r);

@@ -152,6 +152,28 @@ static inline uint64_t mcr__key_scan(char* dst, const char* key, size_t len) {
   return mcr__key_bad_bytes(w);
 }
 
+/* memcpy of a key (0..250 bytes) without a call: overlapping fixed-size
+ * moves, one branch that a run of keys of one length predicts. Used where
+ * many keys are copied (multi-get request lines, md5x.c's blocks). */
+static inline void mcr__copy_key(void* dst, const char* src, size_t len) {
+  char* d = dst;
+  if (len >= 16) {
+    for (size_t i = 0; i + 16 < len; i += 16)
+      __builtin_memcpy(d + i, src + i, 16);
+    __builtin_memcpy(d + len - 16, src + len - 16, 16);
+  } else if (len >= 8) {
+    __builtin_memcpy(d, src, 8);
+    __builtin_memcpy(d + len - 8, src + len - 8, 8);
+  } else if (len >= 4) {
+    __builtin_memcpy(d, src, 4);
+    __builtin_memcpy(d + len - 4, src + len - 4, 4);
+  } else if (len > 0) {
+    d[0] = src[0];
+    d[len / 2] = src[len / 2];
+    d[len - 1] = src[len - 1];
+  }
+}
+
 /* Encodes `len` bytes of `in` as base64 into `out` (room for
  * 4 * ceil(len / 3) bytes). Returns the encoded length. */
 size_t mcr__base64_encode(const void* in, size_t len, char* out);

@@ -245,33 +245,10 @@ __attribute__((target("avx2"))) static void md5x8(const uint8_t (*blk)[64],
   memcpy(out, &a, sizeof a);
 }
 
-/* Copies key[0..len), len <= LANE_KEY_MAX, to d with two fixed-size
- * copies that overlap, as mcr__key_scan does: no call, and one branch
- * that a run of keys of one length predicts. */
-static inline void copy_key(uint8_t* d, const char* key, size_t len) {
-  if (len >= 32) {
-    memcpy(d, key, 32);
-    memcpy(d + len - 32, key + len - 32, 32);
-  } else if (len >= 16) {
-    memcpy(d, key, 16);
-    memcpy(d + len - 16, key + len - 16, 16);
-  } else if (len >= 8) {
-    memcpy(d, key, 8);
-    memcpy(d + len - 8, key + len - 8, 8);
-  } else if (len >= 4) {
-    memcpy(d, key, 4);
-    memcpy(d + len - 4, key + len - 4, 4);
-  } else if (len > 0) {
-    d[0] = (uint8_t)key[0];
-    d[len / 2] = (uint8_t)key[len / 2];
-    d[len - 1] = (uint8_t)key[len - 1];
-  }
-}
-
 /* Writes key[0..len), len <= LANE_KEY_MAX, as one padded MD5 block. */
 static inline void pad_block(uint8_t b[64], const char* key, size_t len) {
   memset(b, 0, 64);
-  copy_key(b, key, len);
+  mcr__copy_key(b, key, len);
   b[len] = 0x80;
   uint32_t bits = (uint32_t)len * 8;
   memcpy(b + 56, &bits, sizeof bits);

@@ -502,31 +502,6 @@ typedef struct {
   int err; /* failure of the node, 0 when fine */
 } node_plan_t;
 
-/* memcpy for a key (1..250 bytes): overlapping fixed-size moves instead of
- * a call. */
-static inline void copy_key(char* dst, const char* src, size_t len) {
-  if (len >= 16) {
-    for (size_t i = 0; i + 16 < len; i += 16)
-      memcpy(dst + i, src + i, 16);
-    memcpy(dst + len - 16, src + len - 16, 16);
-  } else if (len >= 8) {
-    uint64_t a, b;
-    memcpy(&a, src, 8);
-    memcpy(&b, src + len - 8, 8);
-    memcpy(dst, &a, 8);
-    memcpy(dst + len - 8, &b, 8);
-  } else if (len >= 4) {
-    uint32_t a, b;
-    memcpy(&a, src, 4);
-    memcpy(&b, src + len - 4, 4);
-    memcpy(dst, &a, 4);
-    memcpy(dst + len - 4, &b, 4);
-  } else {
-    for (size_t i = 0; i < len; i++)
-      dst[i] = src[i];
-  }
-}
-
 static int send_gets(mcr_client_t* c, mcr__node_t* n, int64_t ttl,
                      node_plan_t* plan) {
   get_call_t* g = plan->call;
@@ -559,7 +534,7 @@ static int send_gets(mcr_client_t* c, mcr__node_t* n, int64_t ttl,
       plan->lines++;
     }
     *p++ = ' ';
-    copy_key(p, g->keys[i], kl);
+    mcr__copy_key(p, g->keys[i], kl);
     b->len = (size_t)(p + kl - b->data);
   }
   b->data[b->len++] = '\r'; /* reserved above */
