@@ -68,10 +68,10 @@ static void start_bad_server(fake_mode_t mode) {
 }
 
 /* Asserts the bounds of a failed call that took `ms`: never more than the
- * timeout plus 50 ms, and for a timeout, not less than the timeout. */
+ * timeout plus the slack, and for a timeout, not less than the timeout. */
 static void assert_elapsed(int64_t ms, int limit, bool is_timeout) {
-  cr_assert_leq(ms, limit + 50, "took %lld ms, limit %d + 50", (long long)ms,
-                limit);
+  cr_assert_leq(ms, limit + TEST_SLACK_MS, "took %lld ms, limit %d",
+                (long long)ms, limit);
   if (is_timeout)
     cr_assert_geq(ms, limit - 5, "timed out early: %lld ms of %d",
                   (long long)ms, limit);

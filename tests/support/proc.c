@@ -53,6 +53,8 @@ pid_t spawn_prog(const char* const* argv, const spawn_opts_t* o) {
     gid_t groups[1] = {o->sgid};
     if (setgroups(1, groups) != 0 || setgid(o->gid) != 0 || setuid(o->uid) != 0)
       _exit(126);
+    /* A change of credentials clears the parent-death signal: set again. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
   }
   execv(argv[0], (char* const*)argv);
   _exit(127);
