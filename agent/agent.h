@@ -29,8 +29,9 @@
 
 /* ---------------------------------------------------------------- nodes.c */
 
-#define AGENT_HOST_MAX 255 /* longest host name accepted, bytes */
-#define AGENT_ADDR_MAX 46  /* INET6_ADDRSTRLEN */
+#define AGENT_HOST_MAX 255     /* longest host name accepted, bytes */
+#define AGENT_NODES_MAX 65535u /* most nodes a ring may have */
+#define AGENT_ADDR_MAX 46      /* INET6_ADDRSTRLEN */
 
 /* One cache node as discovered. */
 typedef struct {
@@ -74,17 +75,23 @@ void agent_nodes_sort(agent_nodes_t* l);
  * weight); the versions are not compared. */
 bool agent_nodes_equal(const agent_nodes_t* a, const agent_nodes_t* b);
 
-/* Fails with MCR_ESERVERS and a message when two nodes share host and
- * port, or when the list is empty (MCR_ENOSERVERS). The list must be
- * sorted. */
+/* Fails with MCR_ESERVERS and a message when the list names one server
+ * twice: two nodes with the same host (ignoring case) and port, or two
+ * with the same address and port; when it has more than AGENT_NODES_MAX
+ * nodes; or when it is empty (MCR_ENOSERVERS). MCR_ENOMEM. */
 int agent_nodes_check(const agent_nodes_t* l, char* err, size_t errlen);
+
+/* Gives back the memory of a list much larger than it was (after a
+ * refused reply that grew it). */
+void agent_nodes_trim(agent_nodes_t* l);
 
 /* Fills the address of every node that has none with getaddrinfo(host)
  * (blocking, first address). Returns 0, or MCR_ERESOLVE with a message. */
 int agent_nodes_resolve(agent_nodes_t* l, char* err, size_t errlen);
 
-/* What every source does last: sort, check (agent_nodes_check), then
- * resolve the nodes without an address (agent_nodes_resolve). */
+/* What every source does last: sort, check (agent_nodes_check), resolve
+ * the nodes without an address (agent_nodes_resolve), check again (two
+ * names of one address). */
 int agent_nodes_finish(agent_nodes_t* l, char* err, size_t errlen);
 
 /* True when s[0..len) is a syntactically valid DNS host name (letters,

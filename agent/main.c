@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jemalloc/jemalloc.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -39,8 +40,11 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "internal.h" /* mcr__ringdir_open */
 
 #define DEFAULT_CONFIG "/etc/mcring/agent.conf"
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 #define DEFAULT_RUN_DIR "/run/mcring"
 #define PATH_CAP 4096
 
@@ -530,6 +534,12 @@ static void source_from_conf(agent_source_t* s, const conf_t* c) {
   s->io_timeout_ms = (int)(c->io_timeout * 1000 + 0.5);
 }
 
+/* Returns the agent's free memory to the system now, instead of after
+ * jemalloc's decay time (which an idle agent may never reach). */
+static void release_memory(void) {
+  mallctl("arena." STRINGIFY(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL, 0);
+}
+
 /* What the loop remembers between polls for logging once per change. */
 typedef struct {
   unsigned failures;
@@ -576,6 +586,10 @@ static int poll_once(const conf_t* c, agent_source_t* src, agent_pub_t* pub,
     }
   }
   if (rc) {
+    /* A refused reply may have grown the list (up to AGENT_NODES_MAX
+     * entries) and the heap: give both back before the next poll. */
+    agent_nodes_trim(nodes);
+    release_memory();
     /* --once reports the failure itself, on stderr, as it exits. */
     if (!c->once &&
         (!ls->ever_polled || ls->last_rc != rc || strcmp(ls->last_msg, err)))

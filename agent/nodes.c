@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "agent.h"
@@ -100,23 +101,70 @@ bool agent_nodes_equal(const agent_nodes_t* a, const agent_nodes_t* b) {
   return true;
 }
 
+/* The list being checked, for the comparisons qsort gets no context for
+ * (the agent checks lists on one thread). */
+static const agent_node_t* check_list;
+
+/* Host names compare as DNS does: without regard to case. */
+static int by_name(const void* a, const void* b) {
+  const agent_node_t* x = &check_list[*(const size_t*)a];
+  const agent_node_t* y = &check_list[*(const size_t*)b];
+  int c = strcasecmp(x->host, y->host);
+  return c ? c : (int)x->port - (int)y->port;
+}
+
+/* Nodes without an address yet sort first and are never equal. */
+static int by_address(const void* a, const void* b) {
+  const agent_node_t* x = &check_list[*(const size_t*)a];
+  const agent_node_t* y = &check_list[*(const size_t*)b];
+  if (!x->addr[0] || !y->addr[0])
+    return (int)!!x->addr[0] - (int)!!y->addr[0];
+  int c = strcmp(x->addr, y->addr);
+  return c ? c : (int)x->port - (int)y->port;
+}
+
 int agent_nodes_check(const agent_nodes_t* l, char* err, size_t errlen) {
   if (l->n == 0) {
     snprintf(err, errlen, "the node list is empty");
     return MCR_ENOSERVERS;
   }
-  if (l->n > 65535) {
-    snprintf(err, errlen, "%zu nodes: at most 65535", l->n);
+  if (l->n > AGENT_NODES_MAX) {
+    snprintf(err, errlen, "%zu nodes: at most %u", l->n, AGENT_NODES_MAX);
     return MCR_ESERVERS;
   }
-  for (size_t i = 1; i < l->n; i++) {
-    if (node_cmp(&l->v[i - 1], &l->v[i]) == 0) {
-      snprintf(err, errlen, "node %s port %u listed twice", l->v[i].host,
-               (unsigned)l->v[i].port);
-      return MCR_ESERVERS;
+  /* One server listed twice would sit on the ring twice (twice the keys):
+   * the same host name in another case, or another name for the same
+   * address and port. No real cluster configuration does that; the list
+   * is refused (and the last ring kept) rather than guessed at. */
+  size_t* idx = malloc(l->n * sizeof(*idx));
+  if (!idx)
+    return MCR_ENOMEM;
+  int rc = 0;
+  check_list = l->v;
+  for (int pass = 0; pass < 2 && !rc; pass++) {
+    for (size_t i = 0; i < l->n; i++)
+      idx[i] = i;
+    qsort(idx, l->n, sizeof(*idx), pass ? by_address : by_name);
+    for (size_t i = 1; i < l->n && !rc; i++) {
+      const agent_node_t* a = &l->v[idx[i - 1]];
+      const agent_node_t* b = &l->v[idx[i]];
+      if ((pass ? by_address : by_name)(&idx[i - 1], &idx[i]) != 0 ||
+          (pass && !a->addr[0]))
+        continue;
+      if (pass)
+        snprintf(err, errlen,
+                 "nodes %s and %s are both %s port %u: one server listed "
+                 "twice",
+                 a->host, b->host, a->addr, (unsigned)a->port);
+      else
+        snprintf(err, errlen, "node %s port %u listed twice%s", b->host,
+                 (unsigned)b->port,
+                 strcmp(a->host, b->host) ? " (host names ignore case)" : "");
+      rc = MCR_ESERVERS;
     }
   }
-  return 0;
+  free(idx);
+  return rc;
 }
 
 int agent_nodes_resolve(agent_nodes_t* l, char* err, size_t errlen) {
@@ -150,7 +198,21 @@ int agent_nodes_resolve(agent_nodes_t* l, char* err, size_t errlen) {
 int agent_nodes_finish(agent_nodes_t* l, char* err, size_t errlen) {
   agent_nodes_sort(l);
   int rc = agent_nodes_check(l, err, errlen);
-  return rc ? rc : agent_nodes_resolve(l, err, errlen);
+  if (!rc)
+    rc = agent_nodes_resolve(l, err, errlen);
+  /* Names that resolve to one address are one server. */
+  return rc ? rc : agent_nodes_check(l, err, errlen);
+}
+
+void agent_nodes_trim(agent_nodes_t* l) {
+  size_t want = l->n < 16 ? 16 : l->n;
+  if (l->cap <= 2 * want)
+    return;
+  agent_node_t* v = realloc(l->v, want * sizeof(*v));
+  if (v) {
+    l->v = v;
+    l->cap = want;
+  }
 }
 
 bool agent_hostname_ok(const char* s, size_t len) {

@@ -186,8 +186,13 @@ int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
     in[i].state = MCR__NODE_UP;
   }
   uint64_t g = 0;
+  bool wraps = mcr__snapshot_writer_generation(p->w) == UINT64_MAX;
   int rc = mcr__snapshot_writer_publish_nodes(p->w, mode, in, nodes->n, &g);
   free(in);
+  if (!rc && wraps)
+    agent_log(AGENT_LOG_WARNING,
+              "generation numbering starts again at 1 after 2^64 - 1 (a "
+              "damaged control file?): workers follow any change");
   if (rc) {
     snprintf(err, errlen, "publish: %s", mcr__snapshot_writer_error(p->w));
     return rc;

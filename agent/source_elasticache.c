@@ -146,6 +146,10 @@ static int parse_block(const char* b, size_t len, agent_nodes_t* out, char* err,
     return proto_err(err, errlen, "the node list is empty");
   size_t index = 0;
   while (p < end) {
+    /* Refused at once: a reply listing more nodes than a ring can hold
+     * must not cost the agent memory for all of them. */
+    if (index == AGENT_NODES_MAX)
+      return proto_err(err, errlen, "more than %u nodes", AGENT_NODES_MAX);
     const char* sp = memchr(p, ' ', (size_t)(end - p));
     const char* te = sp ? sp : end;
     if (te == p)
@@ -567,6 +571,8 @@ int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
     *legacy = form == AGENT_EC_LEGACY;
   if (!rc)
     rc = agent_nodes_resolve(out, err, errlen);
+  if (!rc) /* two names of one address */
+    rc = agent_nodes_check(out, err, errlen);
   if (rc)
     agent_nodes_clear(out);
   return rc;

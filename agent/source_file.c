@@ -121,5 +121,7 @@ int agent_file_poll(agent_source_t* s, agent_nodes_t* out, char* err,
   int rc = agent_nodes_copy(out, &s->file_nodes);
   if (!rc)
     rc = agent_nodes_resolve(out, err, errlen);
+  if (!rc) /* two names of one address */
+    rc = agent_nodes_check(out, err, errlen);
   return rc;
 }

@@ -344,7 +344,11 @@ void mcr__snapshot_writer_store_generation(mcr__snapshot_writer_t* w,
 
 int mcr__snapshot_writer_publish(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
                                  uint64_t* gen) {
-  uint64_t g = w->gen + 1;
+  /* Readers compare generations for equality only, so numbering can
+   * start again at 1 after 2^64 - 1 (only a damaged control file gets
+   * there) without a reader missing the change; 0 means "nothing
+   * published" and is skipped. */
+  uint64_t g = w->gen == UINT64_MAX ? 1 : w->gen + 1;
   char name[40];
   snprintf(name, sizeof(name), "ring.%" PRIu64, g);
   int rc = write_file(w, r, g, name);

@@ -374,3 +374,56 @@ Test(dns, localhost_addresses) {
   cr_assert_lt(agent_dns_poll("bad name:1", &l, err, sizeof(err)), 0);
   agent_nodes_free(&l);
 }
+
+/* ---------------------------------------------------------------- limits */
+
+/* One server under two names would sit on the ring twice, with twice its
+ * share of the keys: the same address and port, or a host name that
+ * differs only in case (DNS ignores case). Refused whole. */
+Test(ec_parse, one_server_under_two_names_refused) {
+  agent_nodes_t l = {0};
+  char err[256];
+  int rc = parse_block(AGENT_EC_CONFIG,
+                       "1\na|127.0.0.1|23211 b|127.0.0.1|23211\n", 0, &l, err);
+  cr_assert_eq(rc, MCR_EPROTO);
+  cr_assert(strstr(err, "both 127.0.0.1 port 23211"), "%s", err);
+  rc = parse_block(AGENT_EC_CONFIG, "1\nMC1.test||11211 mc1.test||11211\n", 0,
+                   &l, err);
+  cr_assert_eq(rc, MCR_EPROTO);
+  cr_assert(strstr(err, "ignore case"), "%s", err);
+  /* One address on two ports is two servers. */
+  cr_assert_eq(
+      parse_block(AGENT_EC_CONFIG, "1\na|127.0.0.1|23211 b|127.0.0.1|23212\n",
+                  0, &l, err),
+      0, "%s", err);
+  /* The static list: two names that resolve to one address. */
+  cr_assert_eq(agent_static_poll("localhost:11211,127.0.0.1:11211", &l, err,
+                                 sizeof(err)),
+               MCR_ESERVERS);
+  cr_assert(strstr(err, "one server listed twice"), "%s", err);
+  agent_nodes_free(&l);
+}
+
+/* A reply listing more nodes than a ring can hold is refused as soon as
+ * the count passes the limit, before the list has grown for all of them
+ * (426,390 entries used to cost 150 MB). */
+Test(ec_parse, too_many_nodes_refused_early) {
+  enum { N = 380000 };
+  size_t cap = (size_t)N * 12 + 32;
+  char* block = malloc(cap);
+  size_t len = (size_t)snprintf(block, cap, "1\n");
+  for (int i = 0; i < N; i++)
+    len += (size_t)snprintf(block + len, cap - len, "%sh%x||1", i ? " " : "",
+                            (unsigned)i);
+  block[len++] = '\n';
+  block[len] = '\0';
+  agent_nodes_t l = {0};
+  char err[256];
+  cr_assert_eq(parse_block(AGENT_EC_CONFIG, block, 0, &l, err), MCR_EPROTO);
+  cr_assert(strstr(err, "more than 65535 nodes"), "%s", err);
+  cr_assert_leq(l.cap, 65536, "the list grew to %zu entries", l.cap);
+  agent_nodes_trim(&l);
+  cr_assert_leq(l.cap, 16, "memory kept after the refusal: %zu entries", l.cap);
+  agent_nodes_free(&l);
+  free(block);
+}
