@@ -142,9 +142,9 @@ static void usage(FILE* f) {
           "  --syslog                 log to syslog instead of stderr\n"
           "  --log-level LEVEL        error, warning, info (default), "
           "debug\n"
-          "  --stats-slots N          worker slots of the host stats "
-          "segment\n"
-          "                           (default 1024; 0: no segment)\n");
+          "  --stats-slots N          client handles host stats can "
+          "register\n"
+          "                           (default 1024; 0: no host stats)\n");
 }
 
 /* Parses a non-negative decimal number of seconds ("0.05", "5"). */
@@ -722,11 +722,25 @@ int main(int argc, char** argv) {
     report_start(&start_fd, '0' + EXIT_RINGDIR);
     return EXIT_RINGDIR;
   }
-  /* The host stats segment workers count into (mcring stat). Without it
-   * workers keep their counters private, so a failure is only a warning. */
-  if (conf.stats_slots && mcr_hoststats_create(conf.ring_dir, conf.stats_slots,
-                                               err, sizeof(err)) != 0)
-    agent_log(AGENT_LOG_WARNING, "host stats segment: %s", err);
+  /* Readers judge the directory by who could have made it (ringdir.c):
+   * say so now rather than leave every worker to refuse it. */
+  uid_t owner;
+  int tfd = mcr__ringdir_open(conf.ring_dir, -1, &owner, err, sizeof(err));
+  if (tfd >= 0)
+    close(tfd);
+  else if (tfd == MCR_EPERM)
+    agent_log(AGENT_LOG_WARNING,
+              "workers will refuse this ring directory unless they name "
+              "uid %u as its owner: %s",
+              (unsigned)geteuid(), err);
+  /* The registry of the workers' counter segments (mcring stat). Without
+   * it workers keep their counters private, so a failure is only a
+   * warning. */
+  mcr_hoststats_server_t* stats = NULL;
+  if (conf.stats_slots && !conf.once &&
+      mcr_hoststats_serve(&stats, conf.ring_dir, conf.stats_slots, err,
+                          sizeof(err)) != 0)
+    agent_log(AGENT_LOG_WARNING, "host stats: %s", err);
   if (!conf.once)
     agent_log(AGENT_LOG_INFO,
               "started: source %s %s, ring %s (%s), generation %" PRIu64
@@ -781,6 +795,7 @@ int main(int argc, char** argv) {
   report_start(&start_fd, '0' + EXIT_RINGDIR);
   agent_source_reset(&src);
   agent_nodes_free(&nodes);
+  mcr_hoststats_server_free(stats);
   agent_pub_close(pub);
   return exit_code;
 }

@@ -108,30 +108,14 @@ int agent_pub_open(agent_pub_t** out, const char* dir, const char* group,
   if (!p)
     return MCR_ENOMEM;
   p->dirfd = -1;
-  int rc = 0;
-  /* Create it here (0750) rather than in the writer so that the group is
-   * set before the writer creates its control file. */
-  if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-    snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+  /* The writer makes the directory (0750), refuses a symlink, one that is
+   * world-writable or someone else's, and takes the lock. */
+  int rc = mcr__snapshot_writer_open(&p->w, dir, err, errlen);
+  if (!rc && (p->dirfd = fcntl(mcr__snapshot_writer_dirfd(p->w),
+                               F_DUPFD_CLOEXEC, 0)) < 0) {
+    snprintf(err, errlen, "%s: %s", dir, strerror(errno));
     rc = MCR_ESYS;
   }
-  struct stat st;
-  if (!rc) {
-    p->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (p->dirfd < 0 || fstat(p->dirfd, &st) != 0) {
-      snprintf(err, errlen, "open %s: %s", dir,
-               errno == ELOOP ? "is a symlink, refused" : strerror(errno));
-      rc = errno == ELOOP ? MCR_EPERM : MCR_ESYS;
-    } else if (st.st_mode & S_IWOTH) {
-      snprintf(err, errlen,
-               "refusing world-writable ring directory %s "
-               "(mode %04o)",
-               dir, (unsigned)(st.st_mode & 07777));
-      rc = MCR_EPERM;
-    }
-  }
-  if (!rc)
-    rc = mcr__snapshot_writer_open(&p->w, dir, err, errlen);
   /* The group is changed only once the lock is ours. */
   if (!rc && group && *group) {
     rc = apply_group(p->dirfd, dir, group, err, errlen);

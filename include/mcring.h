@@ -189,8 +189,11 @@ typedef struct {
    * `distribution` is then the agent's, and this field is ignored. */
   const char* servers;
   const char* ring_dir;
-  /* The uid that must own the snapshot files under ring_dir; -1 (default)
-   * means the owner of ring_dir itself. */
+  /* The uid that must own the snapshot files under ring_dir (the agent's
+   * user). -1 (default) trusts the owner of ring_dir itself, and then
+   * refuses a ring_dir that another user could have created first: a
+   * symlink, or one whose parent is writable by group or others or not
+   * owned by root or that owner (docs/agent.md, "The ring directory"). */
   long ring_owner_uid;
   /* 1: check every generation of the ring in full in this process (the
    * `verify` of mcr_snapshot_opts_t); default 0: header, bounds and node
@@ -216,10 +219,11 @@ typedef struct {
   int failure_limit;
   int retry_timeout_ms;
   int eject;
-  /* Host-wide statistics (ring_dir clients only): when the agent created
-   * the stats segment DIR/stats, the client claims a slot in it and keeps
-   * per-node counters there for `mcring stat` (see mcr_hoststats_*).
-   * Default 1; 0 keeps the counters private. */
+  /* Host-wide statistics (ring_dir clients only): when the agent serves
+   * host stats (DIR/stats.sock), the client registers a counter segment
+   * of its own with it, for `mcring stat` (see mcr_hoststats_*). Without
+   * an agent socket, or without access to it, counters stay private.
+   * Default 1; 0 keeps them private. */
   int host_stats;
 } mcr_client_opts_t;
 
@@ -681,7 +685,8 @@ typedef struct mcr_snapshot mcr_snapshot_t;
 
 typedef struct {
   /* Owner the control file and every ring file must have. -1 (default):
-   * the owner of the ring directory. */
+   * the owner of the ring directory, which is then refused where another
+   * user could have created it (see mcr_client_opts_t.ring_owner_uid). */
   long expected_uid;
   /* 0 (default): each generation's header, bounds and node table are
    * validated (time proportional to the nodes); the agent has verified the
@@ -731,10 +736,12 @@ MCR_EXTERN void mcr_snapshot_free(mcr_snapshot_t* s);
 /* ------------------------------------------------------------------------ */
 /* Host-wide statistics                                                      */
 
-/* The agent creates DIR/stats next to the ring: one slot per client handle
- * (a worker process, or a thread's handle), each written by its owner only,
- * without locks; slots of dead processes are reclaimed by the next handle
- * that needs one. Readers map it read-only and add the slots up. */
+/* Every client handle that follows an agent's ring (host_stats, the
+ * default) keeps per-node counters in a memory segment of its own and
+ * registers it with the agent over the agent's socket DIR/stats.sock; the
+ * agent answers readers (`mcring stat`) with a copy of every live
+ * handle's counters. No process maps another's segment, so host stats
+ * cannot crash or corrupt a worker. docs/agent.md, "Host statistics". */
 
 /* Latency histogram: bucket i counts calls whose first reply line came
  * after [2^i, 2^(i+1)) microseconds (bucket 0: < 2 us; the last bucket
@@ -756,40 +763,56 @@ typedef struct {
 } mcr_node_counters_t;
 
 /* One row of a host statistics read: the counters of one node in one
- * slot. */
+ * client handle. A handle that has counted nothing yet appears as one row
+ * whose node is "" (all counters 0). */
 typedef struct {
-  int pid;             /* owner process of the slot */
-  unsigned slot;       /* slot index */
-  uint64_t generation; /* ring generation the slot's handle routes by */
-  char node[64];       /* "host:port" (cut to 63 bytes) */
+  int pid;             /* process that registered the handle */
+  unsigned slot;       /* the handle's registration number */
+  uint64_t generation; /* ring generation the handle routes by */
+  char node[64];       /* "host:port" (cut to 63 bytes), or "" */
   mcr_node_counters_t c;
 } mcr_hoststat_row_t;
 
 typedef struct mcr_hoststats mcr_hoststats_t;
 
-/* Opens DIR/stats read-only (owner checks as for the ring). Returns 0 and
- * *out, MCR_ESNAPSHOT (none there: no agent, or an agent without stats),
- * MCR_EPERM, MCR_ESYS, MCR_ENOMEM, with a message in err[errlen]. */
+/* Opens a reader of the host statistics of ring directory DIR, whose
+ * trust is checked as for the ring (mcr_snapshot_opts_t.expected_uid:
+ * expected_uid is the agent's uid, or -1 for the owner of DIR). Returns 0
+ * and *out, MCR_ESNAPSHOT (no agent socket there: no agent, or one
+ * started with --stats-slots 0), MCR_EPERM, MCR_ESYS, MCR_ENOMEM, with a
+ * message in err[errlen]. */
 MCR_EXTERN int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir,
-                                  char* err, size_t errlen);
+                                  long expected_uid, char* err, size_t errlen);
 
-/* Reads every live slot (dead owners are skipped): sets *rows to an array
- * owned by h, valid until the next read or free, and returns its length,
- * or a negative error. Counters are read without locks: each value is
- * exact, a row as a whole is a moment's view. */
+/* Asks the agent for the counters of every live handle: sets *rows to an
+ * array owned by h, valid until the next read or free, and returns its
+ * length, or a negative error (the reason in mcr_hoststats_last_error).
+ * Each value is exact; a row as a whole is a moment's view. Waits at most
+ * 5 s for the agent. */
 MCR_EXTERN int mcr_hoststats_read(mcr_hoststats_t* h,
                                   const mcr_hoststat_row_t** rows);
 
-/* Unmaps the segment and frees the handle (and the rows of the last read).
- * NULL is ignored. A reader handle is used by one thread at a time. */
+/* Why the last read failed ("" after a good one). */
+MCR_EXTERN const char* mcr_hoststats_last_error(const mcr_hoststats_t* h);
+
+/* Frees the handle and the rows of the last read. NULL is ignored. A
+ * reader handle is used by one thread at a time. */
 MCR_EXTERN void mcr_hoststats_free(mcr_hoststats_t* h);
 
-/* Creates (or reuses, keeping live slots) the stats segment in DIR with
- * `slots` slots, file mode 0660 and the directory's group, so workers of
- * that group can claim slots. Called by mcring-agent. Returns 0 or a
- * negative error with a message in err[errlen]. */
-MCR_EXTERN int mcr_hoststats_create(const char* dir, unsigned slots, char* err,
-                                    size_t errlen);
+/* The agent's side (mcring-agent calls it): listens on DIR/stats.sock
+ * (mode 0660, the directory's group, replacing a leftover socket) and
+ * serves registrations and reads in a thread of its own until
+ * mcr_hoststats_server_free. At most max_workers (1..65536) handles are
+ * registered at once; later ones keep their counters private. Returns 0
+ * and *out, or a negative error with a message in err[errlen]. */
+typedef struct mcr_hoststats_server mcr_hoststats_server_t;
+MCR_EXTERN int mcr_hoststats_serve(mcr_hoststats_server_t** out,
+                                   const char* dir, unsigned max_workers,
+                                   char* err, size_t errlen);
+
+/* Stops the thread, closes every registration, removes the socket and
+ * frees the server. NULL is ignored. */
+MCR_EXTERN void mcr_hoststats_server_free(mcr_hoststats_server_t* s);
 
 /* ------------------------------------------------------------------------ */
 /* Keys                                                                      */

@@ -1,308 +1,475 @@
-/* hoststats.c — per-node counters of every worker on a host, in one file.
+/* hoststats.c — per-node counters of every worker on a host: the worker's
+ * half and the reader's.
  *
- * The agent creates DIR/stats beside the ring: a header and a fixed number
- * of slots. Each client handle that follows the ring claims one slot with a
- * compare-and-swap of the slot's pid word (0, or a dead process's pid, to
- * its own) and from then on is the only writer of that slot: no locks, no
- * atomics beyond plain 64-bit stores, which readers can never see torn. A
- * slot holds a table of node entries ("host:port" plus counters), appended
- * as the handle meets new nodes; entries of nodes that left the ring stay,
- * so their history is not lost while the worker lives. A handle gives its
- * slot back when freed; a child after fork claims a slot of its own before
- * it counts anything (it would otherwise write into its parent's slot), and
- * slots of processes that died are taken over by the next claimer.
+ * Each client handle that follows an agent's ring keeps its per-node
+ * counters in a segment of its own: a memfd it creates, sizes for the
+ * largest ring (MCR__HS_CAP entries, ~20 MiB of address space, of which
+ * only the pages of entries in use are ever allocated), seals against
+ * shrinking and growing, maps read-write and hands to the agent over the
+ * agent's unix socket in the ring directory (hoststats_server.c). The
+ * handle is then the only writer of its counters: plain 64-bit stores, no
+ * locks, no atomics on the hot path. Nobody else maps the segment: the
+ * agent reads it with pread. So no process can make a worker fault
+ * (SIGBUS), read or write outside its mapping, or even see another
+ * worker's memory through host stats; the worst a process of the agent's
+ * group can do is register segments of its own with false numbers.
  *
- * `mcring stat` opens the file read-only and adds up the slots whose owner
- * is alive. The file is sparse: a slot costs memory only for the pages its
- * owner touched.
+ * Pages are allocated (fallocate) before an entry in them is first used,
+ * so an exhausted host shows up as an entry that cannot be had, never as
+ * a fault; the entries and the ring filesystem never share space (a memfd
+ * lives in memory, charged to the worker that made it).
  *
- * Layout (little-endian, offsets from the start of the file):
- *   0     header (4096 bytes): "MCRSTAT1", u32 version, u32 header size,
- *         u32 slots, u32 slot size, u32 entries per slot, u32 entry size
- *   4096  slot i at 4096 + i * slot size:
- *           u32 pid (0 = free), u32 entries used, u64 generation,
- *           u64 reserved[6]                               (64 bytes)
- *           entries: char node[64] then the u64 counters of
- *           mcr_node_counters_t                         (entry size each)
+ * Which entry belongs to which node is private: a hash table from the
+ * node's name to its entry number, in the handle's own heap. A worker that
+ * has met MCR__HS_CAP nodes recycles the entries of nodes that left the
+ * ring; when none has left it stops counting new nodes until the next
+ * ring switch, without rescanning on every call.
+ *
+ * The registration is the open connection: the agent drops it when the
+ * connection closes (the handle was freed, or its process died), or when
+ * the process that registered it is gone although a forked child still
+ * holds the socket (pid plus start time). A child after fork closes the
+ * inherited socket and mapping at its first call and registers a segment
+ * of its own. A handle notices at its next ring switch that the agent
+ * restarted (end of stream on the socket) and registers again; a new
+ * agent always publishes a new generation.
+ *
+ * The reader (`mcring stat`, mcr_hoststats_read) asks the agent, which
+ * sums nothing and trusts nothing: it copies out what each live segment
+ * holds, clamped to the segment's size (hoststats_server.c).
  */
 #include <ck_pr.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <signal.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include <xxhash.h>
 
-#define HS_MAGIC "MCRSTAT1"
-#define HS_VERSION 1u
-#define HS_HEADER 4096u
-#define HS_SLOT_HEAD 64u
-#define HS_NAME 64u
-#define HS_ENTRY 320u /* 64 name + 30 counters (240), rounded up */
-#define HS_ENTRIES 1024u
-#define HS_SLOT_SIZE (HS_SLOT_HEAD + HS_ENTRIES * HS_ENTRY)
-#define HS_FILE "stats"
+#include "hoststats.h"
 
-_Static_assert(HS_NAME + sizeof(mcr_node_counters_t) <= HS_ENTRY,
-               "counters fit an entry");
+/* Test hook: entries a new segment holds (MCR__HS_CAP unless set). */
+uint32_t mcr__hs_capacity;
 
-typedef struct {
-  char magic[8];
-  uint32_t version, header_size, slots, slot_size, entries, entry_size;
-} hs_header_t;
-
-typedef struct {
-  uint32_t pid;
-  uint32_t used;
-  uint64_t generation;
-  uint64_t reserved[6];
-} hs_slot_t;
+/* Entries whose pages are allocated when a segment is made; the allocated
+ * range then doubles as entries are used. */
+#define FIRST_READY 64u
+#define EMPTY UINT32_MAX
 
 struct mcr__hs {
-  char* map;
-  size_t len;
-  hs_slot_t* slot;   /* ours, or NULL */
-  unsigned fork_gen; /* mcr__fork_gen when the slot was claimed */
-  uint32_t slots;
+  int dirfd; /* the ring directory (our own descriptor) */
+  uid_t owner;
+  int timeout_ms;
+  int sock;  /* the registration's connection, or -1 */
+  int memfd; /* the segment, or -1 */
+  char* map; /* the segment mapping, or NULL (no host stats right now) */
+  size_t map_len;
+  uint32_t cap;   /* entries the segment has room for */
+  uint32_t used;  /* entries handed out: [0, used) */
+  uint32_t ready; /* entries whose pages are allocated */
+  bool full;      /* no entry to be had until the next ring switch */
+  unsigned fork_gen;
+  /* Private: each entry's name hash, and an open-addressing table from
+   * hash to entry number. */
+  uint64_t* hashes;
+  uint32_t* index;
+  uint32_t index_mask; /* table size - 1, or 0 without a table */
+  uint32_t* free;      /* entries freed by the last recycle */
+  uint32_t nfree;
 };
 
-static hs_slot_t* slot_at(char* map, uint32_t i) {
-  return (hs_slot_t*)(map + HS_HEADER + (size_t)i * HS_SLOT_SIZE);
+static mcr__hs_head_t* head_of(mcr__hs_t* h) {
+  return (mcr__hs_head_t*)(void*)h->map;
 }
 
-static char* entry_at(hs_slot_t* s, uint32_t i) {
-  return (char*)s + HS_SLOT_HEAD + (size_t)i * HS_ENTRY;
+static char* entry_at(mcr__hs_t* h, uint32_t i) {
+  return h->map + MCR__HS_HEAD + (size_t)i * MCR__HS_ENTRY;
 }
 
-static int header_ok(const char* map, size_t len) {
-  hs_header_t h;
-  if (len < HS_HEADER)
-    return 0;
-  memcpy(&h, map, sizeof h);
-  return memcmp(h.magic, HS_MAGIC, 8) == 0 && h.version == HS_VERSION &&
-         h.header_size == HS_HEADER && h.slot_size == HS_SLOT_SIZE &&
-         h.entries == HS_ENTRIES && h.entry_size == HS_ENTRY && h.slots > 0 &&
-         (uint64_t)HS_HEADER + (uint64_t)h.slots * HS_SLOT_SIZE == len;
-}
+/* ------------------------------------------------------------ the socket */
 
-/* Opens DIR/stats without following symlinks and checks that it is a
- * regular file owned by the directory's owner. */
-static int open_file(const char* dir, int flags, struct stat* st, char* err,
-                     size_t errlen) {
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
-    snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-    return errno == ENOENT ? MCR_ESNAPSHOT : MCR_ESYS;
+/* Connects to the agent's socket in dirfd, refusing anything but a socket
+ * owned by `owner` with a peer process running as `owner`. Returns the
+ * (non-blocking) fd or a negative error with a message. */
+static int agent_connect(int dirfd, uid_t owner, char* err, size_t errlen) {
+  struct stat st;
+  if (fstatat(dirfd, MCR__HS_SOCK, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    int e = errno;
+    snprintf(err, errlen, "%s: %s", MCR__HS_SOCK,
+             e == ENOENT ? "absent (no agent running, or one started with "
+                           "--stats-slots 0)"
+                         : strerror(e));
+    return e == ENOENT ? MCR_ESNAPSHOT : MCR_ESYS;
   }
-  struct stat dst;
-  int fd = -1, rc = 0;
-  if (fstat(dfd, &dst) < 0) {
-    snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-    rc = MCR_ESYS;
-  } else if ((fd = openat(dfd, HS_FILE,
-                          flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0) {
-    snprintf(err, errlen, "%s/%s: %s", dir, HS_FILE, strerror(errno));
-    rc = errno == ENOENT                     ? MCR_ESNAPSHOT
-         : errno == ELOOP || errno == EACCES ? MCR_EPERM
-                                             : MCR_ESYS;
-  } else if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) ||
-             st->st_uid != dst.st_uid || (st->st_mode & S_IWOTH)) {
-    snprintf(err, errlen,
-             "%s/%s: not a regular file owned by the directory's owner, or "
-             "writable by others",
-             dir, HS_FILE);
-    rc = MCR_EPERM;
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != owner) {
+    snprintf(err, errlen, "%s: not a socket owned by uid %u", MCR__HS_SOCK,
+             (unsigned)owner);
+    return MCR_EPERM;
   }
-  close(dfd);
-  if (rc) {
-    if (fd >= 0)
-      close(fd);
-    return rc;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dirfd,
+           MCR__HS_SOCK);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    return MCR_ESYS;
+  }
+  if (connect(fd, (struct sockaddr*)&sa, sizeof sa) != 0) {
+    int e = errno;
+    close(fd);
+    snprintf(err, errlen, "%s: connect: %s", MCR__HS_SOCK,
+             e == EAGAIN ? "the agent's queue is full" : strerror(e));
+    return e == EACCES ? MCR_EPERM : MCR_ESYS;
+  }
+  struct ucred cr;
+  socklen_t cl = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 ||
+      cr.uid != owner) {
+    close(fd);
+    snprintf(err, errlen, "%s: the listening process is not uid %u",
+             MCR__HS_SOCK, (unsigned)owner);
+    return MCR_EPERM;
   }
   return fd;
 }
 
-/* Opens and maps DIR/stats (read-write or read-only) and checks its
- * header. Returns 0 with the mapping, its length and slot count, or an
- * error: MCR_ESNAPSHOT when there is none or it is not a stats segment. */
-static int map_segment(const char* dir, bool writable, char** map, size_t* len,
-                       uint32_t* slots, char* err, size_t errlen) {
-  struct stat st;
-  int fd = open_file(dir, writable ? O_RDWR : O_RDONLY, &st, err, errlen);
-  if (fd < 0)
-    return fd;
-  *len = (size_t)st.st_size;
-  void* m = *len ? mmap(NULL, *len, PROT_READ | (writable ? PROT_WRITE : 0),
-                        MAP_SHARED, fd, 0)
-                 : MAP_FAILED;
-  close(fd);
-  if (m == MAP_FAILED || !header_ok(m, *len)) {
-    if (m != MAP_FAILED)
-      munmap(m, *len);
-    snprintf(err, errlen, "%s/%s: not an mcring stats segment", dir, HS_FILE);
-    return MCR_ESNAPSHOT;
+/* Waits until fd is ready for `events` or deadline (mcr__now_ms) passes. */
+static int wait_fd(int fd, short events, int64_t deadline) {
+  for (;;) {
+    int64_t left = deadline - mcr__now_ms();
+    if (left <= 0)
+      return MCR_ETIMEOUT;
+    struct pollfd p = {.fd = fd, .events = events};
+    int r = poll(&p, 1, (int)left);
+    if (r > 0)
+      return 0;
+    if (r < 0 && errno != EINTR)
+      return MCR_ESYS;
   }
-  *map = m;
-  memcpy(slots, (char*)m + offsetof(hs_header_t, slots), 4);
+}
+
+/* Reads exactly len bytes by the deadline. Returns 0, MCR_ECLOSED (end of
+ * stream first), MCR_ETIMEOUT or MCR_ESYS. */
+static int read_full(int fd, void* buf, size_t len, int64_t deadline) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = recv(fd, (char*)buf + got, len - got, MSG_DONTWAIT);
+    if (r > 0) {
+      got += (size_t)r;
+      continue;
+    }
+    if (r == 0)
+      return MCR_ECLOSED;
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return MCR_ESYS;
+    int rc = wait_fd(fd, POLLIN, deadline);
+    if (rc)
+      return rc;
+  }
   return 0;
 }
 
-int mcr_hoststats_create(const char* dir, unsigned slots, char* err,
-                         size_t errlen) {
-  char dummy[8];
-  if (!err) {
-    err = dummy;
-    errlen = sizeof dummy;
+/* Sends a message (with fd as SCM_RIGHTS when >= 0). */
+static int send_msg(int sock, uint32_t kind, int fd) {
+  mcr__hs_msg_t m = {.kind = kind};
+  memcpy(m.magic, MCR__HS_WIRE_MAGIC, 8);
+  struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (fd >= 0) {
+    memset(&u, 0, sizeof u);
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    struct cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
   }
-  if (!dir || slots == 0 || slots > 65536) {
-    snprintf(err, errlen, "slots must be 1..65536");
-    return MCR_EINVAL;
+  ssize_t w;
+  do {
+    w = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (w < 0 && errno == EINTR);
+  return w == (ssize_t)sizeof m ? 0 : MCR_ESYS;
+}
+
+/* Reads a reply header by the deadline and checks its magic and kind. */
+static int read_msg(int sock, uint32_t kind, mcr__hs_msg_t* m,
+                    int64_t deadline) {
+  int rc = read_full(sock, m, sizeof *m, deadline);
+  if (rc)
+    return rc;
+  if (memcmp(m->magic, MCR__HS_WIRE_MAGIC, 8) != 0 || m->kind != kind)
+    return MCR_EPROTO;
+  return 0;
+}
+
+/* ------------------------------------------------------------ the segment */
+
+/* Forgets the registration and the segment (closing what this process
+ * holds; a child's copies of its parent's are only closed, never used). */
+static void seg_drop(mcr__hs_t* h) {
+  if (h->sock >= 0)
+    close(h->sock);
+  if (h->memfd >= 0)
+    close(h->memfd);
+  if (h->map)
+    munmap(h->map, h->map_len);
+  h->sock = h->memfd = -1;
+  h->map = NULL;
+  h->used = h->ready = 0;
+  h->full = false;
+  mcr__free(h->hashes);
+  mcr__free(h->index);
+  mcr__free(h->free);
+  h->hashes = NULL;
+  h->index = NULL;
+  h->free = NULL;
+  h->index_mask = 0;
+  h->nfree = 0;
+}
+
+/* Makes a sealed segment and registers it with the agent. Returns 0 or a
+ * negative error (host stats are then off until the next try). */
+static int seg_register(mcr__hs_t* h) {
+  char err[160];
+  h->cap = mcr__hs_capacity ? mcr__hs_capacity : MCR__HS_CAP;
+  h->map_len = MCR__HS_HEAD + (size_t)h->cap * MCR__HS_ENTRY;
+  h->ready = h->cap < FIRST_READY ? h->cap : FIRST_READY;
+  h->memfd = memfd_create("mcring-stats", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (h->memfd < 0 || ftruncate(h->memfd, (off_t)h->map_len) != 0 ||
+      fallocate(h->memfd, 0, 0,
+                (off_t)(MCR__HS_HEAD + (size_t)h->ready * MCR__HS_ENTRY)) !=
+          0 ||
+      fcntl(h->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) !=
+          0)
+    goto fail;
+  void* m =
+      mmap(NULL, h->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, h->memfd, 0);
+  if (m == MAP_FAILED)
+    goto fail;
+  h->map = m;
+  mcr__hs_head_t* hd = head_of(h);
+  memcpy(hd->magic, MCR__HS_MAGIC, 8);
+  hd->header_size = MCR__HS_HEAD;
+  hd->entry_size = MCR__HS_ENTRY;
+  hd->capacity = h->cap;
+  hd->pid = (uint32_t)getpid();
+
+  h->sock = agent_connect(h->dirfd, h->owner, err, sizeof err);
+  if (h->sock < 0)
+    goto fail;
+  mcr__hs_msg_t ack;
+  if (send_msg(h->sock, MCR__HS_REGISTER, h->memfd) != 0 ||
+      read_msg(h->sock, MCR__HS_REGISTER, &ack,
+               mcr__now_ms() + h->timeout_ms) != 0 ||
+      ack.status != MCR__HS_OK)
+    goto fail;
+  return 0;
+fail:
+  if (h->sock < 0)
+    h->sock = -1;
+  seg_drop(h);
+  return MCR_ESYS;
+}
+
+/* True when the agent closed the registration (it exited or restarted). */
+static bool agent_gone(mcr__hs_t* h) {
+  char b;
+  ssize_t r = recv(h->sock, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+  return r == 0 ||
+         (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Inserts entry e (hash in h->hashes[e]) into the index. */
+static void index_put(mcr__hs_t* h, uint32_t e) {
+  uint32_t i = (uint32_t)h->hashes[e] & h->index_mask;
+  while (h->index[i] != EMPTY)
+    i = (i + 1) & h->index_mask;
+  h->index[i] = e;
+}
+
+/* Rebuilds the index for `want` entries at most half full. Returns 0 or
+ * MCR_ENOMEM (the old index stays). */
+static int index_rebuild(mcr__hs_t* h, uint32_t want) {
+  size_t size = 64;
+  while (size < 2 * (size_t)want)
+    size *= 2;
+  uint32_t* idx = mcr__malloc(size * sizeof *idx);
+  uint64_t* hashes = mcr__realloc(h->hashes, size / 2 * sizeof *hashes);
+  if (!idx || !hashes) {
+    mcr__free(idx);
+    if (hashes)
+      h->hashes = hashes;
+    return MCR_ENOMEM;
   }
-  size_t len = HS_HEADER + (size_t)slots * HS_SLOT_SIZE;
-  struct stat st;
-  int fd = open_file(dir, O_RDWR, &st, err, errlen);
-  if (fd >= 0 && (size_t)st.st_size == len) {
-    /* Reuse: live workers keep their slots across an agent restart. */
-    void* m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-    int ok = m != MAP_FAILED && header_ok(m, len);
-    if (m != MAP_FAILED)
-      munmap(m, len);
-    if (ok) {
-      close(fd);
-      return 0;
+  h->hashes = hashes;
+  memset(idx, 0xff, size * sizeof *idx);
+  mcr__free(h->index);
+  h->index = idx;
+  h->index_mask = (uint32_t)(size - 1);
+  for (uint32_t e = 0; e < h->used; e++)
+    if (entry_at(h, e)[0])
+      index_put(h, e);
+  return 0;
+}
+
+/* The entry number of node n's counters in our segment. */
+static uint32_t entry_of(mcr__hs_t* h, const uint64_t* counters) {
+  return (
+      uint32_t)(((const char*)counters - MCR__HS_NAME - h->map - MCR__HS_HEAD) /
+                MCR__HS_ENTRY);
+}
+
+/* Frees the entries of nodes no longer in c's ring (h->free). Returns
+ * their number. */
+static uint32_t recycle(mcr_client_t* c, mcr__hs_t* h) {
+  uint8_t* live = mcr__calloc(h->used, 1);
+  if (!h->free)
+    h->free = mcr__malloc((size_t)h->cap * sizeof *h->free);
+  if (!live || !h->free) {
+    mcr__free(live);
+    return 0;
+  }
+  for (size_t i = 0; i < c->nnodes; i++)
+    if (c->nodes[i].hs)
+      live[entry_of(h, c->nodes[i].hs)] = 1;
+  h->nfree = 0;
+  for (uint32_t e = 0; e < h->used; e++) {
+    if (live[e])
+      continue;
+    /* Its node left the ring: the entry becomes free (an empty name). A
+     * reader that copies it meanwhile sees a torn row at worst. */
+    ck_pr_store_char(entry_at(h, e), '\0');
+    h->free[h->nfree++] = e;
+  }
+  mcr__free(live);
+  if (h->nfree && index_rebuild(h, h->used) != 0)
+    h->nfree = 0;
+  return h->nfree;
+}
+
+/* A free entry: one freed by a recycle, a new one (its pages allocated
+ * first), or one recycled now; EMPTY when there is none. */
+static uint32_t new_entry(mcr_client_t* c, mcr__hs_t* h) {
+  if (h->nfree)
+    return h->free[--h->nfree];
+  if (h->used < h->cap) {
+    if (h->used == h->ready) {
+      uint32_t more =
+          h->ready < h->cap - h->ready ? h->ready : h->cap - h->ready;
+      if (fallocate(h->memfd, 0,
+                    (off_t)(MCR__HS_HEAD + (size_t)h->ready * MCR__HS_ENTRY),
+                    (off_t)((size_t)more * MCR__HS_ENTRY)) != 0)
+        return EMPTY; /* out of memory: count what we have */
+      h->ready += more;
+    }
+    if (h->used + 1 > (h->index_mask + 1) / 2 &&
+        index_rebuild(h, h->used + 1) != 0)
+      return EMPTY;
+    return h->used++;
+  }
+  return recycle(c, h) ? h->free[--h->nfree] : EMPTY;
+}
+
+/* The counters of node `name` in our segment, taking an entry when it has
+ * none; NULL when no entry can be had. */
+static uint64_t* entry_for(mcr_client_t* c, mcr__hs_t* h, const char* name) {
+  size_t len = strnlen(name, MCR__HS_NAME - 1);
+  uint64_t hash = XXH3_64bits(name, len);
+  if (h->index) {
+    for (uint32_t i = (uint32_t)hash & h->index_mask; h->index[i] != EMPTY;
+         i = (i + 1) & h->index_mask) {
+      uint32_t e = h->index[i];
+      const char* ent = entry_at(h, e);
+      if (h->hashes[e] == hash && memcmp(ent, name, len) == 0 && !ent[len])
+        return (uint64_t*)(void*)(entry_at(h, e) + MCR__HS_NAME);
     }
   }
-  if (fd >= 0)
-    close(fd);
-  if (fd < 0 && fd != MCR_ESNAPSHOT)
-    return fd;
-
-  /* A new file under a temporary name, renamed over the old one, so no
-   * worker ever maps a half-made header. */
-  char tmp[4096], path[4096];
-  snprintf(tmp, sizeof tmp, "%s/%s.tmp.%d", dir, HS_FILE, (int)getpid());
-  snprintf(path, sizeof path, "%s/%s", dir, HS_FILE);
-  fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0660);
-  if (fd < 0) {
-    snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-    return MCR_ESYS;
+  if (h->full)
+    return NULL;
+  uint32_t was_used = h->used;
+  uint32_t e = new_entry(c, h);
+  if (e == EMPTY) {
+    h->full = true;
+    return NULL;
   }
-  struct stat dst;
-  hs_header_t h = {.version = HS_VERSION,
-                   .header_size = HS_HEADER,
-                   .slots = slots,
-                   .slot_size = HS_SLOT_SIZE,
-                   .entries = HS_ENTRIES,
-                   .entry_size = HS_ENTRY};
-  memcpy(h.magic, HS_MAGIC, 8);
-  int rc = 0;
-  /* Group of the directory (the workers' group), mode 0660 despite the
-   * umask: workers of that group claim slots by writing. */
-  if (stat(dir, &dst) < 0 || fchown(fd, (uid_t)-1, dst.st_gid) < 0 ||
-      fchmod(fd, 0660) < 0 || ftruncate(fd, (off_t)len) < 0 ||
-      pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
-      rename(tmp, path) < 0) {
-    snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-    unlink(tmp);
-    rc = MCR_ESYS;
+  char* ent = entry_at(h, e);
+  memset(ent + MCR__HS_NAME, 0, MCR__HS_ENTRY - MCR__HS_NAME);
+  memset(ent, 0, MCR__HS_NAME);
+  memcpy(ent, name, len);
+  h->hashes[e] = hash;
+  index_put(h, e);
+  if (h->used != was_used) {
+    /* Release: a reader that sees the new count sees the entry's name. */
+    ck_pr_fence_store();
+    ck_pr_store_32(&head_of(h)->used, h->used);
   }
-  close(fd);
-  return rc;
+  return (uint64_t*)(void*)(ent + MCR__HS_NAME);
 }
 
 /* ------------------------------------------------------------ workers */
 
-static bool pid_alive(uint32_t pid) {
-  return pid != 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
-}
-
-/* Claims a free slot, else one whose owner died. Returns NULL when all are
- * taken by live processes (the handle then counts nothing). */
-static hs_slot_t* claim(mcr__hs_t* h) {
-  uint32_t me = (uint32_t)getpid();
-  for (int pass = 0; pass < 2; pass++) {
-    for (uint32_t i = 0; i < h->slots; i++) {
-      hs_slot_t* s = slot_at(h->map, i);
-      uint32_t pid = ck_pr_load_32(&s->pid);
-      if (pass == 0 ? pid != 0 : pid == 0 || pid == me || pid_alive(pid))
-        continue;
-      /* The CAS makes the claim exclusive between racing claimers. */
-      if (!ck_pr_cas_32(&s->pid, pid, me))
-        continue;
-      ck_pr_store_32(&s->used, 0);
-      return s;
-    }
-  }
-  return NULL;
-}
-
-int mcr__hs_open(mcr_client_t* c, const char* dir) {
-  char err[256];
-  char* m;
-  size_t len;
-  uint32_t slots;
-  int rc = map_segment(dir, true, &m, &len, &slots, err, sizeof err);
-  /* Host stats are optional: no segment, no write access (a worker outside
-   * the agent's group) or a bad file leaves this client's counters private
-   * instead of failing it. */
-  if (rc)
-    return rc == MCR_ENOMEM ? rc : 0;
+int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner) {
   mcr__hs_t* h = mcr__calloc(1, sizeof(*h));
-  if (!h) {
-    munmap(m, len);
+  if (!h)
     return MCR_ENOMEM;
-  }
-  h->map = m;
-  h->len = len;
-  h->slots = slots;
+  h->sock = h->memfd = -1;
+  h->owner = owner;
+  h->timeout_ms = c->opts.connect_timeout_ms;
   h->fork_gen = ck_pr_load_uint(&mcr__fork_gen);
-  h->slot = claim(h);
+  h->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (h->dirfd < 0) {
+    mcr__free(h);
+    return 0; /* no host stats, the client works */
+  }
   c->hs = h;
+  /* Host stats are optional: no agent, a worker outside the agent's group
+   * (no access to the socket), a full registry or no memory for the
+   * segment leave this client's counters private instead of failing it. */
+  (void)seg_register(h);
   mcr__hs_bind(c);
   return 0;
 }
 
-/* The entry of `name` in our slot, appended when new; NULL when full. */
-static uint64_t* entry_for(hs_slot_t* s, const char* name) {
-  uint32_t used = s->used;
-  for (uint32_t i = 0; i < used; i++)
-    if (strncmp(entry_at(s, i), name, HS_NAME) == 0)
-      return (uint64_t*)(entry_at(s, i) + HS_NAME);
-  if (used == HS_ENTRIES)
-    return NULL;
-  char* e = entry_at(s, used);
-  memset(e, 0, HS_ENTRY);
-  snprintf(e, HS_NAME, "%s", name);
-  /* Release: a reader that sees the new count sees the entry's name. */
-  ck_pr_fence_store();
-  ck_pr_store_32(&s->used, used + 1);
-  return (uint64_t*)(e + HS_NAME);
-}
-
 void mcr__hs_bind(mcr_client_t* c) {
   mcr__hs_t* h = c->hs;
-  /* Nodes kept across a ring switch keep their entry: only new ones are
-   * looked up (a scan of the slot's entries). */
+  if (h->map && agent_gone(h)) {
+    /* The agent restarted: its successor knows nothing of us. */
+    for (size_t i = 0; i < c->nnodes; i++)
+      c->nodes[i].hs = NULL;
+    seg_drop(h);
+  }
+  if (!h->map && seg_register(h) != 0)
+    return;        /* tried once per switch; the client goes on without */
+  h->full = false; /* nodes may have left the ring: entries to recycle */
   for (size_t i = 0; i < c->nnodes; i++)
-    if (!c->nodes[i].hs && h && h->slot)
-      c->nodes[i].hs = entry_for(h->slot, c->nodes[i].srv.name);
-  if (h && h->slot)
-    ck_pr_store_64(&h->slot->generation, mcr_client_generation(c));
+    if (!c->nodes[i].hs)
+      c->nodes[i].hs = entry_for(c, h, c->nodes[i].srv.name);
+  ck_pr_store_64(&head_of(h)->generation, mcr_client_generation(c));
 }
 
 void mcr__hs_check_fork(mcr_client_t* c) {
   mcr__hs_t* h = c->hs;
   if (MCR__LIKELY(h->fork_gen == ck_pr_load_uint(&mcr__fork_gen)))
     return;
+  /* The parent's segment and registration stay the parent's: our copies
+   * are closed unused, and we register a segment of our own. */
   h->fork_gen = ck_pr_load_uint(&mcr__fork_gen);
-  h->slot = claim(h); /* the parent's slot stays the parent's */
   for (size_t i = 0; i < c->nnodes; i++)
     c->nodes[i].hs = NULL;
+  seg_drop(h);
   mcr__hs_bind(c);
 }
 
@@ -310,9 +477,8 @@ void mcr__hs_close(mcr_client_t* c) {
   mcr__hs_t* h = c->hs;
   if (!h)
     return;
-  if (h->slot && h->fork_gen == ck_pr_load_uint(&mcr__fork_gen))
-    ck_pr_store_32(&h->slot->pid, 0);
-  munmap(h->map, h->len);
+  seg_drop(h);
+  close(h->dirfd);
   mcr__free(h);
   c->hs = NULL;
 }
@@ -354,16 +520,19 @@ void mcr__hs_latency(mcr__node_t* n, int64_t ns) {
 
 /* ------------------------------------------------------------ readers */
 
+/* How long a read waits for the agent's answer. */
+#define READ_TIMEOUT_MS 5000
+
 struct mcr_hoststats {
-  char* map;
-  size_t len;
-  uint32_t slots;
+  int dirfd;
+  uid_t owner;
   mcr_hoststat_row_t* rows;
   size_t cap;
+  char err[256];
 };
 
-int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir, char* err,
-                       size_t errlen) {
+int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir,
+                       long expected_uid, char* err, size_t errlen) {
   char dummy[8];
   if (!err) {
     err = dummy;
@@ -372,70 +541,92 @@ int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir, char* err,
   if (!out || !dir)
     return MCR_EINVAL;
   *out = NULL;
-  char* m;
-  size_t len;
-  uint32_t slots;
-  int rc = map_segment(dir, false, &m, &len, &slots, err, errlen);
-  if (rc)
-    return rc;
+  uid_t owner;
+  int dfd = mcr__ringdir_open(dir, expected_uid, &owner, err, errlen);
+  if (dfd < 0)
+    return dfd;
+  struct stat st;
+  if (fstatat(dfd, MCR__HS_SOCK, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    snprintf(err, errlen,
+             "%s/%s: %s (no agent running there, or one started with "
+             "--stats-slots 0)",
+             dir, MCR__HS_SOCK, strerror(errno));
+    close(dfd);
+    return MCR_ESNAPSHOT;
+  }
   mcr_hoststats_t* h = mcr__calloc(1, sizeof(*h));
   if (!h) {
-    munmap(m, len);
+    close(dfd);
     return MCR_ENOMEM;
   }
-  h->map = m;
-  h->len = len;
-  h->slots = slots;
+  h->dirfd = dfd;
+  h->owner = owner;
   *out = h;
   return 0;
+}
+
+static int read_fail(mcr_hoststats_t* h, int sock, int rc, const char* what) {
+  if (sock >= 0)
+    close(sock);
+  snprintf(h->err, sizeof h->err, "%s: %s", what,
+           rc == MCR_ETIMEOUT  ? "the agent did not answer in time"
+           : rc == MCR_ECLOSED ? "the agent closed the connection early"
+           : rc == MCR_EPROTO  ? "malformed answer"
+                               : mcr_strerror(rc));
+  return rc;
 }
 
 int mcr_hoststats_read(mcr_hoststats_t* h, const mcr_hoststat_row_t** rows) {
   if (!h || !rows)
     return MCR_EINVAL;
-  size_t n = 0;
-  for (uint32_t i = 0; i < h->slots; i++) {
-    hs_slot_t* s = slot_at(h->map, i);
-    uint32_t pid = ck_pr_load_32(&s->pid);
-    if (!pid_alive(pid))
-      continue;
-    uint32_t used = ck_pr_load_32(&s->used);
-    /* Acquire: pairs with entry_for's release of the count. */
-    ck_pr_fence_load();
-    if (used > HS_ENTRIES)
-      continue; /* corrupt: skip the slot */
-    for (uint32_t e = 0; e < used; e++) {
-      if (n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        mcr_hoststat_row_t* r = mcr__realloc(h->rows, cap * sizeof(*r));
-        if (!r)
-          return MCR_ENOMEM;
-        h->rows = r;
-        h->cap = cap;
-      }
-      mcr_hoststat_row_t* r = &h->rows[n++];
-      const char* ent = entry_at(s, e);
-      r->pid = (int)pid;
-      r->slot = i;
-      r->generation = ck_pr_load_64(&s->generation);
-      /* Copied and terminated here: the slot is written by another
-       * process, so nothing in it is trusted. */
-      memcpy(r->node, ent, sizeof r->node);
-      r->node[sizeof r->node - 1] = '\0';
-      const uint64_t* k = (const uint64_t*)(ent + HS_NAME);
-      uint64_t* dst = (uint64_t*)&r->c;
-      for (size_t f = 0; f < sizeof(r->c) / 8; f++)
-        dst[f] = ck_pr_load_64(&k[f]);
-    }
+  h->err[0] = '\0';
+  int sock = agent_connect(h->dirfd, h->owner, h->err, sizeof h->err);
+  if (sock < 0)
+    return sock;
+  int64_t deadline = mcr__now_ms() + READ_TIMEOUT_MS;
+  if (send_msg(sock, MCR__HS_READ, -1) != 0)
+    return read_fail(h, sock, MCR_ESYS, "request");
+  mcr__hs_msg_t m;
+  int rc = read_msg(sock, MCR__HS_READ, &m, deadline);
+  if (rc)
+    return read_fail(h, sock, rc, "answer");
+  /* Trust nothing: the count is clamped before anything is sized by it. */
+  if ((m.status != MCR__HS_OK && m.status != MCR__HS_TRUNCATED) ||
+      m.count > MCR__HS_ROWS_MAX)
+    return read_fail(h, sock, MCR_EPROTO, "answer");
+  size_t n = (size_t)m.count;
+  if (n > h->cap) {
+    mcr_hoststat_row_t* r = mcr__realloc(h->rows, n * sizeof(*r));
+    if (!r)
+      return read_fail(h, sock, MCR_ENOMEM, "rows");
+    h->rows = r;
+    h->cap = n;
   }
+  for (size_t i = 0; i < n; i++) {
+    mcr__hs_wire_row_t w;
+    if ((rc = read_full(sock, &w, sizeof w, deadline)))
+      return read_fail(h, sock, rc, "rows");
+    mcr_hoststat_row_t* r = &h->rows[i];
+    r->pid = (int)w.pid;
+    r->slot = w.slot;
+    r->generation = w.generation;
+    memcpy(r->node, w.node, sizeof r->node);
+    r->node[sizeof r->node - 1] = '\0';
+    r->c = w.c;
+  }
+  close(sock);
   *rows = h->rows;
   return (int)n;
+}
+
+const char* mcr_hoststats_last_error(const mcr_hoststats_t* h) {
+  return h ? h->err : "";
 }
 
 void mcr_hoststats_free(mcr_hoststats_t* h) {
   if (!h)
     return;
-  munmap(h->map, h->len);
+  close(h->dirfd);
   mcr__free(h->rows);
   mcr__free(h);
 }

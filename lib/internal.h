@@ -197,6 +197,19 @@ int mcr__servers_parse(const char* list, mcr__server_t** out, size_t* n,
                        char* err, size_t errlen);
 void mcr__servers_free(mcr__server_t* s, size_t n);
 
+/* ---------------------------------------------------------------- ringdir.c
+ */
+#include <sys/types.h>
+/* Opens the ring directory `dir` for reading after checking that it can be
+ * trusted (see ringdir.c): not a symlink, not writable by others, and,
+ * unless expected_uid >= 0 names the owner its files must have, in a
+ * parent chain nobody but root and its owner could have created it in.
+ * Returns the directory fd with *owner set to the uid every file in it
+ * must be owned by, or MCR_EPERM / MCR_ESNAPSHOT (no such directory) /
+ * MCR_ESYS with a one-line message in err. */
+int mcr__ringdir_open(const char* dir, long expected_uid, uid_t* owner,
+                      char* err, size_t errlen);
+
 /* ---------------------------------------------------------------- conn.c */
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t mcr__now_ms(void);
@@ -469,14 +482,17 @@ typedef enum {
   MCR__OP_DELETE,
   MCR__OP_OTHER
 } mcr__opkind_t;
-/* Maps DIR/stats and claims a slot for c when the agent made one (no
- * segment is not an error: c then keeps no host stats). */
-int mcr__hs_open(mcr_client_t* c, const char* dir);
+/* Registers a counter segment of c's with the agent serving the ring
+ * directory dirfd (files owned by `owner`); without an agent, or when it
+ * refuses, c keeps no host stats and tries again at ring switches. Returns
+ * 0 or MCR_ENOMEM. */
+int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner);
 void mcr__hs_close(mcr_client_t* c);
-/* Points every node of c at its entry in c's slot (after a ring switch). */
+/* Points every node of c at its entry in c's segment (after a ring switch),
+ * registering again when the agent restarted. */
 void mcr__hs_bind(mcr_client_t* c);
-/* In a child after fork (c->hs inherited): claims a slot of its own, so
- * it never counts into its parent's. */
+/* In a child after fork (c->hs inherited): registers a segment of its
+ * own, so it never counts into its parent's. */
 void mcr__hs_check_fork(mcr_client_t* c);
 void mcr__hs_op_slow(mcr__node_t* n, mcr__opkind_t kind, int rc);
 void mcr__hs_add(mcr__node_t* n, size_t field_off, uint64_t v);

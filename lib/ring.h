@@ -167,6 +167,10 @@ int mcr__ring_account(const uint32_t* points, const uint32_t* owners,
                       uint32_t npoints, mcr__ring_node_t* nodes,
                       uint32_t nnodes);
 
+/* The ring directory a reader opened (its own descriptor) and the uid its
+ * files must be owned by. */
+int mcr__snapshot_dirfd(const mcr_snapshot_t* s, uid_t* owner);
+
 /* ---------------------------------------------------------------- snapshot
  * File format: see snapshot.c and docs/snapshot.md. All integers are
  * little-endian; every offset is from the start of the file. */
@@ -282,6 +286,9 @@ int mcr__snapshot_writer_publish_nodes(mcr__snapshot_writer_t* w,
 
 /* The generation currently published (0 when none). */
 uint64_t mcr__snapshot_writer_generation(const mcr__snapshot_writer_t* w);
+
+/* The directory the writer holds (its own descriptor: do not close it). */
+int mcr__snapshot_writer_dirfd(const mcr__snapshot_writer_t* w);
 
 /* Test seam: stores `gen` into the control file exactly as publish does,
  * without writing a ring file (tests plant hostile files this way), and

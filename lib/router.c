@@ -202,7 +202,11 @@ static int open_snapshot(mcr_client_t* c, router_t* r, const char* dir) {
   rc = reconcile(c, r->ring);
   if (rc)
     return mcr__set_error(c, rc, "out of memory");
-  return c->opts.host_stats ? mcr__hs_open(c, dir) : 0;
+  if (!c->opts.host_stats)
+    return 0;
+  uid_t owner;
+  int dirfd = mcr__snapshot_dirfd(r->snap, &owner);
+  return mcr__hs_open(c, dirfd, owner);
 }
 
 int mcr__router_init(mcr_client_t* c, const char* ring_dir) {

@@ -532,22 +532,12 @@ int mcr_snapshot_open(mcr_snapshot_t** out, const char* dir,
   mcr_snapshot_t* s = mcr__calloc(1, sizeof(*s));
   if (!s)
     return MCR_ENOMEM;
-  s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int rc = 0;
-  struct stat st;
-  if (s->dirfd < 0 || fstat(s->dirfd, &st) != 0) {
-    int e = errno;
-    snprintf(s->err, sizeof(s->err), "%s: %s", dir, strerror(e));
-    rc = e == ENOENT ? MCR_ESNAPSHOT : MCR_ESYS;
-  } else {
-    s->uid =
-        opts && opts->expected_uid >= 0 ? (uid_t)opts->expected_uid : st.st_uid;
-    s->verify = opts && opts->verify != 0;
-    if (st.st_mode & S_IWOTH) {
-      snprintf(s->err, sizeof(s->err), "%s is world-writable", dir);
-      rc = MCR_EPERM;
-    }
-  }
+  /* The directory itself, and who may have made it (ringdir.c). */
+  int rc = s->dirfd = mcr__ringdir_open(dir, opts ? opts->expected_uid : -1,
+                                        &s->uid, s->err, sizeof(s->err));
+  if (rc >= 0)
+    rc = 0;
+  s->verify = opts && opts->verify != 0;
   if (!rc)
     rc = open_ctl(s);
   if (!rc)
@@ -573,6 +563,11 @@ const mcr_ring_t* mcr_snapshot_ring(const mcr_snapshot_t* s) {
 
 uint64_t mcr_snapshot_generation(const mcr_snapshot_t* s) {
   return s->ring ? s->ring->generation : 0;
+}
+
+int mcr__snapshot_dirfd(const mcr_snapshot_t* s, uid_t* owner) {
+  *owner = s->uid;
+  return s->dirfd;
 }
 
 const char* mcr_snapshot_last_error(const mcr_snapshot_t* s) {

@@ -43,7 +43,7 @@ struct mcr__snapshot_writer {
   uint64_t* ctl_gen; /* generation word of the control file, mapped RW */
   void* ctl_map;
   uint64_t gen; /* last published generation */
-  char err[256];
+  char err[512];
 };
 
 static size_t align_up(size_t v, size_t a) {
@@ -147,8 +147,10 @@ static int werr(mcr__snapshot_writer_t* w, int rc, const char* what,
   return rc;
 }
 
-/* Removes every ring.* except the current generation's, and every
- * temporary file a killed writer may have left. */
+/* Removes every ring.* except the current generation's, every temporary
+ * file a killed writer may have left, and the shared stats file of mcring
+ * 0.1 ("stats", "stats.tmp.<pid>": a sparse file of up to 21 GiB that
+ * host stats no longer use; hoststats.c). */
 static void remove_stale(mcr__snapshot_writer_t* w) {
   int fd = openat(w->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
@@ -164,7 +166,8 @@ static void remove_stale(mcr__snapshot_writer_t* w) {
   while ((de = readdir(d)) != NULL) {
     const char* n = de->d_name;
     bool stale = (strncmp(n, "ring.", 5) == 0 && strcmp(n, keep) != 0) ||
-                 strncmp(n, MCR__SNAP_CTL_NAME ".tmp.", 8) == 0;
+                 strncmp(n, MCR__SNAP_CTL_NAME ".tmp.", 8) == 0 ||
+                 strcmp(n, "stats") == 0 || strncmp(n, "stats.tmp.", 10) == 0;
     if (stale)
       unlinkat(w->dirfd, n, 0);
   }
@@ -247,6 +250,17 @@ int mcr__snapshot_writer_open(mcr__snapshot_writer_t** out, const char* dir,
   struct stat st;
   if (mkdir(dir, 0750) != 0 && errno != EEXIST)
     rc = werr(w, MCR_ESYS, "mkdir", dir, errno);
+  /* Someone else's directory (made before us, in a parent others can
+   * write) is not ours to publish in: its owner could swap our files. */
+  if (!rc && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+      st.st_uid != geteuid()) {
+    snprintf(w->err, sizeof(w->err),
+             "%s is owned by uid %u, not by this agent (uid %u): remove it "
+             "(and put ring directories where only root can create them, "
+             "such as /run/mcring), or run the agent as its owner",
+             dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    rc = MCR_EPERM;
+  }
   if (!rc) {
     w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (w->dirfd < 0 || fstat(w->dirfd, &st) != 0)
@@ -378,6 +392,10 @@ int mcr__snapshot_writer_publish_nodes(mcr__snapshot_writer_t* w,
   rc = mcr__snapshot_writer_publish(w, r, gen);
   mcr_ring_free(r);
   return rc;
+}
+
+int mcr__snapshot_writer_dirfd(const mcr__snapshot_writer_t* w) {
+  return w->dirfd;
 }
 
 uint64_t mcr__snapshot_writer_generation(const mcr__snapshot_writer_t* w) {

@@ -729,7 +729,12 @@ Test(cli, verify_checks_the_ring_file_in_full) {
 Test(cli, stat_adds_up_the_workers) {
   wenv_t w;
   wenv_init(&w);
-  publish(&w, fx_mcd.servers); /* the agent also creates DIR/stats */
+  publish(&w, fx_mcd.servers);
+  /* The agent's host stats server, as a running agent serves it. */
+  mcr_hoststats_server_t* srv;
+  char err[256];
+  cr_assert_eq(mcr_hoststats_serve(&srv, w.ring, 16, err, sizeof err), 0, "%s",
+               err);
   /* Two live client handles of this process: two slots. */
   mcr_client_opts_t o = opts_default();
   o.servers = NULL;
@@ -779,6 +784,7 @@ Test(cli, stat_adds_up_the_workers) {
   expect_ok(&r, 0, NULL);
   cr_assert(strncmp(r.out, "workers 1 ", 10) == 0, "%s", r.out);
   mcr_client_free(a);
+  mcr_hoststats_server_free(srv);
   wenv_fini(&w);
 }
 

@@ -1,7 +1,8 @@
 /* test_hoststats.c — the host-wide statistics segment.
  *
  * A ring directory with a published ring (the snapshot writer, as the agent
- * uses it) and the stats segment (mcr_hoststats_create); ring_dir clients
+ * uses it) and the agent's host stats server (mcr_hoststats_serve, in a
+ * thread of the test process); ring_dir clients
  * against two real memcached. Checks that each handle counts into a slot of
  * its own, that a forked child claims a new slot instead of writing into
  * its parent's, that the counters add up to the calls made, that a freed
@@ -10,18 +11,33 @@
  * directory without a segment keep everything private.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hoststats.h"
 #include "ring.h"
 #include "support.h"
 
 static mcd_t m1, m2;
 static char dir[64];
+static mcr_hoststats_server_t* srv; /* the agent's half, in this process */
+
+/* Starts serving host stats for dir with `slots` registrations. */
+static void serve(unsigned slots) {
+  char err[256];
+  cr_assert_eq(mcr_hoststats_serve(&srv, dir, slots, err, sizeof err), 0, "%s",
+               err);
+}
 
 static void setup(void) {
   mcd_start(&m1, NULL);
@@ -42,6 +58,8 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+  mcr_hoststats_server_free(srv);
+  srv = NULL;
   mcd_stop(&m1);
   mcd_stop(&m2);
   char cmd[128];
@@ -65,10 +83,10 @@ static mcr_client_t* ring_client(int host_stats) {
 static mcr_node_counters_t sum(int pid, int* slots_seen) {
   mcr_hoststats_t* h;
   char err[256];
-  cr_assert_eq(mcr_hoststats_open(&h, dir, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(mcr_hoststats_open(&h, dir, -1, err, sizeof err), 0, "%s", err);
   const mcr_hoststat_row_t* r;
   int n = mcr_hoststats_read(h, &r);
-  cr_assert_geq(n, 0);
+  cr_assert_geq(n, 0, "%s", mcr_hoststats_last_error(h));
   mcr_node_counters_t t = {0};
   unsigned seen[64];
   int nseen = 0;
@@ -115,8 +133,7 @@ static void traffic(mcr_client_t* c, int n) {
 TestSuite(hoststats, .init = setup, .fini = teardown, .timeout = 30);
 
 Test(hoststats, counters_add_up) {
-  char err[256];
-  cr_assert_eq(mcr_hoststats_create(dir, 16, err, sizeof err), 0, "%s", err);
+  serve(16);
   mcr_client_t* c = ring_client(1);
   traffic(c, 50);
   int slots;
@@ -148,8 +165,7 @@ Test(hoststats, counters_add_up) {
 }
 
 Test(hoststats, child_after_fork_counts_in_its_own_slot) {
-  char err[256];
-  cr_assert_eq(mcr_hoststats_create(dir, 16, err, sizeof err), 0, "%s", err);
+  serve(16);
   mcr_client_t* c = ring_client(1);
   traffic(c, 10);
   int pipefd[2];
@@ -179,8 +195,7 @@ Test(hoststats, child_after_fork_counts_in_its_own_slot) {
 }
 
 Test(hoststats, dead_slots_are_reclaimed_when_full) {
-  char err[256];
-  cr_assert_eq(mcr_hoststats_create(dir, 2, err, sizeof err), 0, "%s", err);
+  serve(2);
   for (int i = 0; i < 2; i++) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -203,12 +218,12 @@ Test(hoststats, off_and_absent_keep_counters_private) {
   mcr_hoststats_t* h;
   char err[256];
   /* No segment: readers say so, clients work. */
-  cr_assert_eq(mcr_hoststats_open(&h, dir, err, sizeof err), MCR_ESNAPSHOT);
+  cr_assert_eq(mcr_hoststats_open(&h, dir, -1, err, sizeof err), MCR_ESNAPSHOT);
   mcr_client_t* c = ring_client(1);
   traffic(c, 2);
   mcr_client_free(c);
   /* A segment, but host_stats = 0. */
-  cr_assert_eq(mcr_hoststats_create(dir, 4, err, sizeof err), 0, "%s", err);
+  serve(4);
   c = ring_client(0);
   traffic(c, 2);
   int slots;
@@ -217,18 +232,295 @@ Test(hoststats, off_and_absent_keep_counters_private) {
   mcr_client_free(c);
 }
 
-Test(hoststats, a_segment_it_cannot_use_leaves_the_client_working) {
-  /* A stats file the client may not use (here a symlink, refused like
-   * one it may not write) must cost only the host stats, never the
+Test(hoststats, a_socket_it_cannot_use_leaves_the_client_working) {
+  /* Something in place of the agent's socket that is not the agent's
+   * socket (here a symlink) must cost only the host stats, never the
    * client. */
   char path[128];
-  snprintf(path, sizeof path, "%s/stats", dir);
+  snprintf(path, sizeof path, "%s/stats.sock", dir);
   cr_assert_eq(symlink("/dev/null", path), 0);
   mcr_client_t* c = ring_client(1);
   traffic(c, 2);
   mcr_client_free(c);
   mcr_hoststats_t* h;
   char err[256];
-  cr_assert_eq(mcr_hoststats_open(&h, dir, err, sizeof err), MCR_EPERM, "%s",
+  cr_assert_eq(mcr_hoststats_open(&h, dir, -1, err, sizeof err), 0, "%s", err);
+  const mcr_hoststat_row_t* r;
+  cr_assert_eq(mcr_hoststats_read(h, &r), MCR_EPERM);
+  cr_assert(strstr(mcr_hoststats_last_error(h), "not a socket"), "%s",
+            mcr_hoststats_last_error(h));
+  mcr_hoststats_free(h);
+}
+
+/* ------------------------------------------------ the agent's trust */
+
+/* Registers segfd (a raw registration, as a hostile worker would) and
+ * returns the agent's status. *sock gets the connection (left open: it is
+ * the registration). */
+static int raw_register(int segfd, int* sock) {
+  *sock = hs_connect(dir);
+  cr_assert_geq(*sock, 0, "%s", strerror(errno));
+  return hs_register(*sock, segfd, true);
+}
+
+/* A memfd of `size` bytes, sealed or not. */
+static int segment(size_t size, bool sealed) {
+  int fd = memfd_create("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+  if (sealed)
+    cr_assert_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+  return fd;
+}
+
+/* Whatever a process of the workers' group hands the agent, and whatever
+ * it then writes into its own segment, other workers keep counting and
+ * readers get sane rows: unsealed or odd-sized segments are refused, a
+ * count of entries beyond the segment is clamped, names without their
+ * NUL are cut, holes cost nothing. */
+Test(hoststats, hostile_registrations_are_refused_or_clamped) {
+  serve(16);
+  mcr_client_t* c = ring_client(1);
+  traffic(c, 7);
+  size_t full = MCR__HS_HEAD + 8 * (size_t)MCR__HS_ENTRY;
+  int sock[4], seg;
+  /* Not sealed: it could shrink under the agent. */
+  seg = segment(full, false);
+  cr_assert_eq(raw_register(seg, &sock[0]), MCR__HS_BADSEG);
+  close(seg);
+  /* Sealed, but no whole number of entries. */
+  seg = segment(full + 1, true);
+  cr_assert_eq(raw_register(seg, &sock[1]), MCR__HS_BADSEG);
+  close(seg);
+  /* Sealed, sane size, hostile content: a used count far past the end,
+   * unterminated names, every byte 0xff in the counters. */
+  seg = segment(full, true);
+  mcr__hs_head_t hd = {.used = 0x7fffffff, .capacity = 0xffffffff};
+  memcpy(hd.magic, MCR__HS_MAGIC, 8);
+  cr_assert_eq(pwrite(seg, &hd, sizeof hd, 0), (ssize_t)sizeof hd);
+  char ent[MCR__HS_ENTRY];
+  memset(ent, 0xff, sizeof ent);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(pwrite(seg, ent, sizeof ent,
+                        (off_t)(MCR__HS_HEAD + (size_t)i * MCR__HS_ENTRY)),
+                 (ssize_t)sizeof ent);
+  cr_assert_eq(raw_register(seg, &sock[2]), MCR__HS_OK);
+  close(seg);
+  /* A connection that never says what it is: dropped after a second. */
+  sock[3] = hs_connect(dir);
+  cr_assert_geq(sock[3], 0);
+
+  traffic(c, 1);
+  mcr_hoststats_t* h;
+  char err[256];
+  cr_assert_eq(mcr_hoststats_open(&h, dir, -1, err, sizeof err), 0, "%s", err);
+  const mcr_hoststat_row_t* r;
+  int n = mcr_hoststats_read(h, &r);
+  cr_assert_gt(n, 0, "%s", mcr_hoststats_last_error(h));
+  int hostile = 0;
+  uint64_t sets = 0, gets = 0;
+  for (int i = 0; i < n; i++) {
+    cr_assert_lt(strlen(r[i].node), sizeof r[i].node);
+    if (r[i].c.gets == UINT64_MAX) {
+      hostile++;
+      continue;
+    }
+    sets += r[i].c.sets;
+    gets += r[i].c.gets;
+  }
+  /* Three entries with a name (the rest of its 8 are holes: zeros). */
+  cr_assert_eq(hostile, 3);
+  /* The honest client's counters are whole. */
+  cr_assert_eq(sets, 8);
+  cr_assert_eq(gets, 16);
+  mcr_hoststats_free(h);
+  char b;
+  cr_assert_eq(recv(sock[3], &b, 1, 0), 0, "an idle connection stayed open");
+  for (int i = 0; i < 4; i++)
+    close(sock[i]);
+  mcr_client_free(c);
+}
+
+/* ------------------------------------------------ lifecycle */
+
+/* Publishes `n` nodes (the two memcached first, then ports that nobody
+ * listens on) as a new generation. */
+static void republish(int n) {
+  char err[256];
+  mcr__snapshot_writer_t* w;
+  cr_assert_eq(mcr__snapshot_writer_open(&w, dir, err, sizeof err), 0, "%s",
                err);
+  mcr__ring_node_in_t in[16];
+  cr_assert_leq(n, 16);
+  for (int i = 0; i < n; i++)
+    in[i] = (mcr__ring_node_in_t){.host = "127.0.0.1",
+                                  .port = (uint16_t)(i == 0   ? m1.port
+                                                     : i == 1 ? m2.port
+                                                              : 1000 + i),
+                                  .weight = 1};
+  cr_assert_eq(mcr__snapshot_writer_publish_nodes(w, MCR_DIST_KETAMA, in,
+                                                  (size_t)n, NULL),
+               0);
+  mcr__snapshot_writer_close(w);
+}
+
+/* Rows of the last read that belong to process pid (-1: any). */
+static int rows_of(int pid) {
+  mcr_hoststats_t* h;
+  char err[256];
+  cr_assert_eq(mcr_hoststats_open(&h, dir, -1, err, sizeof err), 0, "%s", err);
+  const mcr_hoststat_row_t* r;
+  int n = mcr_hoststats_read(h, &r), k = 0;
+  cr_assert_geq(n, 0, "%s", mcr_hoststats_last_error(h));
+  for (int i = 0; i < n; i++)
+    k += pid < 0 || r[i].pid == pid;
+  mcr_hoststats_free(h);
+  return k;
+}
+
+/* An agent that restarts knows nothing of the workers registered with its
+ * predecessor: a worker registers again at its next ring switch (a new
+ * agent always publishes a new generation). */
+Test(hoststats, a_restarted_agent_gets_every_worker_back) {
+  serve(4);
+  mcr_client_t* c = ring_client(1);
+  traffic(c, 1);
+  cr_assert_gt(rows_of(getpid()), 0);
+  mcr_hoststats_server_free(srv);
+  srv = NULL;
+  serve(4);
+  cr_assert_eq(rows_of(getpid()), 0);
+  republish(2);
+  traffic(c, 1);
+  cr_assert_gt(rows_of(getpid()), 0, "the worker did not register again");
+  mcr_client_free(c);
+}
+
+/* The registration is the process that made it, not its pid alone: a
+ * child that inherited the socket and never used the client does not keep
+ * a dead parent's counters alive. */
+Test(hoststats, a_dead_worker_is_gone_though_a_child_holds_its_socket) {
+  serve(4);
+  int ready[2], done[2];
+  cr_assert_eq(pipe(ready), 0);
+  cr_assert_eq(pipe(done), 0);
+  pid_t w = fork();
+  if (w == 0) {
+    mcr_client_t* c = ring_client(1);
+    traffic(c, 2);
+    if (fork() == 0) { /* holds every descriptor of w, says nothing */
+      close(ready[0]);
+      close(done[1]);
+      char b;
+      if (read(done[0], &b, 1) < 0) {
+      }
+      _exit(0);
+    }
+    if (write(ready[1], "r", 1) != 1)
+      _exit(2);
+    _exit(0); /* dies without freeing the client */
+  }
+  close(ready[1]);
+  close(done[0]);
+  char b;
+  cr_assert_eq(read(ready[0], &b, 1), 1);
+  waitpid(w, NULL, 0);
+  cr_assert_eq(rows_of(w), 0, "a dead worker still has counters");
+  /* A process that now gets the dead worker's pid is not it either. */
+  FILE* f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+  pid_t x = -1;
+  if (f && fprintf(f, "%d", (int)w - 1) > 0 && fclose(f) == 0) {
+    x = fork();
+    if (x == 0) {
+      pause();
+      _exit(0);
+    }
+  } else if (f) {
+    fclose(f);
+  }
+  if (x == w)
+    cr_assert_eq(rows_of(w), 0, "pid %d reused: its new owner has counters",
+                 (int)w);
+  else
+    cr_log_info("pid reuse not forced (needs root): checked pid death only");
+  if (x > 0) {
+    kill(x, SIGKILL);
+    waitpid(x, NULL, 0);
+  }
+  close(done[1]); /* the grandchild exits */
+}
+
+/* A worker whose segment is full reuses the entries of nodes that left the
+ * ring, and stops counting new nodes (without rescanning every call) only
+ * when every entry belongs to a node still in the ring. */
+extern uint32_t mcr__hs_capacity;
+Test(hoststats, a_full_segment_recycles_nodes_that_left) {
+  mcr__hs_capacity = 4;
+  serve(4);
+  republish(4);
+  mcr_client_t* c = ring_client(1);
+  /* Every node of the ring gets its entry at a ring switch; a call (its
+   * outcome does not matter: most nodes here do not listen) is what makes
+   * the client look for a new generation. */
+  mcr_item_t it;
+  (void)mcr_client_get(c, "x", 1, &it);
+  cr_assert_eq(rows_of(getpid()), 4);
+  /* Six nodes: the four entries stay with nodes still in the ring. */
+  republish(6);
+  for (int i = 0; i < 20; i++)
+    (void)mcr_client_get(c, "x", 1, &it);
+  cr_assert_eq(rows_of(getpid()), 4);
+  /* Back to the two memcached: traffic still counts on both. */
+  republish(2);
+  traffic(c, 4);
+  cr_assert_eq(rows_of(getpid()), 4);
+  mcr_node_counters_t t = sum(getpid(), NULL);
+  cr_assert_eq(t.sets, 4);
+  mcr_client_free(c);
+  mcr__hs_capacity = 0;
+}
+
+/* Host stats cost memory only for what is counted: a worker's segment has
+ * pages for the entries it uses, and nothing of it lives in the ring
+ * directory; files an older agent left there are removed. */
+Test(hoststats, segments_cost_what_they_count_and_leftovers_go) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/stats", dir);
+  int fd = open(path, O_CREAT | O_WRONLY, 0660);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(ftruncate(fd, 335 << 20), 0); /* 0.1's 1,024 slots */
+  close(fd);
+  snprintf(path, sizeof path, "%s/stats.tmp.%d", dir, (int)getpid());
+  fd = open(path, O_CREAT | O_WRONLY, 0660);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  republish(2); /* the writer opens the directory, as the agent does */
+  snprintf(path, sizeof path, "%s/stats", dir);
+  cr_assert_neq(access(path, F_OK), 0, "the old stats file stayed");
+  snprintf(path, sizeof path, "%s/stats.tmp.%d", dir, (int)getpid());
+  cr_assert_neq(access(path, F_OK), 0, "a stats.tmp file stayed");
+
+  serve(4);
+  mcr_client_t* c = ring_client(1);
+  traffic(c, 3);
+  /* Find our segment among our descriptors. */
+  long long blocks = -1;
+  for (int i = 0; i < 1024 && blocks < 0; i++) {
+    char link[64], target[128];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", i);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0)
+      continue;
+    target[n] = '\0';
+    struct stat st;
+    if (strstr(target, "memfd:mcring-stats") && fstat(i, &st) == 0) {
+      cr_assert_eq(st.st_size,
+                   MCR__HS_HEAD + (off_t)MCR__HS_CAP * MCR__HS_ENTRY);
+      blocks = (long long)st.st_blocks;
+    }
+  }
+  cr_assert_geq(blocks, 0, "no segment found");
+  /* 64 entries are ready from the start: about 20 KiB of 20 MiB. */
+  cr_assert_leq(blocks * 512, 64 * 1024, "%lld bytes allocated", blocks * 512);
+  mcr_client_free(c);
 }

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -802,7 +803,8 @@ static int host_sums(const mcr_hoststat_row_t* rows, size_t n,
   for (size_t i = 0; i < n; i++) {
     const mcr_hoststat_row_t* r = &rows[i];
     counters_add(&hs->total.c, &r->c);
-    counters_add(&sum_find(hs->nodes, &hs->nnodes, r->node, 0, 0)->c, &r->c);
+    if (r->node[0]) /* "": a handle that has counted nothing yet */
+      counters_add(&sum_find(hs->nodes, &hs->nnodes, r->node, 0, 0)->c, &r->c);
     sum_t* w = sum_find(hs->workers, &hs->nworkers, NULL, r->pid, r->slot);
     w->generation = r->generation;
     counters_add(&w->c, &r->c);
@@ -911,7 +913,7 @@ static void stat_json(const host_sums_t* hs, const mcr_hoststat_row_t* rows,
     printf(",\"nodes\":[");
     int first = 1;
     for (size_t j = 0; j < n; j++) {
-      if (rows[j].slot != w->slot)
+      if (rows[j].slot != w->slot || !rows[j].node[0])
         continue;
       printf("%s{\"node\":", first ? "" : ",");
       first = 0;
@@ -1046,7 +1048,8 @@ static int cmd_stat(cli_t* cli, mcr_client_t* unused, int argc, char** argv) {
     return die("-w prints text: leave out --json / --prometheus", "");
   mcr_hoststats_t* h;
   char err[512] = "";
-  int rc = mcr_hoststats_open(&h, dir, err, sizeof err);
+  int rc =
+      mcr_hoststats_open(&h, dir, cli->opts.ring_owner_uid, err, sizeof err);
   if (rc < 0)
     return die(mcr_strerror(rc), err);
   struct sigaction sa;
@@ -1062,7 +1065,7 @@ static int cmd_stat(cli_t* cli, mcr_client_t* unused, int argc, char** argv) {
     const mcr_hoststat_row_t* rows;
     int n = mcr_hoststats_read(h, &rows);
     if (n < 0) {
-      status = die(mcr_strerror(n), "reading the stats segment");
+      status = die(mcr_strerror(n), mcr_hoststats_last_error(h));
       break;
     }
     host_sums_t hs;
@@ -1092,7 +1095,10 @@ static int cmd_stat(cli_t* cli, mcr_client_t* unused, int argc, char** argv) {
 
 /* ---------------------------------------------------------------- table */
 
-enum { NO_CLIENT = 1 }; /* the command opens no client */
+enum {
+  NO_CLIENT = 1, /* the command opens no client */
+  NO_STATS = 2   /* its client talks to no node: no host stats */
+};
 
 static const struct {
   const char* name;
@@ -1164,11 +1170,12 @@ static const struct {
     {"version", cmd_version, 0, "version", "server version per node",
      "Prints the version of the only node, or \"host:port VERSION\" lines.\n"
      "Exit: 0 every node answered, 2 error.\n"},
-    {"locate", cmd_locate, 0, "locate [KEY...]", "the node that owns a key",
+    {"locate", cmd_locate, NO_STATS, "locate [KEY...]",
+     "the node that owns a key",
      "Prints \"KEY HOST:PORT\" for each KEY given, or for each line of stdin\n"
      "when no KEY is given. Nothing is sent to any server.\n"
      "Exit: 0 done, 2 an invalid key (the others are still printed).\n"},
-    {"ring", cmd_ring, 0, "ring", "the ring: generation, nodes, shares",
+    {"ring", cmd_ring, NO_STATS, "ring", "the ring: generation, nodes, shares",
      "Prints the ring keys are routed by: generation and publish time,\n"
      "mode, nodes with their weight, points and share of the key space.\n"
      "With --ring-dir, the agent's status file first.\n"
@@ -1185,16 +1192,17 @@ static const struct {
     {"stat", cmd_stat, NO_CLIENT,
      "stat --ring-dir DIR [-w [--interval S]] [--json | --prometheus]",
      "host-wide client statistics of every worker",
-     "Adds up the per-node counters every worker client following DIR\n"
-     "keeps in the agent's stats segment (DIR/stats): keys by kind, hits,\n"
+     "Adds up the per-node counters of every client handle following DIR,\n"
+     "as the agent reports them (DIR/stats.sock): keys by kind, hits,\n"
      "misses, errors, timeouts, bytes, and latency (p50 / p99: upper bound\n"
      "of the histogram bucket, microseconds). Prints the host total, one\n"
-     "line per node and one per worker (pid, slot, ring generation).\n"
+     "line per node and one per client handle (pid, slot, ring\n"
+     "generation).\n"
      "  -w, --live        refresh every --interval seconds (default 1),\n"
      "                    rates per second, like varnishstat; ^C quits\n"
      "      --json        one JSON object (totals, nodes, slots)\n"
      "      --prometheus  Prometheus text format, per node\n"
-     "Exit: 0 done, 2 error (no stats segment: agent without stats).\n"},
+     "Exit: 0 done, 2 error (no agent socket: no agent, or no stats).\n"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -1207,6 +1215,11 @@ static const char options_help[] =
     "DIR\n"
     "      --verify             check the ring file in full (checksum, point "
     "order)\n"
+    "      --ring-owner USER    the user the agent runs as (its files must be\n"
+    "                           owned by it); default: the owner of DIR, "
+    "which\n"
+    "                           must then sit where only root and that owner\n"
+    "                           can create it\n"
     "  -d, --distribution MODE  ketama | ketama-libmemcached | xxh3\n"
     "      --flags N            client flags for set/add/replace/cas "
     "(default 0)\n"
@@ -1253,13 +1266,15 @@ int main(int argc, char** argv) {
     OPT_JSON,
     OPT_PROMETHEUS,
     OPT_INTERVAL,
-    OPT_VERIFY
+    OPT_VERIFY,
+    OPT_RING_OWNER
   };
   static const struct option longopts[] = {
       {"servers", required_argument, NULL, 's'},
       {"distribution", required_argument, NULL, 'd'},
       {"ring-dir", required_argument, NULL, 'r'},
       {"verify", no_argument, NULL, OPT_VERIFY},
+      {"ring-owner", required_argument, NULL, OPT_RING_OWNER},
       {"flags", required_argument, NULL, OPT_FLAGS},
       {"ttl", required_argument, NULL, OPT_TTL},
       {"noreply", no_argument, NULL, OPT_NOREPLY},
@@ -1288,6 +1303,16 @@ int main(int argc, char** argv) {
       case OPT_VERIFY:
         cli.opts.ring_verify = 1;
         break;
+      case OPT_RING_OWNER: {
+        struct passwd* pw = getpwnam(optarg);
+        if (pw)
+          cli.opts.ring_owner_uid = (long)pw->pw_uid;
+        else if (!parse_u64(optarg, UINT32_MAX - 1, &u))
+          cli.opts.ring_owner_uid = (long)u;
+        else
+          return die("--ring-owner wants a user name or uid", optarg);
+        break;
+      }
       case 'd':
         if (mcr_distribution_parse(optarg, &cli.opts.distribution) < 0)
           return die("unknown distribution", optarg);
@@ -1362,6 +1387,8 @@ int main(int argc, char** argv) {
       return die("use --servers or --ring-dir, not both", "");
     cli.opts.servers = NULL;
   }
+  if (commands[ci].how & NO_STATS)
+    cli.opts.host_stats = 0;
   mcr_client_t* c = NULL;
   if (!(commands[ci].how & NO_CLIENT)) {
     char err[512] = "";

@@ -179,6 +179,17 @@ pid_t spawn_prog(const char* const* argv, const spawn_opts_t* o);
  * signal, or at the timeout, after which it is killed and reaped). */
 int wait_exit(pid_t pid, int timeout_ms);
 
+/* ---------------------------------------------------------------- hostile */
+
+/* The agent's host stats socket as any member of the workers' group can
+ * use it (hostile.c), for tests that play a hostile worker. hs_connect:
+ * a connection to DIR/stats.sock, or -1. hs_register: sends a
+ * registration with segfd on sock; with wait, returns the agent's status
+ * (MCR__HS_*), or -1 when it closed without one; else 0 once sent. Neither
+ * asserts: they run in processes that switched users. */
+int hs_connect(const char* ring_dir);
+int hs_register(int sock, int segfd, bool wait);
+
 /* ---------------------------------------------------------------- client */
 
 /* The common fixture, for .init / .fini: a memcached on a fresh port
