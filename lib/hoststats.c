@@ -240,10 +240,17 @@ static void seg_drop(mcr__hs_t* h) {
   h->nfree = 0;
 }
 
-/* Makes a sealed segment and registers it with the agent. Returns 0 or a
- * negative error (host stats are then off until the next try). */
+/* Registers a new sealed segment with the agent. The agent is asked
+ * first, so a ring directory without one costs a failed fstatat at most.
+ * Returns 0 or a negative error (host stats are then off until the next
+ * try). */
 static int seg_register(mcr__hs_t* h) {
   char err[160];
+  h->sock = agent_connect(h->dirfd, h->owner, err, sizeof err);
+  if (h->sock < 0) {
+    h->sock = -1;
+    return MCR_ESYS;
+  }
   h->cap = mcr__hs_capacity ? mcr__hs_capacity : MCR__HS_CAP;
   h->map_len = MCR__HS_HEAD + (size_t)h->cap * MCR__HS_ENTRY;
   h->ready = h->cap < FIRST_READY ? h->cap : FIRST_READY;
@@ -252,11 +259,11 @@ static int seg_register(mcr__hs_t* h) {
       fallocate(h->memfd, 0, 0,
                 (off_t)(MCR__HS_HEAD + (size_t)h->ready * MCR__HS_ENTRY)) !=
           0 ||
-      fcntl(h->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) !=
-          0)
+      fcntl(h->memfd, F_ADD_SEALS,
+            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
     goto fail;
-  void* m =
-      mmap(NULL, h->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, h->memfd, 0);
+  void* m = mmap(NULL, h->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+                 h->memfd, 0);
   if (m == MAP_FAILED)
     goto fail;
   h->map = m;
@@ -266,10 +273,6 @@ static int seg_register(mcr__hs_t* h) {
   hd->entry_size = MCR__HS_ENTRY;
   hd->capacity = h->cap;
   hd->pid = (uint32_t)getpid();
-
-  h->sock = agent_connect(h->dirfd, h->owner, err, sizeof err);
-  if (h->sock < 0)
-    goto fail;
   mcr__hs_msg_t ack;
   if (send_msg(h->sock, MCR__HS_REGISTER, h->memfd) != 0 ||
       read_msg(h->sock, MCR__HS_REGISTER, &ack,
@@ -278,8 +281,6 @@ static int seg_register(mcr__hs_t* h) {
     goto fail;
   return 0;
 fail:
-  if (h->sock < 0)
-    h->sock = -1;
   seg_drop(h);
   return MCR_ESYS;
 }
