@@ -123,7 +123,7 @@ static mcr_client_t* mc_new(const char* servers) {
   o.distribution = MCR_DIST_KETAMA_LIBMEMCACHED;
   mcr_client_t* c;
   char err[256];
-  int rc = mcr_client_new_err(&c, &o, err, sizeof err);
+  int rc = mcr_client_new(&c, &o, err, sizeof err);
   if (rc)
     bench_die("mcr_client_new: %s: %s", mcr_strerror(rc), err);
   return c;
@@ -157,7 +157,7 @@ static void mget_init(void) {
   }
   char* list = server_list(nports);
   mcr_ring_t* ring;
-  if (mcr_ring_build(&ring, MCR_DIST_KETAMA_LIBMEMCACHED, list))
+  if (mcr_ring_build(&ring, MCR_DIST_KETAMA_LIBMEMCACHED, list, NULL, 0))
     bench_die("mcr_ring_build");
   memcached_st* m = lm_new(nports);
   for (int j = 0; j < nports; j++) {
@@ -368,9 +368,12 @@ static int run_op(impl_t impl, op_t op) {
     case IMPL_MCRING* NOPS + OP_SET4K:
       return mcr_client_set(mc_one, s->key, s->key_len, s->value, s->value_len,
                             0, 0, 0) == MCR_OK;
-    case IMPL_MCRING* NOPS + OP_MGET:
-      return mcr_client_get_multi(mc_multi, MGET_KEYS, mget_key_ptrs,
-                                  mget_key_lens, mget_items);
+    case IMPL_MCRING* NOPS + OP_MGET: {
+      size_t hits = 0;
+      int rc = mcr_client_get_multi(mc_multi, MGET_KEYS, mget_key_ptrs,
+                                    mget_key_lens, mget_items, &hits);
+      return rc < 0 ? rc : (int)hits;
+    }
     case IMPL_LM* NOPS + OP_GET10:
     case IMPL_LM* NOPS + OP_GET4K:
       return lm_get(s);

@@ -134,7 +134,8 @@ int main(void) {
     memcached_st* m = lm_usable(n) ? lm_new(n) : NULL;
     mcr_ring_t* rings[3];
     for (int mode = 0; mode < 3; mode++) {
-      int rc = mcr_ring_build(&rings[mode], (mcr_distribution_t)mode, list);
+      int rc =
+          mcr_ring_build(&rings[mode], (mcr_distribution_t)mode, list, NULL, 0);
       if (rc) {
         fprintf(stderr, "build: %s\n", mcr_strerror(rc));
         return 1;

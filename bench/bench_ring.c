@@ -132,7 +132,7 @@ static mcr_client_t* attach(const char* dir) {
   o.ring_dir = dir;
   mcr_client_t* c;
   char err[256];
-  int rc = mcr_client_new_err(&c, &o, err, sizeof err);
+  int rc = mcr_client_new(&c, &o, err, sizeof err);
   if (rc)
     bench_die("attach %s: %s", dir, err);
   return c;

@@ -626,7 +626,7 @@ static void run_worker(int w, mcr_client_t* c, int nkeys) {
         kl[i] = make_key(keys[i], w, ks[i]);
         kp[i] = keys[i];
       }
-      int rc = mcr_client_get_multi(c, MULTI_KEYS, kp, kl, items);
+      int rc = mcr_client_get_multi(c, MULTI_KEYS, kp, kl, items, NULL);
       wk.ops++;
       if (rc < 0) {
         call_failed(&wk, "get_multi", rc);
@@ -1355,7 +1355,7 @@ int main(int argc, char** argv) {
   o.io_timeout_ms = 2000;
   o.connect_timeout_ms = 2000;
   mcr_client_t* c;
-  if ((rc = mcr_client_new_err(&c, &o, err, sizeof err)) < 0) {
+  if ((rc = mcr_client_new(&c, &o, err, sizeof err)) < 0) {
     fail("mcr_client_new: %s: %s", mcr_err_name(rc), err);
     cleanup();
     return 1;

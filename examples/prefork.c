@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
   /* Attach once, in the master. */
   mcr_client_t* c;
   char err[256];
-  int rc = mcr_client_new_err(&c, &opts, err, sizeof err);
+  int rc = mcr_client_new(&c, &opts, err, sizeof err);
   if (rc) {
     fprintf(stderr, "prefork: %s: %s\n", mcr_err_name(rc), err);
     return 1;

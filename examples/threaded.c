@@ -42,7 +42,7 @@ static void* worker_main(void* arg) {
   mcr_client_t* c;
   char err[256];
   /* One handle per thread, created by the thread that uses it. */
-  int rc = mcr_client_new_err(&c, w->opts, err, sizeof err);
+  int rc = mcr_client_new(&c, w->opts, err, sizeof err);
   if (rc < 0) {
     fprintf(stderr, "thread %d: %s: %s\n", w->id, mcr_strerror(rc), err);
     w->failed = 1;

@@ -5,10 +5,16 @@
  * it speaks the complete memcached text protocol and the meta protocol, and
  * routes each key to a node. Conventions, everywhere in this header:
  *
- *  - Functions return 0 or a positive value on success and a negative MCR_E*
- *    code on failure. mcr_strerror() and mcr_err_name() describe a code.
+ *  - Functions return 0 or a positive outcome on success and a negative
+ *    MCR_E* code on failure. mcr_strerror() and mcr_err_name() describe a
+ *    code. A positive return is always an outcome (mcr_status_t), never a
+ *    count: counts come back through an out-parameter.
  *  - Outcomes that are not failures (miss, not stored, exists, not found) are
  *    positive mcr_status_t values, never errors.
+ *  - Errors are explained in one place each: a constructor writes its reason
+ *    to the (err, errlen) it takes; a handle keeps the text of its last
+ *    error (mcr_client_last_error, mcr_snapshot_last_error,
+ *    mcr_hoststats_last_error).
  *  - Memory returned through a result (values, keys, stats, version text)
  *    belongs to the client and stays valid until the next call on that
  *    client handle or until it is freed.
@@ -43,7 +49,7 @@ extern "C" {
 #endif
 
 #define MCR_VERSION_MAJOR 0
-#define MCR_VERSION_MINOR 1
+#define MCR_VERSION_MINOR 2
 #define MCR_VERSION_PATCH 0
 
 /* ------------------------------------------------------------------------ */
@@ -240,16 +246,11 @@ MCR_EXTERN void mcr_client_opts_init(mcr_client_opts_t* opts);
  * first use of each node. Returns 0 and sets *out, or MCR_EINVAL,
  * MCR_ESERVERS (bad list), MCR_ENOSERVERS, MCR_ERESOLVE / MCR_ECONNTIMEOUT
  * (the `ketama` mode resolves host names, within the connect timeout),
- * MCR_ESNAPSHOT / MCR_EPERM (ring_dir), MCR_ENOMEM. Thread-safe. */
-MCR_EXTERN int mcr_client_new(mcr_client_t** out,
-                              const mcr_client_opts_t* opts);
-
-/* mcr_client_new that also writes the reason of a failure ("bad server
- * \"h:0\": ...", "ring /run/mcring/x: ...") to err[errlen] (err may be
- * NULL). Same returns. Thread-safe. */
-MCR_EXTERN int mcr_client_new_err(mcr_client_t** out,
-                                  const mcr_client_opts_t* opts, char* err,
-                                  size_t errlen);
+ * MCR_ESNAPSHOT / MCR_EPERM (ring_dir), MCR_ENOMEM, with the reason in
+ * err[errlen] ("bad server \"h:0\": ...", "ring /run/mcring/x: ..."; err
+ * may be NULL). Thread-safe. */
+MCR_EXTERN int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
+                              char* err, size_t errlen);
 
 /* Closes every connection, unmaps the ring, gives back the client's host
  * stats slot, and frees the client. NULL is ignored. Not while another
@@ -261,9 +262,10 @@ MCR_EXTERN void mcr_client_free(mcr_client_t* c);
  * and MCR_ESERVERERR. Valid until the next call on `c`. */
 MCR_EXTERN const char* mcr_client_last_error(const mcr_client_t* c);
 
-/* The ring keys are routed by: NULL with a single server, else valid until
- * the next call on `c` (a ring_dir client may switch generations at the
- * start of any call). */
+/* The ring keys are routed by (mcr_ring_t is described with the ring
+ * functions below): NULL with a single server, else valid until the next
+ * call on `c` (a ring_dir client may switch generations at the start of
+ * any call). */
 typedef struct mcr_ring mcr_ring_t;
 MCR_EXTERN const mcr_ring_t* mcr_client_ring(const mcr_client_t* c);
 
@@ -292,11 +294,12 @@ typedef struct {
 MCR_EXTERN void mcr_client_stats(const mcr_client_t* c,
                                  mcr_client_stats_t* out);
 
-/* Per-call flags (the `cflags` argument of write operations). */
-#define MCR_CALL_NOREPLY 0x1u /* send noreply: no reply read, MCR_OK */
-#define MCR_CALL_REPLY                            \
-  0x2u /* wait for the reply even when the client \
-          default is noreply */
+/* Per-call flags (the `cflags` argument of write operations):
+ * MCR_CALL_NOREPLY sends noreply (no reply is read; MCR_OK once sent);
+ * MCR_CALL_REPLY waits for the reply even when the client's default is
+ * noreply. */
+#define MCR_CALL_NOREPLY 0x1u
+#define MCR_CALL_REPLY 0x2u
 
 /* One fetched item. value points into client memory (see top of file). */
 typedef struct {
@@ -317,7 +320,29 @@ typedef struct {
  * MCR_ENODEDOWN (the node is marked down); server - MCR_ESERVERCMD,
  * MCR_ECLIENTERR, MCR_ESERVERERR (the connection stays open). Under
  * ignore_errors the transport and server errors become MCR_MISS (reads)
- * or MCR_NOT_STORED (writes). The detail is in mcr_client_last_error(). */
+ * or MCR_NOT_STORED (writes). The detail is in mcr_client_last_error().
+ *
+ * Time: no call lasts longer than connect_timeout_ms + io_timeout_ms,
+ * whatever the servers do (plus the time the process is not scheduled):
+ * each node gets connect_timeout_ms to connect (name resolution included)
+ * and io_timeout_ms from then for the whole exchange, within that bound.
+ *
+ * Retries: a connection kept from an earlier call that the server closed
+ * before any byte of the reply is replaced and the request sent once more,
+ * inside the same deadline, only for commands that are harmless to apply
+ * twice: get, gets, gat, gats and their multi-key forms, set, replace,
+ * set_multi, touch, stats, version, flush_all, verbosity, cache_memlimit,
+ * mn, me, mg without N or R, ms in set or replace mode without C or I, and
+ * pipelines of only those. Every other command (add, append, prepend, cas,
+ * incr, decr, delete, delete_multi, md, ma, anything noreply) fails with
+ * MCR_ECLOSED instead ("the command may have been applied"): a server or
+ * proxy that applied it and then closed looks the same as one that closed
+ * while idle.
+ *
+ * Reply sizes: a value announced larger than item_size_max, a reply line
+ * over 8 KiB, or a stats reply of more than 100,000 lines is MCR_EPROTO
+ * before any buffer grows for it (set item_size_max to at least the
+ * servers' -I). */
 
 /* Storage commands. `flags` may not contain MCR_FLAG_ZSTD (MCR_EINVAL: the
  * bit is the compression marker). `ttl` is memcached's exptime: seconds (<= 30
@@ -357,38 +382,41 @@ MCR_EXTERN int mcr_client_get(mcr_client_t* c, const char* key, size_t key_len,
                               mcr_item_t* item);
 MCR_EXTERN int mcr_client_gets(mcr_client_t* c, const char* key, size_t key_len,
                                mcr_item_t* item);
-MCR_EXTERN int mcr_client_gat(mcr_client_t* c, int64_t ttl, const char* key,
-                              size_t key_len, mcr_item_t* item);
-MCR_EXTERN int mcr_client_gats(mcr_client_t* c, int64_t ttl, const char* key,
-                               size_t key_len, mcr_item_t* item);
+MCR_EXTERN int mcr_client_gat(mcr_client_t* c, const char* key, size_t key_len,
+                              int64_t ttl, mcr_item_t* item);
+MCR_EXTERN int mcr_client_gats(mcr_client_t* c, const char* key, size_t key_len,
+                               int64_t ttl, mcr_item_t* item);
 
 /* Multi-key retrieval: one request per node with all its keys. items[i]
  * receives keys[i]'s result, status included (MCR_OK, MCR_MISS, or a
- * negative error when that key's node failed). Returns the number of hits,
- * or a negative error when the arguments are invalid (nothing sent then).
- * Duplicate keys are allowed. */
+ * negative error when that key's node failed). Returns 0 with *hits set
+ * (hits may be NULL), or a negative error when the arguments are invalid
+ * (nothing sent then). Duplicate keys are allowed. */
 MCR_EXTERN int mcr_client_get_multi(mcr_client_t* c, size_t n,
                                     const char* const* keys,
-                                    const size_t* key_lens, mcr_item_t* items);
+                                    const size_t* key_lens, mcr_item_t* items,
+                                    size_t* hits);
 MCR_EXTERN int mcr_client_gets_multi(mcr_client_t* c, size_t n,
                                      const char* const* keys,
-                                     const size_t* key_lens, mcr_item_t* items);
+                                     const size_t* key_lens, mcr_item_t* items,
+                                     size_t* hits);
 
 /* Many keys at once, one request per node, all nodes' requests sent
  * before any reply is read. statuses[i] receives key i's outcome (MCR_OK,
  * MCR_NOT_STORED, MCR_NOT_FOUND, or a negative error when that key's node
  * failed or the server refused that command). Every key and value is
  * checked (and encoded) before anything is sent: an invalid one returns
- * its error and sends nothing. Returns the number of MCR_OK statuses.
- * set_multi stores every value with the same flags and ttl. */
+ * its error and sends nothing. Returns 0 with the number of MCR_OK
+ * statuses in *done (may be NULL), or that error. set_multi stores every
+ * value with the same flags and ttl. */
 MCR_EXTERN int mcr_client_set_multi(
     mcr_client_t* c, size_t n, const char* const* keys, const size_t* key_lens,
     const void* const* values, const size_t* value_lens, uint32_t flags,
-    int64_t ttl, int* statuses, unsigned cflags);
+    int64_t ttl, int* statuses, unsigned cflags, size_t* done);
 MCR_EXTERN int mcr_client_delete_multi(mcr_client_t* c, size_t n,
                                        const char* const* keys,
                                        const size_t* key_lens, int* statuses,
-                                       unsigned cflags);
+                                       unsigned cflags, size_t* done);
 
 /* delete: MCR_OK or MCR_NOT_FOUND. */
 MCR_EXTERN int mcr_client_delete(mcr_client_t* c, const char* key,
@@ -419,10 +447,13 @@ typedef struct {
 /* "stats [arg]" on node `node`. arg is NULL (general stats) or one of
  * memcached's groups ("settings", "items", "slabs", "sizes", "conns", ...):
  * one or two words ("detail on") of printable ASCII, else MCR_EINVAL. Sets
- * *stats to an array owned by the client and returns its length, or a negative
- * error (MCR_EINVAL also for node >= mcr_client_node_count(c)). */
+ * *stats to an array owned by the client and *count to its length and
+ * returns 0, or a negative error (MCR_EINVAL also for node >=
+ * mcr_client_node_count(c); MCR_EPROTO for a reply of more than 100,000
+ * lines). */
 MCR_EXTERN int mcr_client_stats_node(mcr_client_t* c, size_t node,
-                                     const char* arg, const mcr_stat_t** stats);
+                                     const char* arg, const mcr_stat_t** stats,
+                                     size_t* count);
 
 /* "version" on node `node`. Sets *version to the server's version text
  * (client memory) and returns MCR_OK, or MCR_EINVAL (no such node) or an
@@ -589,9 +620,7 @@ typedef struct {
  * the replies. A quiet command that got no reply gets its implied status:
  * MCR_MISS for mg, MCR_OK for ms / md / ma. Each cmds[i].result is filled;
  * a node failure sets the error on that node's commands that were not
- * answered yet (commands on other nodes are unaffected). Returns the number
- * of commands whose status is MCR_OK, or a negative error when an argument
- * is invalid (nothing sent then).
+ * answered yet (commands on other nodes are unaffected).
  *
  * Quiet mode is left off for an ms / md / ma that asks for data (v, c, t
  * or k): memcached's q hides their whole success reply, data included. The
@@ -602,9 +631,11 @@ typedef struct {
  * (CLIENT_ERROR ...) carry no opaque; one is charged to the command it must
  * belong to, or, when several silent commands could have caused it, to all
  * of them. A node's whole group is sent before its replies are read, so
- * keep pipelines to what a server buffers (a few MB of replies). */
+ * keep pipelines to what a server buffers (a few MB of replies). Returns 0
+ * with the number of commands whose status is MCR_OK in *ok, or a
+ * negative error when an argument is invalid (nothing sent then). */
 MCR_EXTERN int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds,
-                                        size_t n);
+                                        size_t n, size_t* ok);
 
 /* ------------------------------------------------------------------------ */
 /* Ring: Ketama consistent hashing, and the shared ring snapshot             */
@@ -614,8 +645,6 @@ MCR_EXTERN int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds,
  * mcring-agent published (mcr_snapshot_ring). Immutable once built: lookups
  * on one ring are safe from any number of threads at once. The three modes
  * and their exact rules are in docs/ring.md. */
-typedef struct mcr_ring mcr_ring_t;
-
 /* Parses "ketama", "ketama-libmemcached" or "xxh3" (exact, lower case).
  * Returns 0 and sets *out, or MCR_EINVAL. Thread-safe. */
 MCR_EXTERN int mcr_distribution_parse(const char* name,
@@ -631,9 +660,10 @@ MCR_EXTERN const char* mcr_distribution_name(mcr_distribution_t mode);
  * first address returned), because that mode hashes the address. Returns 0
  * and sets *out, or MCR_EINVAL (bad mode), MCR_ESERVERS, MCR_ENOSERVERS,
  * MCR_ERESOLVE, MCR_ERANGE (more than 65535 nodes or 2^24 points),
- * MCR_ENOMEM. Thread-safe. */
+ * MCR_ENOMEM, with the reason in err[errlen] (err may be NULL).
+ * Thread-safe. */
 MCR_EXTERN int mcr_ring_build(mcr_ring_t** out, mcr_distribution_t mode,
-                              const char* servers);
+                              const char* servers, char* err, size_t errlen);
 
 /* Frees a ring from mcr_ring_build. NULL is ignored. Never call it on the
  * ring of a snapshot (the snapshot owns that one). */
@@ -785,12 +815,12 @@ MCR_EXTERN int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir,
                                   long expected_uid, char* err, size_t errlen);
 
 /* Asks the agent for the counters of every live handle: sets *rows to an
- * array owned by h, valid until the next read or free, and returns its
- * length, or a negative error (the reason in mcr_hoststats_last_error).
- * Each value is exact; a row as a whole is a moment's view. Waits at most
- * 5 s for the agent. */
+ * array owned by h, valid until the next read or free, and *n to its
+ * length, and returns 0, or a negative error (the reason in
+ * mcr_hoststats_last_error). Each value is exact; a row as a whole is a
+ * moment's view. Waits at most 5 s for the agent. */
 MCR_EXTERN int mcr_hoststats_read(mcr_hoststats_t* h,
-                                  const mcr_hoststat_row_t** rows);
+                                  const mcr_hoststat_row_t** rows, size_t* n);
 
 /* Why the last read failed ("" after a good one). */
 MCR_EXTERN const char* mcr_hoststats_last_error(const mcr_hoststats_t* h);

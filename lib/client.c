@@ -1,25 +1,31 @@
-/* client.c — the public client API: options, validation, routing, results.
+/* client.c — the public client API: options, the handle, and the classic
+ * text commands.
  *
- * Every public call starts by resetting the per-call state (last error,
- * result arena), then validates all of its arguments before a byte is sent:
- * keys, value sizes against item_size_max, TTL range, flags. Only then is the
- * key routed to its node (mcr__route, the seam where the Ketama ring plugs
- * in) and the protocol module runs the call. Results pass through
- * mcr__soften, which implements ignore_errors: network, timeout and server
- * failures become misses for reads and MCR_NOT_STORED for writes, counted in
- * the client's stats; validation errors always reach the caller.
+ * Every call runs the same straight line (docs/client.md, "Layers"):
+ *   check   every argument before a byte is sent: keys, value sizes
+ *           against item_size_max, TTL range, flags, call flags;
+ *   route   the key to its node (router.c);
+ *   encode  the request (codec_text.c; values through value.c first);
+ *   run     the engine sends, receives and decodes (fanout.c), with its
+ *           deadline and retry rule;
+ *   finish  values decoded (value.c), host stats counted, and errors
+ *           softened into misses under ignore_errors (mcr__soften).
+ * Which commands may be sent twice (the retry rule) is decided here, per
+ * command: reads, set, replace, touch and the idempotent per-node commands
+ * may; incr, decr, add, append, prepend, cas, delete and anything noreply
+ * may not (docs/client.md, "Retries").
  *
  * A client handle is single-threaded: it owns its connections, buffers and
  * arena without locks. Threads use one handle each.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "fanout.h"
 
 #define TIMEOUT_MAX_MS (3600 * 1000)
 #define ITEM_SIZE_MAX_LIMIT (1u << 30)
+#define IOV(p, n) ((struct iovec){.iov_base = (void*)(p), .iov_len = (n)})
 
 void mcr_client_opts_init(mcr_client_opts_t* o) {
   memset(o, 0, sizeof(*o));
@@ -32,14 +38,6 @@ void mcr_client_opts_init(mcr_client_opts_t* o) {
   o->failure_limit = 2;
   o->retry_timeout_ms = 1000;
   o->host_stats = 1;
-}
-
-int mcr__set_error(mcr_client_t* c, int err, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->err, sizeof c->err, fmt, ap);
-  va_end(ap);
-  return err;
 }
 
 static int opts_check(const mcr_client_opts_t* o, char* err, size_t errlen) {
@@ -59,17 +57,21 @@ static int opts_check(const mcr_client_opts_t* o, char* err, size_t errlen) {
            o->distribution != MCR_DIST_KETAMA_LIBMEMCACHED &&
            o->distribution != MCR_DIST_XXH3)
     what = "unknown distribution";
+  else if (o->ring_dir && o->servers)
+    what = "set servers or ring_dir, not both";
   if (!what)
     return 0;
   snprintf(err, errlen, "%s", what);
   return MCR_EINVAL;
 }
 
-int mcr_client_new_err(mcr_client_t** out, const mcr_client_opts_t* opts,
-                       char* errbuf, size_t errlen) {
+int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
+                   char* errbuf, size_t errlen) {
   char err[512] = "";
   int rc = MCR_EINVAL;
   mcr_client_t* c = NULL;
+  mcr__server_t* srv = NULL;
+  size_t n = 0;
   if (!out || !opts) {
     snprintf(err, sizeof err, "NULL argument");
     goto fail;
@@ -77,13 +79,6 @@ int mcr_client_new_err(mcr_client_t** out, const mcr_client_opts_t* opts,
   *out = NULL;
   if ((rc = opts_check(opts, err, sizeof err)))
     goto fail;
-  if (opts->ring_dir && opts->servers) {
-    rc = MCR_EINVAL;
-    snprintf(err, sizeof err, "set servers or ring_dir, not both");
-    goto fail;
-  }
-  mcr__server_t* srv = NULL;
-  size_t n = 0;
   if (!opts->ring_dir &&
       (rc = mcr__servers_parse(opts->servers, &srv, &n, err, sizeof err)))
     goto fail;
@@ -100,10 +95,15 @@ int mcr_client_new_err(mcr_client_t** out, const mcr_client_opts_t* opts,
   c->opts = *opts;
   c->opts.servers = NULL;
   c->opts.ring_dir = NULL;
-  for (size_t i = 0; i < n; i++) {
-    c->nodes[i].srv = srv[i];
-    c->nodes[i].conn.fd = -1;
-  }
+  c->conn_opts = (mcr__conn_opts_t){.io_timeout_ms = opts->io_timeout_ms,
+                                    .keepalive = opts->tcp_keepalive != 0};
+  c->health = (mcr__health_t){.limit = opts->failure_limit,
+                              .retry_ms = opts->retry_timeout_ms};
+  c->io_ns = (int64_t)opts->io_timeout_ms * 1000000;
+  c->call_budget_ns =
+      ((int64_t)opts->connect_timeout_ms + opts->io_timeout_ms) * 1000000;
+  for (size_t i = 0; i < n; i++)
+    mcr__node_init(&c->nodes[i], &srv[i]);
   mcr__free(srv); /* the strings now belong to the nodes */
   c->nnodes = n;
   if ((rc = mcr__router_init(c, opts->ring_dir))) {
@@ -121,26 +121,18 @@ fail:
   return rc;
 }
 
-int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts) {
-  return mcr_client_new_err(out, opts, NULL, 0);
-}
-
 void mcr_client_free(mcr_client_t* c) {
   if (!c)
     return;
-  for (size_t i = 0; i < c->nnodes; i++) {
-    mcr__conn_close(&c->nodes[i]);
-    mcr__free(c->nodes[i].conn.rbuf);
-    mcr__free(c->nodes[i].srv.host);
-    mcr__free(c->nodes[i].srv.name);
-  }
+  for (size_t i = 0; i < c->nnodes; i++)
+    mcr__node_free(&c->nodes[i]);
   mcr__hs_close(c);
   mcr__router_free(c);
   mcr__free(c->nodes);
   mcr__buf_free(&c->wbuf);
   mcr__buf_free(&c->scratch);
   mcr__arena_free(&c->arena);
-  mcr__codec_free(c);
+  mcr__value_free(c);
   mcr__free(c->stats);
   mcr__free(c);
 }
@@ -162,26 +154,10 @@ void mcr_client_stats(const mcr_client_t* c, mcr_client_stats_t* out) {
     *out = c->counters;
 }
 
-int mcr__soften(mcr_client_t* c, int rc, bool read) {
-  if (rc >= 0 || !c->opts.ignore_errors)
-    return rc;
-  switch (rc) {
-    case MCR_EINVAL:
-    case MCR_EKEY:
-    case MCR_ETOOBIG:
-    case MCR_ERANGE:
-    case MCR_ENOMEM:
-    case MCR_ESERDE:
-      return rc; /* the caller's mistake, not the cache's */
-  }
-  c->counters.ignored_errors++;
-  return read ? MCR_MISS : MCR_NOT_STORED;
-}
-
 /* ------------------------------------------------------------ checks */
 
-/* Resets per-call state. Every public call that talks to a server starts
- * here, which is what keeps returned memory valid until the next call. */
+/* Every public call that talks to a server starts here, which is what
+ * keeps returned memory valid until the next call. */
 void mcr__call_start(mcr_client_t* c) {
   c->err[0] = '\0';
   mcr__arena_reset(&c->arena);
@@ -191,21 +167,16 @@ void mcr__call_start(mcr_client_t* c) {
     mcr__hs_check_fork(c);
 }
 
-/* The message for a key mcr__check_key refused (or 0 for a valid one). */
 int mcr__key_error(mcr_client_t* c, const char* key, size_t key_len) {
-  if (mcr_key_check(key, key_len) == 0)
-    return 0;
+  size_t at;
+  const char* why = mcr__key_why(key, key_len, &at);
   if (!key || key_len == 0)
-    return mcr__set_error(c, MCR_EKEY, "empty key");
+    return mcr__set_error(c, MCR_EKEY, "%s", why);
   if (key_len > MCR__KEY_MAX)
     return mcr__set_error(c, MCR_EKEY, "key is %zu bytes, the limit is 250",
                           key_len);
-  size_t i = 0;
-  while ((unsigned char)key[i] > 0x20 && key[i] != 0x7f)
-    i++;
-  return mcr__set_error(c, MCR_EKEY,
-                        "key byte %zu is 0x%02x (whitespace or control)", i,
-                        (unsigned char)key[i]);
+  return mcr__set_error(c, MCR_EKEY, "key byte %zu is 0x%02x (%s)", at,
+                        (unsigned char)key[at], why);
 }
 
 int mcr__check_ttl(mcr_client_t* c, int64_t ttl) {
@@ -215,7 +186,7 @@ int mcr__check_ttl(mcr_client_t* c, int64_t ttl) {
 }
 
 /* Resolves the effective noreply of a call. Returns 0 or MCR_EINVAL. */
-int mcr__noreply(mcr_client_t* c, unsigned cflags, bool* noreply) {
+static int call_noreply(mcr_client_t* c, unsigned cflags, bool* noreply) {
   if (MCR__UNLIKELY(cflags & ~(MCR_CALL_NOREPLY | MCR_CALL_REPLY)) ||
       MCR__UNLIKELY((cflags & MCR_CALL_NOREPLY) && (cflags & MCR_CALL_REPLY)))
     return mcr__set_error(c, MCR_EINVAL, "bad call flags 0x%x", cflags);
@@ -231,8 +202,6 @@ static int node_arg(mcr_client_t* c, size_t node) {
                         c->nnodes);
 }
 
-/* ------------------------------------------------------------ storage */
-
 /* The start every one-key write shares: a live handle, the per-call reset,
  * the call flags and the key. Returns 0 or the error. */
 static int begin_write(mcr_client_t* c, const char* key, size_t key_len,
@@ -240,11 +209,22 @@ static int begin_write(mcr_client_t* c, const char* key, size_t key_len,
   if (MCR__UNLIKELY(!c))
     return MCR_EINVAL;
   mcr__call_start(c);
-  int rc = mcr__noreply(c, cflags, noreply);
+  int rc = call_noreply(c, cflags, noreply);
   if (!rc)
     rc = mcr__check_key(c, key, key_len);
   return rc;
 }
+
+/* Runs a one-line-reply request on node n. */
+static int run_line(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
+                    int iovcnt, bool noreply, bool repeatable,
+                    mcr__line_ctx_t* x) {
+  int rc = mcr__call(c, n, iov, iovcnt, noreply ? NULL : mcr__text_line_decode,
+                     x, repeatable && !noreply);
+  return rc ? rc : noreply ? MCR_OK : x->status;
+}
+
+/* ------------------------------------------------------------ storage */
 
 static int store(mcr_client_t* c, mcr__store_t cmd, const char* key,
                  size_t key_len, const void* value, size_t value_len,
@@ -272,8 +252,14 @@ static int store(mcr_client_t* c, mcr__store_t cmd, const char* key,
                           "value of %zu bytes exceeds item_size_max %zu", len,
                           c->opts.item_size_max);
   mcr__node_t* n = mcr__route(c, key, key_len);
-  rc = MCR__RETRY_STALE(mcr__text_store(c, n, cmd, key, key_len, flags, ttl,
-                                        cas, data, len, noreply));
+  char nums[MCR__TEXT_NUMS];
+  struct iovec iov[5];
+  int cnt = mcr__text_store_request(iov, nums, cmd, key, key_len, flags, ttl,
+                                    cas, data, len, noreply);
+  mcr__line_ctx_t x = {.kind = MCR__R_STORE};
+  /* set and replace leave the same item when applied twice. */
+  rc = run_line(c, n, iov, cnt, noreply, cmd == MCR__SET || cmd == MCR__REPLACE,
+                &x);
   mcr__hs_op(n, MCR__OP_SET, rc);
   return mcr__soften(c, rc, false);
 }
@@ -319,21 +305,17 @@ int mcr_client_cas(mcr_client_t* c, const char* key, size_t key_len,
 
 /* ------------------------------------------------------------ retrieval */
 
-static int retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
-                    const char* const* keys, const size_t* key_lens,
-                    mcr_item_t* items) {
-  if (MCR__UNLIKELY(!c || (n && (!keys || !key_lens || !items))))
-    return MCR_EINVAL;
-  mcr__call_start(c);
-  int rc;
-  if ((cmd == MCR__GAT || cmd == MCR__GATS) && (rc = mcr__check_ttl(c, ttl)))
-    return rc;
-  for (size_t i = 0; i < n; i++)
-    if ((rc = mcr__check_key(c, keys[i], key_lens[i])))
-      return rc;
-  if (n == 0)
-    return 0;
-  return mcr__text_retrieve(c, cmd, ttl, n, keys, key_lens, items);
+/* The value of a hit, and what the caller sees of a miss or failure. */
+static inline int item_result(mcr_client_t* c, mcr_item_t* it, int rc) {
+  if (MCR__LIKELY(rc == MCR_OK)) {
+    if (MCR__UNLIKELY(mcr__item_needs_decode(c, it)))
+      rc = mcr__decode_item(c, it);
+  } else if (rc < 0) {
+    rc = mcr__soften(c, rc, true);
+  }
+  if (rc != MCR_OK)
+    *it = (mcr_item_t){.status = rc};
+  return rc;
 }
 
 static int retrieve_one(mcr_client_t* c, mcr__get_t cmd, int64_t ttl,
@@ -348,23 +330,26 @@ static int retrieve_one(mcr_client_t* c, mcr__get_t cmd, int64_t ttl,
   /* The request line, built while the key is checked (one pass over it). */
   char req[MCR__GET_REQ_MAX];
   size_t req_len = mcr__text_get_request(cmd, ttl, key, key_len, req);
-  if (MCR__UNLIKELY(req_len == 0)) {
-    rc = mcr__key_error(c, key, key_len); /* says what is wrong */
-    return rc ? rc : MCR_EKEY;
-  }
+  if (MCR__UNLIKELY(req_len == 0))
+    return mcr__key_error(c, key, key_len);
   mcr__node_t* n = mcr__route(c, key, key_len);
-  rc = MCR__RETRY_STALE(
-      mcr__text_get_one(c, n, cmd, req, req_len, key, key_len, item));
-  mcr__hs_op(n, MCR__OP_GET, rc);
-  if (MCR__LIKELY(rc == MCR_OK)) {
-    if (MCR__UNLIKELY((item->flags & MCR_FLAG_ZSTD) || c->opts.serde))
-      rc = mcr__decode_item(c, item);
-  } else if (rc < 0) {
-    rc = mcr__soften(c, rc, true);
+  mcr__get_ctx_t g = {.key = key,
+                      .key_len = key_len,
+                      .want_cas = cmd == MCR__GETS || cmd == MCR__GATS,
+                      .value_max = c->opts.item_size_max};
+  struct iovec iov = IOV(req, req_len);
+  rc = mcr__call(c, n, &iov, 1, mcr__text_get_decode, &g, true);
+  if (MCR__LIKELY(rc == 0)) {
+    rc = g.status;
+    if (rc == MCR_OK)
+      *item = (mcr_item_t){.value = n->conn.rbuf + g.value_off,
+                           .value_len = g.value_len,
+                           .flags = g.flags,
+                           .cas = g.cas,
+                           .status = MCR_OK};
   }
-  if (rc != MCR_OK)
-    *item = (mcr_item_t){.status = rc};
-  return rc;
+  mcr__hs_op(n, MCR__OP_GET, rc);
+  return item_result(c, item, rc);
 }
 
 int mcr_client_get(mcr_client_t* c, const char* key, size_t key_len,
@@ -377,38 +362,128 @@ int mcr_client_gets(mcr_client_t* c, const char* key, size_t key_len,
   return retrieve_one(c, MCR__GETS, 0, key, key_len, item);
 }
 
-int mcr_client_gat(mcr_client_t* c, int64_t ttl, const char* key,
-                   size_t key_len, mcr_item_t* item) {
+int mcr_client_gat(mcr_client_t* c, const char* key, size_t key_len,
+                   int64_t ttl, mcr_item_t* item) {
   return retrieve_one(c, MCR__GAT, ttl, key, key_len, item);
 }
 
-int mcr_client_gats(mcr_client_t* c, int64_t ttl, const char* key,
-                    size_t key_len, mcr_item_t* item) {
+int mcr_client_gats(mcr_client_t* c, const char* key, size_t key_len,
+                    int64_t ttl, mcr_item_t* item) {
   return retrieve_one(c, MCR__GATS, ttl, key, key_len, item);
 }
 
+/* Many keys: planned per node, one request per node (lines of at most
+ * 2 KiB), every node's request sent before any reply is read. */
+static int retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
+                    const char* const* keys, const size_t* key_lens,
+                    mcr_item_t* items, size_t* hits) {
+  if (MCR__UNLIKELY(!c || (n && (!keys || !key_lens || !items))))
+    return MCR_EINVAL;
+  mcr__call_start(c);
+  if (hits)
+    *hits = 0;
+  int rc;
+  if ((cmd == MCR__GAT || cmd == MCR__GATS) && (rc = mcr__check_ttl(c, ttl)))
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    if ((rc = mcr__check_key(c, keys[i], key_lens[i])))
+      return rc;
+  if (n == 0)
+    return 0;
+  mcr__plan_t p;
+  if ((rc = mcr__plan(c, n, keys, key_lens, &p)))
+    return rc;
+  size_t ng = p.ngroups;
+  mcr__task_t* t = mcr__arena_alloc(&c->arena, ng * sizeof(*t));
+  mcr__mget_ctx_t* g = mcr__arena_alloc(&c->arena, ng * sizeof(*g));
+  struct iovec* iov = mcr__arena_alloc(&c->arena, ng * sizeof(*iov));
+  size_t* value_off = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
+  if (!t || !g || !iov || !value_off)
+    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    items[i] = (mcr_item_t){.status = MCR_MISS};
+  /* All requests in one buffer (it may move while it grows: offsets). */
+  mcr_buf_t* w = &c->wbuf;
+  w->len = 0;
+  for (size_t j = 0; j < ng; j++) {
+    g[j] = (mcr__mget_ctx_t){.cmd = cmd,
+                             .keys = keys,
+                             .key_lens = key_lens,
+                             .next = p.next,
+                             .items = items,
+                             .value_off = value_off,
+                             .value_max = c->opts.item_size_max,
+                             .first = p.first[j]};
+    size_t start = w->len;
+    if (mcr__text_mget_request(w, &g[j], ttl))
+      return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+    iov[j] = IOV((void*)start, w->len - start);
+  }
+  for (size_t j = 0; j < ng; j++) {
+    iov[j].iov_base = w->data + (size_t)iov[j].iov_base;
+    t[j] = (mcr__task_t){.node = &c->nodes[p.gnode[j]],
+                         .iov = &iov[j],
+                         .iovcnt = 1,
+                         .decode = mcr__text_mget_decode,
+                         .ctx = &g[j],
+                         .repeatable = true};
+  }
+  mcr__run(c, t, ng);
+
+  /* All reads are done: buffers no longer move, so offsets become
+   * pointers, then values are decoded. */
+  size_t found = 0;
+  for (size_t j = 0; j < ng; j++) {
+    mcr__node_t* node = t[j].node;
+    for (size_t i = p.first[j]; i != SIZE_MAX; i = p.next[i]) {
+      mcr_item_t* it = &items[i];
+      if (t[j].rc) /* every key of a failed node carries its error */
+        it->status = t[j].rc;
+      else if (it->status == MCR_OK)
+        it->value = node->conn.rbuf + value_off[i];
+      mcr__hs_op(node, MCR__OP_GET, it->status);
+      it->status = item_result(c, it, it->status);
+      found += it->status == MCR_OK;
+    }
+  }
+  if (hits)
+    *hits = found;
+  return 0;
+}
+
 int mcr_client_get_multi(mcr_client_t* c, size_t n, const char* const* keys,
-                         const size_t* key_lens, mcr_item_t* items) {
-  return retrieve(c, MCR__GET, 0, n, keys, key_lens, items);
+                         const size_t* key_lens, mcr_item_t* items,
+                         size_t* hits) {
+  return retrieve(c, MCR__GET, 0, n, keys, key_lens, items, hits);
 }
 
 int mcr_client_gets_multi(mcr_client_t* c, size_t n, const char* const* keys,
-                          const size_t* key_lens, mcr_item_t* items) {
-  return retrieve(c, MCR__GETS, 0, n, keys, key_lens, items);
+                          const size_t* key_lens, mcr_item_t* items,
+                          size_t* hits) {
+  return retrieve(c, MCR__GETS, 0, n, keys, key_lens, items, hits);
 }
 
 /* ------------------------------------------------------------ batches */
 
+/* statuses[i] of a command whose reply has not been read. */
+#define UNANSWERED INT32_MIN
+
+/* set (is_set) or delete of n keys: one segment of commands per node, all
+ * built before any is sent (an encoding error or too big a value sends
+ * nothing), then replies read as they arrive. */
 static int batch(mcr_client_t* c, bool is_set, size_t n,
                  const char* const* keys, const size_t* key_lens,
                  const void* const* values, const size_t* value_lens,
-                 uint32_t flags, int64_t ttl, int* statuses, unsigned cflags) {
+                 uint32_t flags, int64_t ttl, int* statuses, unsigned cflags,
+                 size_t* ok) {
   if (!c || (n && (!keys || !key_lens || !statuses ||
                    (is_set && (!values || !value_lens)))))
     return MCR_EINVAL;
   mcr__call_start(c);
+  if (ok)
+    *ok = 0;
   bool noreply;
-  int rc = mcr__noreply(c, cflags, &noreply);
+  int rc = call_noreply(c, cflags, &noreply);
   if (rc)
     return rc;
   if (is_set && (rc = mcr__check_ttl(c, ttl)))
@@ -424,22 +499,93 @@ static int batch(mcr_client_t* c, bool is_set, size_t n,
   }
   if (n == 0)
     return 0;
-  return mcr__text_batch(c, is_set, n, keys, key_lens, values, value_lens,
-                         flags, ttl, noreply, statuses);
+  mcr__plan_t p;
+  if ((rc = mcr__plan(c, n, keys, key_lens, &p)))
+    return rc;
+  size_t ng = p.ngroups;
+  mcr__task_t* t = mcr__arena_alloc(&c->arena, ng * sizeof(*t));
+  mcr__batch_ctx_t* b = mcr__arena_alloc(&c->arena, ng * sizeof(*b));
+  struct iovec* iov = mcr__arena_alloc(&c->arena, ng * sizeof(*iov));
+  if (!t || !b || !iov)
+    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+
+  /* Every request first: a value that fails to encode or is too big stops
+   * the call before anything is sent. */
+  mcr_buf_t* w = &c->wbuf;
+  w->len = 0;
+  for (size_t j = 0; j < ng; j++) {
+    size_t start = w->len;
+    for (size_t i = p.first[j]; i != SIZE_MAX; i = p.next[i]) {
+      const void* data = NULL;
+      size_t dlen = 0;
+      uint32_t f = flags;
+      if (is_set) {
+        rc = mcr__encode_value(c, values[i] ? values[i] : "", value_lens[i], &f,
+                               &data, &dlen);
+        if (rc)
+          return rc;
+        if (dlen > c->opts.item_size_max)
+          return mcr__set_error(c, MCR_ETOOBIG,
+                                "value %zu: %zu bytes exceed item_size_max %zu",
+                                i, dlen, c->opts.item_size_max);
+      }
+      char nums[MCR__TEXT_NUMS];
+      struct iovec piece[5];
+      int cnt = is_set
+                    ? mcr__text_store_request(piece, nums, MCR__SET, keys[i],
+                                              key_lens[i], f, ttl, 0, data,
+                                              dlen, noreply)
+                    : mcr__text_keyed_request(piece, nums, MCR__DELETE, keys[i],
+                                              key_lens[i], 0, 0, noreply);
+      for (int k = 0; k < cnt; k++)
+        if (mcr_buf_append(w, piece[k].iov_base, piece[k].iov_len))
+          return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+    }
+    iov[j] = IOV((void*)start, w->len - start);
+  }
+  for (size_t i = 0; i < n; i++)
+    statuses[i] = UNANSWERED;
+  for (size_t j = 0; j < ng; j++) {
+    iov[j].iov_base = w->data + (size_t)iov[j].iov_base;
+    b[j] = (mcr__batch_ctx_t){
+        .next = p.next, .statuses = statuses, .cursor = p.first[j]};
+    t[j] = (mcr__task_t){.node = &c->nodes[p.gnode[j]],
+                         .iov = &iov[j],
+                         .iovcnt = 1,
+                         .decode = noreply ? NULL : mcr__text_batch_decode,
+                         .ctx = &b[j],
+                         .repeatable = is_set && !noreply};
+  }
+  mcr__run(c, t, ng);
+
+  size_t good = 0;
+  for (size_t j = 0; j < ng; j++) {
+    for (size_t i = p.first[j]; i != SIZE_MAX; i = p.next[i]) {
+      if (statuses[i] == UNANSWERED)
+        statuses[i] = t[j].rc ? t[j].rc : MCR_OK; /* noreply */
+      mcr__hs_op(t[j].node, is_set ? MCR__OP_SET : MCR__OP_DELETE, statuses[i]);
+      statuses[i] = mcr__soften(c, statuses[i], false);
+      good += statuses[i] == MCR_OK;
+    }
+  }
+  if (ok)
+    *ok = good;
+  return 0;
 }
 
 int mcr_client_set_multi(mcr_client_t* c, size_t n, const char* const* keys,
                          const size_t* key_lens, const void* const* values,
                          const size_t* value_lens, uint32_t flags, int64_t ttl,
-                         int* statuses, unsigned cflags) {
+                         int* statuses, unsigned cflags, size_t* stored) {
   return batch(c, true, n, keys, key_lens, values, value_lens, flags, ttl,
-               statuses, cflags);
+               statuses, cflags, stored);
 }
 
 int mcr_client_delete_multi(mcr_client_t* c, size_t n, const char* const* keys,
                             const size_t* key_lens, int* statuses,
-                            unsigned cflags) {
-  return batch(c, false, n, keys, key_lens, NULL, NULL, 0, 0, statuses, cflags);
+                            unsigned cflags, size_t* deleted) {
+  return batch(c, false, n, keys, key_lens, NULL, NULL, 0, 0, statuses, cflags,
+               deleted);
 }
 
 /* ------------------------------------------------------------ keyed */
@@ -454,8 +600,20 @@ static int keyed(mcr_client_t* c, mcr__keyed_t cmd, const char* key,
   if (cmd == MCR__TOUCH && (rc = mcr__check_ttl(c, iarg)))
     return rc;
   mcr__node_t* n = mcr__route(c, key, key_len);
-  rc = MCR__RETRY_STALE(
-      mcr__text_keyed(c, n, cmd, key, key_len, uarg, iarg, noreply, number));
+  static const mcr__reply_kind_t kinds[] = {[MCR__DELETE] = MCR__R_DELETE,
+                                            [MCR__TOUCH] = MCR__R_TOUCH,
+                                            [MCR__INCR] = MCR__R_ARITH,
+                                            [MCR__DECR] = MCR__R_ARITH};
+  char nums[MCR__TEXT_NUMS];
+  struct iovec iov[3];
+  int cnt = mcr__text_keyed_request(iov, nums, cmd, key, key_len, uarg, iarg,
+                                    noreply);
+  mcr__line_ctx_t x = {.kind = kinds[cmd]};
+  /* Only touch gives the same answer twice (a second delete says
+   * NOT_FOUND; incr and decr count twice). */
+  rc = run_line(c, n, iov, cnt, noreply, cmd == MCR__TOUCH, &x);
+  if (rc == MCR_OK && number && !noreply && x.kind == MCR__R_ARITH)
+    *number = x.number;
   mcr__hs_op(n, cmd == MCR__DELETE ? MCR__OP_DELETE : MCR__OP_OTHER, rc);
   return mcr__soften(c, rc, false);
 }
@@ -483,10 +641,11 @@ int mcr_client_touch(mcr_client_t* c, const char* key, size_t key_len,
 /* ------------------------------------------------------------ per node */
 
 int mcr_client_stats_node(mcr_client_t* c, size_t node, const char* arg,
-                          const mcr_stat_t** stats) {
-  if (!c || !stats)
+                          const mcr_stat_t** stats, size_t* count) {
+  if (!c || !stats || !count)
     return MCR_EINVAL;
   mcr__call_start(c);
+  *count = 0;
   int rc = node_arg(c, node);
   if (rc)
     return rc;
@@ -500,7 +659,39 @@ int mcr_client_stats_node(mcr_client_t* c, size_t node, const char* arg,
     if (!ok)
       return mcr__set_error(c, MCR_EINVAL, "bad stats argument");
   }
-  return MCR__RETRY_STALE(mcr__text_stats(c, &c->nodes[node], arg, stats));
+  mcr__node_t* n = &c->nodes[node];
+  struct iovec iov[4];
+  int cnt = mcr__text_stats_request(iov, arg);
+  mcr__stats_ctx_t x = {0};
+  rc = mcr__call(c, n, iov, cnt, mcr__text_stats_decode, &x, true);
+  if (!rc && x.n > c->stats_cap) {
+    mcr_stat_t* s = mcr__realloc(c->stats, x.n * sizeof(*s));
+    if (!s)
+      rc = mcr__set_error(c, MCR_ENOMEM, "out of memory");
+    else {
+      c->stats = s;
+      c->stats_cap = x.n;
+    }
+  }
+  for (size_t i = 0; !rc && i < x.n; i++) {
+    const mcr__stat_ent_t* e = &x.ent[i];
+    char* mem = mcr__arena_alloc(&c->arena, e->name_len + e->value_len + 2);
+    if (!mem) {
+      rc = mcr__set_error(c, MCR_ENOMEM, "out of memory");
+      break;
+    }
+    memcpy(mem, n->conn.rbuf + e->name_off, e->name_len);
+    mem[e->name_len] = '\0';
+    memcpy(mem + e->name_len + 1, n->conn.rbuf + e->value_off, e->value_len);
+    mem[e->name_len + 1 + e->value_len] = '\0';
+    c->stats[i] = (mcr_stat_t){.name = mem, .value = mem + e->name_len + 1};
+  }
+  mcr__free(x.ent);
+  if (rc)
+    return rc;
+  *stats = c->stats;
+  *count = x.n;
+  return 0;
 }
 
 int mcr_client_version(mcr_client_t* c, size_t node, const char** version) {
@@ -510,18 +701,30 @@ int mcr_client_version(mcr_client_t* c, size_t node, const char** version) {
   int rc = node_arg(c, node);
   if (rc)
     return rc;
-  return MCR__RETRY_STALE(mcr__text_version(c, &c->nodes[node], version));
+  mcr__node_t* n = &c->nodes[node];
+  struct iovec iov = IOV("version\r\n", 9);
+  mcr__line_ctx_t x = {.kind = MCR__R_VERSION};
+  if ((rc = run_line(c, n, &iov, 1, false, true, &x)) != MCR_OK)
+    return rc;
+  char* v = mcr__arena_alloc(&c->arena, x.text_len + 1);
+  if (!v)
+    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+  memcpy(v, n->conn.rbuf + x.text_off, x.text_len);
+  v[x.text_len] = '\0';
+  *version = v;
+  return MCR_OK;
 }
 
 /* Sends "<word>[ <number>][ noreply]\r\n" to every node; returns MCR_OK or
- * the first error, after trying every node. */
+ * the first error, after trying every node. flush_all, verbosity and
+ * cache_memlimit do the same thing twice: repeatable. */
 static int all_nodes(mcr_client_t* c, const char* word, bool with_num,
                      uint64_t num, unsigned cflags) {
   if (!c)
     return MCR_EINVAL;
   mcr__call_start(c);
   bool noreply;
-  int rc = mcr__noreply(c, cflags, &noreply);
+  int rc = call_noreply(c, cflags, &noreply);
   if (rc)
     return rc;
   char line[64];
@@ -540,8 +743,9 @@ static int all_nodes(mcr_client_t* c, const char* word, bool with_num,
   int first = 0;
   char first_err[sizeof c->err] = "";
   for (size_t i = 0; i < c->nnodes; i++) {
-    rc =
-        MCR__RETRY_STALE(mcr__text_simple(c, &c->nodes[i], line, len, noreply));
+    struct iovec iov = IOV(line, len);
+    mcr__line_ctx_t x = {.kind = MCR__R_OK};
+    rc = run_line(c, &c->nodes[i], &iov, 1, noreply, true, &x);
     if (rc < 0 && !first) {
       first = rc;
       memcpy(first_err, c->err, sizeof first_err);
@@ -574,15 +778,15 @@ int mcr_client_quit(mcr_client_t* c) {
     return MCR_EINVAL;
   mcr__call_start(c);
   for (size_t i = 0; i < c->nnodes; i++) {
-    mcr__node_t* n = &c->nodes[i];
+    mcr__conn_t* k = &c->nodes[i].conn;
     /* A connection inherited across fork is the parent's: close our copy
      * without a word on the wire. */
-    if (n->conn.fd >= 0 && n->conn.fork_gen == mcr__fork_gen) {
-      struct iovec iov = {.iov_base = (void*)"quit\r\n", .iov_len = 6};
-      n->conn.deadline = mcr__now_ms() + c->opts.io_timeout_ms;
-      (void)mcr__conn_send(c, n, &iov, 1);
+    if (k->fd >= 0 && k->fork_gen == mcr__fork_gen) {
+      struct iovec iov = IOV("quit\r\n", 6);
+      k->deadline = mcr__now_ns() + c->io_ns;
+      (void)mcr__conn_send(k, &iov, 1);
     }
-    mcr__conn_close(n);
+    mcr__conn_close(k);
   }
   c->err[0] = '\0';
   return 0;

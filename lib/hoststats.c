@@ -82,6 +82,7 @@ struct mcr__hs {
   uint32_t index_mask; /* table size - 1, or 0 without a table */
   uint32_t* free;      /* entries freed by the last recycle */
   uint32_t nfree;
+  uint64_t generation; /* the ring generation c routes by */
 };
 
 static mcr__hs_head_t* head_of(mcr__hs_t* h) {
@@ -259,11 +260,11 @@ static int seg_register(mcr__hs_t* h) {
       fallocate(h->memfd, 0, 0,
                 (off_t)(MCR__HS_HEAD + (size_t)h->ready * MCR__HS_ENTRY)) !=
           0 ||
-      fcntl(h->memfd, F_ADD_SEALS,
-            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+      fcntl(h->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) !=
+          0)
     goto fail;
-  void* m = mmap(NULL, h->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
-                 h->memfd, 0);
+  void* m =
+      mmap(NULL, h->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, h->memfd, 0);
   if (m == MAP_FAILED)
     goto fail;
   h->map = m;
@@ -422,7 +423,7 @@ static uint64_t* entry_for(mcr_client_t* c, mcr__hs_t* h, const char* name) {
 
 /* ------------------------------------------------------------ workers */
 
-int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner) {
+int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner, uint64_t generation) {
   mcr__hs_t* h = mcr__calloc(1, sizeof(*h));
   if (!h)
     return MCR_ENOMEM;
@@ -440,12 +441,13 @@ int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner) {
    * (no access to the socket), a full registry or no memory for the
    * segment leave this client's counters private instead of failing it. */
   (void)seg_register(h);
-  mcr__hs_bind(c);
+  mcr__hs_bind(c, generation);
   return 0;
 }
 
-void mcr__hs_bind(mcr_client_t* c) {
+void mcr__hs_bind(mcr_client_t* c, uint64_t generation) {
   mcr__hs_t* h = c->hs;
+  h->generation = generation;
   if (h->map && agent_gone(h)) {
     /* The agent restarted: its successor knows nothing of us. */
     for (size_t i = 0; i < c->nnodes; i++)
@@ -458,7 +460,7 @@ void mcr__hs_bind(mcr_client_t* c) {
   for (size_t i = 0; i < c->nnodes; i++)
     if (!c->nodes[i].hs)
       c->nodes[i].hs = entry_for(c, h, c->nodes[i].srv.name);
-  ck_pr_store_64(&head_of(h)->generation, mcr_client_generation(c));
+  ck_pr_store_64(&head_of(h)->generation, generation);
 }
 
 void mcr__hs_check_fork(mcr_client_t* c) {
@@ -471,7 +473,7 @@ void mcr__hs_check_fork(mcr_client_t* c) {
   for (size_t i = 0; i < c->nnodes; i++)
     c->nodes[i].hs = NULL;
   seg_drop(h);
-  mcr__hs_bind(c);
+  mcr__hs_bind(c, h->generation);
 }
 
 void mcr__hs_close(mcr_client_t* c) {
@@ -577,9 +579,11 @@ static int read_fail(mcr_hoststats_t* h, int sock, int rc, const char* what) {
   return rc;
 }
 
-int mcr_hoststats_read(mcr_hoststats_t* h, const mcr_hoststat_row_t** rows) {
-  if (!h || !rows)
+int mcr_hoststats_read(mcr_hoststats_t* h, const mcr_hoststat_row_t** rows,
+                       size_t* nrows) {
+  if (!h || !rows || !nrows)
     return MCR_EINVAL;
+  *nrows = 0;
   h->err[0] = '\0';
   int sock = agent_connect(h->dirfd, h->owner, h->err, sizeof h->err);
   if (sock < 0)
@@ -617,7 +621,8 @@ int mcr_hoststats_read(mcr_hoststats_t* h, const mcr_hoststat_row_t** rows) {
   }
   close(sock);
   *rows = h->rows;
-  return (int)n;
+  *nrows = n;
+  return 0;
 }
 
 const char* mcr_hoststats_last_error(const mcr_hoststats_t* h) {

@@ -1,19 +1,48 @@
 /* internal.h — what the modules of libmcring share and nothing outside sees.
  *
- * Layers, bottom up:
- *   alloc.c      allocator hooks and mcr_buf_t, the growable byte buffer
- *   key.c        key validation and base64 for binary meta keys
- *   servers.c    parsing of the "host:port[:weight],..." server list
- *   conn.c       one connection to one node: connect with a timeout (name
- *                resolution included), send all-or-close, buffered reads of
- *                lines and fixed-size blocks against one deadline per call
- *   proto_text.c the classic text protocol: request encoding without
- *                snprintf, reply parsing with an offset tokenizer
- *   proto_meta.c the meta protocol (mg ms md ma mn me) and pipelines
- *   codec.c      serde hooks and zstd compression of values
- *   client.c     the public API: validation, routing, ignore_errors
+ * The library is two straight paths over a few shared foundations; each
+ * file calls only files listed below it (declarations here are how they
+ * reach each other, never a way back up; tests/test_layers.sh checks it
+ * against the objects, in the order of the source list in Makefile.am):
  *
- * Every internal non-static symbol is prefixed mcr__.
+ *   the request path (docs/client.md, "Layers"):
+ *     client_meta.c  the public meta API (mg ms md ma mn me, pipelines)
+ *     client.c       the public text API: the handle, options, checks,
+ *                    one call each
+ *     fanout.c       the engine: keys routed and grouped per node, every
+ *                    node's request sent, replies decoded as they arrive,
+ *                    one retry rule, one deadline, per-key results, errors
+ *                    as misses, host stats counts
+ *     router.c       which node owns a key; follows the agent's ring
+ *     hoststats.c    a handle's counter segment, registered with the agent
+ *     node.c         one node: its server, connection and health
+ *     conn.c         the transport: connect, send, receive, against one
+ *                    deadline; returns codes, writes no messages
+ *     value.c        serde and zstd between the caller's value and stored
+ *                    bytes
+ *     codec_meta.c   the meta protocol: checks, requests, reply decoders
+ *     codec_text.c   the text protocol: requests, reply decoders (pure:
+ *                    bytes in, outcome out, no I/O, no allocation but
+ *                    their own results)
+ *   the ring path (docs/snapshot.md):
+ *     hoststats_server.c  the agent's side of host stats
+ *     snapshot_write.c    the agent's writer of ring.N files
+ *     snapshot.c          the reader that maps them
+ *     ringdir.c           whether a ring directory can be trusted
+ *     md5x.c              hashing many keys at once (ring.h)
+ *     ketama.c            building rings, hashing a key, lookup (ring.h)
+ *   foundations, used by both:
+ *     servers.c      the "host:port[:weight],..." list
+ *     key.c          key checks and base64 for binary meta keys
+ *     num.c          decimal numbers and tokens, overflow-checked
+ *     sys.c          clocks and the fork generation
+ *     alloc.c        allocator hooks, growable buffers, the per-call arena
+ *     error.c        error names, and the handle's last-error text
+ *
+ * Every internal non-static symbol is prefixed mcr__. The rule for errors,
+ * everywhere: a function returns 0, a positive outcome (mcr_status_t), or a
+ * negative MCR_E* code; constructors take (err, errlen) for their reason,
+ * handles keep their last error; a count is never a return value.
  */
 #ifndef MCR_INTERNAL_H
 #define MCR_INTERNAL_H
@@ -21,7 +50,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -33,23 +66,16 @@
  * floor(250 / 4) * 3 = 186 bytes. */
 #define MCR__BINKEY_MAX 186
 
-/* Internal only, never returned to a caller: a connection kept from an
- * earlier call turned out closed by the server (idle timeout, restart)
- * before any byte of the reply. The request cannot have been applied by a
- * live server, so the call is run once more on a new connection. */
-#define MCR__ESTALE (-1000)
-#define MCR__RETRY_STALE(expr)             \
-  __extension__({                          \
-    int rc_ = (expr);                      \
-    if (MCR__UNLIKELY(rc_ == MCR__ESTALE)) \
-      rc_ = (expr);                        \
-    rc_;                                   \
-  })
-
 #define MCR__LIKELY(x) __builtin_expect(!!(x), 1)
 #define MCR__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* ---------------------------------------------------------------- alloc.c */
+/* ================================================================ error.c */
+
+/* Records a formatted last-error message on c and returns err. */
+int mcr__set_error(mcr_client_t* c, int err, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ================================================================ alloc.c */
 void* mcr__malloc(size_t n);
 void* mcr__realloc(void* p, size_t n);
 void* mcr__calloc(size_t n, size_t size);
@@ -76,7 +102,43 @@ void* mcr__arena_alloc(mcr__arena_t* a, size_t n);
 void mcr__arena_reset(mcr__arena_t* a); /* keeps the first block */
 void mcr__arena_free(mcr__arena_t* a);
 
-/* ---------------------------------------------------------------- key.c */
+/* ================================================================ sys.c */
+/* Nanoseconds and milliseconds on CLOCK_MONOTONIC (the vDSO: no system
+ * call). Inline: every call reads the clock once. */
+static inline int64_t mcr__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+static inline int64_t mcr__now_ms(void) {
+  return mcr__now_ns() / 1000000;
+}
+
+/* Incremented in every child after fork (pthread_atfork). A connection or
+ * registration made under another value belongs to the parent and is never
+ * used. */
+extern unsigned mcr__fork_gen;
+void mcr__fork_guard_init(void);
+
+/* ================================================================ num.c */
+/* Writes the decimal form of v at p; returns the number of bytes (<= 20). */
+size_t mcr__u64_to_dec(char* p, uint64_t v);
+size_t mcr__i64_to_dec(char* p, int64_t v);
+/* Parses a decimal number of exactly len bytes (1..20 digits, no sign for
+ * the unsigned one, overflow-checked). Returns 0 or -1. */
+int mcr__dec_to_u64(const char* p, size_t len, uint64_t* out);
+int mcr__dec_to_i64(const char* p, size_t len, int64_t* out);
+
+/* Splits line[0..len) on single spaces into at most `max` tokens, recording
+ * offsets and lengths (no allocation, no copy). Returns the token count, or
+ * -1 when there are more than max tokens or an empty token. */
+typedef struct {
+  uint16_t off;
+  uint16_t len;
+} mcr__tok_t;
+int mcr__tokenize(const char* line, size_t len, mcr__tok_t* tok, int max);
+
+/* ================================================================ key.c */
 /* Nonzero when some byte of w is < 0x21 (space, control, NUL) or is 0x7f:
  * the classic "has a byte less than n" word trick, exact for n <= 128, plus
  * "has a zero byte" of w ^ 0x7f7f... for DEL. Bytes >= 0x80 pass. */
@@ -152,6 +214,17 @@ static inline uint64_t mcr__key_scan(char* dst, const char* key, size_t len) {
   return mcr__key_bad_bytes(w);
 }
 
+/* True when key[0..len) is a valid text key (1..250 bytes, no forbidden
+ * byte): the check every keyed call makes before anything is sent. */
+static inline bool mcr__key_ok(const char* key, size_t len) {
+  /* len - 1 wraps around for 0, so this also refuses an empty key. */
+  return key && len - 1 < MCR__KEY_MAX && mcr__key_scan(NULL, key, len) == 0;
+}
+
+/* Why key[0..len) is not a valid text key, in a few words (for messages);
+ * *at gets the offending byte's index when it is a byte. */
+const char* mcr__key_why(const char* key, size_t len, size_t* at);
+
 /* memcpy of a key (0..250 bytes) without a call: overlapping fixed-size
  * moves, one branch that a run of keys of one length predicts. Used where
  * many keys are copied (multi-get request lines, md5x.c's blocks). */
@@ -181,7 +254,7 @@ size_t mcr__base64_encode(const void* in, size_t len, char* out);
  * needs room for 3 * (len / 4) bytes. */
 long mcr__base64_decode(const char* in, size_t len, void* out);
 
-/* ---------------------------------------------------------------- servers.c */
+/* ================================================================ servers.c */
 typedef struct {
   char* host; /* as configured: name, IPv4, IPv6 (no brackets) or path */
   char* name; /* "host:port" ("[v6]:port", or the path) for messages */
@@ -197,9 +270,8 @@ int mcr__servers_parse(const char* list, mcr__server_t** out, size_t* n,
                        char* err, size_t errlen);
 void mcr__servers_free(mcr__server_t* s, size_t n);
 
-/* ---------------------------------------------------------------- ringdir.c
+/* ================================================================ ringdir.c
  */
-#include <sys/types.h>
 /* Opens the ring directory `dir` for reading after checking that it can be
  * trusted (see ringdir.c): not a symlink, not writable by others, and,
  * unless expected_uid >= 0 names the owner its files must have, in a
@@ -210,154 +282,49 @@ void mcr__servers_free(mcr__server_t* s, size_t n);
 int mcr__ringdir_open(const char* dir, long expected_uid, uid_t* owner,
                       char* err, size_t errlen);
 
-/* ---------------------------------------------------------------- conn.c */
-/* Milliseconds on CLOCK_MONOTONIC. */
-int64_t mcr__now_ms(void);
-int64_t mcr__now_ns(void);
+/* ================================================================ decoders
+ * The contract every reply decoder of codec_text.c and codec_meta.c keeps
+ * (memcached's mcmc is the model): it reads buf[pos, len), consumes what
+ * is complete, records results in its context as offsets into buf (the
+ * buffer may move as more bytes arrive), and returns
+ *   MCR__DONE   the reply is complete (d->used bytes consumed in all);
+ *   MCR__MORE   more bytes are needed: d->used bytes were consumed, and
+ *               d->need is how many bytes after them it needs at least
+ *               (0: one more line, whatever its length);
+ *   an error    MCR_EPROTO (d->why says what; the stream is lost) or a
+ *               server error line, MCR_ESERVERCMD / MCR_ECLIENTERR /
+ *               MCR_ESERVERERR (d->line_off / line_len locate it; the
+ *               reply is complete and d->used covers it, unless
+ *               d->desync says later replies were due).
+ * A decoder may also report a server error line that answered one command
+ * of several and return MCR__DONE: d->line_* then locate the last one.
+ * Decoders do no I/O, read nothing outside buf[pos, len), and bound every
+ * length they accept (a line: MCR__LINE_MAX; a value: the context's
+ * value_max) before anyone reserves room for it. */
+#define MCR__DONE 0
+#define MCR__MORE 1
+#define MCR__LINE_MAX 8192 /* the longest reply line taken */
 
-/* Incremented in every child after fork (pthread_atfork). A connection made
- * under another value belongs to the parent and is never used. */
-extern unsigned mcr__fork_gen;
-void mcr__fork_guard_init(void);
-
-typedef struct mcr__conn {
-  int fd;            /* -1 when closed */
-  unsigned fork_gen; /* mcr__fork_gen when fd was opened */
-  bool used;         /* connected at least once (for reconnect counts) */
-  bool slow;         /* this call already blocked once: poll from now on */
-  bool reused;       /* the call runs on a connection of an earlier call */
-  int64_t deadline;  /* end of the current call, mcr__now_ms() based */
-  int64_t start_ns;  /* start of the call, until its first reply line */
-  char* rbuf;        /* received bytes; [rpos, rlen) not yet parsed */
-  size_t rpos, rlen, rcap;
-} mcr__conn_t;
-
-typedef struct mcr__node {
-  mcr__server_t srv;
-  mcr__conn_t conn;
-  uint64_t* hs;       /* this node's counters in the host stats, or NULL */
-  uint64_t ident;     /* ring_dir clients: hash of host, address, port */
-  int fails;          /* consecutive connect / I/O failures */
-  int64_t down_until; /* mcr__now_ms() until which the node is down, or 0 */
-} mcr__node_t;
-
-/* Resolves srv's host and port by the deadline (CLOCK_MONOTONIC ms).
- * Numeric addresses are parsed in place; names are looked up in a helper
- * thread that the caller stops waiting for at the deadline. Returns 0 and
- * *out (freeaddrinfo it), MCR_ECONNTIMEOUT, MCR_ERESOLVE or MCR_ENOMEM. */
-struct addrinfo;
-int mcr__resolve(mcr_client_t* c, const mcr__server_t* srv, int64_t deadline,
-                 struct addrinfo** out);
-
-/* Starts a call on `n`: sets the deadline to now + io timeout, drops a
- * parent's connection after fork, connects when needed (within the connect
- * timeout) and discards nothing: unread bytes left from an earlier call mean
- * the stream is out of sync, so such a connection is closed and reopened.
- * Returns 0 or a negative error (message in c's last error). */
-int mcr__conn_begin(mcr_client_t* c, mcr__node_t* n);
-
-/* Sends all iov bytes or fails; on failure the connection is closed (a
- * request is never left half-sent on a live stream). */
-int mcr__conn_send(mcr_client_t* c, mcr__node_t* n, struct iovec* iov,
-                   int iovcnt);
-/* mcr__conn_begin, the whole request buf[0..len) sent (one send(); the
- * same all-or-close rule as mcr__conn_send), then one receive of at least
- * a byte (blocking, bounded by SO_RCVTIMEO, unless the send had to wait):
- * on success the start of the reply is in n->conn.rbuf [rpos, rlen), for a
- * parser that looks at the whole buffer first (the one-key get) and then
- * reads on with mcr__conn_line / mcr__conn_block when it must. */
-int mcr__conn_request(mcr_client_t* c, mcr__node_t* n, const void* buf,
-                      size_t len);
-
-/* Latency of the call to its first reply line, into the host stats. */
-void mcr__conn_count_latency(mcr__node_t* n);
-
-/* Records that the node answered (a complete reply line was read): resets
- * its failure count and, with host stats, counts the call's latency.
- * mcr__conn_line does this itself; a parser that consumes bytes without it
- * (by moving rpos) must call this. */
-static inline void mcr__conn_answered(mcr__node_t* n) {
-  n->fails = 0;
-  if (MCR__UNLIKELY(n->hs != NULL))
-    mcr__conn_count_latency(n);
-}
-
-/* Reads one line ending in "\r\n". On success *off is the line's offset in
- * n->conn.rbuf and *len its length without "\r\n"; the line is consumed.
- * A line longer than 8 KiB is a protocol error. */
-int mcr__conn_line(mcr_client_t* c, mcr__node_t* n, size_t* off, size_t* len);
-
-/* The largest data block a reply may announce: memcached's largest
- * possible item. A larger one is a protocol error. */
-#define MCR__BLOCK_MAX (1u << 30)
-
-/* Reads a data block of `len` bytes followed by "\r\n" (else MCR_EPROTO);
- * *off is its offset in n->conn.rbuf; block and terminator are consumed.
- * Offsets stay valid for the whole call: the buffer only grows during a
- * call and is reset by the next mcr__conn_begin. */
-int mcr__conn_block(mcr_client_t* c, mcr__node_t* n, size_t len, size_t* off);
-
-/* Non-blocking forms for the fan-out: each returns 1 and consumes the unit
- * when it is complete in the buffer, 0 when more bytes are needed, or a
- * negative error (the connection is then failed and closed). */
-int mcr__conn_peek_line(mcr_client_t* c, mcr__node_t* n, size_t* off,
-                        size_t* len);
-int mcr__conn_peek_block(mcr_client_t* c, mcr__node_t* n, size_t len,
-                         size_t* off);
-
-/* A resumable reply parser for one node: consumes complete units with the
- * peek functions and returns 0 when the node's reply is complete, 1 when it
- * needs more bytes, or a negative error. */
-typedef int (*mcr__step_fn)(mcr_client_t* c, mcr__node_t* n, void* ctx);
-
-/* Reads the replies of `count` nodes whose requests are all sent, as they
- * arrive (poll), calling step for a node whenever its bytes grew. result[i]
- * gets node i's outcome (0 or a negative error). One node takes the plain
- * blocking path. Each node's deadline is the one its mcr__conn_begin set. */
-void mcr__conn_gather(mcr_client_t* c, size_t count, mcr__node_t** nodes,
-                      void** ctx, mcr__step_fn step, int* result);
-
-/* Closes the connection (no-op when closed). */
-void mcr__conn_close(mcr__node_t* n);
-
-/* Fails the call: closes the connection, records "node: what" as the last
- * error and returns err. Use it for every error that leaves the stream in
- * an unknown state (protocol violations, timeouts, short reads). */
-int mcr__conn_fail(mcr_client_t* c, mcr__node_t* n, int err, const char* what);
-
-/* ---------------------------------------------------------------- proto_text.c
- */
-/* Writes the decimal form of v at p; returns the number of bytes (<= 20). */
-size_t mcr__u64_to_dec(char* p, uint64_t v);
-size_t mcr__i64_to_dec(char* p, int64_t v);
-/* Parses a decimal unsigned number of exactly len bytes (1..20 digits, no
- * sign, overflow-checked). Returns 0 or -1. */
-int mcr__dec_to_u64(const char* p, size_t len, uint64_t* out);
-int mcr__dec_to_i64(const char* p, size_t len, int64_t* out);
-
-/* Splits line[0..len) on single spaces into at most `max` tokens, recording
- * offsets and lengths (no allocation, no copy). Returns the token count, or
- * -1 when there are more than max tokens or an empty token. */
 typedef struct {
-  uint16_t off;
-  uint16_t len;
-} mcr__tok_t;
-int mcr__tokenize(const char* line, size_t len, mcr__tok_t* tok, int max);
+  size_t used;     /* bytes consumed */
+  size_t need;     /* MCR__MORE: bytes needed after them, 0: a line */
+  const char* why; /* MCR_EPROTO: what was wrong (static text) */
+  size_t line_off; /* a server error line: offset and length in buf */
+  size_t line_len;
+  bool desync; /* a server error line that leaves the stream out of sync
+                  (more replies were due): the connection must go */
+} mcr__dec_t;
 
+typedef int (*mcr__decode_fn)(void* ctx, const char* buf, size_t pos,
+                              size_t len, mcr__dec_t* d);
+
+/* ================================================================ codec_text.c
+ */
 /* Classifies an error line of the server (ERROR, CLIENT_ERROR ...,
- * SERVER_ERROR ...). Returns MCR_ESERVERCMD, MCR_ECLIENTERR, MCR_ESERVERERR,
- * or 0 when the line is not an error line. */
+ * SERVER_ERROR ...): MCR_ESERVERCMD, MCR_ECLIENTERR, MCR_ESERVERERR, or 0
+ * when the line is none of them. */
 int mcr__error_line(const char* line, size_t len);
 
-/* Handles a reply line that was not the expected one: for an error line it
- * records the server's message and returns its code; the connection stays
- * open after CLIENT_ERROR / SERVER_ERROR / ERROR, which are complete replies.
- * For anything else it fails the connection with MCR_EPROTO. */
-int mcr__unexpected_line(mcr_client_t* c, mcr__node_t* n, size_t off,
-                         size_t len);
-
-/* The text commands. Each one runs a whole call on node n (begin, send,
- * read) and returns an mcr_status_t or a negative error. */
 typedef enum {
   MCR__SET,
   MCR__ADD,
@@ -369,56 +336,335 @@ typedef enum {
 typedef enum { MCR__DELETE, MCR__TOUCH, MCR__INCR, MCR__DECR } mcr__keyed_t;
 typedef enum { MCR__GET, MCR__GETS, MCR__GAT, MCR__GATS } mcr__get_t;
 
-int mcr__text_store(mcr_client_t* c, mcr__node_t* n, mcr__store_t cmd,
-                    const char* key, size_t key_len, uint32_t flags,
-                    int64_t ttl, uint64_t cas, const void* data,
-                    size_t data_len, bool noreply);
-/* delete / touch (iarg = ttl) / incr / decr (uarg = delta, *number = the
- * new value). */
-int mcr__text_keyed(mcr_client_t* c, mcr__node_t* n, mcr__keyed_t cmd,
-                    const char* key, size_t key_len, uint64_t uarg,
-                    int64_t iarg, bool noreply, uint64_t* number);
-/* A full request line in, "OK" expected back. */
-int mcr__text_simple(mcr_client_t* c, mcr__node_t* n, const char* req,
-                     size_t req_len, bool noreply);
-int mcr__text_version(mcr_client_t* c, mcr__node_t* n, const char** version);
-int mcr__text_stats(mcr_client_t* c, mcr__node_t* n, const char* arg,
-                    const mcr_stat_t** stats);
-/* set (is_set) or delete of n keys: one segment of commands per node, all
- * built before any is sent (an encoding error or too big a value sends
- * nothing), then replies read as they arrive. statuses[i] gets key i's
- * status or error; returns the number of MCR_OK. Keys must be valid. */
-int mcr__text_batch(mcr_client_t* c, bool is_set, size_t n,
-                    const char* const* keys, const size_t* key_lens,
-                    const void* const* values, const size_t* value_lens,
-                    uint32_t flags, int64_t ttl, bool noreply, int* statuses);
-/* The one-key retrieval (the common call, kept lean), in two steps.
- * mcr__text_get_request writes "<word> [<ttl> ]<key>\r\n" into req (room for
- * MCR__GET_REQ_MAX bytes), checking the key while it copies it: it returns
- * the line's length, or 0 when the key is invalid (NULL, 0 or over 250
- * bytes, or a forbidden byte): nothing may be sent then. ttl must be in
- * range (mcr__check_ttl) for gat and gats.
- * mcr__text_get_one runs the call on node n with that request: MCR_OK with
- * *it filled (value not yet decoded), MCR_MISS, or an error. */
+/* Bytes the request pieces of one storage or keyed command need. */
+#define MCR__TEXT_NUMS 96
+
+/* Fills iov[0..5) with a storage command: "<cmd> <key> <flags> <ttl>
+ * <bytes>[ <cas>][ noreply]\r\n<data>\r\n", the numbers written into
+ * nums[MCR__TEXT_NUMS]. Returns the iovec count. */
+int mcr__text_store_request(struct iovec* iov, char* nums, mcr__store_t cmd,
+                            const char* key, size_t key_len, uint32_t flags,
+                            int64_t ttl, uint64_t cas, const void* data,
+                            size_t data_len, bool noreply);
+/* The same for delete / touch (iarg = ttl) / incr / decr (uarg = delta):
+ * "<verb> <key>[ <arg>][ noreply]\r\n" in iov[0..3). Returns 3. */
+int mcr__text_keyed_request(struct iovec* iov, char* nums, mcr__keyed_t cmd,
+                            const char* key, size_t key_len, uint64_t uarg,
+                            int64_t iarg, bool noreply);
+
+/* The one-line replies: which one a request expects, and what came back. */
+typedef enum {
+  MCR__R_STORE,   /* STORED NOT_STORED EXISTS NOT_FOUND */
+  MCR__R_DELETE,  /* DELETED NOT_FOUND */
+  MCR__R_TOUCH,   /* TOUCHED NOT_FOUND */
+  MCR__R_ARITH,   /* <number> NOT_FOUND */
+  MCR__R_OK,      /* OK */
+  MCR__R_VERSION, /* VERSION <text> */
+  MCR__R_MN       /* MN (the meta no-op, which mn and me share) */
+} mcr__reply_kind_t;
+typedef struct {
+  mcr__reply_kind_t kind; /* in */
+  int status;             /* out: mcr_status_t */
+  uint64_t number;        /* out: MCR__R_ARITH */
+  size_t text_off;        /* out: MCR__R_VERSION, the text after "VERSION " */
+  size_t text_len;
+} mcr__line_ctx_t;
+int mcr__text_line_decode(void* ctx, const char* buf, size_t pos, size_t len,
+                          mcr__dec_t* d);
+
+/* The one-key retrieval, the hot path: mcr__text_get_request writes
+ * "<word> [<ttl> ]<key>\r\n" into req (room for MCR__GET_REQ_MAX bytes),
+ * checking the key while it copies it; it returns the line's length, or 0
+ * when the key is invalid (nothing may be sent then). ttl must be in range
+ * for gat and gats. The decoder takes the whole reply in one pass when it
+ * arrived whole in its common form, and reads it line by line otherwise. */
 #define MCR__GET_REQ_MAX (5 + 11 + 1 + MCR__KEY_MAX + 8)
 size_t mcr__text_get_request(mcr__get_t cmd, int64_t ttl, const char* key,
                              size_t key_len, char* req);
-int mcr__text_get_one(mcr_client_t* c, mcr__node_t* n, mcr__get_t cmd,
-                      const char* req, size_t req_len, const char* key,
-                      size_t key_len, mcr_item_t* it);
-/* The one-pass check mcr__text_get_one first runs on the bytes of its
- * first receive, exposed for tests: MCR_OK (*it filled) or MCR_MISS when
- * buf[0..len) is exactly one whole reply in its common form, else -1 (the
- * general parser then decides). key must be valid. */
-int mcr__text_get_reply_fast(const char* buf, size_t len, const char* key,
-                             size_t key_len, bool want_cas, mcr_item_t* it);
-/* Keys must be valid. Routes, groups per node, fills items in order,
- * decodes values; returns the number of hits. */
-int mcr__text_retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
-                       const char* const* keys, const size_t* key_lens,
-                       mcr_item_t* items);
+typedef struct {
+  const char* key; /* in: the key asked (valid) */
+  size_t key_len;
+  bool want_cas;    /* in: gets / gats */
+  size_t value_max; /* in: the largest value taken (item_size_max) */
+  int status;       /* out: MCR_OK or MCR_MISS */
+  uint32_t flags;   /* out, on a hit */
+  uint64_t cas;
+  size_t value_off, value_len;
+} mcr__get_ctx_t;
+/* The decoder's one-pass check alone, exposed for tests: MCR_OK (g
+ * filled, value_off from buf) or MCR_MISS when buf[0..len) is exactly one
+ * whole reply in its common form, else -1 (the general parser decides). */
+int mcr__text_get_fast(const char* buf, size_t len, mcr__get_ctx_t* g);
+/* The general parser the decoder falls back to (codec_text.c). */
+int mcr__text_get_general(mcr__get_ctx_t* g, const char* buf, size_t pos,
+                          size_t len, mcr__dec_t* d);
 
-/* ---------------------------------------------------------------- codec.c */
+/* The hot path's pieces of the text codec, inline: a one-key get is about
+ * 500 instructions, and this check is a third of them. */
+/* a[0..len) == b[0..len), with word loads that stay inside both. */
+static inline bool mcr__same_bytes(const char* a, const char* b, size_t len) {
+  uint64_t x, y, d = 0;
+  if (MCR__LIKELY(len >= 8)) {
+    for (size_t i = 0; i + 8 < len; i += 8) {
+      memcpy(&x, a + i, 8);
+      memcpy(&y, b + i, 8);
+      d |= x ^ y;
+    }
+    memcpy(&x, a + len - 8, 8);
+    memcpy(&y, b + len - 8, 8);
+    return (d | (x ^ y)) == 0;
+  }
+  if (len >= 4) {
+    uint32_t u, v, e;
+    memcpy(&u, a, 4);
+    memcpy(&v, b, 4);
+    e = u ^ v;
+    memcpy(&u, a + len - 4, 4);
+    memcpy(&v, b + len - 4, 4);
+    return (e | (u ^ v)) == 0;
+  }
+  for (size_t i = 0; i < len; i++)
+    d |= (uint64_t)(a[i] ^ b[i]);
+  return d == 0;
+}
+
+static inline uint32_t mcr__load32(const char* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* The fast paths' number scanner: 1..19 decimal digits at s, before end
+ * (pass NULL when the caller guarantees a non-digit byte at or before the
+ * end of its data), the form every number of a reply takes in practice; 19
+ * digits cannot overflow. Returns the byte after the digits, or NULL for no
+ * digit or 20 and more, which the general parser then decides. */
+static inline const char* mcr__fast_dec(const char* s, const char* end,
+                                        uint64_t* out) {
+  const char* b = s;
+  uint64_t v = 0;
+  unsigned d;
+  while ((!end || s < end) && (d = (unsigned)(unsigned char)*s - '0') <= 9) {
+    v = v * 10 + d;
+    s++;
+  }
+  if (MCR__UNLIKELY(s == b || s - b > 19))
+    return NULL;
+  *out = v;
+  return s;
+}
+
+/* The fast path of a one-key retrieval: b[0..len) is exactly one whole
+ * reply in its common form, "END\r\n" (returns MCR_MISS) or
+ * "VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\nEND\r\n" for the key
+ * asked (returns MCR_OK, g filled; value_off from b). Anything else
+ * returns -1: a reply not complete yet, followed by more bytes, an
+ * error line, a malformed one, numbers of 20 digits, a value over
+ * value_max. The general parser then decides on the same bytes, so this
+ * function decides nothing the general parser would decide differently,
+ * and it reads no byte at or past len. The key must be valid (no byte <=
+ * 0x20), so the first '\n' in b is the one after the numbers, as the
+ * general parser would find it. */
+static inline __attribute__((always_inline)) int mcr__text_get_fast_inline(
+    const char* b, size_t len, mcr__get_ctx_t* g) {
+  /* The shortest hit: "VALUE " key " 0 0\r\n" then "\r\nEND\r\n". */
+  size_t ksp = 6 + g->key_len; /* the space after the key */
+  if (MCR__UNLIKELY(len < ksp + 5 + 7)) {
+    if (len == 5 && memcmp(b, "END\r\n", 5) == 0)
+      return MCR_MISS;
+    return -1;
+  }
+  /* The data and "\r\nEND\r\n" must take all the bytes after the line.
+   * Checked first: its '\r' then ends every digit scan below at the
+   * latest, and those scans start at or before it (len >= ksp + 12). */
+  const char* trailer = b + len - 7;
+  if (mcr__load32(trailer) != mcr__load32("\r\nEN") ||
+      mcr__load32(trailer + 3) != mcr__load32("ND\r\n"))
+    return -1;
+  if (memcmp(b, "VALUE ", 6) != 0 ||
+      !mcr__same_bytes(b + 6, g->key, g->key_len) || b[ksp] != ' ')
+    return -1;
+  uint64_t flags, bytes, cas = 0;
+  const char* p = mcr__fast_dec(b + ksp + 1, NULL, &flags);
+  if (!p || *p != ' ' || flags > UINT32_MAX)
+    return -1;
+  if (!(p = mcr__fast_dec(p + 1, NULL, &bytes)))
+    return -1;
+  if (*p == ' ') {
+    if (!(p = mcr__fast_dec(p + 1, NULL, &cas)))
+      return -1;
+  } else if (g->want_cas) {
+    return -1;
+  }
+  /* p <= trailer. */
+  if (p[0] != '\r' || trailer - p < 2 || p[1] != '\n' ||
+      (uint64_t)(trailer - (p + 2)) != bytes || bytes > g->value_max)
+    return -1;
+  g->flags = (uint32_t)flags;
+  g->cas = cas;
+  g->value_off = (size_t)(p + 2 - b);
+  g->value_len = (size_t)bytes;
+  return MCR_OK;
+}
+
+/* The one-key get's decoder: the one-pass check, inline, then the
+ * general parser. */
+static inline __attribute__((always_inline)) int mcr__text_get_decode(
+    void* ctx, const char* buf, size_t pos, size_t len, mcr__dec_t* d) {
+  mcr__get_ctx_t* g = ctx;
+  int rc = mcr__text_get_fast_inline(buf + pos, len - pos, g);
+  if (MCR__LIKELY(rc != -1)) {
+    g->status = rc;
+    if (rc == MCR_OK)
+      g->value_off += pos;
+    d->used = len - pos;
+    return MCR__DONE;
+  }
+  return mcr__text_get_general(g, buf, pos, len, d);
+}
+
+/* "stats[ <arg>]\r\n" in iov[0..4). Returns 4. */
+int mcr__text_stats_request(struct iovec* iov, const char* arg);
+/* A stats reply: "STAT <name> <value>" lines up to END (or one RESET / OK
+ * line). Names and values are recorded in `ent`, grown with mcr__realloc
+ * (the caller frees it); more than MCR__STATS_MAX of them is MCR_EPROTO. */
+#define MCR__STATS_MAX 100000
+typedef struct {
+  size_t name_off, name_len, value_off, value_len;
+} mcr__stat_ent_t;
+typedef struct {
+  mcr__stat_ent_t* ent; /* out */
+  size_t n, cap;
+} mcr__stats_ctx_t;
+int mcr__text_stats_decode(void* ctx, const char* buf, size_t pos, size_t len,
+                           mcr__dec_t* d);
+
+/* Many keys of one node, in request order (next[] links them): the request
+ * lines ("<word>[ <ttl>] <key> <key>...\r\n", at most 2 KiB each, each
+ * answered by its own END) appended to out, and the decoder of the node's
+ * reply, which matches each VALUE line to the next key asked (memcached
+ * answers hits in request order and skips misses). */
+typedef struct {
+  mcr__get_t cmd;
+  const char* const* keys;
+  const size_t* key_lens;
+  const size_t* next; /* next key of the same node, SIZE_MAX ends */
+  mcr_item_t* items;  /* out: status, flags, cas, value_len */
+  size_t* value_off;  /* out: offset of key i's value in buf */
+  size_t value_max;
+  size_t first; /* the node's first key */
+  /* decoder state */
+  size_t lines;   /* request lines sent, each answered by END */
+  size_t ends;    /* END lines read */
+  size_t want;    /* next key that may have a VALUE line */
+  size_t pending; /* key whose VALUE line is read but not its data */
+  size_t pending_bytes;
+} mcr__mget_ctx_t;
+int mcr__text_mget_request(mcr_buf_t* out, mcr__mget_ctx_t* g, int64_t ttl);
+int mcr__text_mget_decode(void* ctx, const char* buf, size_t pos, size_t len,
+                          mcr__dec_t* d);
+
+/* A batch of one-line-reply commands of one node (set or delete of many
+ * keys), replies in command order: statuses[i] gets key i's status, or
+ * the server's error for that command alone. */
+typedef struct {
+  const size_t* next; /* next command of the same node, SIZE_MAX ends */
+  int* statuses;      /* out */
+  size_t cursor;      /* next command whose reply is due */
+} mcr__batch_ctx_t;
+int mcr__text_batch_decode(void* ctx, const char* buf, size_t pos, size_t len,
+                           mcr__dec_t* d);
+
+/* ================================================================ codec_meta.c
+ */
+/* Checks one meta command's arguments (op 'g', 's', 'd', 'a'). Returns 0,
+ * or MCR_EINVAL / MCR_ERANGE / MCR_EKEY / MCR_ETOOBIG with the reason in
+ * err[errlen]. */
+int mcr__meta_check(char op, const char* key, size_t key_len, const void* value,
+                    size_t value_len, const mcr_meta_opts_t* o,
+                    size_t item_size_max, char* err, size_t errlen);
+/* Longest request line a checked command makes. */
+#define MCR__META_LINE_MAX 512
+/* Writes the request line of a checked command ("<m?> <key>[ <size>]
+ * <flags>*\r\n", flags exactly o->flags) at p. Returns its length. An ms
+ * value and its "\r\n" follow it on the wire. */
+size_t mcr__meta_request(char* p, char op, const char* key, size_t key_len,
+                         size_t value_len, const mcr_meta_opts_t* o);
+
+/* One meta reply as its decoder leaves it: offsets into buf. */
+typedef struct {
+  int code;            /* MCR__RC_* */
+  mcr_meta_result_t r; /* status and the numeric fields; pointers unset */
+  size_t line_off, line_len;
+  size_t val_off;
+  size_t key_off; /* the returned key (text, or base64 when key_b64) */
+  bool key_b64;
+} mcr__meta_reply_t;
+/* Reply codes, as bits so a request can list the ones it may get. */
+enum {
+  MCR__RC_HD = 1 << 0,
+  MCR__RC_VA = 1 << 1,
+  MCR__RC_EN = 1 << 2,
+  MCR__RC_NS = 1 << 3,
+  MCR__RC_EX = 1 << 4,
+  MCR__RC_NF = 1 << 5,
+  MCR__RC_MN = 1 << 6,
+  MCR__RC_ME = 1 << 7,
+  MCR__RC_ERR = 1 << 8 /* ERROR / CLIENT_ERROR / SERVER_ERROR */
+};
+/* The codes command `op` may get. */
+int mcr__meta_codes(char op);
+/* What a quiet command that got no reply did: mg missed, the rest
+ * succeeded (q hides only those outcomes). */
+static inline int mcr__meta_implied(char op) {
+  return op == 'g' ? MCR_MISS : MCR_OK;
+}
+
+/* A single meta command's reply, with the MN that follows it when quiet:
+ * `accept` lists the codes the command may get. A reply whose opaque
+ * differs from `opaque` (when want_opaque) is MCR_EPROTO. */
+typedef struct {
+  int accept; /* in: MCR__RC_* */
+  bool quiet; /* in: an mn follows the command */
+  bool want_opaque;
+  uint32_t opaque;
+  int implied; /* in: the status a suppressed reply stands for */
+  size_t value_max;
+  mcr__meta_reply_t rep; /* out */
+} mcr__meta_ctx_t;
+int mcr__meta_decode(void* ctx, const char* buf, size_t pos, size_t len,
+                     mcr__dec_t* d);
+
+/* A pipeline's commands on one node, sent quiet with O<index> and closed
+ * by mn: its replies are filed under the commands they answer (commands in
+ * [0, n) of `cmds`, the node's in request order in `order`), silent ones
+ * get their implied status when a later reply or the MN proves them done,
+ * error lines (which carry no opaque) are charged to the commands that may
+ * have caused them. */
+enum { MCR__P_SILENT = 0, MCR__P_REPLIED, MCR__P_ERRLINE };
+typedef struct {
+  size_t node; /* index in the client's nodes */
+  size_t pos;  /* position in the node's request order */
+  int state;   /* MCR__P_* */
+  mcr__meta_reply_t rep;
+} mcr__pcmd_t;
+typedef struct {
+  mcr_meta_cmd_t* cmds;
+  size_t n;
+  mcr__pcmd_t* pc;
+  const size_t* order; /* the node's commands, in request order */
+  size_t count;        /* how many */
+  size_t node;
+  size_t value_max;
+  /* decoder state */
+  size_t cur;    /* first position not yet known to be done */
+  size_t errs;   /* error lines since cur, charged to cur, cur+1... */
+  int first_err; /* the first of them */
+} mcr__pipe_ctx_t;
+int mcr__meta_pipe_decode(void* ctx, const char* buf, size_t pos, size_t len,
+                          mcr__dec_t* d);
+
+/* ================================================================ value.c */
 /* Turns a caller value into the bytes to store: serde encode, then zstd
  * when value_len >= compress_threshold and it shrinks. *out / *out_len point
  * either at the caller's bytes or at client scratch memory. */
@@ -426,54 +672,162 @@ int mcr__encode_value(mcr_client_t* c, const void* value, size_t value_len,
                       uint32_t* flags, const void** out, size_t* out_len);
 /* The reverse, applied to a fetched item in place: when the flags call for
  * decompression or a serde is set, item->value is redirected to memory from
- * mcr__arena_alloc (so every value of a multi-key call stays valid) and
+ * the arena (so every value of a multi-key call stays valid) and
  * MCR_FLAG_ZSTD is cleared from item->flags. */
 int mcr__decode_item(mcr_client_t* c, mcr_item_t* item);
-/* Frees the codec state of c. */
-void mcr__codec_free(mcr_client_t* c);
+static inline bool mcr__item_needs_decode(const mcr_client_t* c,
+                                          const mcr_item_t* it);
+/* Frees the value coding state of c. */
+void mcr__value_free(mcr_client_t* c);
 
-/* ---------------------------------------------------------------- client.c */
-typedef struct mcr__codec mcr__codec_t;
+/* ================================================================ conn.c */
+/* One connection to one server, and the deadline of the call on it. The
+ * transport sends and receives bytes and reports what went wrong as a code
+ * (with `sys` and `what` for the caller's message); it keeps no protocol
+ * and writes no message. */
+typedef struct mcr__conn {
+  int fd;            /* -1 when closed */
+  unsigned fork_gen; /* mcr__fork_gen when fd was opened */
+  bool used;         /* connected at least once (for reconnect counts) */
+  bool slow;         /* this call already blocked once: poll from now on */
+  bool reused;       /* the call runs on a connection of an earlier call */
+  int64_t deadline;  /* end of the current call's I/O, mcr__now_ns() based */
+  char* rbuf;        /* bytes received in the current call (rlen of them, also
+                        after a failure); [rpos, rlen) not yet decoded */
+  size_t rpos, rlen, rcap;
+  int sys;          /* errno behind the last failure, or 0 */
+  const char* what; /* what failed: "connect", "send", "recv", "poll"... */
+} mcr__conn_t;
 
-struct mcr_client {
-  mcr_client_opts_t opts; /* copy; opts.servers points into nothing */
-  mcr__node_t* nodes;
-  size_t nnodes;
-  mcr_buf_t wbuf;     /* request being built */
-  mcr__arena_t arena; /* per-call result memory (decoded values, stats) */
-  mcr_buf_t scratch;  /* serde / compression output for one value */
-  mcr__codec_t* codec;
-  mcr_stat_t* stats; /* result of stats */
-  size_t stats_cap;
-  mcr_client_stats_t counters;
-  void* router;       /* router.c's state; NULL with one node */
-  size_t ndown;       /* nodes with down_until set */
-  struct mcr__hs* hs; /* host stats slot (hoststats.c), or NULL */
-  char err[512];
-};
+/* How connections are made. */
+typedef struct {
+  int io_timeout_ms; /* SO_RCVTIMEO / SO_SNDTIMEO */
+  bool keepalive;
+} mcr__conn_opts_t;
 
-/* Records a formatted last-error message and returns err. */
-int mcr__set_error(mcr_client_t* c, int err, const char* fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Resolves srv by the deadline (CLOCK_MONOTONIC ms): numeric addresses at
+ * once, names in a helper thread the caller stops waiting for at the
+ * deadline. Returns 0 and *out (freeaddrinfo it), MCR_ECONNTIMEOUT,
+ * MCR_ERESOLVE (*why: the resolver's text) or MCR_ENOMEM / MCR_ESYS. */
+struct addrinfo;
+int mcr__resolve(const mcr__server_t* srv, int64_t deadline,
+                 struct addrinfo** out, const char** why);
 
-/* Per-call reset of the last error and the result arena: the first thing
- * every public call that talks to a server does. */
-void mcr__call_start(mcr_client_t* c);
-/* Argument checks that record a message and return the error (or 0). */
-int mcr__key_error(mcr_client_t* c, const char* key, size_t key_len);
-static inline int mcr__check_key(mcr_client_t* c, const char* key,
-                                 size_t key_len) {
-  /* key_len - 1 wraps around for 0, so this also refuses an empty key. */
-  if (MCR__LIKELY(key && key_len - 1 < MCR__KEY_MAX &&
-                  mcr__key_scan(NULL, key, key_len) == 0))
+/* Connects k to srv by the deadline and tunes the socket. Returns 0, or
+ * MCR_ECONNECT / MCR_ECONNTIMEOUT / MCR_ERESOLVE / MCR_ESYS / MCR_EINVAL
+ * with k->what and k->sys set (k->what is the resolver's text for
+ * MCR_ERESOLVE). */
+int mcr__conn_open(mcr__conn_t* k, const mcr__server_t* srv,
+                   const mcr__conn_opts_t* o, int64_t deadline);
+/* Closes the connection (no-op when closed); keeps the buffer and what
+ * was received (the engine asks whether anything was). */
+void mcr__conn_close(mcr__conn_t* k);
+/* Frees the buffer too. */
+void mcr__conn_free(mcr__conn_t* k);
+
+/* The out-of-line rests of the two functions below. */
+int mcr__conn_send_rest(mcr__conn_t* k, const struct iovec* iov, int iovcnt,
+                        ssize_t w, size_t total);
+int mcr__conn_fill_failed(mcr__conn_t* k, ssize_t r);
+int mcr__conn_fill_slow(mcr__conn_t* k, size_t room);
+
+#define MCR__RECV_ROOM 4096 /* free space a receive asks for at least */
+
+/* Sends all iov bytes by k->deadline (ns). The first attempt never waits; once
+ * the socket buffer is full, every wait polls against the deadline. On
+ * failure the connection is closed (a request is never left half-sent on a
+ * live stream) and MCR_ETIMEOUT, MCR_ECLOSED (peer gone) or MCR_EIO is
+ * returned. Inline: the first attempt is on every call's path. */
+static inline __attribute__((always_inline)) int mcr__conn_send(
+    mcr__conn_t* k, const struct iovec* iov, int iovcnt) {
+  size_t total = iov[0].iov_len;
+  ssize_t w;
+  if (MCR__LIKELY(iovcnt == 1)) { /* send(2) is cheaper than sendmsg(2) */
+    w = send(k->fd, iov[0].iov_base, total, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } else {
+    for (int i = 1; i < iovcnt; i++)
+      total += iov[i].iov_len;
+    struct msghdr mh = {.msg_iov = (struct iovec*)iov,
+                        .msg_iovlen = (size_t)iovcnt};
+    w = sendmsg(k->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  if (MCR__LIKELY((size_t)w == total))
     return 0;
-  return mcr__key_error(c, key, key_len); /* says what is wrong */
+  return mcr__conn_send_rest(k, iov, iovcnt, w, total);
 }
-int mcr__check_ttl(mcr_client_t* c, int64_t ttl);
-/* Effective noreply of a call from its MCR_CALL_* flags and the default. */
-int mcr__noreply(mcr_client_t* c, unsigned cflags, bool* noreply);
 
-/* ---------------------------------------------------------------- hoststats.c
+/* Receives more bytes after rlen, with room for at least `room` of them.
+ * The call's first receive blocks (bounded by SO_RCVTIMEO, the I/O timeout)
+ * unless k->slow; later ones poll against k->deadline. Returns 0 when
+ * bytes arrived; on failure closes the connection and returns
+ * MCR_ETIMEOUT, MCR_ECLOSED, MCR_EIO or MCR_ENOMEM. Inline for the same
+ * reason. */
+static inline __attribute__((always_inline)) int mcr__conn_fill(mcr__conn_t* k,
+                                                                size_t room) {
+  size_t free_room = k->rcap - k->rlen;
+  if (MCR__LIKELY(!k->slow && free_room >= MCR__RECV_ROOM &&
+                  free_room >= room)) {
+    ssize_t r = recv(k->fd, k->rbuf + k->rlen, free_room, 0);
+    k->slow = true;
+    if (MCR__LIKELY(r > 0)) {
+      k->rlen += (size_t)r;
+      return 0;
+    }
+    return mcr__conn_fill_failed(k, r);
+  }
+  return mcr__conn_fill_slow(k, room);
+}
+/* A receive on a socket poll found readable: 0 (bytes arrived, or none
+ * yet), or a failure as for mcr__conn_fill. */
+int mcr__conn_fill_nowait(mcr__conn_t* k, size_t room);
+
+/* ================================================================ node.c */
+/* One node: the server it is, the connection to it, its counters in the
+ * host stats and its health. Nodes are built in one place (here), for a
+ * configured server or a ring node, and freed in one place. */
+typedef struct mcr__node {
+  mcr__server_t srv;
+  mcr__conn_t conn;
+  uint64_t* hs;       /* this node's counters in the host stats, or NULL */
+  uint64_t ident;     /* ring_dir clients: hash of host, address, port */
+  int fails;          /* consecutive connect / I/O failures */
+  int64_t down_until; /* mcr__now_ms() until which the node is down, or 0 */
+} mcr__node_t;
+
+/* The failure rule of a client (mcr_client_opts_t.failure_limit, ...):
+ * the plug-in point for health shared across a host. */
+typedef struct {
+  int limit;    /* failures in a row that mark a node down; 0: never */
+  int retry_ms; /* how long a node stays down */
+  size_t ndown; /* nodes of the client marked down */
+} mcr__health_t;
+
+/* A node for a configured server (takes over srv's strings), or for ring
+ * node `rn` (connects to its address, or its host without one). */
+void mcr__node_init(mcr__node_t* n, mcr__server_t* srv);
+int mcr__node_from_ring(mcr__node_t* n, const char* host, const char* address,
+                        uint16_t port, uint32_t weight, uint64_t ident);
+void mcr__node_free(mcr__node_t* n);
+
+/* A connect or I/O failure on n: the limit-th in a row marks it down for
+ * retry_ms. Errors that say nothing about the node's health (out of
+ * memory, a malformed reply, a server error line) are not counted. */
+void mcr__node_failed(mcr__node_t* n, mcr__health_t* h, int err);
+/* n answered: its failures are forgotten. */
+static inline void mcr__node_ok(mcr__node_t* n) {
+  n->fails = 0;
+}
+/* 0 when n may be used now (a node whose retry time came is given one
+ * try: one more failure marks it down again), else MCR_ENODEDOWN with
+ * *left_ms until then. */
+int mcr__node_available(mcr__node_t* n, mcr__health_t* h, int64_t now,
+                        int64_t* left_ms);
+/* True while n is marked down (for routing around it). */
+static inline bool mcr__node_is_down(const mcr__node_t* n, int64_t now) {
+  return n->down_until > now;
+}
+
+/* ================================================================ hoststats.c
  */
 typedef struct mcr__hs mcr__hs_t;
 typedef enum {
@@ -486,11 +840,11 @@ typedef enum {
  * directory dirfd (files owned by `owner`); without an agent, or when it
  * refuses, c keeps no host stats and tries again at ring switches. Returns
  * 0 or MCR_ENOMEM. */
-int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner);
+int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner, uint64_t generation);
 void mcr__hs_close(mcr_client_t* c);
-/* Points every node of c at its entry in c's segment (after a ring switch),
- * registering again when the agent restarted. */
-void mcr__hs_bind(mcr_client_t* c);
+/* Points every node of c at its entry in c's segment (after a ring switch
+ * to `generation`), registering again when the agent restarted. */
+void mcr__hs_bind(mcr_client_t* c, uint64_t generation);
 /* In a child after fork (c->hs inherited): registers a segment of its
  * own, so it never counts into its parent's. */
 void mcr__hs_check_fork(mcr_client_t* c);
@@ -503,25 +857,70 @@ static inline void mcr__hs_op(mcr__node_t* n, mcr__opkind_t kind, int rc) {
     mcr__hs_op_slow(n, kind, rc);
 }
 
-/* ---------------------------------------------------------------- router.c */
+/* ================================================================ router.c */
+typedef struct mcr__router mcr__router_t;
 /* Builds the routing state: nothing for one server, the ring of
  * c->opts.distribution for several, or the agent's snapshot in ring_dir
- * (which also fills c->nodes). Returns 0 or a negative error. */
+ * (which also fills c->nodes). Returns 0 or a negative error with the
+ * message on c. */
 int mcr__router_init(mcr_client_t* c, const char* ring_dir);
 void mcr__router_free(mcr_client_t* c);
 /* For a ring_dir client: one acquire load of the published generation;
  * on a change, switch to the new ring and reconcile c->nodes (see
- * router.c). Called by mcr__call_start, between calls only. */
+ * router.c). Called when a call starts, between calls only. */
 void mcr__router_refresh(mcr_client_t* c);
-/* The node that owns `key`. Never fails: keys are valid by now. */
+/* The node that owns `key` (routed around down nodes with eject). Never
+ * fails: keys are checked by now. */
 mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len);
 /* out[i] = the index in c->nodes of the node mcr__route picks for keys[i],
  * for i < n; the keys' hashes are computed several at a time (md5x.c). */
 void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
                      const size_t* lens, size_t* out);
 
-/* Applies ignore_errors to a result: read=true turns errors into MCR_MISS,
- * read=false into MCR_NOT_STORED; validation errors pass through. */
-int mcr__soften(mcr_client_t* c, int rc, bool read);
+/* ================================================================ fanout.c */
+/* The engine's interface, and its one-node hot path inline: fanout.h. */
+
+/* ================================================================ client.c */
+typedef struct mcr__value mcr__value_t;
+
+struct mcr_client {
+  mcr_client_opts_t opts; /* copy; opts.servers points into nothing */
+  mcr__node_t* nodes;
+  size_t nnodes;
+  mcr__conn_opts_t conn_opts;
+  mcr__health_t health;
+  int64_t call_cap;       /* no byte of the current call after this (ns) */
+  int64_t call_budget_ns; /* connect_timeout_ms + io_timeout_ms, in ns */
+  int64_t io_ns;          /* io_timeout_ms in ns */
+  mcr_buf_t wbuf;         /* request being built */
+  mcr__arena_t arena;     /* per-call result memory (decoded values, stats) */
+  mcr_buf_t scratch;      /* serde / compression output for one value */
+  mcr__value_t* value;
+  mcr_stat_t* stats; /* result of stats */
+  size_t stats_cap;
+  mcr_client_stats_t counters;
+  mcr__router_t* router; /* NULL with one node */
+  mcr__hs_t* hs;         /* host stats segment (hoststats.c), or NULL */
+  char err[512];
+};
+
+/* Per-call reset of the last error and the result arena, the ring check
+ * and the fork check: the first thing every public call that talks to a
+ * server does. */
+void mcr__call_start(mcr_client_t* c);
+/* The message for a key that failed mcr__key_ok, and MCR_EKEY. */
+int mcr__key_error(mcr_client_t* c, const char* key, size_t key_len);
+static inline int mcr__check_key(mcr_client_t* c, const char* key,
+                                 size_t key_len) {
+  return MCR__LIKELY(mcr__key_ok(key, key_len))
+             ? 0
+             : mcr__key_error(c, key, key_len);
+}
+int mcr__check_ttl(mcr_client_t* c, int64_t ttl);
+
+static inline bool mcr__item_needs_decode(const mcr_client_t* c,
+                                          const mcr_item_t* it) {
+  return (it->flags & MCR_FLAG_ZSTD) || c->opts.serde;
+}
 
 #endif /* MCR_INTERNAL_H */

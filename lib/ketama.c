@@ -98,17 +98,6 @@ uint32_t mcr__ring_hash(mcr_distribution_t mode, const void* key, size_t len) {
   return st[0];
 }
 
-void mcr__ring_hash_many(mcr_distribution_t mode, size_t n,
-                         const char* const* keys, const size_t* lens,
-                         uint32_t* out) {
-  if (mode != MCR_DIST_XXH3) {
-    mcr__md5x_word0(n, keys, lens, out);
-    return;
-  }
-  for (size_t i = 0; i < n; i++)
-    out[i] = (uint32_t)XXH3_64bits(keys[i], lens[i]);
-}
-
 /* ---------------------------------------------------------------- build */
 
 /* Digests (MD5 modes) or hashes (xxh3) per node, and points per digest. */
@@ -404,19 +393,28 @@ int mcr__ring_build(mcr_ring_t** out, mcr_distribution_t mode,
 /* ---------------------------------------------------------------- public */
 
 int mcr_ring_build(mcr_ring_t** out, mcr_distribution_t mode,
-                   const char* servers) {
-  if (!out)
+                   const char* servers, char* err, size_t errlen) {
+  char dummy[8];
+  if (!err || !errlen) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  err[0] = '\0';
+  if (!out) {
+    snprintf(err, errlen, "NULL argument");
     return MCR_EINVAL;
+  }
   *out = NULL;
-  if (!mcr_distribution_name(mode))
+  if (!mcr_distribution_name(mode)) {
+    snprintf(err, errlen, "unknown distribution %d", (int)mode);
     return MCR_EINVAL;
+  }
   mcr__server_t* srv;
   size_t n;
-  char err[256];
-  int rc = mcr__servers_parse(servers, &srv, &n, err, sizeof(err));
+  int rc = mcr__servers_parse(servers, &srv, &n, err, errlen);
   if (rc)
     return rc;
-  rc = mcr__ring_build(out, mode, srv, n, err, sizeof(err));
+  rc = mcr__ring_build(out, mode, srv, n, err, errlen);
   mcr__servers_free(srv, n);
   return rc;
 }

@@ -23,6 +23,17 @@ int mcr_key_check(const char* key, size_t len) {
   return MCR__UNLIKELY(mcr__key_scan(NULL, key, len) != 0) ? MCR_EKEY : 0;
 }
 
+const char* mcr__key_why(const char* key, size_t len, size_t* at) {
+  *at = 0;
+  if (!key || len == 0)
+    return "empty key";
+  if (len > MCR__KEY_MAX)
+    return "key longer than 250 bytes";
+  while (*at < len && (unsigned char)key[*at] > 0x20 && key[*at] != 0x7f)
+    (*at)++;
+  return "whitespace or control byte in the key";
+}
+
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

@@ -21,9 +21,14 @@
  * vpternlogd and vprold for AVX-512 (see that section for why). The
  * transposes of the key blocks into per-word vectors use intrinsics.
  * Other architectures compile the scalar loop alone.
+ *
+ * mcr__ring_hash_many, the router's entry for many keys, is here too: it
+ * sits above ketama.c's one-key hash, which it falls back to.
  */
 #include <stdalign.h>
 #include <string.h>
+
+#include <xxhash.h>
 
 #include "ring.h"
 
@@ -484,3 +489,14 @@ void mcr__md5x_word0(size_t n, const char* const* keys, const size_t* lens,
 }
 
 #endif
+
+void mcr__ring_hash_many(mcr_distribution_t mode, size_t n,
+                         const char* const* keys, const size_t* lens,
+                         uint32_t* out) {
+  if (mode != MCR_DIST_XXH3) {
+    mcr__md5x_word0(n, keys, lens, out);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    out[i] = (uint32_t)XXH3_64bits(keys[i], lens[i]);
+}

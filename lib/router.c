@@ -26,27 +26,31 @@
 
 #include "ring.h"
 
-typedef struct {
+struct mcr__router {
   mcr_ring_t* own;        /* built in process, or NULL */
   mcr_snapshot_t* snap;   /* the agent's snapshot, or NULL */
   const mcr_ring_t* ring; /* the ring keys are routed by */
   bool behind; /* c->nodes not yet reconciled with ring (out of memory) */
-} router_t;
+};
+typedef mcr__router_t router_t;
 
 /* The numeric address of srv for the `ketama` mode, which hashes
  * "<ip>:<port>"; resolved within the connect timeout. */
 static int numeric_address(mcr_client_t* c, const mcr__server_t* srv,
                            int64_t deadline, char* out, size_t len) {
   struct addrinfo* res;
-  int rc = mcr__resolve(c, srv, deadline, &res);
+  const char* why = NULL;
+  int rc = mcr__resolve(srv, deadline, &res, &why);
   if (rc)
-    return rc;
+    return mcr__set_error(c, rc, "%s: %s", srv->name,
+                          why ? why : mcr_strerror(rc));
   const void* a =
       res->ai_family == AF_INET6
           ? (const void*)&((struct sockaddr_in6*)res->ai_addr)->sin6_addr
           : (const void*)&((struct sockaddr_in*)res->ai_addr)->sin_addr;
   if (!inet_ntop(res->ai_family, a, out, (socklen_t)len))
-    rc = MCR_ERESOLVE;
+    rc = mcr__set_error(c, MCR_ERESOLVE, "%s: cannot format its address",
+                        srv->name);
   freeaddrinfo(res);
   return rc;
 }
@@ -55,7 +59,7 @@ static int build_own(mcr_client_t* c, router_t* r) {
   size_t n = c->nnodes;
   mcr__ring_node_in_t* in = mcr__calloc(n, sizeof(*in));
   char(*addrs)[INET6_ADDRSTRLEN] = mcr__calloc(n, sizeof(*addrs));
-  int rc = (!in || !addrs) ? MCR_ENOMEM : 0;
+  int rc = (!in || !addrs) ? mcr__set_error(c, MCR_ENOMEM, "out of memory") : 0;
   int64_t deadline = mcr__now_ms() + c->opts.connect_timeout_ms;
   for (size_t i = 0; i < n && !rc; i++) {
     const mcr__server_t* s = &c->nodes[i].srv;
@@ -92,40 +96,6 @@ static uint64_t ring_ident(const mcr__ring_node_t* rn) {
   return XXH3_64bits(buf, hl + al + 4);
 }
 
-/* Fills a node for ring node `rn`: connect to its address (the agent
- * resolved it) or, without one, its host. */
-static int node_from_ring(mcr__node_t* n, const mcr__ring_node_t* rn,
-                          uint64_t ident) {
-  const char* target = rn->address && *rn->address ? rn->address : rn->host;
-  bool is_unix = rn->port == 0;
-  bool v6 = strchr(target, ':') != NULL;
-  size_t nlen = strlen(rn->host) + strlen(target) + 24;
-  *n = (mcr__node_t){.conn = {.fd = -1}, .ident = ident};
-  n->srv.host = mcr__strndup(target, strlen(target));
-  n->srv.name = mcr__malloc(nlen);
-  if (!n->srv.host || !n->srv.name)
-    return MCR_ENOMEM;
-  if (is_unix)
-    snprintf(n->srv.name, nlen, "%s", rn->host);
-  else if (strcmp(rn->host, target) != 0)
-    snprintf(n->srv.name, nlen, v6 ? "%s([%s]):%u" : "%s(%s):%u", rn->host,
-             target, rn->port);
-  else
-    snprintf(n->srv.name, nlen, v6 ? "[%s]:%u" : "%s:%u", rn->host, rn->port);
-  n->srv.port = rn->port;
-  n->srv.weight = rn->weight;
-  n->srv.is_unix = is_unix;
-  return 0;
-}
-
-static void node_free(mcr__node_t* n) {
-  mcr__conn_close(n);
-  mcr__free(n->conn.rbuf);
-  mcr__free(n->srv.host);
-  mcr__free(n->srv.name);
-  *n = (mcr__node_t){.conn = {.fd = -1}};
-}
-
 /* Rebuilds c->nodes in the order of `ring`, keeping the state (connection,
  * failure count, stats entry) of nodes whose identity did not change. A
  * kept node is found at its old position, or right after the previous kept
@@ -154,7 +124,9 @@ static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
       if (!taken[k] && c->nodes[k].ident == id)
         j = k;
     if (j == SIZE_MAX) {
-      rc = node_from_ring(&fresh[i], &ring->nodes[i], id);
+      const mcr__ring_node_t* rn = &ring->nodes[i];
+      rc = mcr__node_from_ring(&fresh[i], rn->host, rn->address, rn->port,
+                               rn->weight, id);
       continue;
     }
     fresh[i] = c->nodes[j];
@@ -170,7 +142,7 @@ static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
       for (size_t k = 0; k < c->nnodes && !kept; k++)
         kept = taken[k] && c->nodes[k].srv.host == fresh[i].srv.host;
       if (!kept && (fresh[i].srv.host || fresh[i].srv.name))
-        node_free(&fresh[i]);
+        mcr__node_free(&fresh[i]);
     }
     mcr__free(fresh);
     mcr__free(taken);
@@ -178,14 +150,14 @@ static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
   }
   for (size_t j = 0; j < c->nnodes; j++)
     if (!taken[j])
-      node_free(&c->nodes[j]);
+      mcr__node_free(&c->nodes[j]);
   mcr__free(taken);
   mcr__free(c->nodes);
   c->nodes = fresh;
   c->nnodes = n;
-  c->ndown = 0;
+  c->health.ndown = 0;
   for (size_t i = 0; i < n; i++)
-    c->ndown += fresh[i].down_until != 0;
+    c->health.ndown += fresh[i].down_until != 0;
   return 0;
 }
 
@@ -194,7 +166,7 @@ static int open_snapshot(mcr_client_t* c, router_t* r, const char* dir) {
   mcr_snapshot_opts_init(&so);
   so.expected_uid = c->opts.ring_owner_uid;
   so.verify = c->opts.ring_verify;
-  char err[256] = "";
+  char err[512] = "";
   int rc = mcr_snapshot_open(&r->snap, dir, &so, err, sizeof err);
   if (rc)
     return mcr__set_error(c, rc, "ring %s: %s", dir, err);
@@ -206,7 +178,7 @@ static int open_snapshot(mcr_client_t* c, router_t* r, const char* dir) {
     return 0;
   uid_t owner;
   int dirfd = mcr__snapshot_dirfd(r->snap, &owner);
-  return mcr__hs_open(c, dirfd, owner);
+  return mcr__hs_open(c, dirfd, owner, mcr_snapshot_generation(r->snap));
 }
 
 int mcr__router_init(mcr_client_t* c, const char* ring_dir) {
@@ -214,7 +186,7 @@ int mcr__router_init(mcr_client_t* c, const char* ring_dir) {
     return 0;
   router_t* r = mcr__calloc(1, sizeof(*r));
   if (!r)
-    return MCR_ENOMEM;
+    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
   c->router = r;
   return ring_dir ? open_snapshot(c, r, ring_dir) : build_own(c, r);
 }
@@ -253,7 +225,7 @@ void mcr__router_refresh(mcr_client_t* c) {
   r->behind = false;
   c->counters.ring_switches++;
   if (c->hs)
-    mcr__hs_bind(c);
+    mcr__hs_bind(c, mcr_snapshot_generation(r->snap));
 }
 
 /* With eject on, a key whose node is down goes to the node of the next
@@ -266,7 +238,7 @@ static mcr__node_t* eject_route(mcr_client_t* c, const mcr_ring_t* ring,
   for (uint32_t step = 0; step < ring->npoints; step++) {
     uint32_t q = p + step < ring->npoints ? p + step : p + step - ring->npoints;
     mcr__node_t* n = &c->nodes[mcr__ring_owner(ring, q)];
-    if (n->down_until <= now)
+    if (!mcr__node_is_down(n, now))
       return n;
   }
   return &c->nodes[mcr__ring_owner(ring, p)];
@@ -277,7 +249,7 @@ mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
   if (!r)
     return c->nodes;
   uint32_t h = mcr__ring_hash(r->ring->mode, key, key_len);
-  if (MCR__UNLIKELY(c->ndown) && c->opts.eject && !r->behind)
+  if (MCR__UNLIKELY(c->health.ndown) && c->opts.eject && !r->behind)
     return eject_route(c, r->ring, h);
   uint32_t i = mcr__ring_find(r->ring, h);
   if (MCR__UNLIKELY(i >= c->nnodes))
@@ -298,7 +270,7 @@ void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
   enum { CHUNK = 64 };
   uint32_t h[CHUNK];
   const mcr_ring_t* ring = r->ring;
-  bool eject = MCR__UNLIKELY(c->ndown) && c->opts.eject && !r->behind;
+  bool eject = MCR__UNLIKELY(c->health.ndown) && c->opts.eject && !r->behind;
   for (size_t base = 0; base < n; base += CHUNK) {
     size_t m = n - base < CHUNK ? n - base : CHUNK;
     mcr__ring_hash_many(ring->mode, m, keys + base, lens + base, h);

@@ -518,7 +518,8 @@ Test(cli, several_nodes_have_headers) {
 Test(cli_nosrv, locate_matches_the_library) {
   const char* list = "10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211:2";
   mcr_ring_t* ring;
-  cr_assert_eq(mcr_ring_build(&ring, MCR_DIST_KETAMA_LIBMEMCACHED, list), 0);
+  cr_assert_eq(
+      mcr_ring_build(&ring, MCR_DIST_KETAMA_LIBMEMCACHED, list, NULL, 0), 0);
   run_t r;
   RUN_IN(&r, "alpha\nbeta\r\ngamma\n", 18, "-s", list, "-d",
          "ketama-libmemcached", "locate");

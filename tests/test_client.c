@@ -133,20 +133,20 @@ Test(client, negative_ttl_expires_at_once) {
 
 Test(client, gat_gats) {
   mcr_item_t item;
-  assert_rc(mcr_client_gat(fx_client, 100, K("g"), &item), MCR_MISS);
-  assert_rc(mcr_client_gats(fx_client, 100, K("g"), &item), MCR_MISS);
+  assert_rc(mcr_client_gat(fx_client, K("g"), 100, &item), MCR_MISS);
+  assert_rc(mcr_client_gats(fx_client, K("g"), 100, &item), MCR_MISS);
   assert_rc(mcr_client_set(fx_client, K("g"), V("val"), 5, 0, 0), MCR_OK);
   cr_assert_eq(raw_ttl(&fx_mcd, "g"), -1);
-  assert_rc(mcr_client_gat(fx_client, 500, K("g"), &item), MCR_OK);
+  assert_rc(mcr_client_gat(fx_client, K("g"), 500, &item), MCR_OK);
   assert_value(item, "val", 3);
   cr_assert_eq(item.flags, 5);
   int64_t ttl = raw_ttl(&fx_mcd, "g");
   cr_assert(ttl > 490 && ttl <= 500, "gat set ttl %lld", (long long)ttl);
-  assert_rc(mcr_client_gats(fx_client, 0, K("g"), &item), MCR_OK);
+  assert_rc(mcr_client_gats(fx_client, K("g"), 0, &item), MCR_OK);
   assert_value(item, "val", 3);
   cr_assert_neq(item.cas, 0);
   cr_assert_eq(raw_ttl(&fx_mcd, "g"), -1, "gats 0 makes it never expire");
-  assert_rc(mcr_client_gat(fx_client, -1, K("g"), &item), MCR_OK);
+  assert_rc(mcr_client_gat(fx_client, K("g"), -1, &item), MCR_OK);
   cl_expect_miss(fx_client, "g");
 }
 
@@ -159,7 +159,7 @@ Test(client, get_multi_misses_duplicates_order) {
   for (int i = 0; i < 7; i++)
     lens[i] = strlen(keys[i]);
   mcr_item_t items[7];
-  int hits = mcr_client_get_multi(fx_client, 7, keys, lens, items);
+  int hits = t_get_multi(fx_client, 7, keys, lens, items);
   cr_assert_eq(hits, 5, "hits %d", hits);
   const char* want[] = {"two", NULL, "one", "two", "", NULL, "one"};
   const uint32_t wflags[] = {2, 0, 1, 2, 3, 0, 1};
@@ -175,7 +175,7 @@ Test(client, get_multi_misses_duplicates_order) {
   /* All misses. */
   const char* none[] = {"x1", "x2"};
   size_t nlens[] = {2, 2};
-  cr_assert_eq(mcr_client_get_multi(fx_client, 2, none, nlens, items), 0);
+  cr_assert_eq(t_get_multi(fx_client, 2, none, nlens, items), 0);
   assert_rc(items[0].status, MCR_MISS);
   assert_rc(items[1].status, MCR_MISS);
 }
@@ -188,7 +188,7 @@ Test(client, gets_multi_reports_cas) {
   const char* keys[] = {"a", "zz", "b"};
   size_t lens[] = {1, 2, 1};
   mcr_item_t items[3];
-  cr_assert_eq(mcr_client_gets_multi(fx_client, 3, keys, lens, items), 2);
+  cr_assert_eq(t_gets_multi(fx_client, 3, keys, lens, items), 2);
   assert_rc(items[1].status, MCR_MISS);
   cr_assert_neq(items[0].cas, 0);
   cr_assert_eq(items[2].cas, one.cas);
@@ -212,7 +212,7 @@ Test(client, get_multi_many_keys) {
                                (uint32_t)i << 9, 0, 0),
                 MCR_OK);
   }
-  cr_assert_eq(mcr_client_get_multi(fx_client, N, keys, lens, items), N / 3);
+  cr_assert_eq(t_get_multi(fx_client, N, keys, lens, items), N / 3);
   for (int i = 0; i < N; i++) {
     if (i % 3 != 0) {
       assert_rc(items[i].status, MCR_MISS);
@@ -322,7 +322,7 @@ static bool stat_has(const mcr_stat_t* s, int n, const char* part) {
 
 Test(client, stats_general) {
   const mcr_stat_t* s = NULL;
-  int n = mcr_client_stats_node(fx_client, 0, NULL, &s);
+  int n = t_stats_node(fx_client, 0, NULL, &s);
   cr_assert_gt(n, 20, "%d stats", n);
   char pid[32];
   snprintf(pid, sizeof pid, "%d", (int)fx_mcd.pid);
@@ -334,7 +334,7 @@ Test(client, stats_general) {
   uint64_t before = strtoull(stat_find(s, n, "cmd_set"), NULL, 10);
   cl_set(fx_client, "x", "1");
   cl_set(fx_client, "y", "2");
-  n = mcr_client_stats_node(fx_client, 0, NULL, &s);
+  n = t_stats_node(fx_client, 0, NULL, &s);
   cr_assert_eq(strtoull(stat_find(s, n, "cmd_set"), NULL, 10), before + 2);
 }
 
@@ -350,29 +350,28 @@ Test(client, stats_groups) {
            {"conns", ":state"}};
   for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
     const mcr_stat_t* s = NULL;
-    int n = mcr_client_stats_node(fx_client, 0, g[i].arg, &s);
+    int n = t_stats_node(fx_client, 0, g[i].arg, &s);
     cr_assert_gt(n, 0, "stats %s: %d (%s)", g[i].arg, n,
                  n < 0 ? mcr_err_name(n) : "");
     cr_assert(stat_has(s, n, g[i].expect), "stats %s lacks %s", g[i].arg,
               g[i].expect);
   }
   const mcr_stat_t* s = NULL;
-  int n = mcr_client_stats_node(fx_client, 0, "settings", &s);
+  int n = t_stats_node(fx_client, 0, "settings", &s);
   cr_assert_str_eq(stat_find(s, n, "item_size_max"), "1048576");
 }
 
 Test(client, stats_errors) {
   const mcr_stat_t* s = NULL;
-  assert_rc(mcr_client_stats_node(fx_client, 0, "bogus", &s), MCR_ESERVERCMD);
+  assert_rc(t_stats_node(fx_client, 0, "bogus", &s), MCR_ESERVERCMD);
   uint64_t cmds = mcd_stat(&fx_mcd, "cmd_get");
   /* Not one word: refused before sending. */
-  assert_rc(mcr_client_stats_node(fx_client, 0, "a\r\nflush_all", &s),
-            MCR_EINVAL);
-  assert_rc(mcr_client_stats_node(fx_client, 0, "items\r\n", &s), MCR_EINVAL);
-  assert_rc(mcr_client_stats_node(fx_client, 0, "", &s), MCR_EINVAL);
-  assert_rc(mcr_client_stats_node(fx_client, 1, NULL, &s), MCR_EINVAL);
+  assert_rc(t_stats_node(fx_client, 0, "a\r\nflush_all", &s), MCR_EINVAL);
+  assert_rc(t_stats_node(fx_client, 0, "items\r\n", &s), MCR_EINVAL);
+  assert_rc(t_stats_node(fx_client, 0, "", &s), MCR_EINVAL);
+  assert_rc(t_stats_node(fx_client, 1, NULL, &s), MCR_EINVAL);
   cr_assert_eq(mcd_stat(&fx_mcd, "cmd_get"), cmds);
-  cr_assert_gt(mcr_client_stats_node(fx_client, 0, NULL, &s), 0);
+  cr_assert_gt(t_stats_node(fx_client, 0, NULL, &s), 0);
 }
 
 /* ---------------------------------------------------------------- cluster */
@@ -427,13 +426,13 @@ Test(client, verbosity) {
 Test(client, cache_memlimit) {
   assert_rc(mcr_client_cache_memlimit(fx_client, 100, 0), MCR_OK);
   const mcr_stat_t* s = NULL;
-  int n = mcr_client_stats_node(fx_client, 0, "settings", &s);
+  int n = t_stats_node(fx_client, 0, "settings", &s);
   cr_assert_str_eq(stat_find(s, n, "maxbytes"), "104857600");
   /* memcached refuses less than 8 MiB with a reply of its own kind; any
    * error will do, and the connection must stay in sync. */
   int rc = mcr_client_cache_memlimit(fx_client, 1, 0);
   cr_assert_lt(rc, 0, "memlimit 1: %d", rc);
-  n = mcr_client_stats_node(fx_client, 0, "settings", &s);
+  n = t_stats_node(fx_client, 0, "settings", &s);
   cr_assert_str_eq(stat_find(s, n, "maxbytes"), "104857600");
 }
 
@@ -584,7 +583,7 @@ Test(client, binary_value) {
   const char* keys[] = {"b0", "bin", "b2"};
   size_t lens[] = {2, 3, 2};
   mcr_item_t items[3];
-  cr_assert_eq(mcr_client_get_multi(fx_client, 3, keys, lens, items), 3);
+  cr_assert_eq(t_get_multi(fx_client, 3, keys, lens, items), 3);
   assert_value(items[1], bin, len);
   assert_value(items[2], "y", 1);
 }
@@ -680,7 +679,7 @@ Test(client, compression_in_multi_get) {
   const char* keys[] = {"ca", "cx", "cb"};
   size_t lens[] = {2, 2, 2};
   mcr_item_t items[3];
-  cr_assert_eq(mcr_client_get_multi(c, 3, keys, lens, items), 2);
+  cr_assert_eq(t_get_multi(c, 3, keys, lens, items), 2);
   /* Both decompressed values are valid at once. */
   assert_value(items[0], a, 5000);
   assert_value(items[2], b, 7000);
@@ -862,11 +861,11 @@ Test(client, ignore_errors_other_calls) {
   const char* keys[] = {"k", "j"};
   size_t lens[] = {1, 1};
   mcr_item_t items[2];
-  cr_assert_eq(mcr_client_get_multi(c, 2, keys, lens, items), 0);
+  cr_assert_eq(t_get_multi(c, 2, keys, lens, items), 0);
   assert_rc(items[0].status, MCR_MISS);
   assert_rc(items[1].status, MCR_MISS);
   mcr_item_t item;
-  assert_rc(mcr_client_gat(c, 10, K("k"), &item), MCR_MISS);
+  assert_rc(mcr_client_gat(c, K("k"), 10, &item), MCR_MISS);
   assert_rc(mcr_client_add(c, K("k"), V("v"), 0, 0, 0), MCR_NOT_STORED);
   assert_rc(mcr_client_append(c, K("k"), V("v"), 0), MCR_NOT_STORED);
   assert_rc(mcr_client_cas(c, K("k"), V("v"), 0, 0, 1, 0), MCR_NOT_STORED);

@@ -405,7 +405,7 @@ static void e2e_start(e2e_t* t, unsigned listed) {
   t->shm = shm_new();
   t->opts.ring_dir = t->cl.ring;
   char err[256] = "";
-  int rc = mcr_client_new_err(&t->c, &t->opts, err, sizeof err);
+  int rc = mcr_client_new(&t->c, &t->opts, err, sizeof err);
   cr_assert_eq(rc, 0, "client: %s: %s", mcr_err_name(rc), err);
 }
 

@@ -187,7 +187,7 @@ Test(interop, pymemcache_writes_mcring_reads) {
   const char* keys[] = {"p-m2", "p-none", "p-bin", "p-m1"};
   size_t lens[] = {4, 6, 5, 4};
   mcr_item_t items[4];
-  cr_assert_eq(mcr_client_get_multi(fx_client, 4, keys, lens, items), 3);
+  cr_assert_eq(t_get_multi(fx_client, 4, keys, lens, items), 3);
   assert_value(items[0], "two", 3);
   assert_rc(items[1].status, MCR_MISS);
   assert_value(items[2], want[4].value, 10);

@@ -127,7 +127,7 @@ static char* data_path(const char* name) {
 static void check_vectors(mcr_distribution_t mode, const char* servers,
                           const char* file) {
   mcr_ring_t* r;
-  cr_assert_eq(mcr_ring_build(&r, mode, servers), 0);
+  cr_assert_eq(mcr_ring_build(&r, mode, servers, NULL, 0), 0);
   FILE* f = fopen(data_path(file), "r");
   cr_assert_not_null(f, "cannot open %s (is MCR_TOP_SRCDIR set?)",
                      data_path(file));
@@ -258,9 +258,9 @@ Test(ketama, point_counts) {
   mcr_ring_t* r;
   mcr_ring_node_t nd;
   /* ketama: 160 points per weight unit. */
-  cr_assert_eq(
-      mcr_ring_build(&r, MCR_DIST_KETAMA, "10.0.0.1:11211:1,10.0.0.2:11300:3"),
-      0);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA,
+                              "10.0.0.1:11211:1,10.0.0.2:11300:3", NULL, 0),
+               0);
   cr_assert_eq(mcr_ring_point_count(r), 640);
   mcr_ring_node(r, 1, &nd);
   cr_assert_eq(nd.points, 480);
@@ -269,7 +269,7 @@ Test(ketama, point_counts) {
   mcr_ring_free(r);
   /* libmemcached: weights 1,2,1 over 3 nodes give 30, 60, 30 digests. */
   cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
-                              "a:11211:1,b:11211:2,c:11211:1"),
+                              "a:11211:1,b:11211:2,c:11211:1", NULL, 0),
                0);
   cr_assert_eq(mcr_ring_point_count(r), 480);
   mcr_ring_node(r, 1, &nd);
@@ -281,11 +281,13 @@ Test(ketama, point_counts) {
    * 1.1.4: 0 of 200,000 keys differ). */
   cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
                               "h0,h1,h2,h3:11300,h4,h5:11211:4,h6::4,"
-                              "h7:11211:4,h8:11211:4,h9:11211:4"),
+                              "h7:11211:4,h8:11211:4,h9:11211:4",
+                              NULL, 0),
                MCR_ESERVERS); /* "h6::4" is not a valid entry */
   cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
                               "h0,h1,h2,h3:11300,h4,h5:11211:4,h6:11211:4,"
-                              "h7:11211:4,h8:11211:4,h9:11211:4"),
+                              "h7:11211:4,h8:11211:4,h9:11211:4",
+                              NULL, 0),
                0);
   cr_assert_eq(mcr_ring_point_count(r), 5 * 60 + 5 * 252);
   mcr_ring_node(r, 3, &nd);
@@ -294,7 +296,7 @@ Test(ketama, point_counts) {
   cr_assert_eq(nd.points, 252);
   mcr_ring_free(r);
   /* xxh3: 160 points per weight unit too. */
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a:1:2"), 0);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a:1:2", NULL, 0), 0);
   cr_assert_eq(mcr_ring_point_count(r), 320);
   mcr_ring_free(r);
 }
@@ -305,7 +307,7 @@ Test(ketama, hand_computed_points) {
   uint8_t d[16];
   md5("10.0.0.1:11211-0", 16, d);
   mcr_ring_t* r;
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "10.0.0.1"), 0);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "10.0.0.1", NULL, 0), 0);
   for (int j = 0; j < 4; j++) {
     uint32_t v = le32(d + 4 * j);
     bool found = false;
@@ -316,9 +318,9 @@ Test(ketama, hand_computed_points) {
   mcr_ring_free(r);
   /* libmemcached on a non-default port hashes "host:port-i". */
   md5("cache1:11311-39", 15, d);
-  cr_assert_eq(
-      mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED, "cache1:11311,cache2"),
-      0);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
+                              "cache1:11311,cache2", NULL, 0),
+               0);
   uint32_t v = le32(d + 12);
   bool found = false;
   for (uint32_t i = 0; i < r->npoints; i++)
@@ -331,8 +333,9 @@ Test(ketama, hand_computed_points) {
 
 Test(ketama, ipv6_address_in_java_form) {
   mcr_ring_t* r;
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "[::1]:11211,[fe80::a:b]"),
-               0);
+  cr_assert_eq(
+      mcr_ring_build(&r, MCR_DIST_KETAMA, "[::1]:11211,[fe80::a:b]", NULL, 0),
+      0);
   mcr_ring_node_t nd;
   mcr_ring_node(r, 0, &nd);
   cr_expect_str_eq(nd.host, "::1");
@@ -364,7 +367,7 @@ Test(ketama, ties_go_to_lowest_node_index) {
 Test(ketama, xxh3_distribution_is_even) {
   mcr_ring_t* r;
   cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3,
-                              "n0,n1,n2,n3,n4,n5,n6,n7,n8,n9:11211:2"),
+                              "n0,n1,n2,n3,n4,n5,n6,n7,n8,n9:11211:2", NULL, 0),
                0);
   enum { KEYS = 1000000 };
   size_t count[10] = {0};
@@ -408,14 +411,16 @@ Test(ketama, distribution_names) {
 
 Test(ketama, build_errors) {
   mcr_ring_t* r = (mcr_ring_t*)1;
-  cr_assert_eq(mcr_ring_build(&r, (mcr_distribution_t)9, "a"), MCR_EINVAL);
+  cr_assert_eq(mcr_ring_build(&r, (mcr_distribution_t)9, "a", NULL, 0),
+               MCR_EINVAL);
   cr_assert_null(r);
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, ""), MCR_ENOSERVERS);
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a:0"), MCR_ESERVERS);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "", NULL, 0),
+               MCR_ENOSERVERS);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a:0", NULL, 0), MCR_ESERVERS);
   mcr__ring_node_in_t in = {"cache.example", NULL, 11211, 1, 0};
   cr_assert_eq(mcr__ring_build_nodes(&r, MCR_DIST_KETAMA, &in, 1, NULL, 0),
                MCR_EINVAL);
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a,b"), 0);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a,b", NULL, 0), 0);
   mcr_ring_node_t nd;
   cr_assert_eq(mcr_ring_node(r, 2, &nd), MCR_ERANGE);
   cr_assert_eq(mcr_ring_generation(r), 0);
@@ -426,7 +431,8 @@ Test(ketama, build_errors) {
 
 Test(ketama, resolves_names_in_ketama_mode) {
   mcr_ring_t* r;
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "localhost:11211"), 0);
+  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA, "localhost:11211", NULL, 0),
+               0);
   mcr_ring_node_t nd;
   mcr_ring_node(r, 0, &nd);
   cr_expect_str_eq(nd.host, "localhost");

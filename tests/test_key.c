@@ -8,13 +8,14 @@
  * received no byte at all, then that a valid call afterwards arrives as the
  * very first bytes on the wire (no partial request was left behind). Valid
  * keys, including the 250-byte and high-byte ones, must round-trip through
- * the real server.
+ * the real server. Last, the base64 coding of binary meta keys.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
+#include "internal.h" /* mcr__base64_* */
 #include "support.h"
 
 typedef struct {
@@ -151,14 +152,14 @@ static void all_calls_reject(const char* what, const char* key, size_t len) {
       mcr_client_set(client, key, len, "v", 1, 0, 0, MCR_CALL_NOREPLY),
       mcr_client_get(client, key, len, &item),
       mcr_client_gets(client, key, len, &item),
-      mcr_client_gat(client, 10, key, len, &item),
-      mcr_client_gats(client, 10, key, len, &item),
+      mcr_client_gat(client, key, len, 10, &item),
+      mcr_client_gats(client, key, len, 10, &item),
       mcr_client_delete(client, key, len, 0),
       mcr_client_incr(client, key, len, 1, &v, 0),
       mcr_client_decr(client, key, len, 1, &v, 0),
       mcr_client_touch(client, key, len, 10, 0),
-      mcr_client_get_multi(client, 2, keys, lens, items),
-      mcr_client_gets_multi(client, 2, keys, lens, items),
+      t_get_multi(client, 2, keys, lens, items),
+      t_gets_multi(client, 2, keys, lens, items),
   };
   for (size_t i = 0; i < sizeof rcs / sizeof rcs[0]; i++)
     cr_assert_eq(rcs[i], MCR_EKEY, "%s: call %zu returned %d (%s)", what, i,
@@ -209,4 +210,24 @@ Test(key, invalid_key_leaves_server_counters, .init = setup, .fini = teardown) {
   all_calls_reject("space", "a b", 3);
   cr_assert_eq(mcd_stat(&mcd, "cmd_set"), sets);
   cr_assert_eq(mcd_stat(&mcd, "cmd_get"), gets);
+}
+
+Test(base64, round_trip_all_lengths) {
+  unsigned char raw[64], back[64];
+  char enc[96];
+  for (size_t i = 0; i < sizeof raw; i++)
+    raw[i] = (unsigned char)(i * 37);
+  for (size_t len = 0; len <= sizeof raw; len++) {
+    size_t e = mcr__base64_encode(raw, len, enc);
+    cr_assert_eq(e, (len + 2) / 3 * 4);
+    long d = mcr__base64_decode(enc, e, back);
+    cr_assert_eq(d, (long)len);
+    cr_assert(memcmp(raw, back, len) == 0);
+  }
+  cr_assert_eq(mcr__base64_decode("abc", 3, back), -1);
+  cr_assert_eq(mcr__base64_decode("a=bc", 4, back), -1);
+  cr_assert_eq(mcr__base64_decode("ab!c", 4, back), -1);
+  char e2[8];
+  cr_assert_eq(mcr__base64_encode("foo", 3, e2), 4);
+  cr_assert(memcmp(e2, "Zm9v", 4) == 0);
 }

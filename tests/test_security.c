@@ -473,7 +473,7 @@ static int victim_worker(void* arg) {
   o.ring_dir = a->e->ring;
   mcr_client_t* c;
   char err[256];
-  if (mcr_client_new_err(&c, &o, err, sizeof err) != 0) {
+  if (mcr_client_new(&c, &o, err, sizeof err) != 0) {
     fprintf(stderr, "victim: %s\n", err);
     return 1;
   }
@@ -504,7 +504,7 @@ static int victim_worker(void* arg) {
     return 5;
   }
   const mcr_hoststat_row_t* r;
-  int n = mcr_hoststats_read(h, &r);
+  int n = t_hoststats_read(h, &r);
   uint64_t seen_sets = 0, seen_gets = 0;
   for (int i = 0; i < n; i++)
     if (r[i].pid == getpid()) {
@@ -710,7 +710,7 @@ Test(security, a_full_ring_filesystem_does_not_stop_new_workers) {
     mcr_client_opts_init(&o);
     o.ring_dir = e.ring;
     mcr_client_t* c;
-    if (mcr_client_new(&c, &o) != 0)
+    if (mcr_client_new(&c, &o, NULL, 0) != 0)
       _exit(1);
     for (int i = 0; i < 100; i++)
       if (mcr_client_set(c, "k", 1, "v", 1, 0, 0, 0) != MCR_OK)
@@ -719,7 +719,7 @@ Test(security, a_full_ring_filesystem_does_not_stop_new_workers) {
     const mcr_hoststat_row_t* r;
     if (mcr_hoststats_open(&h, e.ring, -1, err, sizeof err) != 0)
       _exit(3);
-    int n = mcr_hoststats_read(h, &r);
+    int n = t_hoststats_read(h, &r);
     uint64_t sets = 0;
     for (int i = 0; i < n; i++)
       sets += r[i].pid == getpid() ? r[i].c.sets : 0;
@@ -797,7 +797,7 @@ Test(security, a_ring_dir_anyone_could_have_made_is_refused) {
   mcr_client_opts_init(&o);
   o.ring_dir = link;
   mcr_client_t* c;
-  cr_expect_eq(mcr_client_new_err(&c, &o, err, sizeof err), MCR_EPERM);
+  cr_expect_eq(mcr_client_new(&c, &o, err, sizeof err), MCR_EPERM);
   cr_expect(strstr(err, "symlink") && !strchr(err, '\n'), "%s", err);
   senv_fini(&e);
 }

@@ -146,7 +146,7 @@ Test(servers, invalid_lists) {
     mcr_client_opts_t o = opts_default();
     o.servers = invalid[i].list;
     mcr_client_t* c = NULL;
-    int rc = mcr_client_new(&c, &o);
+    int rc = mcr_client_new(&c, &o, NULL, 0);
     cr_assert_eq(rc, invalid[i].err, "\"%s\": got %d (%s) want %s",
                  invalid[i].list, rc, mcr_err_name(rc),
                  mcr_err_name(invalid[i].err));
@@ -158,12 +158,12 @@ Test(servers, null_list_and_null_opts) {
   mcr_client_opts_t o = opts_default();
   o.servers = NULL;
   mcr_client_t* c = NULL;
-  int rc = mcr_client_new(&c, &o);
+  int rc = mcr_client_new(&c, &o, NULL, 0);
   cr_assert(rc == MCR_ENOSERVERS || rc == MCR_EINVAL, "got %s",
             mcr_err_name(rc));
   mcr_client_free(c);
   c = NULL;
-  assert_rc(mcr_client_new(&c, NULL), MCR_EINVAL);
+  assert_rc(mcr_client_new(&c, NULL, NULL, 0), MCR_EINVAL);
   mcr_client_free(c);
   mcr_client_free(NULL);
 }
@@ -206,7 +206,7 @@ Test(servers, ketama_needs_resolvable_hosts) {
   o.connect_timeout_ms = 2000;
   mcr_client_t* c = NULL;
   char err[256] = "";
-  int rc = mcr_client_new_err(&c, &o, err, sizeof err);
+  int rc = mcr_client_new(&c, &o, err, sizeof err);
   cr_assert_eq(rc, MCR_ERESOLVE, "got %s (%s)", mcr_err_name(rc), err);
   cr_assert_null(c);
   cr_assert(strstr(err, "no-such-host.invalid") != NULL, "%s", err);

@@ -41,7 +41,7 @@ static void* worker(void* arg) {
   o.distribution = MCR_DIST_KETAMA_LIBMEMCACHED;
   o.compress_threshold = 64;
   mcr_client_t* c = NULL;
-  if (mcr_client_new(&c, &o) != 0)
+  if (mcr_client_new(&c, &o, NULL, 0) != 0)
     return (void*)1;
   long bad = 0;
   for (int r = 0; r < ROUNDS; r++) {

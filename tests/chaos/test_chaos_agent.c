@@ -76,7 +76,7 @@ static void ring_worker(const char* ring, double end, int fd) {
   o.failure_limit = 0;
   mcr_client_t* c;
   char err[256];
-  if (mcr_client_new_err(&c, &o, err, sizeof(err)) != 0) {
+  if (mcr_client_new(&c, &o, err, sizeof(err)) != 0) {
     fprintf(stderr, "worker: %s\n", err);
     _exit(3);
   }

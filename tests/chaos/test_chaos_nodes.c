@@ -98,7 +98,7 @@ Test(chaos_nodes, stopped_node_times_out_others_unaffected) {
   size_t ml[3] = {strlen(mk[0]), strlen(mk[1]), strlen(mk[2])};
   mcr_item_t items[3];
   int64_t t0 = now_ms();
-  int hits = mcr_client_get_multi(c, 3, mk, ml, items);
+  int hits = t_get_multi(c, 3, mk, ml, items);
   int64_t multi_ms = now_ms() - t0;
   cr_expect_eq(hits, 2);
   cr_expect_eq(items[0].status, MCR_OK);
@@ -186,7 +186,7 @@ static void worker(int id, const char* servers, double end, int fd) {
   o.failure_limit = 2;
   o.retry_timeout_ms = 100;
   mcr_client_t* c;
-  if (mcr_client_new(&c, &o) != 0)
+  if (mcr_client_new(&c, &o, NULL, 0) != 0)
     _exit(3);
   uint64_t lo[KEYS_PER_WORKER] = {0}, hi[KEYS_PER_WORKER] = {0};
   tally_t t = {0};

@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     mcr_client_opts_t o;
     mcr_client_opts_init(&o);
     o.servers = "/nonexistent/mcr-fuzz-key.sock";
-    if (mcr_client_new(&client, &o) != 0)
+    if (mcr_client_new(&client, &o, NULL, 0) != 0)
       abort();
   }
   /* A heap copy of exactly `size` bytes: reads past it are caught. */

@@ -1,144 +1,139 @@
-/* fuzz_meta.c — libFuzzer target for the meta-protocol reply parser.
+/* fuzz_meta.c — libFuzzer target for the meta-protocol decoders.
  *
  * Meta replies carry the most structure the client parses: a two-letter
  * code, flag tokens with values (c f t h l s k O b W X Z), data blocks, and
  * in pipelines the opaque matching that charges each reply (or an error
- * line without an opaque) to a command. This target runs mg / ms / md / ma
- * / mn / me on one node and quiet pipelines over three nodes with
- * fuzzer-chosen request flags against fuzzer-chosen replies (fuzz_peer.h).
- * Besides "no crash, leak or undefined behaviour" it checks that every
- * result is a status or an MCR_E* code and that returned values and keys
- * are readable.
+ * line without an opaque) to a command. This target hands fuzzer bytes, in
+ * fuzzer-chosen chunks (fuzz_decode.h), to lib/codec_meta.c's decoders: a
+ * single command's reply (with the codes a chosen command may get, quiet
+ * or not, an opaque expected or not) and a pipeline of 1..8 commands of
+ * chosen ops on one node. It also builds the request lines of commands with
+ * fuzzer-chosen flags that pass mcr__meta_check. Besides "no crash, leak
+ * or undefined behaviour": the decoder contract holds, every recorded
+ * offset lies inside the bytes received, every status is in range, and a
+ * request line stays within MCR__META_LINE_MAX.
  *
- * Input: byte 0 picks the call, bytes 1..4 the request flags, byte 5 a
- * parameter, then the reply stream (pipelines: two length-prefixed streams
- * and the rest).
+ * Input: byte 0 picks the decoder, byte 1 a parameter, bytes 2..5 request
+ * flags, byte 6 how many chunk sizes follow (0..7), those sizes, then the
+ * reply.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "fuzz_peer.h"
+#include "fuzz_decode.h"
 
-static mcr_client_t* one;
-static mcr_client_t* three;
+static const char ops[] = {'g', 's', 'd', 'a'};
 
-static volatile uint8_t sink;
-
-static void check_result(int rc, const mcr_meta_result_t* r) {
-  if (rc < MCR_ESYS || rc > MCR_NOT_FOUND)
+static void check_reply(const fuzz_reply_t* r, const mcr__meta_reply_t* rep) {
+  const mcr_meta_result_t* m = &rep->r;
+  if (m->status < MCR_ESYS || m->status > MCR_NOT_FOUND)
     abort();
-  if (r->have & MCR_MR_VALUE)
-    for (size_t i = 0; i < r->value_len; i++)
-      sink ^= (uint8_t)r->value[i];
-  if (r->have & MCR_MR_KEY)
-    for (size_t i = 0; i < r->key_len; i++)
-      sink ^= (uint8_t)r->key[i];
+  if ((m->have & MCR_MR_VALUE) &&
+      (!fuzz_inside(r, rep->val_off, m->value_len) ||
+       m->value_len > FUZZ_VALUE_MAX))
+    abort();
+  if ((m->have & MCR_MR_KEY) && !rep->key_b64 &&
+      !fuzz_inside(r, rep->key_off, m->key_len))
+    abort();
+  if (!fuzz_inside(r, rep->line_off, rep->line_len))
+    abort();
 }
 
-static void opts_from(fuzz_in_t* in, mcr_meta_opts_t* o, char op) {
-  memset(o, 0, sizeof(*o));
-  o->flags = fuzz_u32(in);
-  uint8_t arg = fuzz_u8(in);
-  o->ttl = arg;
-  o->vivify_ttl = arg;
-  o->recache_ttl = arg;
-  o->cas = arg;
-  o->opaque = arg;
-  o->delta = arg;
-  o->initial = arg;
-  o->client_flags = arg;
-  static const char ms_modes[] = "SEAPR";
-  static const char ma_modes[] = "ID+-";
-  if (op == 's')
-    o->mode = ms_modes[arg % 5];
-  else if (op == 'a')
-    o->mode = ma_modes[arg % 4];
+/* A request line for op with fuzzer flags, when they pass the checks. */
+static void encode(char op, uint32_t flags, uint8_t arg) {
+  mcr_meta_opts_t o = {.flags = flags,
+                       .ttl = (int64_t)arg - 128,
+                       .vivify_ttl = arg,
+                       .recache_ttl = arg,
+                       .cas = UINT64_MAX - arg,
+                       .client_flags = UINT32_MAX,
+                       .opaque = UINT32_MAX,
+                       .delta = UINT64_MAX,
+                       .initial = UINT64_MAX,
+                       .mode = "SEAPRID+-"[arg % 9]};
+  char key[186];
+  memset(key, 'k', sizeof key);
+  size_t klen = (flags & MCR_META_BASE64) ? 186 : 1 + arg % 250;
+  char longkey[250];
+  memset(longkey, 'k', sizeof longkey);
+  const char* kp = (flags & MCR_META_BASE64) ? key : longkey;
+  char err[128];
+  if (mcr__meta_check(op, kp, klen, "v", 1, &o, FUZZ_VALUE_MAX, err,
+                      sizeof err) != 0)
+    return;
+  char line[MCR__META_LINE_MAX + 64];
+  size_t n = mcr__meta_request(line, op, kp, klen, 1, &o);
+  if (n > MCR__META_LINE_MAX || n < 4 || line[n - 2] != '\r' ||
+      line[n - 1] != '\n')
+    abort();
 }
 
-static void run_one(uint8_t op, fuzz_in_t* in) {
-  static const char bin[] = {0, 1, 2, ' ', '\n'};
-  mcr_meta_opts_t o;
-  char c = "gsdanm"[op % 6];
-  opts_from(in, &o, c);
-  /* With the b flag the key is binary (sent base64); else a text key. */
-  const char* key = (o.flags & MCR_META_BASE64) ? bin : "k0";
-  size_t key_len = (o.flags & MCR_META_BASE64) ? sizeof(bin) : 2;
-  fuzz_peers_t p;
-  fuzz_feed(one, &p, 0, in->p, in->n);
-  mcr_meta_result_t r;
-  memset(&r, 0, sizeof(r));
-  int rc = 0;
-  const char* text;
-  switch (c) {
-    case 'g':
-      rc = mcr_client_mg(one, key, key_len, &o, &r);
-      break;
-    case 's':
-      rc = mcr_client_ms(one, key, key_len, "value", 5, &o, &r);
-      break;
-    case 'd':
-      rc = mcr_client_md(one, key, key_len, &o, &r);
-      break;
-    case 'a':
-      rc = mcr_client_ma(one, key, key_len, &o, &r);
-      break;
-    case 'n':
-      rc = mcr_client_mn(one, 0);
-      break;
-    case 'm':
-      rc = mcr_client_me(one, "k0", 2, &text);
-      if (rc == MCR_OK)
-        sink ^= (uint8_t)strlen(text);
-      break;
-  }
-  if (c == 'n' || c == 'm')
-    memset(&r, 0, sizeof(r));
-  check_result(rc, &r);
-  fuzz_drain(one, &p);
+static void decode_one(uint8_t arg, uint32_t flags, const uint8_t* d, size_t n,
+                       const uint8_t* sz, size_t nsz) {
+  char op = ops[arg % 4];
+  mcr__meta_ctx_t x = {
+      .accept = (arg & 0x40) ? MCR__RC_ME | MCR__RC_EN : mcr__meta_codes(op),
+      .quiet = arg & 0x10,
+      .want_opaque = arg & 0x20,
+      .opaque = flags,
+      .implied = mcr__meta_implied(op),
+      .value_max = FUZZ_VALUE_MAX};
+  fuzz_reply_t r;
+  fuzz_run(&r, mcr__meta_decode, &x, d, n, sz, nsz);
+  if (r.rc == MCR__DONE)
+    check_reply(&r, &x.rep);
+  free(r.buf);
 }
 
-static void run_pipeline(fuzz_in_t* in) {
-  static const char* const keys[] = {"k0", "k1", "k2", "k3",
-                                     "k4", "k5", "k6", "k7"};
+static void decode_pipe(uint8_t arg, uint32_t flags, const uint8_t* d, size_t n,
+                        const uint8_t* sz, size_t nsz) {
+  size_t k = 1 + arg % 8;
   mcr_meta_cmd_t cmds[8];
-  size_t n = 1 + fuzz_u8(in) % 8;
-  for (size_t i = 0; i < n; i++) {
-    memset(&cmds[i], 0, sizeof(cmds[i]));
-    cmds[i].op = "gsda"[fuzz_u8(in) % 4];
-    cmds[i].key = keys[i];
-    cmds[i].key_len = 2;
-    cmds[i].value = "v";
-    cmds[i].value_len = 1;
-    opts_from(in, &cmds[i].opts, cmds[i].op);
-    cmds[i].opts.flags &= ~MCR_META_BASE64;
+  mcr__pcmd_t pc[8];
+  size_t order[8];
+  for (size_t i = 0; i < k; i++) {
+    cmds[i] = (mcr_meta_cmd_t){.op = ops[(flags >> (2 * i)) & 3]};
+    pc[i] = (mcr__pcmd_t){.node = 0, .pos = i};
+    order[i] = i;
   }
-  const uint8_t* seg[3];
-  size_t seg_len[3];
-  fuzz_split(in->p, in->n, 3, seg, seg_len);
-  fuzz_peers_t p;
-  for (size_t i = 0; i < 3; i++)
-    fuzz_feed(three, &p, i, seg[i], seg_len[i]);
-  int rc = mcr_client_meta_pipeline(three, cmds, n);
-  if (rc < MCR_ESYS || rc > (int)n)
+  mcr__pipe_ctx_t x = {.cmds = cmds,
+                       .n = k,
+                       .pc = pc,
+                       .order = order,
+                       .count = k,
+                       .node = 0,
+                       .value_max = FUZZ_VALUE_MAX};
+  fuzz_reply_t r;
+  fuzz_run(&r, mcr__meta_pipe_decode, &x, d, n, sz, nsz);
+  if (x.cur > k)
     abort();
-  if (rc >= 0)
-    for (size_t i = 0; i < n; i++)
-      check_result(cmds[i].result.status, &cmds[i].result);
-  fuzz_drain(three, &p);
+  for (size_t i = 0; i < k; i++) {
+    if (pc[i].state == MCR__P_REPLIED)
+      check_reply(&r, &pc[i].rep);
+    int st = cmds[i].result.status;
+    if (st < MCR_ESYS || st > MCR_NOT_FOUND)
+      abort();
+  }
+  free(r.buf);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (!one) {
-    one = fuzz_client(FUZZ_ONE_NODE);
-    three = fuzz_client(FUZZ_THREE_NODES);
-  }
-  if (size < 1)
+  if (size < 7)
     return 0;
-  fuzz_in_t in = {data + 1, size - 1};
-  if (data[0] & 0x80)
-    run_pipeline(&in);
+  uint8_t op = data[0], arg = data[1];
+  uint32_t flags;
+  memcpy(&flags, data + 2, 4);
+  size_t nsz = data[6] % 8;
+  if (size < 7 + nsz)
+    return 0;
+  const uint8_t* sz = data + 7;
+  const uint8_t* d = data + 7 + nsz;
+  size_t n = size - 7 - nsz;
+  encode(ops[op % 4], flags, arg);
+  if (op & 0x80)
+    decode_pipe(arg, flags, d, n, sz, nsz);
   else
-    run_one(data[0], &in);
+    decode_one(arg, flags, d, n, sz, nsz);
   return 0;
 }

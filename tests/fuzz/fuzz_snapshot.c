@@ -29,7 +29,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
-#include "fuzz_peer.h"
+#include "fuzz_decode.h"
 #include "ring.h"
 
 static volatile uint8_t sink;
@@ -167,7 +167,7 @@ static void through_files(const unsigned char* buf, size_t size, bool full) {
     o.ring_dir = dir;
     o.ring_verify = full;
     mcr_client_t* c;
-    if (mcr_client_new(&c, &o) == 0) {
+    if (mcr_client_new(&c, &o, NULL, 0) == 0) {
       for (size_t i = 0; i < mcr_client_node_count(c); i++)
         sink ^= (uint8_t)strlen(mcr_client_node_name(c, i));
       mcr_client_free(c);

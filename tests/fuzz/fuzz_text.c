@@ -1,188 +1,193 @@
-/* fuzz_text.c — libFuzzer target for the text-protocol reply parser.
+/* fuzz_text.c — libFuzzer target for the text-protocol decoders.
  *
  * A memcached node is a peer the client cannot trust to be well-formed: a
  * proxy bug, a desynchronised stream or a hostile server can send any
- * bytes. This target drives the real public calls (get, gets, gat, the
- * multi-key fan-out, every storage command, delete, incr/decr, touch,
- * stats, version, flush_all, verbosity, cache_memlimit, set/delete of many
- * keys) against fuzzer-chosen reply bytes (fuzz_peer.h), so every parser
- * path is reached exactly as a worker reaches it, the zstd decoding of a
- * value flagged compressed included. The property checked besides "no
- * crash, leak or undefined behaviour": a call returns either a status or a
- * negative MCR_E* code, and a hit's value lies inside memory we may read.
+ * bytes. This target hands fuzzer bytes straight to the pure decoders of
+ * lib/codec_text.c, in fuzzer-chosen chunks (fuzz_decode.h drives them as
+ * the engine does): the one-key get, the one-line replies (store, delete,
+ * touch, incr/decr, OK, VERSION, MN), stats, a multi-key get of 1..8 keys
+ * and a batch of 1..8 commands; and value.c's zstd decoding of a value
+ * flagged compressed. Besides "no crash, leak or undefined behaviour",
+ * each result must keep the decoder contract, and every offset a decoder
+ * records must lie inside the bytes received.
  *
- * Input: byte 0 picks the call, byte 1 a parameter, then the reply stream
- * (for the three-node calls, two length-prefixed streams and the rest).
+ * Input: byte 0 picks the decoder, byte 1 a parameter, byte 2 how many
+ * chunk sizes follow (0..7: 0 feeds the reply whole), then those sizes,
+ * then the reply.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "fuzz_peer.h"
-
-static mcr_client_t* one;
-static mcr_client_t* three;
+#include "fuzz_decode.h"
 
 static const char* const keys[] = {"k0", "k1", "k2", "k3",
                                    "k4", "k5", "k6", "k7"};
 static const size_t key_lens[] = {2, 2, 2, 2, 2, 2, 2, 2};
 
-/* Touches every byte of a returned value, so ASan sees a bad pointer. */
-static volatile uint8_t sink;
-static void touch_item(const mcr_item_t* it) {
-  if (it->status == MCR_OK)
-    for (size_t i = 0; i < it->value_len; i++)
-      sink ^= (uint8_t)it->value[i];
-}
+static mcr_client_t* client; /* for value.c (never connects) */
 
-static void check_rc(int rc) {
-  if (rc < MCR_ESYS || rc > MCR_NOT_FOUND + 1000) /* positive: a count */
+static void decode_get(uint8_t arg, const uint8_t* d, size_t n,
+                       const uint8_t* sz, size_t nsz) {
+  mcr__get_ctx_t g = {.key = "k0",
+                      .key_len = 2,
+                      .want_cas = arg & 1,
+                      .value_max = FUZZ_VALUE_MAX};
+  fuzz_reply_t r;
+  fuzz_run(&r, mcr__text_get_decode, &g, d, n, sz, nsz);
+  if (r.rc == MCR__DONE && g.status != MCR_OK && g.status != MCR_MISS)
     abort();
+  if (r.rc == MCR__DONE && g.status == MCR_OK &&
+      (!fuzz_inside(&r, g.value_off, g.value_len) ||
+       g.value_len > FUZZ_VALUE_MAX))
+    abort();
+  free(r.buf);
 }
 
-static void run_one(uint8_t op, uint8_t arg, const uint8_t* d, size_t n) {
-  fuzz_peers_t p;
-  fuzz_feed(one, &p, 0, d, n);
-  mcr_item_t it;
-  mcr_item_t items[3];
-  uint64_t num;
-  int st[3];
-  const mcr_stat_t* stats;
-  const char* ver;
-  unsigned cflags = (arg & 0x80) ? MCR_CALL_NOREPLY : 0;
-  int rc = 0;
-  switch (op % 20) {
-    case 0:
-      rc = mcr_client_get(one, "k0", 2, &it);
-      touch_item(&it);
-      break;
-    case 1:
-      rc = mcr_client_gets(one, "k0", 2, &it);
-      touch_item(&it);
-      break;
-    case 2:
-      rc = mcr_client_gat(one, arg, "k0", 2, &it);
-      touch_item(&it);
-      break;
-    case 3:
-      rc = mcr_client_gats(one, arg, "k0", 2, &it);
-      touch_item(&it);
-      break;
-    case 4:
-      rc = mcr_client_get_multi(one, 1 + arg % 3, keys, key_lens, items);
-      for (int i = 0; i < 1 + arg % 3; i++)
-        touch_item(&items[i]);
-      break;
-    case 5:
-      rc = mcr_client_gets_multi(one, 1 + arg % 3, keys, key_lens, items);
-      for (int i = 0; i < 1 + arg % 3; i++)
-        touch_item(&items[i]);
-      break;
-    case 6:
-      rc = mcr_client_set(one, "k0", 2, "value", 5, arg & 0x7f, 0, cflags);
-      break;
-    case 7:
-      rc = mcr_client_add(one, "k0", 2, "value", 5, 0, arg, cflags);
-      break;
-    case 8:
-      rc = mcr_client_cas(one, "k0", 2, "value", 5, 0, 0, arg, cflags);
-      break;
-    case 9:
-      rc = mcr_client_append(one, "k0", 2, "v", 1, cflags);
-      break;
-    case 10:
-      rc = mcr_client_delete(one, "k0", 2, cflags);
-      break;
-    case 11:
-      rc = mcr_client_incr(one, "k0", 2, arg, &num, cflags);
-      break;
-    case 12:
-      rc = mcr_client_decr(one, "k0", 2, arg, &num, cflags);
-      break;
-    case 13:
-      rc = mcr_client_touch(one, "k0", 2, arg, cflags);
-      break;
-    case 14:
-      rc = mcr_client_stats_node(one, 0, (arg & 1) ? "items" : NULL, &stats);
-      for (int i = 0; i < rc; i++)
-        sink ^= (uint8_t)(strlen(stats[i].name) + strlen(stats[i].value));
-      break;
-    case 15:
-      rc = mcr_client_version(one, 0, &ver);
-      if (rc == 0)
-        sink ^= (uint8_t)strlen(ver);
-      break;
-    case 16:
-      rc = mcr_client_flush_all(one, arg, cflags);
-      break;
-    case 17:
-      rc = mcr_client_verbosity(one, arg & 3, cflags);
-      break;
-    case 18:
-      rc = mcr_client_cache_memlimit(one, 64 + arg, cflags);
-      break;
-    case 19: {
-      const void* vals[3] = {"a", "bb", "ccc"};
-      size_t vlens[3] = {1, 2, 3};
-      if (arg & 1)
-        rc = mcr_client_set_multi(one, 3, keys, key_lens, vals, vlens, 0, 0, st,
-                                  cflags);
-      else
-        rc = mcr_client_delete_multi(one, 3, keys, key_lens, st, cflags);
-      break;
-    }
-  }
-  check_rc(rc);
-  fuzz_drain(one, &p);
+static void decode_line(uint8_t arg, const uint8_t* d, size_t n,
+                        const uint8_t* sz, size_t nsz) {
+  mcr__line_ctx_t x = {.kind = (mcr__reply_kind_t)(arg % 7)};
+  fuzz_reply_t r;
+  fuzz_run(&r, mcr__text_line_decode, &x, d, n, sz, nsz);
+  if (r.rc == MCR__DONE && (x.status < MCR_OK || x.status > MCR_NOT_FOUND))
+    abort();
+  if (r.rc == MCR__DONE && x.kind == MCR__R_VERSION &&
+      !fuzz_inside(&r, x.text_off, x.text_len))
+    abort();
+  free(r.buf);
 }
 
-static void run_three(uint8_t op, uint8_t arg, const uint8_t* d, size_t n) {
-  const uint8_t* seg[3];
-  size_t seg_len[3];
-  fuzz_split(d, n, 3, seg, seg_len);
-  fuzz_peers_t p;
-  for (size_t i = 0; i < 3; i++)
-    fuzz_feed(three, &p, i, seg[i], seg_len[i]);
-  mcr_item_t items[8];
-  int st[8];
+static void decode_stats(const uint8_t* d, size_t n, const uint8_t* sz,
+                         size_t nsz) {
+  mcr__stats_ctx_t x = {0};
+  fuzz_reply_t r;
+  fuzz_run(&r, mcr__text_stats_decode, &x, d, n, sz, nsz);
+  for (size_t i = 0; i < x.n; i++)
+    if (!fuzz_inside(&r, x.ent[i].name_off, x.ent[i].name_len) ||
+        !fuzz_inside(&r, x.ent[i].value_off, x.ent[i].value_len) ||
+        x.ent[i].name_len == 0)
+      abort();
+  if (x.n > MCR__STATS_MAX)
+    abort();
+  free(x.ent);
+  free(r.buf);
+}
+
+static void decode_mget(uint8_t arg, const uint8_t* d, size_t n,
+                        const uint8_t* sz, size_t nsz) {
   size_t k = 1 + arg % 8;
-  int rc = 0;
-  switch (op % 4) {
-    case 0:
-      rc = mcr_client_get_multi(three, k, keys, key_lens, items);
-      for (size_t i = 0; i < k; i++)
-        touch_item(&items[i]);
-      break;
-    case 1:
-      rc = mcr_client_gets_multi(three, k, keys, key_lens, items);
-      for (size_t i = 0; i < k; i++)
-        touch_item(&items[i]);
-      break;
-    case 2: {
-      const void* vals[8] = {"a", "b", "c", "d", "e", "f", "g", "h"};
-      size_t vlens[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-      rc = mcr_client_set_multi(three, k, keys, key_lens, vals, vlens, 0, 0, st,
-                                0);
-      break;
-    }
-    case 3:
-      rc = mcr_client_delete_multi(three, k, keys, key_lens, st, 0);
-      break;
+  size_t next[8], value_off[8];
+  mcr_item_t items[8];
+  for (size_t i = 0; i < k; i++) {
+    next[i] = i + 1 < k ? i + 1 : SIZE_MAX;
+    items[i] = (mcr_item_t){.status = MCR_MISS};
   }
-  check_rc(rc);
-  fuzz_drain(three, &p);
+  mcr__mget_ctx_t g = {.cmd = (mcr__get_t)((arg >> 3) % 4),
+                       .keys = keys,
+                       .key_lens = key_lens,
+                       .next = next,
+                       .items = items,
+                       .value_off = value_off,
+                       .value_max = FUZZ_VALUE_MAX,
+                       .first = 0};
+  mcr_buf_t req = {0};
+  if (mcr__text_mget_request(&req, &g, (int64_t)arg - 128))
+    abort();
+  if (g.lines != 1) /* eight short keys fit one request line */
+    abort();
+  free(req.data);
+  fuzz_reply_t r;
+  fuzz_run(&r, mcr__text_mget_decode, &g, d, n, sz, nsz);
+  for (size_t i = 0; i < k; i++) {
+    if (items[i].status != MCR_OK && items[i].status != MCR_MISS)
+      abort();
+    if (r.rc == MCR__DONE && items[i].status == MCR_OK &&
+        !fuzz_inside(&r, value_off[i], items[i].value_len))
+      abort();
+  }
+  free(r.buf);
+}
+
+static void decode_batch(uint8_t arg, const uint8_t* d, size_t n,
+                         const uint8_t* sz, size_t nsz) {
+  size_t k = 1 + arg % 8;
+  size_t next[8];
+  int statuses[8];
+  for (size_t i = 0; i < k; i++) {
+    next[i] = i + 1 < k ? i + 1 : SIZE_MAX;
+    statuses[i] = INT32_MIN;
+  }
+  mcr__batch_ctx_t b = {.next = next, .statuses = statuses, .cursor = 0};
+  fuzz_reply_t r;
+  fuzz_run(&r, mcr__text_batch_decode, &b, d, n, sz, nsz);
+  for (size_t i = 0; i < k; i++)
+    if (statuses[i] != INT32_MIN &&
+        (statuses[i] < MCR_ESERVERERR || statuses[i] > MCR_NOT_FOUND))
+      abort();
+  free(r.buf);
+}
+
+/* value.c on a value flagged zstd: a clean MCR_ECOMPRESS or a readable
+ * value. */
+static volatile uint8_t sink;
+static void decode_value(uint8_t arg, const uint8_t* d, size_t n) {
+  char* v = malloc(n ? n : 1);
+  if (!v)
+    abort();
+  memcpy(v, d, n);
+  mcr_item_t it = {.value = v,
+                   .value_len = n,
+                   .flags = MCR_FLAG_ZSTD | arg,
+                   .status = MCR_OK};
+  mcr__arena_reset(&client->arena);
+  int rc = mcr__decode_item(client, &it);
+  if (rc != 0 && rc != MCR_ECOMPRESS && rc != MCR_ENOMEM)
+    abort();
+  if (rc == 0) {
+    if (it.flags & MCR_FLAG_ZSTD)
+      abort();
+    for (size_t i = 0; i < it.value_len; i++)
+      sink ^= (uint8_t)it.value[i];
+  }
+  free(v);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (!one) {
-    one = fuzz_client(FUZZ_ONE_NODE);
-    three = fuzz_client(FUZZ_THREE_NODES);
+  if (!client) {
+    mcr_client_opts_t o;
+    mcr_client_opts_init(&o);
+    o.servers = "127.0.0.1:1";
+    if (mcr_client_new(&client, &o, NULL, 0) != 0)
+      abort();
   }
-  if (size < 2)
+  if (size < 3)
     return 0;
-  if (data[0] & 0x80)
-    run_three(data[0], data[1], data + 2, size - 2);
-  else
-    run_one(data[0], data[1], data + 2, size - 2);
+  uint8_t op = data[0], arg = data[1];
+  size_t nsz = data[2] % 8;
+  if (size < 3 + nsz)
+    return 0;
+  const uint8_t* sz = data + 3;
+  const uint8_t* d = data + 3 + nsz;
+  size_t n = size - 3 - nsz;
+  switch (op % 6) {
+    case 0:
+      decode_get(arg, d, n, sz, nsz);
+      break;
+    case 1:
+      decode_line(arg, d, n, sz, nsz);
+      break;
+    case 2:
+      decode_stats(d, n, sz, nsz);
+      break;
+    case 3:
+      decode_mget(arg, d, n, sz, nsz);
+      break;
+    case 4:
+      decode_batch(arg, d, n, sz, nsz);
+      break;
+    case 5:
+      decode_value(arg, d, n);
+      break;
+  }
   return 0;
 }

@@ -185,8 +185,8 @@ static bool fake_react(fake_conn_t* c, const char* req, size_t len,
   }
 }
 
-/* Relays between the client and a fresh connection to the backend. */
-static void fake_proxy(fake_conn_t* c) {
+/* A fresh connection to the backend, or -1. */
+static int backend_connect(fake_conn_t* c) {
   /* No cr_assert here: a failure must not end the test from a thread. */
   int bfd = -1;
   if (c->f->o.backend != NULL) {
@@ -199,6 +199,61 @@ static void fake_proxy(fake_conn_t* c) {
       bfd = -1;
     }
   }
+  return bfd;
+}
+
+/* FAKE_APPLY_CLOSE: relays request by request; the drop_at-th goes to the
+ * backend, its reply is awaited and thrown away, and the client gets the
+ * connection closed instead. */
+static void fake_apply_close(fake_conn_t* c) {
+  int bfd = backend_connect(c);
+  if (bfd < 0)
+    return;
+  char in[65536], buf[65536];
+  size_t len = 0;
+  int nth = 0;
+  for (;;) {
+    struct pollfd p[2] = {{c->fd, POLLIN, 0}, {bfd, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0 && errno != EINTR)
+      break;
+    if (p[1].revents) {
+      ssize_t n = recv(bfd, buf, sizeof buf, 0);
+      if (n <= 0 || !write_all(c->fd, buf, (size_t)n))
+        break;
+    }
+    if (!p[0].revents)
+      continue;
+    ssize_t n = recv(c->fd, in + len, sizeof in - len, 0);
+    if (n <= 0)
+      break;
+    fake_record(c->f, in + len, (size_t)n);
+    len += (size_t)n;
+    size_t rl;
+    bool dropped = false;
+    while ((rl = request_len(in, len)) > 0) {
+      pthread_mutex_lock(&c->f->mu);
+      c->f->nreqs++;
+      pthread_mutex_unlock(&c->f->mu);
+      write_all(bfd, in, rl);
+      memmove(in, in + rl, len - rl);
+      len -= rl;
+      if (nth++ == c->f->o.drop_at) {
+        struct pollfd b = {bfd, POLLIN, 0};
+        if (poll(&b, 1, 5000) == 1 && recv(bfd, buf, sizeof buf, 0) > 0)
+          usleep((useconds_t)c->f->o.drop_delay_ms * 1000);
+        dropped = true;
+        break;
+      }
+    }
+    if (dropped)
+      break;
+  }
+  close(bfd);
+}
+
+/* Relays between the client and a fresh connection to the backend. */
+static void fake_proxy(fake_conn_t* c) {
+  int bfd = backend_connect(c);
   if (bfd < 0)
     return;
   char buf[65536];
@@ -227,6 +282,8 @@ static void* fake_conn_main(void* arg) {
   fake_conn_t* c = arg;
   if (c->mode == FAKE_PROXY) {
     fake_proxy(c);
+  } else if (c->mode == FAKE_APPLY_CLOSE) {
+    fake_apply_close(c);
   } else if (c->mode != FAKE_CLOSE) {
     size_t cap = 1 << 16, len = 0;
     char* buf = malloc(cap);

@@ -489,7 +489,7 @@ mcr_client_t* client_new(const char* servers, const mcr_client_opts_t* opts) {
   if (servers != NULL)
     o.servers = servers;
   mcr_client_t* c = NULL;
-  int rc = mcr_client_new(&c, &o);
+  int rc = mcr_client_new(&c, &o, NULL, 0);
   cr_assert_eq(rc, 0, "mcr_client_new(%s): %s", o.servers, mcr_err_name(rc));
   cr_assert_not_null(c);
   return c;

@@ -100,13 +100,17 @@ int64_t raw_ttl(const mcd_t* m, const char* key);
 /* ---------------------------------------------------------------- fake */
 
 typedef enum {
-  FAKE_SILENT,    /* reads requests, never answers */
-  FAKE_HALF,      /* answers "VALUE <key> 0 10\r\nabc" and stalls */
-  FAKE_GARBAGE,   /* answers a line that is no memcached reply */
-  FAKE_CLOSE_MID, /* answers "VALUE <key> 0 10\r\nabc" and closes */
-  FAKE_SCRIPT,    /* answers script[i] to the i-th request (last repeats) */
-  FAKE_PROXY,     /* relays bytes to and from a real memcached */
-  FAKE_CLOSE      /* closes every connection at once */
+  FAKE_SILENT,     /* reads requests, never answers */
+  FAKE_HALF,       /* answers "VALUE <key> 0 10\r\nabc" and stalls */
+  FAKE_GARBAGE,    /* answers a line that is no memcached reply */
+  FAKE_CLOSE_MID,  /* answers "VALUE <key> 0 10\r\nabc" and closes */
+  FAKE_SCRIPT,     /* answers script[i] to the i-th request (last repeats) */
+  FAKE_PROXY,      /* relays bytes to and from a real memcached */
+  FAKE_CLOSE,      /* closes every connection at once */
+  FAKE_APPLY_CLOSE /* relays to a real memcached, but the drop_at-th request
+                      (0-based) on a connection is applied there and then
+                      answered by closing, after drop_delay_ms, without a
+                      byte (a proxy or server that dies after applying) */
 } fake_mode_t;
 
 typedef struct {
@@ -119,6 +123,8 @@ typedef struct {
   int trickle_us;            /* FAKE_SCRIPT: send one byte per this many us */
   int split_at;              /* FAKE_SCRIPT: send this many bytes of each */
   int split_us;              /* reply, wait split_us, then send the rest */
+  int drop_at;               /* FAKE_APPLY_CLOSE: which request */
+  int drop_delay_ms;         /* FAKE_APPLY_CLOSE: silence before closing */
 } fake_opts_t;
 
 typedef struct fake fake_t;
@@ -229,6 +235,58 @@ bool in_ci(void);
       cr_assert_fail("not skipped under CI: %s", (why)); \
     cr_skip_test("%s", (why));                           \
   } while (0)
+
+/* The multi-key calls as tests read them: the count they give through an
+ * out-parameter, or the negative error when they fail. */
+static inline int t_get_multi(mcr_client_t* c, size_t n,
+                              const char* const* keys, const size_t* lens,
+                              mcr_item_t* items) {
+  size_t hits = 0;
+  int rc = mcr_client_get_multi(c, n, keys, lens, items, &hits);
+  return rc < 0 ? rc : (int)hits;
+}
+static inline int t_gets_multi(mcr_client_t* c, size_t n,
+                               const char* const* keys, const size_t* lens,
+                               mcr_item_t* items) {
+  size_t hits = 0;
+  int rc = mcr_client_gets_multi(c, n, keys, lens, items, &hits);
+  return rc < 0 ? rc : (int)hits;
+}
+static inline int t_set_multi(mcr_client_t* c, size_t n,
+                              const char* const* keys, const size_t* lens,
+                              const void* const* values,
+                              const size_t* value_lens, uint32_t flags,
+                              int64_t ttl, int* statuses, unsigned cflags) {
+  size_t ok = 0;
+  int rc = mcr_client_set_multi(c, n, keys, lens, values, value_lens, flags,
+                                ttl, statuses, cflags, &ok);
+  return rc < 0 ? rc : (int)ok;
+}
+static inline int t_delete_multi(mcr_client_t* c, size_t n,
+                                 const char* const* keys, const size_t* lens,
+                                 int* statuses, unsigned cflags) {
+  size_t ok = 0;
+  int rc = mcr_client_delete_multi(c, n, keys, lens, statuses, cflags, &ok);
+  return rc < 0 ? rc : (int)ok;
+}
+static inline int t_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds,
+                                  size_t n) {
+  size_t ok = 0;
+  int rc = mcr_client_meta_pipeline(c, cmds, n, &ok);
+  return rc < 0 ? rc : (int)ok;
+}
+static inline int t_stats_node(mcr_client_t* c, size_t node, const char* arg,
+                               const mcr_stat_t** stats) {
+  size_t n = 0;
+  int rc = mcr_client_stats_node(c, node, arg, stats, &n);
+  return rc < 0 ? rc : (int)n;
+}
+static inline int t_hoststats_read(mcr_hoststats_t* h,
+                                   const mcr_hoststat_row_t** rows) {
+  size_t n = 0;
+  int rc = mcr_hoststats_read(h, rows, &n);
+  return rc < 0 ? rc : (int)n;
+}
 
 /* Asserts that an mcring call returned `want`, naming both codes. */
 #define assert_rc(got, want)                                                   \

@@ -1,4 +1,4 @@
-/* test_cluster.c — the client over several real memcached nodes.
+/* test_router.c — routing over several real memcached nodes.
  *
  * Four memcached per test. Checks that every key lands on the node the ring
  * names (read back with raw connections that bypass mcring), that multi-key
@@ -53,7 +53,7 @@ static mcr_client_t* cluster_client(mcr_client_opts_t* o) {
   o->servers = servers;
   mcr_client_t* c = NULL;
   char err[256];
-  int rc = mcr_client_new_err(&c, o, err, sizeof err);
+  int rc = mcr_client_new(&c, o, err, sizeof err);
   cr_assert_eq(rc, 0, "mcr_client_new: %s: %s", mcr_err_name(rc), err);
   return c;
 }
@@ -69,15 +69,15 @@ static int owner(mcr_client_t* c, int i) {
   return -1;
 }
 
-TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(router, .init = setup, .fini = teardown, .timeout = 60);
 
-Test(cluster, set_multi_lands_on_ring_nodes) {
+Test(router, set_multi_lands_on_ring_nodes) {
   mcr_client_t* c = cluster_client(NULL);
   const void* vals[KEYS];
   int st[KEYS];
   for (int i = 0; i < KEYS; i++)
     vals[i] = keys[i];
-  int ok = mcr_client_set_multi(c, KEYS, keys, lens, vals, lens, 7, 0, st, 0);
+  int ok = t_set_multi(c, KEYS, keys, lens, vals, lens, 7, 0, st, 0);
   cr_assert_eq(ok, KEYS, "%d stored: %s", ok, mcr_client_last_error(c));
   int per_node[NODES] = {0};
   for (int i = 0; i < KEYS; i++) {
@@ -101,7 +101,7 @@ Test(cluster, set_multi_lands_on_ring_nodes) {
   mcr_client_free(c);
 }
 
-Test(cluster, get_multi_in_caller_order) {
+Test(router, get_multi_in_caller_order) {
   mcr_client_t* c = cluster_client(NULL);
   /* Store the even keys only, then ask for all in reverse order. */
   for (int i = 0; i < KEYS; i += 2)
@@ -114,7 +114,7 @@ Test(cluster, get_multi_in_caller_order) {
     rl[i] = lens[KEYS - 1 - i];
   }
   mcr_item_t items[KEYS];
-  int hits = mcr_client_get_multi(c, KEYS, rk, rl, items);
+  int hits = t_get_multi(c, KEYS, rk, rl, items);
   cr_assert_eq(hits, KEYS / 2);
   for (int i = 0; i < KEYS; i++) {
     int k = KEYS - 1 - i;
@@ -129,26 +129,26 @@ Test(cluster, get_multi_in_caller_order) {
   mcr_client_free(c);
 }
 
-Test(cluster, delete_multi_statuses) {
+Test(router, delete_multi_statuses) {
   mcr_client_t* c = cluster_client(NULL);
   for (int i = 0; i < 20; i += 2)
     mcr_client_set(c, keys[i], lens[i], "x", 1, 0, 0, 0);
   int st[20];
-  int ok = mcr_client_delete_multi(c, 20, keys, lens, st, 0);
+  int ok = t_delete_multi(c, 20, keys, lens, st, 0);
   cr_assert_eq(ok, 10);
   for (int i = 0; i < 20; i++)
     cr_assert_eq(st[i], i % 2 ? MCR_NOT_FOUND : MCR_OK, "%s", keys[i]);
   mcr_client_free(c);
 }
 
-Test(cluster, set_multi_checks_everything_before_sending) {
+Test(router, set_multi_checks_everything_before_sending) {
   mcr_client_t* c = cluster_client(NULL);
   const char* k[3] = {"good1", "bad key", "good2"};
   size_t kl[3] = {5, 7, 5};
   const void* v[3] = {"a", "b", "c"};
   size_t vl[3] = {1, 1, 1};
   int st[3];
-  cr_assert_eq(mcr_client_set_multi(c, 3, k, kl, v, vl, 0, 0, st, 0), MCR_EKEY);
+  cr_assert_eq(t_set_multi(c, 3, k, kl, v, vl, 0, 0, st, 0), MCR_EKEY);
   mcr_client_opts_t o = opts_default();
   o.item_size_max = 100;
   mcr_client_t* small = cluster_client(&o);
@@ -157,7 +157,7 @@ Test(cluster, set_multi_checks_everything_before_sending) {
   size_t vl2[3] = {1, sizeof big, 1};
   const char* k2[3] = {"good1", "good3", "good2"};
   size_t kl2[3] = {5, 5, 5};
-  int rc = mcr_client_set_multi(small, 3, k2, kl2, v2, vl2, 0, 0, st, 0);
+  int rc = t_set_multi(small, 3, k2, kl2, v2, vl2, 0, 0, st, 0);
   cr_assert_eq(rc, MCR_ETOOBIG, "got %s: %s", mcr_err_name(rc),
                mcr_client_last_error(small));
   for (int j = 0; j < NODES; j++)
@@ -176,7 +176,7 @@ static double timed_get(mcr_client_t* c, int i, int* rc) {
   return (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
 }
 
-Test(cluster, dead_node_costs_only_its_keys_then_comes_back) {
+Test(router, dead_node_costs_only_its_keys_then_comes_back) {
   mcr_client_opts_t o = opts_default();
   o.retry_timeout_ms = 300;
   mcr_client_t* c = cluster_client(&o);
@@ -186,7 +186,7 @@ Test(cluster, dead_node_costs_only_its_keys_then_comes_back) {
 
   /* One multi-get: the dead node's keys fail, the others hit. */
   mcr_item_t items[KEYS];
-  int hits = mcr_client_get_multi(c, KEYS, keys, lens, items);
+  int hits = t_get_multi(c, KEYS, keys, lens, items);
   int dead = 0;
   for (int i = 0; i < KEYS; i++) {
     if (owner(c, i) == 1) {
@@ -222,7 +222,7 @@ Test(cluster, dead_node_costs_only_its_keys_then_comes_back) {
   mcr_client_free(c);
 }
 
-Test(cluster, eject_moves_keys_of_a_down_node) {
+Test(router, eject_moves_keys_of_a_down_node) {
   mcr_client_opts_t o = opts_default();
   o.eject = 1;
   o.failure_limit = 1;
@@ -260,7 +260,7 @@ Test(cluster, eject_moves_keys_of_a_down_node) {
   mcr_client_free(c);
 }
 
-Test(cluster, ignore_errors_makes_a_dead_node_a_miss) {
+Test(router, ignore_errors_makes_a_dead_node_a_miss) {
   mcr_client_opts_t o = opts_default();
   o.ignore_errors = 1;
   mcr_client_t* c = cluster_client(&o);
@@ -310,7 +310,7 @@ static void check_route_many(mcr_client_t* c) {
   }
 }
 
-Test(cluster, route_many_matches_route) {
+Test(router, route_many_matches_route) {
   for (int mode = 0; mode < 3; mode++) {
     mcr_client_opts_t o = opts_default();
     o.distribution = (mcr_distribution_t)mode;
@@ -322,7 +322,7 @@ Test(cluster, route_many_matches_route) {
   mcr_client_opts_t o = opts_default();
   o.servers = mcd_servers_string(&mcd[1]);
   mcr_client_t* c = NULL;
-  cr_assert_eq(mcr_client_new(&c, &o), 0);
+  cr_assert_eq(mcr_client_new(&c, &o, NULL, 0), 0);
   check_route_many(c);
   mcr_client_free(c);
   /* A node marked down: with eject its keys move, the same way in both. */
@@ -336,7 +336,7 @@ Test(cluster, route_many_matches_route) {
     i2++;
   mcd_stop(&mcd[2]);
   cr_assert_lt(mcr_client_set(c, keys[i2], lens[i2], "v", 1, 0, 0, 0), 0);
-  cr_assert_eq(c->ndown, 1);
+  cr_assert_eq(c->health.ndown, 1);
   check_route_many(c);
   size_t moved = 0;
   mcr__route_many(c, 1, &keys[i2], &lens[i2], &moved);

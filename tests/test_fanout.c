@@ -1,21 +1,25 @@
-/* test_timeouts.c — misbehaving servers: the right error, in time, and
- * recovery on the next call.
+/* test_fanout.c — the engine (lib/fanout.c) against misbehaving servers:
+ * the right error, inside the call's deadline, recovery on the next call,
+ * and the retry rule.
  *
- * The spec bounds every failure: the call must return within its timeout
- * plus 50 ms, and a timeout must not fire early (5 ms of slack for the
- * clock). Each test points a client at a fake server from tests/support
- * that misbehaves on its first connection and relays to a real memcached
- * afterwards, so the client's next call on the same handle must succeed:
- * the failed connection was closed and a new one opened. Connect failures
- * use a full accept queue (connects hang) and a bound port with no listener
- * (connects are refused); for recovery a healthy relay then takes over that
- * same port.
+ * Every failure is bounded: the call returns within its timeouts plus the
+ * suite's slack (support.h, TEST_SLACK_MS: a bound that holds on a loaded
+ * machine), and a timeout never fires early. Each test points a client at
+ * a fake server from tests/support that misbehaves on its first connection
+ * and relays to a real memcached afterwards, so the client's next call on
+ * the same handle must succeed: the failed connection was closed and a new
+ * one opened. Connect failures use a full accept queue (connects hang) and
+ * a bound port with no listener (connects are refused); for recovery a
+ * healthy relay then takes over that same port.
  *
- * The second half feeds scripted replies that a correct server never sends
- * (bad and overflowing numbers, a value for a key nobody asked for, short
- * data blocks, over-long lines, trailing bytes) and the three error lines.
- * Error lines are complete replies, so the connection stays open; anything
- * else is a protocol error that must close it.
+ * Then scripted replies that a correct server never sends (bad and
+ * overflowing numbers, a value for a key nobody asked for, short data
+ * blocks, over-long lines, trailing bytes, endless stats, values larger
+ * than item_size_max) and the three error lines. Error lines are complete
+ * replies, so the connection stays open; anything else is a protocol error
+ * that must close it. Last, the retry rule: a kept connection the server
+ * closed is replaced and the request sent again only when it is
+ * repeatable, once, inside the first deadline.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -48,14 +52,14 @@ static void teardown(void) {
   mcd_stop(&mcd);
 }
 
-TestSuite(timeouts, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(fanout, .init = setup, .fini = teardown, .timeout = 30);
 
 static mcr_client_t* short_timeout_client(const char* servers) {
   mcr_client_opts_t o = opts_default();
   o.io_timeout_ms = IO_MS;
   o.connect_timeout_ms = CONNECT_MS;
   /* These tests time every failure, so none may be cut short by the node
-   * being marked down (test_cluster covers that). */
+   * being marked down (test_router covers that). */
   o.failure_limit = 0;
   return client_new(servers, &o);
 }
@@ -94,13 +98,13 @@ static void get_fails_then_recovers(int want, int limit, bool is_timeout) {
   cl_expect(client, "k", "v");
 }
 
-Test(timeouts, silent_server) {
+Test(fanout, silent_server) {
   start_bad_server(FAKE_SILENT);
   get_fails_then_recovers(MCR_ETIMEOUT, IO_MS, true);
   cr_assert_eq(fake_connections(fake), 2);
 }
 
-Test(timeouts, silent_server_on_a_write) {
+Test(fanout, silent_server_on_a_write) {
   start_bad_server(FAKE_SILENT);
   int64_t t0 = now_ms();
   assert_rc(mcr_client_set(client, "w", 1, "v", 1, 0, 0, 0), MCR_ETIMEOUT);
@@ -109,38 +113,38 @@ Test(timeouts, silent_server_on_a_write) {
   cl_expect(client, "w", "v2");
 }
 
-Test(timeouts, silent_server_multi_get) {
+Test(fanout, silent_server_multi_get) {
   start_bad_server(FAKE_SILENT);
   const char* keys[] = {"k", "other"};
   size_t lens[] = {1, 5};
   mcr_item_t items[2];
   int64_t t0 = now_ms();
-  int hits = mcr_client_get_multi(client, 2, keys, lens, items);
+  int hits = t_get_multi(client, 2, keys, lens, items);
   assert_elapsed(now_ms() - t0, IO_MS, true);
   cr_assert_eq(hits, 0);
   assert_rc(items[0].status, MCR_ETIMEOUT);
   assert_rc(items[1].status, MCR_ETIMEOUT);
-  cr_assert_eq(mcr_client_get_multi(client, 2, keys, lens, items), 1);
+  cr_assert_eq(t_get_multi(client, 2, keys, lens, items), 1);
   assert_rc(items[0].status, MCR_OK);
   assert_rc(items[1].status, MCR_MISS);
 }
 
-Test(timeouts, half_reply_then_stall) {
+Test(fanout, half_reply_then_stall) {
   start_bad_server(FAKE_HALF);
   get_fails_then_recovers(MCR_ETIMEOUT, IO_MS, true);
 }
 
-Test(timeouts, garbage_reply) {
+Test(fanout, garbage_reply) {
   start_bad_server(FAKE_GARBAGE);
   get_fails_then_recovers(MCR_EPROTO, IO_MS, false);
 }
 
-Test(timeouts, closed_mid_value) {
+Test(fanout, closed_mid_value) {
   start_bad_server(FAKE_CLOSE_MID);
   get_fails_then_recovers(MCR_ECLOSED, IO_MS, false);
 }
 
-Test(timeouts, closed_at_once) {
+Test(fanout, closed_at_once) {
   start_bad_server(FAKE_CLOSE);
   mcr_item_t item;
   int64_t t0 = now_ms();
@@ -152,7 +156,7 @@ Test(timeouts, closed_at_once) {
   cl_expect(client, "k", "v");
 }
 
-Test(timeouts, paused_memcached) {
+Test(fanout, paused_memcached) {
   /* A real server that stops answering mid-connection. */
   client = short_timeout_client(mcd.servers);
   cl_expect(client, "k", "v");
@@ -162,7 +166,7 @@ Test(timeouts, paused_memcached) {
   cl_expect(client, "k", "v");
 }
 
-Test(timeouts, io_timeout_is_per_call) {
+Test(fanout, io_timeout_is_per_call) {
   /* Two timed-out calls in a row each get the whole timeout: a deadline
    * left over from the first must not shorten the second. */
   fake = fake_start(&(fake_opts_t){.mode = FAKE_SILENT});
@@ -171,7 +175,7 @@ Test(timeouts, io_timeout_is_per_call) {
     get_fails_in_time(MCR_ETIMEOUT, IO_MS, true);
 }
 
-Test(timeouts, slow_drip_reply_is_bounded_by_the_call) {
+Test(fanout, slow_drip_reply_is_bounded_by_the_call) {
   /* The I/O timeout covers the whole reply of a call, not each read: a
    * server that keeps sending a byte every 5 ms for longer than the
    * timeout still makes the call fail in time. */
@@ -210,7 +214,7 @@ static void* slow_reader_main(void* arg) {
   return NULL;
 }
 
-Test(timeouts, a_send_that_waits_counts_against_the_call) {
+Test(fanout, a_send_that_waits_counts_against_the_call) {
   /* The request takes the first 350 ms of a 500 ms call to get out; the
    * wait for the reply then has only what is left. A blocking send
    * followed by a receive with the full SO_RCVTIMEO would take 850 ms. */
@@ -258,7 +262,7 @@ static void take_over_port(int port) {
   cl_expect(client, "k", "v");
 }
 
-Test(timeouts, hung_connect) {
+Test(fanout, hung_connect) {
   blackhole_t b;
   blackhole_start(&b);
   client = short_timeout_client(b.servers);
@@ -270,7 +274,7 @@ Test(timeouts, hung_connect) {
   take_over_port(b.port);
 }
 
-Test(timeouts, connect_timeout_is_separate_from_io_timeout) {
+Test(fanout, connect_timeout_is_separate_from_io_timeout) {
   blackhole_t b;
   blackhole_start(&b);
   mcr_client_opts_t o = opts_default();
@@ -281,7 +285,7 @@ Test(timeouts, connect_timeout_is_separate_from_io_timeout) {
   blackhole_stop(&b);
 }
 
-Test(timeouts, refused_connect) {
+Test(fanout, refused_connect) {
   refuser_t r;
   refuser_start(&r);
   client = short_timeout_client(r.servers);
@@ -290,7 +294,7 @@ Test(timeouts, refused_connect) {
   take_over_port(r.port);
 }
 
-Test(timeouts, unresolvable_host) {
+Test(fanout, unresolvable_host) {
   /* ".invalid" never resolves (RFC 6761); resolution is local, no packet
    * leaves the machine. */
   client = short_timeout_client("no-such-host.invalid:11211");
@@ -371,12 +375,12 @@ static int run_op(op_t op) {
     case OP_DELETE:
       return mcr_client_delete(client, "k", 1, 0);
     case OP_STATS:
-      return mcr_client_stats_node(client, 0, NULL, &st);
+      return t_stats_node(client, 0, NULL, &st);
   }
   return 0;
 }
 
-Test(timeouts, scripted_replies) {
+Test(fanout, scripted_replies) {
   memset(long_line, 'A', sizeof long_line - 3);
   memcpy(long_line + sizeof long_line - 3, "\r\n", 3);
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -409,7 +413,7 @@ Test(timeouts, scripted_replies) {
   }
 }
 
-Test(timeouts, trailing_bytes_after_a_reply) {
+Test(fanout, trailing_bytes_after_a_reply) {
   /* A complete reply followed by bytes nobody asked for: the call
    * succeeds, but the stream is out of sync, so the next call must not
    * read those bytes as its reply. */
@@ -424,11 +428,138 @@ Test(timeouts, trailing_bytes_after_a_reply) {
   cr_assert_eq(fake_connections(fake), 2);
 }
 
-Test(timeouts, reply_arrives_one_byte_at_a_time) {
+Test(fanout, reply_arrives_one_byte_at_a_time) {
   /* A valid reply split into many reads is not an error. */
   const char* script[] = {"VALUE k 0 5\r\nhello\r\nEND\r\n", NULL};
   fake = fake_start(&(fake_opts_t){
       .mode = FAKE_SCRIPT, .script = script, .trickle_us = 2000});
   client = short_timeout_client(fake_servers_string(fake));
   cl_expect(client, "k", "hello");
+}
+
+/* ------------------------------------------------ retries (round 2, B) */
+
+/* A client of a proxy that applies the second request of its first
+ * connection at memcached and then closes instead of answering; later
+ * connections relay normally. io_ms is the client's I/O timeout. */
+static void start_apply_close(int drop_delay_ms, fake_mode_t then, int io_ms) {
+  fake = fake_start(&(fake_opts_t){.mode = FAKE_APPLY_CLOSE,
+                                   .bad_conns = 1,
+                                   .then = then,
+                                   .backend = &mcd,
+                                   .drop_at = 1,
+                                   .drop_delay_ms = drop_delay_ms});
+  mcr_client_opts_t o = opts_default();
+  o.io_timeout_ms = io_ms;
+  o.connect_timeout_ms = CONNECT_MS;
+  o.failure_limit = 0;
+  client = client_new(fake_servers_string(fake), &o);
+}
+
+/* A connection kept from an earlier call that fails before any reply byte
+ * may have been closed by a server that applied the request first (a proxy,
+ * a crash): a command whose repetition changes the result is never sent
+ * again. incr ran once: the value is 2, and the caller hears that the
+ * connection closed. */
+Test(fanout, a_command_that_repetition_changes_is_never_retried) {
+  raw_set(&mcd, "n", "1", 1, 0);
+  start_apply_close(0, FAKE_PROXY, 2000);
+  cl_set(client, "warm", "up"); /* request 0: the connection is kept */
+  uint64_t v = 0;
+  assert_rc(mcr_client_incr(client, "n", 1, 1, &v, 0), MCR_ECLOSED);
+  char buf[16];
+  size_t len;
+  uint32_t flags;
+  cr_assert(raw_get(&mcd, "n", buf, sizeof buf, &len, &flags));
+  cr_assert(len == 1 && buf[0] == '2', "incr applied %.*s", (int)len, buf);
+  cr_assert(strstr(mcr_client_last_error(client), "may have been applied"),
+            "%s", mcr_client_last_error(client));
+  /* The next call uses a new connection. */
+  assert_rc(mcr_client_incr(client, "n", 1, 1, &v, 0), MCR_OK);
+  cr_assert_eq(v, 3);
+}
+
+/* The same failure on a read is retried, transparently. */
+Test(fanout, a_read_is_retried_on_a_new_connection) {
+  start_apply_close(0, FAKE_PROXY, 2000);
+  cl_set(client, "warm", "up");
+  cl_expect(client, "k", "v"); /* request 1: dropped, retried */
+  cr_assert_eq(fake_connections(fake), 2);
+}
+
+/* The retry runs inside the first attempt's deadline: a server that holds
+ * the request for most of the I/O timeout and then closes, followed by one
+ * that never answers, costs one I/O timeout, not two. */
+Test(fanout, a_retry_stays_inside_the_first_deadline, .timeout = 60) {
+  const int io = 3000;
+  start_apply_close(io - 300, FAKE_SILENT, io);
+  cl_set(client, "warm", "up");
+  mcr_item_t it;
+  int64_t t0 = now_ms();
+  assert_rc(mcr_client_get(client, "k", 1, &it), MCR_ETIMEOUT);
+  int64_t ms = now_ms() - t0;
+  cr_assert_leq(ms, CONNECT_MS + io + TEST_SLACK_MS,
+                "took %lld ms: the retry got a deadline of its own",
+                (long long)ms);
+  cr_assert_geq(ms, io - 5, "timed out early: %lld ms", (long long)ms);
+}
+
+/* A meta pipeline gets the same (safe) retry: a connection memcached
+ * closed while idle (here: a restart) costs nothing. */
+Test(fanout, a_meta_pipeline_retries_an_idle_closed_connection) {
+  mcr_client_opts_t o = opts_default();
+  client = client_new(mcd.servers, &o);
+  cl_set(client, "p", "1");
+  mcd_restart(&mcd);
+  raw_set(&mcd, "p", "2", 1, 0);
+  mcr_meta_cmd_t cmds[2] = {
+      {.op = 'g', .key = "p", .key_len = 1, .opts = {.flags = MCR_META_VALUE}},
+      {.op = 'g', .key = "none", .key_len = 4}};
+  assert_rc(t_meta_pipeline(client, cmds, 2), 1);
+  assert_rc(cmds[0].result.status, MCR_OK);
+  cr_assert(cmds[0].result.value_len == 1 && cmds[0].result.value[0] == '2');
+  assert_rc(cmds[1].result.status, MCR_MISS);
+}
+
+/* ------------------------------------------------ hostile sizes (C) */
+
+/* A reply announcing a value larger than item_size_max is a protocol
+ * error at once: no buffer grows for it (it used to reserve up to 1 GiB,
+ * per node of a multi-get) and nothing waits for the bytes. */
+Test(fanout, a_value_larger_than_item_size_max_is_refused_at_once) {
+  static const char* const script[] = {"VALUE k 0 1073741000\r\n",
+                                       "VA 1073741000 v\r\n", NULL};
+  fake = fake_start(&(fake_opts_t){.mode = FAKE_SCRIPT, .script = script});
+  mcr_client_opts_t o = opts_default();
+  o.io_timeout_ms = 5000;
+  client = client_new(fake_servers_string(fake), &o);
+  mcr_item_t it;
+  int64_t t0 = now_ms();
+  assert_rc(mcr_client_get(client, "k", 1, &it), MCR_EPROTO);
+  cr_assert_lt(now_ms() - t0, 5000, "waited for a value it cannot take");
+  cr_assert(strstr(mcr_client_last_error(client), "item_size_max"), "%s",
+            mcr_client_last_error(client));
+  mcr_meta_opts_t mo = {.flags = MCR_META_VALUE};
+  mcr_meta_result_t r;
+  t0 = now_ms();
+  assert_rc(mcr_client_mg(client, "k", 1, &mo, &r), MCR_EPROTO);
+  cr_assert_lt(now_ms() - t0, 5000, "waited for a value it cannot take");
+}
+
+/* A stats reply without end: refused past the bound (docs/client.md),
+ * not grown into all memory. */
+Test(fanout, an_endless_stats_reply_is_bounded) {
+  enum { LINES = 120000 };
+  char* big = malloc((size_t)LINES * 16 + 1);
+  size_t len = 0;
+  for (int i = 0; i < LINES; i++)
+    len += (size_t)sprintf(big + len, "STAT s%d 1\r\n", i);
+  const char* script[] = {big, NULL};
+  fake = fake_start(&(fake_opts_t){.mode = FAKE_SCRIPT, .script = script});
+  mcr_client_opts_t o = opts_default();
+  o.io_timeout_ms = 5000;
+  client = client_new(fake_servers_string(fake), &o);
+  const mcr_stat_t* st;
+  assert_rc(t_stats_node(client, 0, NULL, &st), MCR_EPROTO);
+  free(big);
 }

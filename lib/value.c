@@ -1,4 +1,4 @@
-/* codec.c — what happens to a value between the caller and the wire.
+/* value.c — what happens to a value between the caller and the wire.
  *
  * On the way out: the optional serde encode callback, then zstd compression
  * when the value is at least compress_threshold bytes and compression makes
@@ -21,16 +21,16 @@
 
 #define DECOMPRESSED_MAX (1ull << 30)
 
-struct mcr__codec {
+struct mcr__value {
   ZSTD_CCtx* cctx;
   ZSTD_DCtx* dctx;
   mcr_buf_t cbuf; /* compressed output */
 };
 
-static mcr__codec_t* codec_get(mcr_client_t* c) {
-  if (!c->codec)
-    c->codec = mcr__calloc(1, sizeof(*c->codec));
-  return c->codec;
+static mcr__value_t* value_get(mcr_client_t* c) {
+  if (!c->value)
+    c->value = mcr__calloc(1, sizeof(*c->value));
+  return c->value;
 }
 
 int mcr__encode_value(mcr_client_t* c, const void* value, size_t value_len,
@@ -49,7 +49,7 @@ int mcr__encode_value(mcr_client_t* c, const void* value, size_t value_len,
     len = c->scratch.len;
   }
   if (c->opts.compress_threshold && len >= c->opts.compress_threshold) {
-    mcr__codec_t* k = codec_get(c);
+    mcr__value_t* k = value_get(c);
     if (!k)
       return MCR_ENOMEM;
     if (!k->cctx && !(k->cctx = ZSTD_createCCtx()))
@@ -82,7 +82,7 @@ int mcr__decode_item(mcr_client_t* c, mcr_item_t* it) {
         size > DECOMPRESSED_MAX)
       return mcr__set_error(c, MCR_ECOMPRESS,
                             "value flagged zstd is not a sized zstd frame");
-    mcr__codec_t* k = codec_get(c);
+    mcr__value_t* k = value_get(c);
     if (!k)
       return MCR_ENOMEM;
     if (!k->dctx && !(k->dctx = ZSTD_createDCtx()))
@@ -118,13 +118,13 @@ int mcr__decode_item(mcr_client_t* c, mcr_item_t* it) {
   return 0;
 }
 
-void mcr__codec_free(mcr_client_t* c) {
-  mcr__codec_t* k = c->codec;
+void mcr__value_free(mcr_client_t* c) {
+  mcr__value_t* k = c->value;
   if (!k)
     return;
   ZSTD_freeCCtx(k->cctx);
   ZSTD_freeDCtx(k->dctx);
   mcr__buf_free(&k->cbuf);
   mcr__free(k);
-  c->codec = NULL;
+  c->value = NULL;
 }

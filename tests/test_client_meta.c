@@ -1,4 +1,4 @@
-/* test_meta.c — the meta commands (mg ms md ma mn me) and quiet pipelines
+/* test_client_meta.c — the meta API (mg ms md ma mn me) and quiet pipelines
  * against a real memcached, plus scripted fake servers for what a real one
  * never does (garbage, stray opaques, no meta support).
  *
@@ -590,7 +590,7 @@ Test(meta_own, invalid_arguments_send_nothing) {
         mcr_meta_cmd_t cmd = {.op = table[i].op,
                               .key = table[i].key,
                               .key_len = table[i].key_len};
-        rc = mcr_client_meta_pipeline(client, &cmd, 1);
+        rc = t_meta_pipeline(client, &cmd, 1);
       }
     }
     cr_assert_eq(rc, table[i].want, "row %zu: got %d (%s) want %s", i, rc,
@@ -608,13 +608,13 @@ Test(meta_own, invalid_arguments_send_nothing) {
       {.op = 's', .key = "b", .key_len = 1, .value = "v", .value_len = 1},
       {.op = 'd', .key = "bad key", .key_len = 7},
   };
-  assert_rc(mcr_client_meta_pipeline(client, cmds, 3), MCR_EKEY);
+  assert_rc(t_meta_pipeline(client, cmds, 3), MCR_EKEY);
   cmds[2].key_len = 3; /* "bad" */
   cmds[1].opts.flags = MCR_META_MODE;
   cmds[1].opts.mode = 'Q';
-  assert_rc(mcr_client_meta_pipeline(client, cmds, 3), MCR_EINVAL);
-  assert_rc(mcr_client_meta_pipeline(client, NULL, 2), MCR_EINVAL);
-  assert_rc(mcr_client_meta_pipeline(client, NULL, 0), 0);
+  assert_rc(t_meta_pipeline(client, cmds, 3), MCR_EINVAL);
+  assert_rc(t_meta_pipeline(client, NULL, 2), MCR_EINVAL);
+  assert_rc(t_meta_pipeline(client, NULL, 0), 0);
 
   cr_assert_eq(fake_received(f, NULL, 0), 0, "bytes reached the server");
   mcr_client_free(client);
@@ -666,7 +666,7 @@ Test(meta, pipeline_mixed_commands_on_one_node) {
   size_t n = sizeof cmds / sizeof cmds[0];
   for (size_t i = 0; i < n; i++)
     cmds[i].result.status = 12345;
-  int ok = mcr_client_meta_pipeline(client, cmds, n);
+  int ok = t_meta_pipeline(client, cmds, n);
   int want[] = {MCR_OK, MCR_OK,         MCR_OK,        MCR_MISS,
                 MCR_OK, MCR_NOT_STORED, MCR_OK,        MCR_NOT_FOUND,
                 MCR_OK, MCR_OK,         MCR_NOT_FOUND, MCR_OK};
@@ -718,7 +718,7 @@ Test(meta, pipeline_many_and_large_commands) {
                                    .key_len = (size_t)kl,
                                    .opts = {.flags = MCR_META_VALUE}};
   }
-  assert_rc(mcr_client_meta_pipeline(client, cmds, 2 * N), 2 * N);
+  assert_rc(t_meta_pipeline(client, cmds, 2 * N), 2 * N);
   for (int i = 0; i < N; i++) {
     mcr_meta_result_t* r = &cmds[N + i].result;
     cr_assert_eq(r->value_len, cmds[i].value_len, "key %d", i);
@@ -735,7 +735,7 @@ Test(meta, pipeline_error_lines_are_charged_to_their_command) {
       {.op = 'a', .key = "txt", .key_len = 3},
       {.op = 'g', .key = "hit", .key_len = 3},
   };
-  assert_rc(mcr_client_meta_pipeline(client, a, 3), 2);
+  assert_rc(t_meta_pipeline(client, a, 3), 2);
   assert_statuses(a, 3, (const int[]){MCR_OK, MCR_ECLIENTERR, MCR_OK});
   cr_assert(strstr(mcr_client_last_error(client), "CLIENT_ERROR"));
 
@@ -747,7 +747,7 @@ Test(meta, pipeline_error_lines_are_charged_to_their_command) {
       {.op = 'g', .key = "hit", .key_len = 3},
       {.op = 'd', .key = "hit", .key_len = 3},
   };
-  assert_rc(mcr_client_meta_pipeline(client, b, 4), 2);
+  assert_rc(t_meta_pipeline(client, b, 4), 2);
   assert_statuses(
       b, 4, (const int[]){MCR_ECLIENTERR, MCR_ECLIENTERR, MCR_OK, MCR_OK});
   cl_expect(client, "quiet", "q");
@@ -795,7 +795,7 @@ Test(meta_own, pipeline_one_failing_node_costs_only_its_commands) {
                                .value = "v",
                                .value_len = 1};
   }
-  assert_rc(mcr_client_meta_pipeline(client, cmds, N), N / 2);
+  assert_rc(t_meta_pipeline(client, cmds, N), N / 2);
   for (int i = 0; i < N; i++) {
     if (i % 2 == 0) {
       assert_rc(cmds[i].result.status, MCR_OK);
@@ -813,7 +813,7 @@ Test(meta_own, pipeline_one_failing_node_costs_only_its_commands) {
     cmds[i].op = i < N / 2 ? 's' : 'g';
     memset(&cmds[i].opts, 0, sizeof cmds[i].opts);
   }
-  mcr_client_meta_pipeline(client, cmds, N);
+  t_meta_pipeline(client, cmds, N);
   for (int i = 0; i < N; i++) {
     int want = i % 2 == 0 ? MCR_OK : i < N / 2 ? MCR_NOT_STORED : MCR_MISS;
     assert_rc(cmds[i].result.status, want);
@@ -853,7 +853,7 @@ Test(meta_own, pipeline_silent_node_times_out_alone) {
        .opts = {.flags = MCR_META_VALUE}},
   };
   int64_t t0 = now_ms();
-  assert_rc(mcr_client_meta_pipeline(client, cmds, 2), 1);
+  assert_rc(t_meta_pipeline(client, cmds, 2), 1);
   int64_t took = now_ms() - t0;
   cr_assert(took < 300 + TEST_SLACK_MS, "took %lld ms", (long long)took);
   assert_rc(cmds[0].result.status, MCR_ETIMEOUT);
@@ -912,7 +912,7 @@ Test(meta_own, timeout_is_bounded_then_the_next_call_works) {
       {.op = 's', .key = "a", .key_len = 1, .value = "1", .value_len = 1},
       {.op = 'g', .key = "a", .key_len = 1}};
   int64_t t0 = now_ms();
-  assert_rc(mcr_client_meta_pipeline(client, cmds, 2), 0);
+  assert_rc(t_meta_pipeline(client, cmds, 2), 0);
   int64_t took = now_ms() - t0;
   cr_assert(took >= 195 && took < 200 + TEST_SLACK_MS, "took %lld ms",
             (long long)took);
@@ -937,7 +937,7 @@ Test(meta_own, ignore_errors_softens_meta_calls) {
   mcr_meta_cmd_t cmds[] = {
       {.op = 'g', .key = "a", .key_len = 1},
       {.op = 's', .key = "a", .key_len = 1, .value = "1", .value_len = 1}};
-  assert_rc(mcr_client_meta_pipeline(client, cmds, 2), 0);
+  assert_rc(t_meta_pipeline(client, cmds, 2), 0);
   assert_statuses(cmds, 2, (const int[]){MCR_MISS, MCR_NOT_STORED});
   mcr_client_stats_t st;
   mcr_client_stats(client, &st);
@@ -1005,7 +1005,7 @@ Test(meta_own, pipeline_stray_opaque_is_eproto) {
   fake_t* f = scripted(script);
   mcr_meta_cmd_t cmds[] = {{.op = 'g', .key = "a", .key_len = 1},
                            {.op = 'g', .key = "b", .key_len = 1}};
-  assert_rc(mcr_client_meta_pipeline(client, cmds, 2), 0);
+  assert_rc(t_meta_pipeline(client, cmds, 2), 0);
   assert_rc(cmds[0].result.status, MCR_EPROTO);
   assert_rc(cmds[1].result.status, MCR_EPROTO);
   next_call_works();
@@ -1019,7 +1019,7 @@ Test(meta_own, pipeline_on_a_server_without_meta) {
   mcr_meta_cmd_t cmds[] = {{.op = 'g', .key = "a", .key_len = 1},
                            {.op = 'd', .key = "b", .key_len = 1}};
   int64_t t0 = now_ms();
-  assert_rc(mcr_client_meta_pipeline(client, cmds, 2), 0);
+  assert_rc(t_meta_pipeline(client, cmds, 2), 0);
   cr_assert(now_ms() - t0 < 5000, "waited for a timeout");
   assert_rc(cmds[0].result.status, MCR_ESERVERCMD);
   assert_rc(cmds[1].result.status, MCR_ESERVERCMD);

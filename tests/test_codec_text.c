@@ -1,8 +1,7 @@
-/* test_proto_text.c — the text protocol's building blocks and the one-key
- * get's fast path.
+/* test_codec_text.c — the text protocol's codec (lib/codec_text.c) and the
+ * one-key get's fast path.
  *
- * Without a server: the decimal writers and overflow-checked parsers, the
- * offset tokenizer, the classification of server error lines, the one-key
+ * Without a server: the classification of server error lines, the one-key
  * request line builder, and the one-pass reply check (every prefix of a
  * reply, every extra byte, malformed replies). With a fake server: the same
  * replies through mcr_client_get / gets, split across two receives at every
@@ -18,71 +17,6 @@
 #include "internal.h"
 #include "support.h"
 
-Test(numbers, u64_round_trip) {
-  const uint64_t vals[] = {
-      0, 1, 9, 10, 99, 12345, 4294967295ull, 18446744073709551615ull};
-  for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
-    char buf[24], ref[24];
-    size_t n = mcr__u64_to_dec(buf, vals[i]);
-    snprintf(ref, sizeof ref, "%llu", (unsigned long long)vals[i]);
-    cr_assert_eq(n, strlen(ref));
-    cr_assert(memcmp(buf, ref, n) == 0);
-    uint64_t back;
-    cr_assert_eq(mcr__dec_to_u64(buf, n, &back), 0);
-    cr_assert_eq(back, vals[i]);
-  }
-}
-
-Test(numbers, i64_extremes) {
-  const int64_t vals[] = {0, -1, 1, INT64_MAX, INT64_MIN, -2592000};
-  for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
-    char buf[24], ref[24];
-    size_t n = mcr__i64_to_dec(buf, vals[i]);
-    snprintf(ref, sizeof ref, "%lld", (long long)vals[i]);
-    cr_assert_eq(n, strlen(ref));
-    cr_assert(memcmp(buf, ref, n) == 0);
-    int64_t back;
-    cr_assert_eq(mcr__dec_to_i64(buf, n, &back), 0);
-    cr_assert_eq(back, vals[i]);
-  }
-}
-
-Test(numbers, rejects_bad_input) {
-  uint64_t u;
-  int64_t s;
-  cr_assert_eq(mcr__dec_to_u64("", 0, &u), -1);
-  cr_assert_eq(mcr__dec_to_u64("18446744073709551616", 20, &u), -1);
-  cr_assert_eq(mcr__dec_to_u64("99999999999999999999", 20, &u), -1);
-  cr_assert_eq(mcr__dec_to_u64("000000000000000000001", 21, &u), -1);
-  cr_assert_eq(mcr__dec_to_u64("12a", 3, &u), -1);
-  cr_assert_eq(mcr__dec_to_u64("-1", 2, &u), -1);
-  cr_assert_eq(mcr__dec_to_u64(" 1", 2, &u), -1);
-  cr_assert_eq(mcr__dec_to_i64("-", 1, &s), -1);
-  cr_assert_eq(mcr__dec_to_i64("9223372036854775808", 19, &s), -1);
-  cr_assert_eq(mcr__dec_to_i64("-9223372036854775809", 20, &s), -1);
-  /* The length bounds the scan: digits past it are not read. */
-  cr_assert_eq(mcr__dec_to_u64("123456", 3, &u), 0);
-  cr_assert_eq(u, 123);
-}
-
-Test(tokenize, offsets_and_limits) {
-  const char* line = "VALUE key 5 10 77";
-  mcr__tok_t t[5];
-  int n = mcr__tokenize(line, strlen(line), t, 5);
-  cr_assert_eq(n, 5);
-  cr_assert_eq(t[0].off, 0);
-  cr_assert_eq(t[0].len, 5);
-  cr_assert_eq(t[1].off, 6);
-  cr_assert_eq(t[1].len, 3);
-  cr_assert_eq(t[4].off, 15);
-  cr_assert_eq(t[4].len, 2);
-  cr_assert_eq(mcr__tokenize(line, strlen(line), t, 4), -1);
-  cr_assert_eq(mcr__tokenize("a  b", 4, t, 5), -1);
-  cr_assert_eq(mcr__tokenize(" a", 2, t, 5), -1);
-  cr_assert_eq(mcr__tokenize("a ", 2, t, 5), -1);
-  cr_assert_eq(mcr__tokenize("", 0, t, 5), 0);
-}
-
 Test(error_line, classes) {
   cr_assert_eq(mcr__error_line("ERROR", 5), MCR_ESERVERCMD);
   cr_assert_eq(mcr__error_line("ERROR unknown command", 21), MCR_ESERVERCMD);
@@ -92,26 +26,6 @@ Test(error_line, classes) {
   cr_assert_eq(mcr__error_line("SERVER_ERROR out of memory", 26),
                MCR_ESERVERERR);
   cr_assert_eq(mcr__error_line("STORED", 6), 0);
-}
-
-Test(base64, round_trip_all_lengths) {
-  unsigned char raw[64], back[64];
-  char enc[96];
-  for (size_t i = 0; i < sizeof raw; i++)
-    raw[i] = (unsigned char)(i * 37);
-  for (size_t len = 0; len <= sizeof raw; len++) {
-    size_t e = mcr__base64_encode(raw, len, enc);
-    cr_assert_eq(e, (len + 2) / 3 * 4);
-    long d = mcr__base64_decode(enc, e, back);
-    cr_assert_eq(d, (long)len);
-    cr_assert(memcmp(raw, back, len) == 0);
-  }
-  cr_assert_eq(mcr__base64_decode("abc", 3, back), -1);
-  cr_assert_eq(mcr__base64_decode("a=bc", 4, back), -1);
-  cr_assert_eq(mcr__base64_decode("ab!c", 4, back), -1);
-  char e2[8];
-  cr_assert_eq(mcr__base64_encode("foo", 3, e2), 4);
-  cr_assert(memcmp(e2, "Zm9v", 4) == 0);
 }
 
 /* ------------------------------------------------------------ one-key get */
@@ -173,7 +87,17 @@ static int fast(const char* reply, size_t len, const char* key, bool cas,
   cr_assert_not_null(b);
   memcpy(b, reply, len);
   *it = (mcr_item_t){.status = 99};
-  int rc = mcr__text_get_reply_fast(b, len, key, strlen(key), cas, it);
+  mcr__get_ctx_t g = {.key = key,
+                      .key_len = strlen(key),
+                      .want_cas = cas,
+                      .value_max = 1u << 20};
+  int rc = mcr__text_get_fast(b, len, &g);
+  if (rc == MCR_OK)
+    *it = (mcr_item_t){.value = b + g.value_off,
+                       .value_len = g.value_len,
+                       .flags = g.flags,
+                       .cas = g.cas,
+                       .status = MCR_OK};
   if (rc == MCR_OK) {
     /* The value points into b: keep a copy for the caller. */
     static char copy[256];
@@ -249,9 +173,8 @@ Test(get_fast, stale_bytes_past_len_are_never_used) {
   for (size_t l = 0; l < len; l++) {
     memcpy(buf, old, len);
     memcpy(buf, now, l);
-    mcr_item_t it;
-    cr_assert_eq(mcr__text_get_reply_fast(buf, l, "k", 1, false, &it), -1,
-                 "accepted %zu bytes", l);
+    mcr__get_ctx_t g = {.key = "k", .key_len = 1, .value_max = 1u << 20};
+    cr_assert_eq(mcr__text_get_fast(buf, l, &g), -1, "accepted %zu bytes", l);
   }
 }
 
@@ -473,7 +396,7 @@ Test(get_fast, values_around_the_receive_buffer_edge, .timeout = 60) {
     assert_rc(mcr_client_gets(c, "edge", 4, &it), MCR_OK);
     assert_value(it, v + i, n);
     cr_assert_neq(it.cas, 0);
-    assert_rc(mcr_client_gat(c, 100, "edge", 4, &it), MCR_OK);
+    assert_rc(mcr_client_gat(c, "edge", 4, 100, &it), MCR_OK);
     assert_value(it, v + i, n);
   }
   /* Every call of the loop ran on the first connection. */
@@ -522,8 +445,8 @@ static int multi_via_fake(const char* reply, bool gets, int split_at,
   /* Twice: the second call's first receive lands in a buffer that still
    * holds the whole first reply after it. */
   for (int round = 0; round < 2; round++) {
-    int h = gets ? mcr_client_gets_multi(c, 3, keys, lens, items)
-                 : mcr_client_get_multi(c, 3, keys, lens, items);
+    int h = gets ? t_gets_multi(c, 3, keys, lens, items)
+                 : t_get_multi(c, 3, keys, lens, items);
     cr_assert(round == 0 || h == hits, "second call: %d hits, first %d", h,
               hits);
     hits = h;
@@ -635,9 +558,8 @@ Test(multi_fast, stale_buffer_then_split_reply, .timeout = 60) {
                                           .split_us = 3000});
     mcr_client_t* c = client_new(fake_servers_string(f), NULL);
     mcr_item_t it[3];
-    cr_assert_eq(mcr_client_get_multi(c, 3, keys, lens, it), 2);
-    cr_assert_eq(mcr_client_get_multi(c, 3, keys, lens, it), 2, "split at %zu",
-                 at);
+    cr_assert_eq(t_get_multi(c, 3, keys, lens, it), 2);
+    cr_assert_eq(t_get_multi(c, 3, keys, lens, it), 2, "split at %zu", at);
     assert_value(it[0], "yy", 2);
     cr_assert_eq(it[1].status, MCR_OK, "split at %zu", at);
     assert_value(it[1], "z", 1);
