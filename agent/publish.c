@@ -18,7 +18,6 @@
  * then renamed over the old one, so a reader sees a whole file or the
  * previous one.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -46,33 +45,15 @@ struct agent_pub {
   uint64_t version;
 };
 
-/* Calls fn(dirfd, name, arg) for every entry of the directory except "."
- * and "..". Errors opening it are ignored: both users are best effort. */
-static void walk_dir(int dirfd, void (*fn)(int, const char*, void*),
-                     void* arg) {
-  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return;
-  DIR* d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    return;
-  }
-  struct dirent* de;
-  while ((de = readdir(d)) != NULL)
-    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-      fn(dirfd, de->d_name, arg);
-  closedir(d);
-}
-
-/* walk_dir callback: removes a temporary status file a killed agent left. */
+/* mcr__ringdir_walk callback: removes a temporary status file a killed agent
+ * left. */
 static void remove_stale_status(int dirfd, const char* name, void* arg) {
   if (strncmp(name, STATUS_TMP_PREFIX, strlen(STATUS_TMP_PREFIX)) == 0)
     unlinkat(dirfd, name, 0);
 }
 
-/* walk_dir callback: gives an existing file the directory's group (*arg).
- * Failures are harmless: new files inherit the group through setgid. */
+/* mcr__ringdir_walk callback: gives an existing file the directory's group
+ * (*arg). Failures are harmless: new files inherit the group through setgid. */
 static void regroup_file(int dirfd, const char* name, void* arg) {
   fchownat(dirfd, name, (uid_t)-1, *(gid_t*)arg, AT_SYMLINK_NOFOLLOW);
 }
@@ -121,10 +102,10 @@ int agent_pub_open(agent_pub_t** out, const char* dir, const char* group,
     rc = apply_group(p->dirfd, dir, group, err, errlen);
     struct stat gst;
     if (!rc && fstat(p->dirfd, &gst) == 0)
-      walk_dir(p->dirfd, regroup_file, &gst.st_gid);
+      mcr__ringdir_walk(p->dirfd, regroup_file, &gst.st_gid);
   }
   if (!rc)
-    walk_dir(p->dirfd, remove_stale_status, NULL);
+    mcr__ringdir_walk(p->dirfd, remove_stale_status, NULL);
   if (rc) {
     agent_pub_close(p);
     return rc;

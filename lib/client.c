@@ -391,17 +391,16 @@ static int retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
   if (n == 0)
     return 0;
   mcr__plan_t p;
-  if ((rc = mcr__plan(c, n, keys, key_lens, &p)))
+  if ((rc = mcr__plan(c, n, keys, key_lens, sizeof(mcr__mget_ctx_t), &p)))
     return rc;
   size_t ng = p.ngroups;
-  mcr__task_t* t = mcr__arena_alloc(&c->arena, ng * sizeof(*t));
-  mcr__mget_ctx_t* g = mcr__arena_alloc(&c->arena, ng * sizeof(*g));
-  struct iovec* iov = mcr__arena_alloc(&c->arena, ng * sizeof(*iov));
+  mcr__task_t* t = p.task;
+  mcr__mget_ctx_t* g = p.ctx;
   size_t* value_off = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
-  if (!t || !g || !iov || !value_off)
+  if (!value_off)
     return mcr__set_error(c, MCR_ENOMEM, "out of memory");
-  for (size_t i = 0; i < n; i++)
-    items[i] = (mcr_item_t){.status = MCR_MISS};
+  for (size_t i = 0; i < n; i++) /* the rest is cleared for a miss below */
+    items[i].status = MCR_MISS;
   /* All requests in one buffer (it may move while it grows: offsets). */
   mcr_buf_t* w = &c->wbuf;
   w->len = 0;
@@ -417,12 +416,12 @@ static int retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
     size_t start = w->len;
     if (mcr__text_mget_request(w, &g[j], ttl))
       return mcr__set_error(c, MCR_ENOMEM, "out of memory");
-    iov[j] = IOV((void*)start, w->len - start);
+    p.iov[j] = IOV((void*)start, w->len - start);
   }
   for (size_t j = 0; j < ng; j++) {
-    iov[j].iov_base = w->data + (size_t)iov[j].iov_base;
+    p.iov[j].iov_base = w->data + (size_t)p.iov[j].iov_base;
     t[j] = (mcr__task_t){.node = &c->nodes[p.gnode[j]],
-                         .iov = &iov[j],
+                         .iov = &p.iov[j],
                          .iovcnt = 1,
                          .decode = mcr__text_mget_decode,
                          .ctx = &g[j],
@@ -435,15 +434,17 @@ static int retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
   size_t found = 0;
   for (size_t j = 0; j < ng; j++) {
     mcr__node_t* node = t[j].node;
+    int node_rc = t[j].rc; /* every key of a failed node carries its error */
+    const char* rbuf = node->conn.rbuf;
     for (size_t i = p.first[j]; i != SIZE_MAX; i = p.next[i]) {
       mcr_item_t* it = &items[i];
-      if (t[j].rc) /* every key of a failed node carries its error */
-        it->status = t[j].rc;
-      else if (it->status == MCR_OK)
-        it->value = node->conn.rbuf + value_off[i];
-      mcr__hs_op(node, MCR__OP_GET, it->status);
-      it->status = item_result(c, it, it->status);
-      found += it->status == MCR_OK;
+      int st = node_rc ? node_rc : it->status;
+      if (st == MCR_OK)
+        it->value = rbuf + value_off[i];
+      mcr__hs_op(node, MCR__OP_GET, st);
+      st = item_result(c, it, st); /* a miss or an error: *it cleared */
+      it->status = st;
+      found += st == MCR_OK;
     }
   }
   if (hits)
@@ -500,14 +501,11 @@ static int batch(mcr_client_t* c, bool is_set, size_t n,
   if (n == 0)
     return 0;
   mcr__plan_t p;
-  if ((rc = mcr__plan(c, n, keys, key_lens, &p)))
+  if ((rc = mcr__plan(c, n, keys, key_lens, sizeof(mcr__batch_ctx_t), &p)))
     return rc;
   size_t ng = p.ngroups;
-  mcr__task_t* t = mcr__arena_alloc(&c->arena, ng * sizeof(*t));
-  mcr__batch_ctx_t* b = mcr__arena_alloc(&c->arena, ng * sizeof(*b));
-  struct iovec* iov = mcr__arena_alloc(&c->arena, ng * sizeof(*iov));
-  if (!t || !b || !iov)
-    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+  mcr__task_t* t = p.task;
+  mcr__batch_ctx_t* b = p.ctx;
 
   /* Every request first: a value that fails to encode or is too big stops
    * the call before anything is sent. */
@@ -541,16 +539,16 @@ static int batch(mcr_client_t* c, bool is_set, size_t n,
         if (mcr_buf_append(w, piece[k].iov_base, piece[k].iov_len))
           return mcr__set_error(c, MCR_ENOMEM, "out of memory");
     }
-    iov[j] = IOV((void*)start, w->len - start);
+    p.iov[j] = IOV((void*)start, w->len - start);
   }
   for (size_t i = 0; i < n; i++)
     statuses[i] = UNANSWERED;
   for (size_t j = 0; j < ng; j++) {
-    iov[j].iov_base = w->data + (size_t)iov[j].iov_base;
+    p.iov[j].iov_base = w->data + (size_t)p.iov[j].iov_base;
     b[j] = (mcr__batch_ctx_t){
         .next = p.next, .statuses = statuses, .cursor = p.first[j]};
     t[j] = (mcr__task_t){.node = &c->nodes[p.gnode[j]],
-                         .iov = &iov[j],
+                         .iov = &p.iov[j],
                          .iovcnt = 1,
                          .decode = noreply ? NULL : mcr__text_batch_decode,
                          .ctx = &b[j],

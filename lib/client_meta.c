@@ -240,15 +240,12 @@ int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds, size_t n,
     lens[i] = cmds[i].key_len;
   }
   mcr__plan_t p;
-  int rc = mcr__plan(c, n, keys, lens, &p);
+  int rc = mcr__plan(c, n, keys, lens, sizeof(mcr__pipe_ctx_t), &p);
   if (rc)
     return rc;
   size_t ng = p.ngroups;
-  mcr__task_t* t = mcr__arena_alloc(&c->arena, ng * sizeof(*t));
-  mcr__pipe_ctx_t* x = mcr__arena_alloc(&c->arena, ng * sizeof(*x));
-  struct iovec* iov = mcr__arena_alloc(&c->arena, ng * sizeof(*iov));
-  if (!t || !x || !iov)
-    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+  mcr__task_t* t = p.task;
+  mcr__pipe_ctx_t* x = p.ctx;
 
   /* Every node's commands in one segment of wbuf (values copied: one
    * write per node), in the caller's order, closed by mn. */
@@ -288,7 +285,7 @@ int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds, size_t n,
       return mcr__set_error(c, MCR_ENOMEM, "out of memory");
     x[j].count = count;
     at += count;
-    iov[j] = IOV((void*)start, w->len - start);
+    p.iov[j] = IOV((void*)start, w->len - start);
     t[j] = (mcr__task_t){.node = &c->nodes[p.gnode[j]],
                          .iovcnt = 1,
                          .decode = mcr__meta_pipe_decode,
@@ -296,8 +293,8 @@ int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds, size_t n,
                          .repeatable = rep};
   }
   for (size_t j = 0; j < ng; j++) {
-    iov[j].iov_base = w->data + (size_t)iov[j].iov_base;
-    t[j].iov = &iov[j];
+    p.iov[j].iov_base = w->data + (size_t)p.iov[j].iov_base;
+    t[j].iov = &p.iov[j];
   }
   mcr__run(c, t, ng);
 

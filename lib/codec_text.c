@@ -18,10 +18,10 @@
  * in sync; anything else is MCR_EPROTO, after which the stream is lost.
  *
  * The one-key get, the most common call, first checks a reply that arrived
- * whole in one pass (fast_get_reply) and falls back to reading it unit by
- * unit; a multi-key get consumes each whole "VALUE ... data" unit in a
- * tight loop the same way. Both fast paths decide nothing the general
- * parser would decide differently.
+ * whole in one pass (mcr__text_get_fast_inline, internal.h) and falls back
+ * to reading it unit by unit (mcr__text_get_general); a multi-key get consumes
+ * each whole "VALUE ... data" unit in a tight loop the same way. Both fast
+ * paths decide nothing the general parser would decide differently.
  */
 #include <string.h>
 
@@ -41,24 +41,26 @@ static int proto(mcr__dec_t* d, const char* why) {
   return MCR_EPROTO;
 }
 
-/* Finds the next line of buf[pos, len): returns 1 with *line_len (without
- * "\r\n"), 0 when it is not complete yet, or MCR_EPROTO (too long, or not
- * ended by "\r\n"). */
-static int next_line(const char* buf, size_t pos, size_t len, size_t* line_len,
-                     mcr__dec_t* d) {
+/* Finds the next line of buf[pos, len): returns 0 with *line at it and
+ * *line_len its length (without "\r\n"), MCR__MORE when it is not
+ * complete yet (d->need 0: a line), or MCR_EPROTO (too long, or not ended
+ * by "\r\n"). */
+static int next_line(const char* buf, size_t pos, size_t len, const char** line,
+                     size_t* line_len, mcr__dec_t* d) {
   size_t avail = len - pos;
   size_t scan = avail < MCR__LINE_MAX + 2 ? avail : MCR__LINE_MAX + 2;
   const char* nl = memchr(buf + pos, '\n', scan);
   if (!nl) {
     if (avail > MCR__LINE_MAX + 1)
       return proto(d, "reply line too long");
-    return 0;
+    return MCR__MORE;
   }
   size_t end = (size_t)(nl - buf);
   if (end == pos || buf[end - 1] != '\r')
     return proto(d, "reply line not ended by \\r\\n");
+  *line = buf + pos;
   *line_len = end - 1 - pos;
-  return 1;
+  return 0;
 }
 
 int mcr__error_line(const char* line, size_t len) {
@@ -171,11 +173,12 @@ int mcr__text_stats_request(struct iovec* iov, const char* arg) {
 int mcr__text_line_decode(void* vctx, const char* buf, size_t pos, size_t len,
                           mcr__dec_t* d) {
   mcr__line_ctx_t* x = vctx;
+  const char* line;
+
   size_t ll;
-  int rc = next_line(buf, pos, len, &ll, d);
-  if (rc <= 0)
-    return rc ? rc : MCR__MORE;
-  const char* line = buf + pos;
+  int rc = next_line(buf, pos, len, &line, &ll, d);
+  if (rc)
+    return rc;
   x->status = MCR_OK;
   switch (x->kind) {
     case MCR__R_STORE:
@@ -233,11 +236,12 @@ int mcr__text_stats_decode(void* vctx, const char* buf, size_t pos, size_t len,
                            mcr__dec_t* d) {
   mcr__stats_ctx_t* x = vctx;
   for (;;) {
+    const char* line;
+
     size_t ll;
-    int rc = next_line(buf, pos, len, &ll, d);
-    if (rc <= 0)
-      return rc ? rc : MCR__MORE;
-    const char* line = buf + pos;
+    int rc = next_line(buf, pos, len, &line, &ll, d);
+    if (rc)
+      return rc;
     if (LINE_IS(line, ll, "END")) {
       d->used += 5;
       return MCR__DONE;
@@ -372,18 +376,19 @@ int mcr__text_get_general(mcr__get_ctx_t* g, const char* buf, size_t pos,
   int rc;
   /* The general parser, from the start of the reply each time: a VALUE
    * line, its data and END; MCR__MORE says how much is still missing. */
+  const char* line;
   size_t ll;
-  if ((rc = next_line(buf, pos, len, &ll, d)) <= 0)
-    return rc ? rc : MCR__MORE;
-  if (LINE_IS(b, ll, "END")) {
+  if ((rc = next_line(buf, pos, len, &line, &ll, d)))
+    return rc;
+  if (LINE_IS(line, ll, "END")) {
     g->status = MCR_MISS;
     d->used = 5;
     return MCR__DONE;
   }
   uint64_t bytes;
-  if (parse_value_line(b, ll, g->key, g->key_len, g->want_cas, &g->flags,
+  if (parse_value_line(line, ll, g->key, g->key_len, g->want_cas, &g->flags,
                        &g->cas, &bytes) != 0) {
-    if (mcr__error_line(b, ll))
+    if (mcr__error_line(line, ll))
       return unexpected(buf, pos, ll, d);
     return proto(d, "bad VALUE line");
   }
@@ -544,11 +549,12 @@ int mcr__text_mget_decode(void* vctx, const char* buf, size_t pos, size_t len,
     }
     if (g->ends == g->lines)
       return MCR__DONE;
+    const char* line;
+
     size_t ll;
-    int rc = next_line(buf, pos, len, &ll, d);
-    if (rc <= 0)
-      return rc ? rc : MCR__MORE;
-    const char* line = buf + pos;
+    int rc = next_line(buf, pos, len, &line, &ll, d);
+    if (rc)
+      return rc;
     if (LINE_IS(line, ll, "END")) {
       g->ends++;
       pos += 5;
@@ -595,11 +601,12 @@ int mcr__text_batch_decode(void* vctx, const char* buf, size_t pos, size_t len,
                            mcr__dec_t* d) {
   mcr__batch_ctx_t* b = vctx;
   while (b->cursor != SIZE_MAX) {
+    const char* line;
     size_t ll;
-    int rc = next_line(buf, pos, len, &ll, d);
-    if (rc <= 0)
-      return rc ? rc : MCR__MORE;
-    int st = batch_status(buf + pos, ll);
+    int rc = next_line(buf, pos, len, &line, &ll, d);
+    if (rc)
+      return rc;
+    int st = batch_status(line, ll);
     if (st == 1) {
       /* An error line answers this command alone; anything else breaks
        * the stream. The line is kept for the caller's message. */

@@ -398,13 +398,18 @@ void mcr__run(mcr_client_t* c, mcr__task_t* tasks, size_t n) {
 /* ------------------------------------------------------------ plans */
 
 int mcr__plan(mcr_client_t* c, size_t n, const char* const* keys,
-              const size_t* lens, mcr__plan_t* p) {
-  /* Groups are found through a small open-addressing table (node index ->
-   * group), sized by the keys, not by the ring: a call of a few keys on a
-   * ring of thousands of nodes costs what its keys cost. */
+              const size_t* lens, size_t ctx_size, mcr__plan_t* p) {
+  /* Groups are found through a table node index -> group: indexed by the
+   * node itself when the client has no more nodes than the table has
+   * slots, else open addressing. The table is sized by the keys, not by
+   * the ring: a call of a few keys on a ring of thousands of nodes costs
+   * what its keys cost. */
   size_t slots = 8;
   while (slots < 2 * n)
     slots *= 2;
+  bool direct = c->nnodes <= slots;
+  if (direct)
+    slots = c->nnodes;
   p->node_of = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
   p->next = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
   p->first = mcr__arena_alloc(&c->arena, n * sizeof(size_t));
@@ -418,9 +423,12 @@ int mcr__plan(mcr_client_t* c, size_t n, const char* const* keys,
   p->ngroups = 0;
   for (size_t i = 0; i < n; i++) {
     size_t node = p->node_of[i];
-    size_t h = (node * 0x9e3779b97f4a7c15ull) >> 7 & (slots - 1);
-    while (table[h] != SIZE_MAX && p->gnode[table[h]] != node)
-      h = (h + 1) & (slots - 1);
+    size_t h = node;
+    if (!direct) {
+      h = (node * 0x9e3779b97f4a7c15ull) >> 7 & (slots - 1);
+      while (table[h] != SIZE_MAX && p->gnode[table[h]] != node)
+        h = (h + 1) & (slots - 1);
+    }
     p->next[i] = SIZE_MAX;
     if (table[h] == SIZE_MAX) {
       size_t g = p->ngroups++;
@@ -432,6 +440,12 @@ int mcr__plan(mcr_client_t* c, size_t n, const char* const* keys,
     }
     last[table[h]] = i;
   }
+  size_t ng = p->ngroups;
+  p->task = mcr__arena_alloc(&c->arena, ng * sizeof(*p->task));
+  p->iov = mcr__arena_alloc(&c->arena, ng * sizeof(*p->iov));
+  p->ctx = mcr__arena_alloc(&c->arena, ng * ctx_size);
+  if (!p->task || !p->iov || !p->ctx)
+    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
   return 0;
 }
 

@@ -41,17 +41,22 @@ static inline int mcr__call(mcr_client_t* c, mcr__node_t* n,
  * mcr__call's blocking path. */
 void mcr__run(mcr_client_t* c, mcr__task_t* t, size_t n);
 
-/* Keys routed and grouped per node, in the caller's order within a node.
- * Arrays come from the call's arena. */
+/* Keys routed and grouped per node, in the caller's order within a node,
+ * with a task, an iovec and a decoder context (ctx_size bytes) per group,
+ * uninitialized, for the caller to fill. Arrays come from the call's arena. n >
+ * 0. Returns 0 or MCR_ENOMEM (message on c). */
 typedef struct {
   size_t* node_of; /* per key: index in c->nodes */
   size_t* next;    /* per key: next key of its node, SIZE_MAX ends */
   size_t* first;   /* per group: its first key */
   size_t* gnode;   /* per group: its node's index */
   size_t ngroups;
+  mcr__task_t* task; /* per group */
+  struct iovec* iov; /* per group */
+  void* ctx;         /* per group, ctx_size bytes each */
 } mcr__plan_t;
 int mcr__plan(mcr_client_t* c, size_t n, const char* const* keys,
-              const size_t* lens, mcr__plan_t* p);
+              const size_t* lens, size_t ctx_size, mcr__plan_t* p);
 
 /* Applies ignore_errors to a result: read=true turns errors into MCR_MISS,
  * read=false into MCR_NOT_STORED; the caller's mistakes pass through. */

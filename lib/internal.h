@@ -121,9 +121,28 @@ extern unsigned mcr__fork_gen;
 void mcr__fork_guard_init(void);
 
 /* ================================================================ num.c */
-/* Writes the decimal form of v at p; returns the number of bytes (<= 20). */
-size_t mcr__u64_to_dec(char* p, uint64_t v);
-size_t mcr__i64_to_dec(char* p, int64_t v);
+/* Writes the decimal form of v at p; returns the number of bytes (<= 20).
+ * Numbers below 100 (flags, TTLs, short lengths: most numbers a request
+ * carries) are written inline; the rest by num.c. */
+size_t mcr__u64_to_dec_long(char* p, uint64_t v);
+static inline size_t mcr__u64_to_dec(char* p, uint64_t v) {
+  if (MCR__LIKELY(v < 10)) {
+    p[0] = (char)('0' + v);
+    return 1;
+  }
+  if (v < 100) {
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+    return 2;
+  }
+  return mcr__u64_to_dec_long(p, v);
+}
+static inline size_t mcr__i64_to_dec(char* p, int64_t v) {
+  if (MCR__LIKELY(v >= 0))
+    return mcr__u64_to_dec(p, (uint64_t)v);
+  p[0] = '-';
+  return 1 + mcr__u64_to_dec(p + 1, (uint64_t)0 - (uint64_t)v);
+}
 /* Parses a decimal number of exactly len bytes (1..20 digits, no sign for
  * the unsigned one, overflow-checked). Returns 0 or -1. */
 int mcr__dec_to_u64(const char* p, size_t len, uint64_t* out);
@@ -281,6 +300,10 @@ void mcr__servers_free(mcr__server_t* s, size_t n);
  * MCR_ESYS with a one-line message in err. */
 int mcr__ringdir_open(const char* dir, long expected_uid, uid_t* owner,
                       char* err, size_t errlen);
+/* Calls fn(dirfd, name, arg) for every entry of the directory dirfd but
+ * "." and "..". Best effort: a directory it cannot read is skipped. */
+void mcr__ringdir_walk(int dirfd, void (*fn)(int, const char*, void*),
+                       void* arg);
 
 /* ================================================================ decoders
  * The contract every reply decoder of codec_text.c and codec_meta.c keeps

@@ -183,6 +183,20 @@ typedef uint32_t v8u32 __attribute__((vector_size(32)));
  * memory in the vpaddd itself. */
 #define KEEP_IN_MEMORY(p) __asm__("" : "+r"(p))
 
+/* The whole of one SSE2 or AVX2 kernel after its transpose: the 61 steps
+ * on vectors of type V (T4 or T8 reads the table's lanes) from the
+ * initial state, and word 0 of each digest to out. */
+#define MD5X_DIGEST(V, T, m, out)               \
+  do {                                          \
+    V a = (V){0} + MD5_A0, b = (V){0} + MD5_B0; \
+    V c = (V){0} + MD5_C0, d = (V){0} + MD5_D0; \
+    const uint32_t(*t)[8] = md5_t;              \
+    KEEP_IN_MEMORY(t);                          \
+    MD5X_STEPS(STEP, T, a, b, c, d);            \
+    a += MD5_A0;                                \
+    memcpy(out, &a, sizeof a);                  \
+  } while (0)
+
 /* ---------------------------------------------------------------- kernels
  * Each takes `lanes` padded blocks and writes word 0 of each digest to
  * out[0..lanes). The blocks are rows; a transpose turns 4 rows of 4 words
@@ -204,13 +218,7 @@ static void md5x4(const uint8_t (*blk)[64], uint32_t out[4]) {
   }
   m[15] = (v4u32){0}; /* the bit length's high word: lets the compiler
                          drop four additions */
-  v4u32 a = (v4u32){0} + MD5_A0, b = (v4u32){0} + MD5_B0;
-  v4u32 c = (v4u32){0} + MD5_C0, d = (v4u32){0} + MD5_D0;
-  const uint32_t(*t)[8] = md5_t;
-  KEEP_IN_MEMORY(t);
-  MD5X_STEPS(STEP, T4, a, b, c, d);
-  a += MD5_A0;
-  memcpy(out, &a, sizeof a);
+  MD5X_DIGEST(v4u32, T4, m, out);
 }
 
 /* The 8-lane transpose: lanes 0..3 in the low 128 bits of each vector,
@@ -241,13 +249,7 @@ __attribute__((target("avx2"))) static void md5x8(const uint8_t (*blk)[64],
                                                   uint32_t out[8]) {
   v8u32 m[16];
   transpose8(blk, m);
-  v8u32 a = (v8u32){0} + MD5_A0, b = (v8u32){0} + MD5_B0;
-  v8u32 c = (v8u32){0} + MD5_C0, d = (v8u32){0} + MD5_D0;
-  const uint32_t(*t)[8] = md5_t;
-  KEEP_IN_MEMORY(t);
-  MD5X_STEPS(STEP, T8, a, b, c, d);
-  a += MD5_A0;
-  memcpy(out, &a, sizeof a);
+  MD5X_DIGEST(v8u32, T8, m, out);
 }
 
 /* Writes key[0..len), len <= LANE_KEY_MAX, as one padded MD5 block. */

@@ -12,7 +12,7 @@
 
 #include "internal.h"
 
-size_t mcr__u64_to_dec(char* p, uint64_t v) {
+size_t mcr__u64_to_dec_long(char* p, uint64_t v) {
   char tmp[20];
   size_t n = 0;
   do {
@@ -22,13 +22,6 @@ size_t mcr__u64_to_dec(char* p, uint64_t v) {
   for (size_t i = 0; i < n; i++)
     p[i] = tmp[n - 1 - i];
   return n;
-}
-
-size_t mcr__i64_to_dec(char* p, int64_t v) {
-  if (v >= 0)
-    return mcr__u64_to_dec(p, (uint64_t)v);
-  p[0] = '-';
-  return 1 + mcr__u64_to_dec(p + 1, (uint64_t)0 - (uint64_t)v);
 }
 
 int mcr__dec_to_u64(const char* p, size_t len, uint64_t* out) {

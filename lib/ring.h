@@ -172,7 +172,7 @@ int mcr__ring_account(const uint32_t* points, const uint32_t* owners,
 int mcr__snapshot_dirfd(const mcr_snapshot_t* s, uid_t* owner);
 
 /* ---------------------------------------------------------------- snapshot
- * File format: see snapshot.c and docs/snapshot.md. All integers are
+ * File format: docs/snapshot.md (the one description). All integers are
  * little-endian; every offset is from the start of the file. */
 
 #define MCR__SNAP_MAGIC "MCRRING1"     /* 8 bytes, no NUL */

@@ -1,4 +1,5 @@
-/* ringdir.c — whether a ring directory can be trusted, and opening it.
+/* ringdir.c — whether a ring directory can be trusted, opening it, and
+ * walking its entries (the agent's clean-ups).
  *
  * Every worker follows whatever ring its ring directory holds, so the
  * directory decides where keys (and their values) are sent. The files in
@@ -23,6 +24,7 @@
  * (/var/run -> /run) is judged by where it leads. The checks cost a few
  * fstat calls once per handle, never per operation.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -109,4 +111,21 @@ int mcr__ringdir_open(const char* dir, long expected_uid, uid_t* owner,
     return rc;
   }
   return fd;
+}
+
+void mcr__ringdir_walk(int dirfd, void (*fn)(int, const char*, void*),
+                       void* arg) {
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return;
+  }
+  struct dirent* de;
+  while ((de = readdir(d)) != NULL)
+    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+      fn(dirfd, de->d_name, arg);
+  closedir(d);
 }

@@ -1,32 +1,10 @@
 /* snapshot.c — reads the ring that mcring-agent publishes in shared memory.
  *
  * The agent (snapshot_write.c) keeps a directory, normally on tmpfs, with
- * one small permanent control file and one immutable file per generation:
- *
- *   ctl       4096 bytes: "MCRCTL01", u16 ABI major, u16 ABI minor, u32 0,
- *             u64 generation at offset 16 (0 = nothing published yet)
- *   ring.<N>  generation N, never rewritten, unlinked once N+1 is published
- *
- * A ring file (all integers little-endian, all offsets from the file start,
- * so the file means the same at any mapping address):
- *
- *   header    192 bytes, mcr__snap_header_t in ring.h: magic "MCRRING1",
- *             ABI major/minor, header size, total size, generation, publish
- *             time, mode, node/point counts, bucket bits, then offset and
- *             length of each section
- *   nodes     node_count entries of 32 bytes: host and address as
- *             (offset, length) into the strings section, port, state,
- *             weight, points
- *   strings   NUL-terminated host and address texts
- *   arcs      node_count u64: the hashes (out of 2^32) each node owns
- *             (ABI minor 1; a minor 0 file has none)
- *   points    point_count u32, ascending (ties ordered by node index)
- *   owners    point_count u32, the node index of each point
- *   buckets   2^16 + 1 u32: entry b is the index of the first point whose
- *             top 16 bits are >= b; the last entry is point_count
- *   checksum  the last 8 bytes: XXH3-64 of every byte before them
- *
- * Every section starts 64-byte aligned. docs/snapshot.md has the same.
+ * one small permanent control file ("ctl": the current generation) and one
+ * immutable file per generation ("ring.<N>"). The format of both is
+ * described once, in docs/snapshot.md; the structs that match it byte for
+ * byte are in ring.h.
  *
  * Why a reader can trust what it maps: it opens with O_RDONLY|O_NOFOLLOW
  * relative to the directory fd, refuses files that are not regular, not

@@ -1,7 +1,7 @@
 /* snapshot_write.c — publishes rings into the shared snapshot directory.
  *
- * The writer half of snapshot.c (whose header comment describes the files
- * and the format). Used by mcring-agent; internal to libmcring. It is built
+ * The writer half of snapshot.c (the files and their format:
+ * docs/snapshot.md). Used by mcring-agent; internal to libmcring. It is built
  * around one rule: a published file is never modified. Each generation is
  * written into a new file that no reader can be looking at yet (created
  * O_EXCL|O_NOFOLLOW relative to the directory fd, mode 0640, allocated in
@@ -9,10 +9,9 @@
  * through a shared mapping of the new file, checksummed, and verified in
  * full from the file's own bytes: the O(points) checks readers skip), and
  * only then made current by one release store of its generation into the
- * control file. The
- * previous file is unlinked afterwards; readers still mapping it keep it alive,
- * and the kernel frees it with their last mapping, so reclamation needs no
- * reader cooperation.
+ * control file. The previous file is unlinked afterwards; readers still
+ * mapping it keep it alive, and the kernel frees it with their last
+ * mapping, so reclamation needs no reader cooperation.
  *
  * A writer killed at any instruction therefore leaves either the old
  * generation current (a partial ring.<N+1> nobody reads) or the new one
@@ -21,7 +20,6 @@
  * file. Files are not fsynced: the directory is meant for tmpfs, where that
  * is a no-op, and after a reboot the agent publishes a fresh ring anyway.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -151,27 +149,19 @@ static int werr(mcr__snapshot_writer_t* w, int rc, const char* what,
  * file a killed writer may have left, and the shared stats file of mcring
  * 0.1 ("stats", "stats.tmp.<pid>": a sparse file of up to 21 GiB that
  * host stats no longer use; hoststats.c). */
+static void remove_if_stale(int dirfd, const char* n, void* arg) {
+  const char* keep = arg;
+  bool stale = (strncmp(n, "ring.", 5) == 0 && strcmp(n, keep) != 0) ||
+               strncmp(n, MCR__SNAP_CTL_NAME ".tmp.", 8) == 0 ||
+               strcmp(n, "stats") == 0 || strncmp(n, "stats.tmp.", 10) == 0;
+  if (stale)
+    unlinkat(dirfd, n, 0);
+}
+
 static void remove_stale(mcr__snapshot_writer_t* w) {
-  int fd = openat(w->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return;
-  DIR* d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    return;
-  }
   char keep[40];
   snprintf(keep, sizeof(keep), "ring.%" PRIu64, w->gen);
-  struct dirent* de;
-  while ((de = readdir(d)) != NULL) {
-    const char* n = de->d_name;
-    bool stale = (strncmp(n, "ring.", 5) == 0 && strcmp(n, keep) != 0) ||
-                 strncmp(n, MCR__SNAP_CTL_NAME ".tmp.", 8) == 0 ||
-                 strcmp(n, "stats") == 0 || strncmp(n, "stats.tmp.", 10) == 0;
-    if (stale)
-      unlinkat(w->dirfd, n, 0);
-  }
-  closedir(d);
+  mcr__ringdir_walk(w->dirfd, remove_if_stale, keep);
 }
 
 /* Creates the control file atomically: a complete temporary file linked
