@@ -18,6 +18,11 @@ enum { EXIT_HIT = 0, EXIT_MISS = 1, EXIT_ERR = 2 };
 typedef enum { STAT_TEXT, STAT_JSON, STAT_PROMETHEUS } stat_format_t;
 
 typedef struct {
+  /* The command run, and its synopsis for a usage line: one function
+   * serves the commands that differ in one call (get / gets, set / add /
+   * replace, append / prepend, incr / decr). */
+  const char* name;
+  const char* synopsis;
   mcr_client_opts_t opts;
   uint32_t flags;
   int64_t ttl;

@@ -168,11 +168,31 @@ static unsigned cflags_of(const cli_t* cli) {
 
 /* ---------------------------------------------------------------- reads */
 
+/* For a multi-key call on the keys argv[0..n): their lengths, and a
+ * zeroed result array of n elements of `size` bytes. -1 when out of
+ * memory (nothing allocated then). */
+static int key_arrays(size_t n, char** argv, size_t** lens, void** per_key,
+                      size_t size) {
+  *lens = calloc(n, sizeof(**lens));
+  *per_key = calloc(n, size);
+  if (!*lens || !*per_key) {
+    free(*lens);
+    free(*per_key);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    (*lens)[i] = strlen(argv[i]);
+  return 0;
+}
+
 /* get / gets. get with one key writes the raw value. Otherwise one
  * multi-get and a line per hit in the order asked: "KEY VALUE" (get) or
  * "KEY CAS VALUE" (gets); misses print nothing. Exit 1 when any key
  * missed, 2 when any key failed. */
-static int get_common(mcr_client_t* c, int argc, char** argv, bool cas) {
+static int cmd_get(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 1, 1000000, cli->synopsis))
+    return EXIT_ERR;
+  bool cas = strcmp(cli->name, "gets") == 0;
   if (!cas && argc == 1) {
     mcr_item_t it;
     int rc = mcr_client_get(c, argv[0], strlen(argv[0]), &it);
@@ -181,15 +201,10 @@ static int get_common(mcr_client_t* c, int argc, char** argv, bool cas) {
     return outcome(c, rc);
   }
   size_t n = (size_t)argc;
-  size_t* lens = calloc(n, sizeof(*lens));
-  mcr_item_t* items = calloc(n, sizeof(*items));
-  if (!lens || !items) {
-    free(lens);
-    free(items);
+  size_t* lens;
+  mcr_item_t* items;
+  if (key_arrays(n, argv, &lens, (void**)&items, sizeof(*items)))
     return die("out of memory", "");
-  }
-  for (size_t i = 0; i < n; i++)
-    lens[i] = strlen(argv[i]);
   const char* const* keys = (const char* const*)argv;
   int rc = cas ? mcr_client_gets_multi(c, n, keys, lens, items, NULL)
                : mcr_client_get_multi(c, n, keys, lens, items, NULL);
@@ -217,28 +232,19 @@ static int get_common(mcr_client_t* c, int argc, char** argv, bool cas) {
   return status;
 }
 
-static int cmd_get(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  if (need_args(argc, 1, 1000000, "get KEY [KEY...]"))
-    return EXIT_ERR;
-  return get_common(c, argc, argv, false);
-}
-
-static int cmd_gets(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  if (need_args(argc, 1, 1000000, "gets KEY [KEY...]"))
-    return EXIT_ERR;
-  return get_common(c, argc, argv, true);
-}
-
 /* ---------------------------------------------------------------- writes */
 
 typedef int (*store_fn)(mcr_client_t* c, const char* key, size_t key_len,
                         const void* value, size_t value_len, uint32_t flags,
                         int64_t ttl, unsigned cflags);
 
-static int store(cli_t* cli, mcr_client_t* c, int argc, char** argv,
-                 store_fn fn, const char* usage) {
-  if (need_args(argc, 2, 2, usage))
+/* set / add / replace KEY VALUE|- */
+static int cmd_store(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 2, 2, cli->synopsis))
     return EXIT_ERR;
+  store_fn fn = strcmp(cli->name, "add") == 0       ? mcr_client_add
+                : strcmp(cli->name, "replace") == 0 ? mcr_client_replace
+                                                    : mcr_client_set;
   const char* value;
   size_t len;
   char* buf;
@@ -250,24 +256,11 @@ static int store(cli_t* cli, mcr_client_t* c, int argc, char** argv,
   return write_outcome(c, argv[0], rc);
 }
 
-static int cmd_set(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  return store(cli, c, argc, argv, mcr_client_set, "set KEY VALUE|-");
-}
-
-static int cmd_add(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  return store(cli, c, argc, argv, mcr_client_add, "add KEY VALUE|-");
-}
-
-static int cmd_replace(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  return store(cli, c, argc, argv, mcr_client_replace, "replace KEY VALUE|-");
-}
-
-/* append / prepend take neither flags nor a TTL. */
-static int concat(cli_t* cli, mcr_client_t* c, int argc, char** argv,
-                  bool append) {
-  if (need_args(argc, 2, 2,
-                append ? "append KEY VALUE|-" : "prepend KEY VALUE|-"))
+/* append / prepend KEY VALUE|-: neither flags nor a TTL. */
+static int cmd_concat(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 2, 2, cli->synopsis))
     return EXIT_ERR;
+  bool append = strcmp(cli->name, "append") == 0;
   const char* value;
   size_t len;
   char* buf;
@@ -279,14 +272,6 @@ static int concat(cli_t* cli, mcr_client_t* c, int argc, char** argv,
              : mcr_client_prepend(c, argv[0], klen, value, len, cflags_of(cli));
   free(buf);
   return write_outcome(c, argv[0], rc);
-}
-
-static int cmd_append(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  return concat(cli, c, argc, argv, true);
-}
-
-static int cmd_prepend(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  return concat(cli, c, argc, argv, false);
 }
 
 static int cmd_cas(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
@@ -316,15 +301,10 @@ static int cmd_delete(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
         c, argv[0],
         mcr_client_delete(c, argv[0], strlen(argv[0]), cflags_of(cli)));
   size_t n = (size_t)argc;
-  size_t* lens = calloc(n, sizeof(*lens));
-  int* statuses = calloc(n, sizeof(*statuses));
-  if (!lens || !statuses) {
-    free(lens);
-    free(statuses);
+  size_t* lens;
+  int* statuses;
+  if (key_arrays(n, argv, &lens, (void**)&statuses, sizeof(*statuses)))
     return die("out of memory", "");
-  }
-  for (size_t i = 0; i < n; i++)
-    lens[i] = strlen(argv[i]);
   int rc = mcr_client_delete_multi(c, n, (const char* const*)argv, lens,
                                    statuses, cflags_of(cli), NULL);
   int status = rc < 0 ? outcome(c, rc) : EXIT_HIT;
@@ -347,10 +327,10 @@ static int cmd_delete(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
 }
 
 /* incr / decr KEY [DELTA]: prints the new value (nothing with --noreply). */
-static int arith(cli_t* cli, mcr_client_t* c, int argc, char** argv,
-                 bool incr) {
-  if (need_args(argc, 1, 2, incr ? "incr KEY [DELTA]" : "decr KEY [DELTA]"))
+static int cmd_arith(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
+  if (need_args(argc, 1, 2, cli->synopsis))
     return EXIT_ERR;
+  bool incr = strcmp(cli->name, "incr") == 0;
   uint64_t delta = 1, value = 0;
   if (argc == 2 && parse_u64(argv[1], UINT64_MAX, &delta))
     return die("DELTA wants 0..18446744073709551615", argv[1]);
@@ -361,14 +341,6 @@ static int arith(cli_t* cli, mcr_client_t* c, int argc, char** argv,
   if (rc == MCR_OK && !cli->noreply)
     printf("%" PRIu64 "\n", value);
   return write_outcome(c, argv[0], rc);
-}
-
-static int cmd_incr(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  return arith(cli, c, argc, argv, true);
-}
-
-static int cmd_decr(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
-  return arith(cli, c, argc, argv, false);
 }
 
 static int cmd_touch(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
@@ -741,28 +713,28 @@ static const struct {
      "Several keys: one request per node; a line \"KEY VALUE\" per hit, in\n"
      "the order given; misses print nothing.\n"
      "Exit: 0 every key hit, 1 a key missed, 2 error.\n"},
-    {"gets", cmd_gets, 0, "gets KEY [KEY...]", "fetch values with their CAS",
+    {"gets", cmd_get, 0, "gets KEY [KEY...]", "fetch values with their CAS",
      "A line \"KEY CAS VALUE\" per hit, in the order given; misses print\n"
      "nothing. CAS is the number `mcring cas` takes.\n"
      "Exit: 0 every key hit, 1 a key missed, 2 error.\n"},
-    {"set", cmd_set, 0, "set KEY VALUE|- [--flags N] [--ttl S] [--noreply]",
+    {"set", cmd_store, 0, "set KEY VALUE|- [--flags N] [--ttl S] [--noreply]",
      "store a value",
      "Stores VALUE (\"-\": all of stdin, byte for byte) under KEY.\n"
      "Exit: 0 stored, 2 error.\n"},
-    {"add", cmd_add, 0, "add KEY VALUE|- [--flags N] [--ttl S] [--noreply]",
+    {"add", cmd_store, 0, "add KEY VALUE|- [--flags N] [--ttl S] [--noreply]",
      "store only if KEY is absent",
      "Stores VALUE only when KEY holds nothing.\n"
      "Exit: 0 stored, 1 not stored (KEY exists), 2 error.\n"},
-    {"replace", cmd_replace, 0,
+    {"replace", cmd_store, 0,
      "replace KEY VALUE|- [--flags N] [--ttl S] [--noreply]",
      "store only if KEY exists",
      "Stores VALUE only when KEY already holds a value.\n"
      "Exit: 0 stored, 1 not stored (no such KEY), 2 error.\n"},
-    {"append", cmd_append, 0, "append KEY VALUE|- [--noreply]",
+    {"append", cmd_concat, 0, "append KEY VALUE|- [--noreply]",
      "add bytes after a value",
      "Appends VALUE's bytes to the value of KEY (flags and TTL unchanged).\n"
      "Exit: 0 stored, 1 not stored (no such KEY), 2 error.\n"},
-    {"prepend", cmd_prepend, 0, "prepend KEY VALUE|- [--noreply]",
+    {"prepend", cmd_concat, 0, "prepend KEY VALUE|- [--noreply]",
      "add bytes before a value",
      "Prepends VALUE's bytes to the value of KEY (flags and TTL unchanged).\n"
      "Exit: 0 stored, 1 not stored (no such KEY), 2 error.\n"},
@@ -773,11 +745,11 @@ static const struct {
     {"delete", cmd_delete, 0, "delete KEY [KEY...] [--noreply]", "remove keys",
      "Removes every KEY (several keys: one request per node).\n"
      "Exit: 0 all deleted, 1 a key was not found, 2 error.\n"},
-    {"incr", cmd_incr, 0, "incr KEY [DELTA] [--noreply]", "add to a number",
+    {"incr", cmd_arith, 0, "incr KEY [DELTA] [--noreply]", "add to a number",
      "Adds DELTA (default 1) to the decimal number stored under KEY and\n"
      "prints the new value (wraps at 2^64, as memcached does).\n"
      "Exit: 0 done, 1 not found, 2 error (also: the value is no number).\n"},
-    {"decr", cmd_decr, 0, "decr KEY [DELTA] [--noreply]",
+    {"decr", cmd_arith, 0, "decr KEY [DELTA] [--noreply]",
      "subtract from a number",
      "Subtracts DELTA (default 1) from the number stored under KEY, stopping\n"
      "at 0, and prints the new value.\n"
@@ -1026,6 +998,8 @@ int main(int argc, char** argv) {
                                    : cli.opts.servers ? cli.opts.servers
                                                       : cli.opts.ring_dir);
   }
+  cli.name = commands[ci].name;
+  cli.synopsis = commands[ci].synopsis;
   int status = commands[ci].fn(&cli, c, argc - optind - 1, argv + optind + 1);
   mcr_client_free(c);
   if (fflush(stdout) != 0 || ferror(stdout))
