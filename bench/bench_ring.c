@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "deploy.h"
 #include "fakecfg.h"
 #include "internal.h"
 #include "ring.h"
@@ -483,6 +484,8 @@ static void phase_writer(void) {
 
 /* ------------------------------------------------------------ phase B */
 
+/* Starts the agent polling the endpoint on `port` into dir, its stderr
+ * in `log` (it dies with the bench: tools/deploy.h). */
 static pid_t start_agent(const char* agent, int port, const char* dir,
                          const char* log) {
   char ep[64], iv[16], conf[300];
@@ -494,15 +497,12 @@ static pid_t start_agent(const char* agent, int port, const char* dir,
     bench_die("%s: %s", conf, strerror(errno));
   fclose(f);
   fflush(NULL);
-  pid_t p = fork();
-  if (p == 0) {
-    FILE* lf = freopen(log, "w", stderr);
-    (void)lf;
-    execl(agent, agent, "--config", conf, "--elasticache", ep, "--ring-dir",
-          dir, "--interval", iv, "--log-level", "warning", (char*)NULL);
-    fprintf(stderr, "exec %s: %s\n", agent, strerror(errno));
-    _exit(127);
-  }
+  const char* argv[] = {agent, "--config",    conf,      "--elasticache",
+                        ep,    "--ring-dir",  dir,       "--interval",
+                        iv,    "--log-level", "warning", NULL};
+  pid_t p = deploy_spawn(argv, &(deploy_spawn_opts_t){.err = log});
+  if (p < 0)
+    bench_die("fork: %s", strerror(errno));
   return p;
 }
 
@@ -522,17 +522,10 @@ static void phase_agent(const char* agent) {
   if (!f)
     bench_die("fakecfg did not start");
   pid_t ap = start_agent(agent, fakecfg_port(f), dir, log);
-  /* Wait for the first ring. */
-  double end = bench_now() + 10;
-  mcr_snapshot_t* s = NULL;
-  while (mcr_snapshot_open(&s, dir, NULL, NULL, 0) != 0) {
-    if (bench_now() > end) {
-      kill(ap, SIGTERM);
-      bench_die("mcring-agent published nothing in 10 s (see %s)", log);
-    }
-    sleep_us(20000);
+  if (!deploy_wait_gen(dir, 1, 10000)) {
+    deploy_stop(ap, SIGTERM, 5000);
+    bench_die("mcring-agent published nothing in 10 s (see %s)", log);
   }
-  mcr_snapshot_free(s);
 
   static pid_t pids[MAX_WORKERS];
   int n = 256;
@@ -544,7 +537,7 @@ static void phase_agent(const char* agent) {
    * from the first increment seen to the last. */
   int first = -1, last = -1, cur = polls(f), total0 = 0, total1 = 0;
   double t_first = 0, t_last = 0;
-  end = bench_now() + 12 * AGENT_INTERVAL + 0.3;
+  double end = bench_now() + 12 * AGENT_INTERVAL + 0.3;
   while (bench_now() < end) {
     sleep_us(2000);
     int p = polls(f);
@@ -605,9 +598,7 @@ static void phase_agent(const char* agent) {
   }
   bench_result("agent_propagation_workers_missing", n - m);
   reap(n, pids);
-  kill(ap, SIGTERM);
-  int st;
-  waitpid(ap, &st, 0);
+  deploy_stop(ap, SIGTERM, 5000);
   fakecfg_stop(f);
 }
 

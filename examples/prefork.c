@@ -1,34 +1,23 @@
 /* prefork.c — a pre-forked server using libmcring the intended way.
  *
- * The shape of Apache prefork or PHP-FPM: a master process sets everything
- * up once and forks N workers that serve requests until told to stop. The
- * master attaches to the cache once, before forking: mcr_client_new with
- * --ring-dir (follow the ring mcring-agent publishes) or --servers (build
- * the same ring in process, no agent). It may use the client itself (here
- * it checks that the cache answers); the workers inherit the handle and
- * just use it. Each worker opens its own connections on first use: a
- * connection opened before the fork is never reused by a child (the
- * library notices the fork), and with --ring-dir every call first checks
- * the published generation, so all workers follow cluster changes without
- * any code here.
- *
- * A request is one line, a key, on a TCP connection to --listen PORT
- * (127.0.0.1); the worker answers "HIT <key> <value>" or, on a miss, builds
- * the value (the "expensive" work a real server would do), stores it with
- * a TTL and answers "MISS <key> <value>" (cache-aside). Without --listen,
- * each worker makes up --requests keys itself. ignore_errors is on: a
- * cache outage makes the server slower, never broken. SIGTERM or SIGINT to
- * the master stops the workers (each finishes its request, prints its
- * counters and frees the client) and then the master. A worker that dies
- * is replaced.
+ * The shape of Apache prefork or PHP-FPM: the master attaches to the cache
+ * once, before forking (mcr_client_new with --ring-dir, the ring
+ * mcring-agent publishes, or --servers, the same ring built in process),
+ * may use the client itself, and forks N workers that inherit the handle
+ * and just use it. No worker reuses a connection opened before the fork
+ * (the library notices the fork), and with --ring-dir every call first
+ * checks the published generation: the workers follow cluster changes
+ * with no code here. A request is a line holding a key on a connection to
+ * 127.0.0.1:--listen (or, without --listen, --requests keys a worker makes
+ * up); the answer is HIT or MISS, cache-aside. ignore_errors is on: an
+ * outage makes the server slower, never broken. SIGTERM to the master
+ * stops the workers, each after its request. examples/README.md has more.
  *
  *   prefork --ring-dir /run/mcring/default --workers 8 --listen 8080
  *   printf 'user:1\nuser:2\n' | nc -q1 127.0.0.1 8080
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,34 +27,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "mcring.h"
 
 #define MAX_WORKERS 64
 
-static volatile sig_atomic_t stopping;
-static sigset_t normal_mask; /* the mask before the master blocked signals */
-
-static void on_stop(int sig) {
-  (void)sig;
-  stopping = 1;
-}
-
-static void on_child(int sig) {
-  (void)sig; /* only interrupts sigsuspend */
-}
-
 typedef struct {
   unsigned long requests, hits, misses, errors;
 } counters_t;
+
+static volatile sig_atomic_t stopping; /* set by SIGTERM or SIGINT */
+static void on_stop(int sig) {
+  stopping = sig;
+}
 
 /* Cache-aside for one key: value into out[cap]; returns "HIT" or "MISS". */
 static const char* lookup(mcr_client_t* c, const char* key, char* out,
                           size_t cap, counters_t* n) {
   size_t klen = strlen(key);
   mcr_item_t item;
-  int rc = mcr_client_get(c, key, klen, &item);
   n->requests++;
-  if (rc == MCR_OK) {
+  if (mcr_client_get(c, key, klen, &item) == MCR_OK) {
     n->hits++;
     snprintf(out, cap, "%.*s", (int)item.value_len, item.value);
     return "HIT";
@@ -73,64 +55,38 @@ static const char* lookup(mcr_client_t* c, const char* key, char* out,
   n->misses++;
   /* The work the cache saves: here, a string built from the key. */
   snprintf(out, cap, "value-of-%s@%ld", key, (long)getpid());
-  rc = mcr_client_set(c, key, klen, out, strlen(out), 0, 300, 0);
-  if (rc != MCR_OK)
+  if (mcr_client_set(c, key, klen, out, strlen(out), 0, 300, 0) != MCR_OK)
     n->errors++; /* not stored: the next request builds it again */
   return "MISS";
-}
-
-/* Serves one connection: a key per line, an answer per line. Reading and
- * writing use two streams (one FILE may not switch from input to output
- * without a seek, which a socket cannot do). */
-static void serve_conn(mcr_client_t* c, int fd, counters_t* n) {
-  int wfd = dup(fd);
-  FILE* in = fdopen(fd, "r");
-  FILE* out = wfd >= 0 ? fdopen(wfd, "w") : NULL;
-  if (!in || !out) {
-    if (in)
-      fclose(in);
-    else
-      close(fd);
-    if (out)
-      fclose(out);
-    else if (wfd >= 0)
-      close(wfd);
-    return;
-  }
-  char line[300], value[512];
-  while (!stopping && fgets(line, sizeof line, in)) {
-    line[strcspn(line, "\r\n")] = '\0';
-    if (mcr_key_check(line, strlen(line)) != 0) {
-      fprintf(out, "ERR invalid key\n");
-    } else {
-      const char* what = lookup(c, line, value, sizeof value, n);
-      fprintf(out, "%s %s %s\n", what, line, value);
-    }
-    fflush(out);
-  }
-  fclose(in);
-  fclose(out);
 }
 
 /* A worker: serves until SIGTERM, then reports and frees its copy of the
  * client (closing only its own connections). */
 static int worker(mcr_client_t* c, int id, int lfd, long requests) {
   counters_t n = {0};
-  char key[64], value[512];
-  if (lfd >= 0) {
-    while (!stopping) {
-      int fd = accept(lfd, NULL, NULL);
-      if (fd >= 0)
-        serve_conn(c, fd, &n);
-      else if (errno != EINTR && errno != ECONNABORTED)
-        break;
+  char line[300], value[512];
+  for (long i = 0; lfd < 0 && !stopping && i != requests; i++) {
+    snprintf(line, sizeof line, "user:%d", rand() % 1000); /* no clients */
+    lookup(c, line, value, sizeof value, &n);
+    usleep(1000);
+  }
+  while (lfd >= 0 && !stopping) {
+    int fd = accept(lfd, NULL, NULL); /* EINTR on SIGTERM */
+    if (fd < 0 && errno != EINTR && errno != ECONNABORTED)
+      break;
+    FILE* in = fd >= 0 ? fdopen(fd, "r") : NULL;
+    while (in && !stopping && fgets(line, sizeof line, in)) {
+      line[strcspn(line, "\r\n")] = '\0';
+      if (mcr_key_check(line, strlen(line)) != 0)
+        dprintf(fd, "ERR invalid key\n");
+      else
+        dprintf(fd, "%s %s %s\n", lookup(c, line, value, sizeof value, &n),
+                line, value);
     }
-  } else {
-    for (long i = 0; !stopping && (requests < 0 || i < requests); i++) {
-      snprintf(key, sizeof key, "user:%ld", (long)(rand() % 1000));
-      lookup(c, key, value, sizeof value, &n);
-      usleep(1000);
-    }
+    if (in)
+      fclose(in); /* closes fd */
+    else if (fd >= 0)
+      close(fd);
   }
   fprintf(stderr,
           "worker %d (pid %ld): %lu requests, %lu hits, %lu misses, %lu "
@@ -142,8 +98,7 @@ static int worker(mcr_client_t* c, int id, int lfd, long requests) {
 }
 
 static int listen_on(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
   struct sockaddr_in a = {.sin_family = AF_INET,
                           .sin_port = htons((uint16_t)port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -155,10 +110,12 @@ static int listen_on(int port) {
   return fd;
 }
 
-static pid_t spawn(mcr_client_t* c, int id, int lfd, long requests) {
+/* Forks worker `id`, which starts with the signal mask `mask`. */
+static pid_t spawn(mcr_client_t* c, int id, int lfd, long requests,
+                   const sigset_t* mask) {
   pid_t pid = fork();
   if (pid == 0) {
-    sigprocmask(SIG_SETMASK, &normal_mask, NULL);
+    sigprocmask(SIG_SETMASK, mask, NULL);
     srand((unsigned)getpid());
     _exit(worker(c, id, lfd, requests));
   }
@@ -167,63 +124,36 @@ static pid_t spawn(mcr_client_t* c, int id, int lfd, long requests) {
   return pid;
 }
 
-static void usage(void) {
-  fprintf(stderr,
-          "usage: prefork (--ring-dir DIR | --servers LIST) [--workers N]\n"
-          "               [--listen PORT | --requests N]\n");
-  exit(2);
-}
-
 int main(int argc, char** argv) {
-  static const struct option longopts[] = {
-      {"ring-dir", required_argument, NULL, 'r'},
-      {"servers", required_argument, NULL, 's'},
-      {"workers", required_argument, NULL, 'w'},
-      {"listen", required_argument, NULL, 'l'},
-      {"requests", required_argument, NULL, 'n'},
-      {NULL, 0, NULL, 0}};
   mcr_client_opts_t opts;
   mcr_client_opts_init(&opts);
-  int nworkers = 4, port = 0;
-  long requests = -1;
-  for (int o; (o = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
-    switch (o) {
-      case 'r':
-        opts.ring_dir = optarg;
-        break;
-      case 's':
-        opts.servers = optarg;
-        break;
-      case 'w':
-        nworkers = atoi(optarg);
-        break;
-      case 'l':
-        port = atoi(optarg);
-        break;
-      case 'n':
-        requests = atol(optarg);
-        break;
-      default:
-        usage();
-    }
+  long workers = 4, port = 0, requests = -1; /* -1: until SIGTERM */
+  const arg_t args[] = {ARG_TEXT("--ring-dir", &opts.ring_dir),
+                        ARG_TEXT("--servers", &opts.servers),
+                        ARG_NUMBER("--workers", &workers),
+                        ARG_NUMBER("--listen", &port),
+                        ARG_NUMBER("--requests", &requests),
+                        ARG_END};
+  if (!args_parse(argc, argv, args) || !opts.ring_dir == !opts.servers ||
+      workers < 1 || workers > MAX_WORKERS) {
+    fprintf(stderr,
+            "usage: prefork (--ring-dir DIR | --servers LIST) "
+            "[--workers N] [--listen PORT | --requests N]\n");
+    return 2;
   }
-  if (optind != argc || !opts.ring_dir == !opts.servers || nworkers < 1 ||
-      nworkers > MAX_WORKERS)
-    usage();
   opts.ignore_errors = 1;   /* an outage is a cold cache, not a 500 */
   opts.io_timeout_ms = 200; /* what one request may spend on the cache */
   opts.retry_timeout_ms = 1000;
 
   /* Attach once, in the master. */
   mcr_client_t* c;
-  char err[256];
+  char err[256], value[512];
   int rc = mcr_client_new(&c, &opts, err, sizeof err);
   if (rc) {
     fprintf(stderr, "prefork: %s: %s\n", mcr_err_name(rc), err);
     return 1;
   }
   /* The master may use the client too; its connections stay its own. */
-  char value[512];
   counters_t mine = {0};
   lookup(c, "prefork:master", value, sizeof value, &mine);
   fprintf(stderr, "master %ld: %zu nodes, ring generation %llu, cache %s\n",
@@ -232,57 +162,46 @@ int main(int argc, char** argv) {
           mine.errors ? "unreachable (serving without it)" : "ok");
   int lfd = port ? listen_on(port) : -1;
 
-  /* Signals: set before forking so no worker starts without them. No
-   * SA_RESTART, so accept() in a worker returns EINTR on SIGTERM. */
+  /* Signals, before forking so no worker starts without them: a worker
+   * takes SIGTERM in on_stop (no SA_RESTART: a blocked accept or read
+   * returns EINTR); the master keeps them blocked and waits for them. */
   struct sigaction sa = {.sa_handler = on_stop};
-  sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  sa.sa_handler = on_child;
-  sigaction(SIGCHLD, &sa, NULL);
-  sigset_t block;
+  sigset_t block, normal;
   sigemptyset(&block);
   sigaddset(&block, SIGTERM);
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &block, &normal_mask);
+  sigprocmask(SIG_BLOCK, &block, &normal);
 
   pid_t pids[MAX_WORKERS] = {0};
-  for (int i = 0; i < nworkers; i++) {
-    pids[i] = spawn(c, i, lfd, requests);
-    if (pids[i] == 0) /* never: the child exits in spawn */
-      return 1;
-  }
-  int running = nworkers;
-  while (running > 0) {
-    if (!stopping)
-      sigsuspend(&normal_mask); /* wakes on SIGTERM, SIGINT or SIGCHLD */
-    if (stopping) {
-      for (int i = 0; i < nworkers; i++)
-        if (pids[i] > 0)
-          kill(pids[i], SIGTERM);
+  int running = 0;
+  for (int i = 0; i < workers; i++)
+    running += (pids[i] = spawn(c, i, lfd, requests, &normal)) > 0;
+  /* Replace a worker that died, until SIGTERM or SIGINT (or until every
+   * worker has made its --requests). */
+  for (int sig; running > 0 && sigwait(&block, &sig) == 0 && sig == SIGCHLD;) {
+    int st, i;
+    for (pid_t pid; (pid = waitpid(-1, &st, WNOHANG)) > 0;) {
+      for (i = 0; i < workers && pids[i] != pid; i++)
+        continue;
+      if (i == workers)
+        continue;
+      pids[i] = 0;
+      running--;
+      if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && requests >= 0)
+        continue; /* done */
+      fprintf(stderr, "worker %d (pid %ld) died; starting another\n", i,
+              (long)pid);
+      running += (pids[i] = spawn(c, i, lfd, requests, &normal)) > 0;
     }
-    int st;
-    pid_t pid;
-    sigprocmask(SIG_SETMASK, &normal_mask, NULL);
-    while ((pid = waitpid(-1, &st, stopping ? 0 : WNOHANG)) > 0) {
-      for (int i = 0; i < nworkers; i++) {
-        if (pids[i] != pid)
-          continue;
-        pids[i] = 0;
-        running--;
-        bool done = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-        if (!stopping && !(done && requests >= 0)) {
-          fprintf(stderr, "worker %d (pid %ld) died; starting another\n", i,
-                  (long)pid);
-          pids[i] = spawn(c, i, lfd, requests);
-          if (pids[i] > 0)
-            running++;
-        }
-      }
-    }
-    sigprocmask(SIG_BLOCK, &block, NULL);
   }
+  for (int i = 0; i < workers; i++) /* stop */
+    if (pids[i] > 0)
+      kill(pids[i], SIGTERM);
+  while (wait(NULL) > 0) /* each ends its request first */
+    continue;
   mcr_client_free(c);
   if (lfd >= 0)
     close(lfd);

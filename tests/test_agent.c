@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -67,32 +66,14 @@ static void fake_up(tenv_t* t, fakecfg_mode_t mode, const char* text) {
   cr_assert(t->fake, "fakecfg_start failed");
 }
 
-static const char* agent_bin(void) {
-  static char path[512];
-  const char* top = getenv("MCR_TOP_BUILDDIR");
-  snprintf(path, sizeof(path), "%s/mcring-agent", top ? top : ".");
-  if (access(path, X_OK) != 0)
-    cr_assert_fail("no agent binary at %s (set MCR_TOP_BUILDDIR)", path);
-  return path;
-}
-
 /* Spawns the agent with the NULL-terminated extra arguments after
  * "--config <conf> --ring-dir <ring>" unless `bare`. stderr goes to the
  * log file (appended). */
 static pid_t spawn_v(tenv_t* t, bool bare, const char* const* args) {
-  const char* argv[48];
-  size_t n = 0;
-  argv[n++] = agent_bin();
-  if (!bare) {
-    argv[n++] = "--config";
-    argv[n++] = t->conf;
-    argv[n++] = "--ring-dir";
-    argv[n++] = t->ring;
-  }
-  for (size_t i = 0; args[i] && n < 47; i++)
-    argv[n++] = args[i];
-  argv[n] = NULL;
-  return spawn_prog(argv, &(spawn_opts_t){.err = t->log, .err_append = true});
+  const char* const common[] = {"--config", t->conf, "--ring-dir", t->ring,
+                                NULL};
+  spawn_opts_t o = {.err = t->log, .err_append = true};
+  return agent_spawn(&o, bare ? NULL : common, args);
 }
 
 #define SPAWN(t, ...) \
@@ -102,33 +83,13 @@ static pid_t spawn_v(tenv_t* t, bool bare, const char* const* args) {
 
 /* SIGTERM and expect a clean exit 0. */
 static void stop_agent(pid_t pid) {
-  kill(pid, SIGTERM);
-  int rc = wait_exit(pid, DEADLINE_MS);
+  int rc = deploy_stop(pid, SIGTERM, DEADLINE_MS);
   cr_assert_eq(rc, 0, "agent exit status %d after SIGTERM", rc);
-}
-
-/* Current generation in the ring directory (0 when nothing readable). */
-static uint64_t ring_gen(const char* ring) {
-  mcr_snapshot_t* s;
-  char err[256];
-  if (mcr_snapshot_open(&s, ring, NULL, err, sizeof(err)) != 0)
-    return 0;
-  uint64_t g = mcr_snapshot_generation(s);
-  mcr_snapshot_free(s);
-  return g;
 }
 
 /* Waits until the generation is >= want; returns it (fails on timeout). */
 static uint64_t wait_gen(tenv_t* t, uint64_t want) {
-  int64_t end = now_ms() + DEADLINE_MS;
-  uint64_t g;
-  while ((g = ring_gen(t->ring)) < want) {
-    if (now_ms() > end)
-      cr_assert_fail("generation %llu never reached (at %llu)",
-                     (unsigned long long)want, (unsigned long long)g);
-    usleep(10000);
-  }
-  return g;
+  return ring_wait_gen(t->ring, want, DEADLINE_MS);
 }
 
 /* The ring's nodes as "host=address:port*weight" joined by spaces, in ring
@@ -157,55 +118,63 @@ static void ring_desc(const char* ring, char* out, size_t cap,
   mcr_snapshot_free(s);
 }
 
-/* Waits until the fake endpoint has seen `more` further config polls
- * (either form). */
-static void wait_polls(tenv_t* t, int more) {
-  int base =
-      fakecfg_requests(t->fake, "config") + fakecfg_requests(t->fake, "get");
+/* Writes `text` to the node file, waits for the agent to publish it as
+ * generation `gen`, and describes that ring into d[cap] (ring_desc).
+ * Returns its node count. */
+static size_t relist(tenv_t* t, const char* text, uint64_t gen, char* d,
+                     size_t cap) {
+  cr_assert_eq(fakecfg_write_file(t->nodes, text), 0);
+  cr_assert_eq(wait_gen(t, gen), gen);
+  size_t n;
+  ring_desc(t->ring, d, cap, NULL, &n);
+  return n;
+}
+
+/* Requests of kind a, plus kind b unless NULL, that the fake endpoint has
+ * counted. */
+static int requests(tenv_t* t, const char* a, const char* b) {
+  return fakecfg_requests(t->fake, a) + (b ? fakecfg_requests(t->fake, b) : 0);
+}
+
+/* Waits until the fake endpoint has counted `more` further requests of
+ * kind a or b (see requests). */
+static void wait_requests(tenv_t* t, const char* a, const char* b, int more) {
+  int base = requests(t, a, b);
   int64_t end = now_ms() + DEADLINE_MS;
-  while (fakecfg_requests(t->fake, "config") +
-             fakecfg_requests(t->fake, "get") <
-         base + more) {
+  while (requests(t, a, b) < base + more) {
     if (now_ms() > end)
       cr_assert_fail("the agent stopped polling");
     usleep(5000);
   }
+}
+
+/* Waits for `more` further config polls (either form). */
+static void wait_polls(tenv_t* t, int more) {
+  wait_requests(t, "config", "get", more);
 }
 
 /* Waits for `more` further version requests (every poll starts with one,
  * including polls that hang or fail later). */
 static void wait_version_polls(tenv_t* t, int more) {
-  int base = fakecfg_requests(t->fake, "version");
+  wait_requests(t, "version", NULL, more);
+}
+
+/* Waits until the file at path contains `needle`. */
+static void wait_text(const char* path, const char* needle) {
   int64_t end = now_ms() + DEADLINE_MS;
-  while (fakecfg_requests(t->fake, "version") < base + more) {
+  while (!strstr(deploy_slurp(path), needle)) {
     if (now_ms() > end)
-      cr_assert_fail("the agent stopped polling");
-    usleep(5000);
+      cr_assert_fail("%s never showed \"%s\":\n%s", path, needle,
+                     deploy_slurp(path));
+    usleep(10000);
   }
 }
 
-static char* slurp(const char* path) {
-  static char buf[65536];
-  buf[0] = '\0';
-  FILE* f = fopen(path, "r");
-  if (!f)
-    return buf;
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  buf[n] = '\0';
-  fclose(f);
-  return buf;
-}
-
-/* Waits until file `name` in the ring directory contains `needle`. */
+/* Waits until the ring directory's status file contains `needle`. */
 static void wait_status(tenv_t* t, const char* needle) {
   char path[160];
   snprintf(path, sizeof(path), "%s/status", t->ring);
-  int64_t end = now_ms() + DEADLINE_MS;
-  while (!strstr(slurp(path), needle)) {
-    if (now_ms() > end)
-      cr_assert_fail("status never showed \"%s\":\n%s", needle, slurp(path));
-    usleep(10000);
-  }
+  wait_text(path, needle);
 }
 
 static size_t count_in(const char* hay, const char* needle) {
@@ -220,13 +189,44 @@ static size_t count_in(const char* hay, const char* needle) {
 static const char* const three =
     "a.test|127.0.0.1|11211\nb.test|127.0.0.2|11211\nc.test|127.0.0.3|11211\n";
 
+/* tenv_init, then the fake endpoint serving `three` nodes. Returns its
+ * endpoint, valid while it runs. */
+static const char* tenv_up(tenv_t* t) {
+  tenv_init(t);
+  fake_up(t, FAKECFG_NORMAL, three);
+  return fakecfg_endpoint(t->fake);
+}
+
+/* One run of the agent with --once on the endpoint ep: it must exit 0
+ * having published generation 1. */
+static void publish_first(tenv_t* t, const char* ep) {
+  cr_assert_eq(RUN(t, "--elasticache", ep, "--once"), 0, "%s",
+               deploy_slurp(t->log));
+  cr_assert_eq(deploy_ring_gen(t->ring), 1);
+}
+
+/* Stops the fake endpoint: the agent's polls fail to connect. */
+static void fake_down(tenv_t* t) {
+  fakecfg_stop(t->fake);
+  t->fake = NULL;
+}
+
+/* Starts the fake endpoint again on its old `port`, now serving z.test
+ * only, and waits for the agent to publish that as generation 2. */
+static void fake_back(tenv_t* t, int port) {
+  cr_assert_eq(fakecfg_write_file(t->nodes, "z.test|127.0.0.26|11211\n"), 0);
+  fakecfg_opts_t o = {.nodes_file = t->nodes, .port = port};
+  t->fake = fakecfg_start(&o);
+  cr_assert(t->fake, "port %d was taken meanwhile", port);
+  cr_assert_eq(wait_gen(t, 2), 2);
+}
+
 TestSuite(agent, .timeout = 60);
 
 Test(agent, elasticache_publishes_and_follows_changes) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
-  pid_t pid = SPAWN(&t, "--elasticache", fakecfg_endpoint(t.fake), FAST);
+  const char* ep = tenv_up(&t);
+  pid_t pid = SPAWN(&t, "--elasticache", ep, FAST);
   cr_assert_eq(wait_gen(&t, 1), 1);
   char d[4096];
   size_t n;
@@ -242,46 +242,39 @@ Test(agent, elasticache_publishes_and_follows_changes) {
 
   /* Unchanged list: many polls, no new generation. */
   wait_polls(&t, 5);
-  cr_assert_eq(ring_gen(t.ring), 1);
+  cr_assert_eq(deploy_ring_gen(t.ring), 1);
 
   /* Add a node. */
-  fakecfg_write_file(t.nodes,
-                     "a.test|127.0.0.1|11211\nb.test|127.0.0.2|11211"
-                     "\nc.test|127.0.0.3|11211\nd.test|127.0.0.4|"
-                     "11211\n");
-  cr_assert_eq(wait_gen(&t, 2), 2);
-  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  n = relist(&t,
+             "a.test|127.0.0.1|11211\nb.test|127.0.0.2|11211\n"
+             "c.test|127.0.0.3|11211\nd.test|127.0.0.4|11211\n",
+             2, d, sizeof(d));
   cr_assert_eq(n, 4);
   wait_status(&t, "config_version 2\n");
 
   /* Remove two. */
-  fakecfg_write_file(t.nodes,
-                     "a.test|127.0.0.1|11211\nd.test|127.0.0.4|"
-                     "11211\n");
-  cr_assert_eq(wait_gen(&t, 3), 3);
-  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  relist(&t, "a.test|127.0.0.1|11211\nd.test|127.0.0.4|11211\n", 3, d,
+         sizeof(d));
   cr_assert_str_eq(d, "a.test=127.0.0.1:11211*1 d.test=127.0.0.4:11211*1");
 
   /* Replace in place: same version, new address for d.test. */
   fakecfg_freeze_version(t.fake, true);
   uint64_t v = fakecfg_version(t.fake);
-  fakecfg_write_file(t.nodes,
-                     "a.test|127.0.0.1|11211\nd.test|127.0.0.9|"
-                     "11211\n");
-  cr_assert_eq(wait_gen(&t, 4), 4);
-  ring_desc(t.ring, d, sizeof(d), NULL, &n);
+  relist(&t, "a.test|127.0.0.1|11211\nd.test|127.0.0.9|11211\n", 4, d,
+         sizeof(d));
   cr_assert_str_eq(d, "a.test=127.0.0.1:11211*1 d.test=127.0.0.9:11211*1");
   cr_assert_eq(fakecfg_version(t.fake), v);
 
   /* A version going backwards is warned about once, not per poll. */
   fakecfg_set_version(t.fake, 1);
   wait_polls(&t, 6);
-  cr_assert_eq(ring_gen(t.ring), 4);
+  cr_assert_eq(deploy_ring_gen(t.ring), 4);
   stop_agent(pid);
-  cr_assert_eq(count_in(slurp(t.log), "went backwards"), 1, "%s", slurp(t.log));
-  cr_assert_eq(count_in(slurp(t.log), "replaced in place"), 1);
+  cr_assert_eq(count_in(deploy_slurp(t.log), "went backwards"), 1, "%s",
+               deploy_slurp(t.log));
+  cr_assert_eq(count_in(deploy_slurp(t.log), "replaced in place"), 1);
   /* SIGTERM left the last ring in place. */
-  cr_assert_eq(ring_gen(t.ring), 4);
+  cr_assert_eq(deploy_ring_gen(t.ring), 4);
   tenv_fini(&t);
 }
 
@@ -303,7 +296,7 @@ static void keeps_last_ring(fakecfg_mode_t bad, int count_delta,
   fakecfg_set_mode(t.fake, bad);
   fakecfg_write_file(t.nodes, "a.test|127.0.0.1|11211\n");
   wait_version_polls(&t, 4);
-  cr_assert_eq(ring_gen(t.ring), 1, "a failed poll published");
+  cr_assert_eq(deploy_ring_gen(t.ring), 1, "a failed poll published");
   char d[4096];
   size_t n;
   ring_desc(t.ring, d, sizeof(d), NULL, &n);
@@ -317,7 +310,7 @@ static void keeps_last_ring(fakecfg_mode_t bad, int count_delta,
   wait_status(&t, "outcome ok");
   stop_agent(pid);
   /* Logged once per change of state: one error line, one recovery. */
-  const char* log = slurp(t.log);
+  const char* log = deploy_slurp(t.log);
   cr_assert_eq(count_in(log, "keeping the last ring"), 1, "%s", log);
   cr_assert_eq(count_in(log, "recovered"), 1, "%s", log);
   tenv_fini(&t);
@@ -341,52 +334,38 @@ Test(agent, malformed_nodes_keep_last_ring) {
 
 Test(agent, endpoint_down_keeps_last_ring_and_recovers) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
+  char ep[32]; /* outlives the endpoint */
+  snprintf(ep, sizeof(ep), "%s", tenv_up(&t));
   int port = fakecfg_port(t.fake);
-  char ep[32];
-  snprintf(ep, sizeof(ep), "127.0.0.1:%d", port);
   pid_t pid = SPAWN(&t, "--elasticache", ep, FAST);
   wait_gen(&t, 1);
-  fakecfg_stop(t.fake);
-  t.fake = NULL;
+  fake_down(&t);
   wait_status(&t, "ECONNECT");
-  cr_assert_eq(ring_gen(t.ring), 1);
+  cr_assert_eq(deploy_ring_gen(t.ring), 1);
   /* Back on the same port with another list. */
-  cr_assert_eq(fakecfg_write_file(t.nodes, "z.test|127.0.0.26|11211\n"), 0);
-  fakecfg_opts_t o = {.nodes_file = t.nodes, .port = port};
-  t.fake = fakecfg_start(&o);
-  cr_assert(t.fake, "port %d was taken meanwhile", port);
-  cr_assert_eq(wait_gen(&t, 2), 2);
+  fake_back(&t, port);
   stop_agent(pid);
   tenv_fini(&t);
 }
 
 Test(agent, source_down_at_start_keeps_existing_snapshot) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
+  char ep[32], pidfile[128]; /* ep outlives the endpoint */
+  snprintf(ep, sizeof(ep), "%s", tenv_up(&t));
   int port = fakecfg_port(t.fake);
-  char ep[32], pidfile[128];
-  snprintf(ep, sizeof(ep), "127.0.0.1:%d", port);
   snprintf(pidfile, sizeof(pidfile), "%s/agent.pid", t.dir);
-  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
-  fakecfg_stop(t.fake);
-  t.fake = NULL;
+  publish_first(&t, ep);
+  fake_down(&t);
   pid_t pid = SPAWN(&t, "--elasticache", ep, FAST, "--wait-first", "--pidfile",
                     pidfile);
   wait_status(&t, "failures 3");
-  cr_assert_eq(ring_gen(t.ring), 1, "the existing ring must stay");
+  cr_assert_eq(deploy_ring_gen(t.ring), 1, "the existing ring must stay");
   cr_assert_neq(access(pidfile, F_OK), 0, "--wait-first: no pidfile yet");
-  cr_assert_eq(fakecfg_write_file(t.nodes, "z.test|127.0.0.26|11211\n"), 0);
-  fakecfg_opts_t o = {.nodes_file = t.nodes, .port = port};
-  t.fake = fakecfg_start(&o);
-  cr_assert(t.fake, "port %d was taken meanwhile", port);
-  cr_assert_eq(wait_gen(&t, 2), 2);
+  fake_back(&t, port);
   int64_t end = now_ms() + DEADLINE_MS;
   while (access(pidfile, F_OK) != 0 && now_ms() < end)
     usleep(10000);
-  cr_assert_eq(atol(slurp(pidfile)), (long)pid);
+  cr_assert_eq(atol(deploy_slurp(pidfile)), (long)pid);
   stop_agent(pid);
   tenv_fini(&t);
 }
@@ -398,8 +377,8 @@ static void legacy_fallback(fakecfg_mode_t mode, int configs) {
   tenv_init(&t);
   fake_up(&t, mode, three);
   cr_assert_eq(RUN(&t, "--elasticache", fakecfg_endpoint(t.fake), "--once"), 0,
-               "%s", slurp(t.log));
-  cr_assert_eq(ring_gen(t.ring), 1);
+               "%s", deploy_slurp(t.log));
+  cr_assert_eq(deploy_ring_gen(t.ring), 1);
   cr_assert_eq(fakecfg_requests(t.fake, "config"), configs);
   cr_assert_eq(fakecfg_requests(t.fake, "get"), 1);
   wait_status(&t, "legacy get");
@@ -423,7 +402,7 @@ Test(agent, five_hundred_nodes) {
   cr_assert_eq(fakecfg_write_nodes(t.nodes, 500, 20000), 0);
   cr_assert_eq(RUN(&t, "--elasticache", fakecfg_endpoint(t.fake), "--once",
                    "--distribution", "ketama-libmemcached"),
-               0, "%s", slurp(t.log));
+               0, "%s", deploy_slurp(t.log));
   static char d[65536];
   size_t n;
   mcr_distribution_t mode;
@@ -438,11 +417,8 @@ Test(agent, five_hundred_nodes) {
 
 Test(agent, once_exit_codes_leave_snapshot_untouched) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
-  const char* ep = fakecfg_endpoint(t.fake);
-  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
-  cr_assert_eq(ring_gen(t.ring), 1);
+  const char* ep = tenv_up(&t);
+  publish_first(&t, ep);
   char ring1[160];
   snprintf(ring1, sizeof(ring1), "%s/ring.1", t.ring);
   struct stat before, after;
@@ -450,8 +426,8 @@ Test(agent, once_exit_codes_leave_snapshot_untouched) {
 
   fakecfg_set_mode(t.fake, FAKECFG_MALFORMED);
   cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 1);
-  cr_assert(strstr(slurp(t.log), "bad port"), "%s", slurp(t.log));
-  cr_assert(strstr(slurp(t.log), "left unchanged"));
+  cr_assert(strstr(deploy_slurp(t.log), "bad port"), "%s", deploy_slurp(t.log));
+  cr_assert(strstr(deploy_slurp(t.log), "left unchanged"));
 
   fakecfg_set_mode(t.fake, FAKECFG_BAD_COUNT);
   cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 1);
@@ -460,9 +436,9 @@ Test(agent, once_exit_codes_leave_snapshot_untouched) {
   fakecfg_set_mode(t.fake, FAKECFG_HANG);
   cr_assert_eq(RUN(&t, "--elasticache", ep, "--once", "--io-timeout", "0.2"),
                1);
-  cr_assert(strstr(slurp(t.log), "timed out"));
+  cr_assert(strstr(deploy_slurp(t.log), "timed out"));
 
-  cr_assert_eq(ring_gen(t.ring), 1);
+  cr_assert_eq(deploy_ring_gen(t.ring), 1);
   cr_assert_eq(stat(ring1, &after), 0);
   cr_assert_eq(before.st_ino, after.st_ino);
   cr_assert_eq(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
@@ -475,36 +451,31 @@ Test(agent, once_exit_codes_leave_snapshot_untouched) {
 
 Test(agent, restart_continues_generations) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
-  const char* ep = fakecfg_endpoint(t.fake);
-  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
-  cr_assert_eq(ring_gen(t.ring), 1);
+  const char* ep = tenv_up(&t);
+  publish_first(&t, ep);
   pid_t pid = SPAWN(&t, "--elasticache", ep, FAST);
   cr_assert_eq(wait_gen(&t, 2), 2);
   stop_agent(pid);
-  cr_assert_eq(ring_gen(t.ring), 2);
+  cr_assert_eq(deploy_ring_gen(t.ring), 2);
   pid = SPAWN(&t, "--elasticache", ep, FAST);
   cr_assert_eq(wait_gen(&t, 3), 3);
   /* A killed agent leaves a readable ring too; the next one carries on. */
   kill(pid, SIGKILL);
   wait_exit(pid, DEADLINE_MS);
-  cr_assert_eq(ring_gen(t.ring), 3);
+  cr_assert_eq(deploy_ring_gen(t.ring), 3);
   cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
-  cr_assert_eq(ring_gen(t.ring), 4);
+  cr_assert_eq(deploy_ring_gen(t.ring), 4);
   tenv_fini(&t);
 }
 
 Test(agent, second_agent_on_same_dir_refused) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
-  const char* ep = fakecfg_endpoint(t.fake);
+  const char* ep = tenv_up(&t);
   pid_t pid = SPAWN(&t, "--elasticache", ep, FAST);
   wait_gen(&t, 1);
   cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 3);
   cr_assert_eq(RUN(&t, "--elasticache", ep), 3);
-  cr_assert(strstr(slurp(t.log), "lock"), "%s", slurp(t.log));
+  cr_assert(strstr(deploy_slurp(t.log), "lock"), "%s", deploy_slurp(t.log));
   stop_agent(pid);
   tenv_fini(&t);
 }
@@ -515,7 +486,8 @@ Test(agent, world_writable_ring_dir_refused) {
   cr_assert_eq(mkdir(t.ring, 0700), 0);
   cr_assert_eq(chmod(t.ring, 0777), 0);
   cr_assert_eq(RUN(&t, "--servers", "127.0.0.1:11211", "--once"), 3);
-  cr_assert(strstr(slurp(t.log), "world-writable"), "%s", slurp(t.log));
+  cr_assert(strstr(deploy_slurp(t.log), "world-writable"), "%s",
+            deploy_slurp(t.log));
   struct stat st;
   cr_assert_eq(stat(t.ring, &st), 0);
   cr_assert_eq(st.st_mode & 0777, 0777, "the agent changed the mode");
@@ -543,7 +515,7 @@ Test(agent, group_option_sets_group_and_setgid) {
   cr_assert(gr);
   cr_assert_eq(
       RUN(&t, "--servers", "127.0.0.1:11211", "--once", "--group", gr->gr_name),
-      0, "%s", slurp(t.log));
+      0, "%s", deploy_slurp(t.log));
   struct stat st;
   cr_assert_eq(stat(t.ring, &st), 0);
   cr_assert_eq(st.st_mode & 07777, 02750);
@@ -559,7 +531,7 @@ Test(agent, static_source) {
   tenv_init(&t);
   cr_assert_eq(
       RUN(&t, "--servers", "127.0.0.2:11212:2,127.0.0.1:11211", "--once"), 0,
-      "%s", slurp(t.log));
+      "%s", deploy_slurp(t.log));
   char d[512];
   ring_desc(t.ring, d, sizeof(d), NULL, NULL);
   cr_assert_str_eq(d,
@@ -567,7 +539,7 @@ Test(agent, static_source) {
   wait_status(&t, "source static 127.0.0.2:11212:2,127.0.0.1:11211");
   wait_status(&t, "config_version none");
   cr_assert_eq(RUN(&t, "--servers", "127.0.0.1:99999", "--once"), 1);
-  cr_assert_eq(ring_gen(t.ring), 1);
+  cr_assert_eq(deploy_ring_gen(t.ring), 1);
   tenv_fini(&t);
 }
 
@@ -575,7 +547,7 @@ Test(agent, dns_source) {
   tenv_t t;
   tenv_init(&t);
   cr_assert_eq(RUN(&t, "--dns", "localhost:11400", "--once"), 0, "%s",
-               slurp(t.log));
+               deploy_slurp(t.log));
   char d[512];
   size_t n;
   ring_desc(t.ring, d, sizeof(d), NULL, &n);
@@ -593,18 +565,15 @@ Test(agent, file_source_follows_the_file) {
                0);
   pid_t pid = SPAWN(&t, "--file", t.nodes, FAST);
   cr_assert_eq(wait_gen(&t, 1), 1);
-  fakecfg_write_file(t.nodes,
-                     "127.0.0.1:11211\n127.0.0.2:11211:2\n"
-                     "[::1]:11300\n");
-  cr_assert_eq(wait_gen(&t, 2), 2);
   char d[512];
-  ring_desc(t.ring, d, sizeof(d), NULL, NULL);
+  relist(&t, "127.0.0.1:11211\n127.0.0.2:11211:2\n[::1]:11300\n", 2, d,
+         sizeof(d));
   /* (The ring may spell the address in full: 0:0:0:0:0:0:0:1.) */
   cr_assert(strstr(d, "::1=") && strstr(d, ":11300*1"), "%s", d);
   /* A broken file keeps the ring; fixing it publishes. */
   fakecfg_write_file(t.nodes, "127.0.0.1:11211\nnot a node\n");
   wait_status(&t, "line 2");
-  cr_assert_eq(ring_gen(t.ring), 2);
+  cr_assert_eq(deploy_ring_gen(t.ring), 2);
   fakecfg_write_file(t.nodes, "127.0.0.3:11211\n");
   cr_assert_eq(wait_gen(&t, 3), 3);
   stop_agent(pid);
@@ -637,12 +606,8 @@ Test(agent, sighup_rereads_config_file) {
   /* A broken file on reload keeps the running settings. */
   cr_assert_eq(fakecfg_write_file(t.conf, "servers 127.0.0.9\n"), 0);
   kill(pid, SIGHUP);
-  int64_t end = now_ms() + DEADLINE_MS;
-  while (!strstr(slurp(t.log), "keeping the current settings") &&
-         now_ms() < end)
-    usleep(10000);
-  cr_assert(strstr(slurp(t.log), "keeping the current settings"));
-  cr_assert_eq(ring_gen(t.ring), 2);
+  wait_text(t.log, "keeping the current settings");
+  cr_assert_eq(deploy_ring_gen(t.ring), 2);
   stop_agent(pid);
   tenv_fini(&t);
 }
@@ -655,7 +620,7 @@ Test(agent, flags_override_config_file) {
                                   "distribution = xxh3\n"),
                0);
   cr_assert_eq(RUN(&t, "--once", "--distribution", "ketama"), 0, "%s",
-               slurp(t.log));
+               deploy_slurp(t.log));
   char d[512];
   mcr_distribution_t mode;
   ring_desc(t.ring, d, sizeof(d), &mode, NULL);
@@ -663,22 +628,22 @@ Test(agent, flags_override_config_file) {
   cr_assert_str_eq(d, "127.0.0.5=127.0.0.5:11211*1");
   cr_assert_eq(fakecfg_write_file(t.conf, "bogus = 1\n"), 0);
   cr_assert_eq(RUN(&t, "--once", "--servers", "127.0.0.1"), 2);
-  cr_assert(strstr(slurp(t.log), "agent.conf:1"), "%s", slurp(t.log));
+  cr_assert(strstr(deploy_slurp(t.log), "agent.conf:1"), "%s",
+            deploy_slurp(t.log));
   tenv_fini(&t);
 }
 
 Test(agent, daemon_wait_first_pidfile) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
+  const char* ep = tenv_up(&t);
   char pidfile[128];
   snprintf(pidfile, sizeof(pidfile), "%s/agent.pid", t.dir);
-  cr_assert_eq(RUN(&t, "--elasticache", fakecfg_endpoint(t.fake), FAST,
-                   "--daemon", "--wait-first", "--pidfile", pidfile),
-               0, "%s", slurp(t.log));
+  cr_assert_eq(RUN(&t, "--elasticache", ep, FAST, "--daemon", "--wait-first",
+                   "--pidfile", pidfile),
+               0, "%s", deploy_slurp(t.log));
   /* Start-up returned only once the first ring was there. */
-  cr_assert_geq(ring_gen(t.ring), 1);
-  long pid = atol(slurp(pidfile));
+  cr_assert_geq(deploy_ring_gen(t.ring), 1);
+  long pid = atol(deploy_slurp(pidfile));
   cr_assert_gt(pid, 1);
   cr_assert_eq(kill((pid_t)pid, 0), 0);
   kill((pid_t)pid, SIGTERM);
@@ -687,7 +652,7 @@ Test(agent, daemon_wait_first_pidfile) {
     usleep(10000);
   cr_assert_neq(kill((pid_t)pid, 0), 0, "daemon did not exit");
   cr_assert_neq(access(pidfile, F_OK), 0, "pidfile left behind");
-  cr_assert_geq(ring_gen(t.ring), 1);
+  cr_assert_geq(deploy_ring_gen(t.ring), 1);
   tenv_fini(&t);
 }
 
@@ -710,9 +675,7 @@ static long rss_kib(pid_t pid) {
  * agent gives the memory back: its resident size stays small. */
 Test(agent, huge_node_list_refused_and_memory_returned) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
-  const char* ep = fakecfg_endpoint(t.fake);
+  const char* ep = tenv_up(&t);
   pid_t pid = SPAWN(&t, "--elasticache", ep, FAST, "--io-timeout", "5");
   cr_assert_eq(wait_gen(&t, 1), 1);
   enum { N = 380000 };
@@ -723,11 +686,7 @@ Test(agent, huge_node_list_refused_and_memory_returned) {
     len += (size_t)snprintf(text + len, cap - len, "h%x||1\n", (unsigned)i);
   cr_assert_eq(fakecfg_write_file(t.nodes, text), 0);
   free(text);
-  int64_t end = now_ms() + DEADLINE_MS;
-  while (!strstr(slurp(t.log), "more than 65535 nodes")) {
-    cr_assert(now_ms() < end, "not refused:\n%s", slurp(t.log));
-    usleep(10000);
-  }
+  wait_text(t.log, "more than 65535 nodes");
   wait_version_polls(&t, 3); /* a few more refused polls */
   long kib = rss_kib(pid);
   cr_log_info("agent RSS after refused polls: %ld KiB", kib);
@@ -738,7 +697,7 @@ Test(agent, huge_node_list_refused_and_memory_returned) {
 #else
   cr_expect_lt(kib, 24 * 1024, "the agent kept %ld KiB", kib);
 #endif
-  cr_expect_eq(ring_gen(t.ring), 1, "the last ring was not kept");
+  cr_expect_eq(deploy_ring_gen(t.ring), 1, "the last ring was not kept");
   stop_agent(pid);
   tenv_fini(&t);
 }
@@ -749,10 +708,8 @@ Test(agent, huge_node_list_refused_and_memory_returned) {
  * that saw the damaged word follows, since any change is a new ring. */
 Test(agent, generation_counter_never_wraps_to_zero) {
   tenv_t t;
-  tenv_init(&t);
-  fake_up(&t, FAKECFG_NORMAL, three);
-  const char* ep = fakecfg_endpoint(t.fake);
-  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0);
+  const char* ep = tenv_up(&t);
+  publish_first(&t, ep);
   mcr_snapshot_t* s;
   char err[256];
   cr_assert_eq(mcr_snapshot_open(&s, t.ring, NULL, err, sizeof(err)), 0, "%s",
@@ -767,9 +724,11 @@ Test(agent, generation_counter_never_wraps_to_zero) {
   cr_assert_lt(mcr_snapshot_refresh(s), 0, "a missing ring.2^64-1 loaded");
   cr_assert_eq(mcr_ring_node_count(mcr_snapshot_ring(s)), 3);
   cr_assert_eq(fakecfg_write_file(t.nodes, "a.test|127.0.0.1|11211\n"), 0);
-  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0, "%s", slurp(t.log));
-  cr_assert(strstr(slurp(t.log), "starts again at 1"), "%s", slurp(t.log));
-  cr_assert_eq(ring_gen(t.ring), 1);
+  cr_assert_eq(RUN(&t, "--elasticache", ep, "--once"), 0, "%s",
+               deploy_slurp(t.log));
+  cr_assert(strstr(deploy_slurp(t.log), "starts again at 1"), "%s",
+            deploy_slurp(t.log));
+  cr_assert_eq(deploy_ring_gen(t.ring), 1);
   cr_assert_eq(mcr_snapshot_refresh(s), 1, "%s", mcr_snapshot_last_error(s));
   cr_assert_eq(mcr_snapshot_generation(s), 1);
   cr_assert_eq(mcr_ring_node_count(mcr_snapshot_ring(s)), 1);

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,40 +32,17 @@ TestSuite(cli, .init = fx_setup, .fini = fx_teardown, .timeout = 60);
 TestSuite(cli_nosrv, .timeout = 60);
 
 typedef struct {
-  int rc; /* exit status, -1 when killed by a signal */
+  char cmd[512]; /* the arguments, for failure messages */
+  int rc;        /* exit status, -1 when killed by a signal */
   char out[70000];
   size_t out_len;
   char err[8192];
 } run_t;
 
-static const char* tool_path(const char* name) {
-  static char path[2][512];
-  static int slot;
-  const char* top = getenv("MCR_TOP_BUILDDIR");
-  char* p = path[slot++ & 1];
-  snprintf(p, sizeof(path[0]), "%s/%s", top ? top : ".", name);
-  if (access(p, X_OK) != 0)
-    cr_assert_fail("no %s at %s (set MCR_TOP_BUILDDIR)", name, p);
-  return p;
-}
-
 /* A scratch file name under /tmp, unique per process and call. */
 static void tmpname(char* buf, size_t len, const char* what) {
   static int n;
   snprintf(buf, len, "/tmp/mcr-cli-%d-%d-%s", (int)getpid(), n++, what);
-}
-
-static size_t slurp(const char* path, char* buf, size_t cap) {
-  size_t n = 0;
-  int fd = open(path, O_RDONLY);
-  if (fd >= 0) {
-    ssize_t r;
-    while (n + 1 < cap && (r = read(fd, buf + n, cap - 1 - n)) > 0)
-      n += (size_t)r;
-    close(fd);
-  }
-  buf[n] = '\0';
-  return n;
 }
 
 /* Starts `mcring ARGS...` with stdin from the file `inf` (NULL:
@@ -78,7 +54,7 @@ static pid_t spawn_tool(const char* inf, const char* outf, const char* errf,
     inf = "/dev/null";
   const char* argv[64];
   size_t n = 0;
-  argv[n++] = tool_path("mcring");
+  argv[n++] = built_prog("mcring");
   for (size_t i = 0; args[i] && n < 63; i++)
     argv[n++] = args[i];
   argv[n] = NULL;
@@ -91,6 +67,11 @@ static pid_t spawn_tool(const char* inf, const char* outf, const char* errf,
 
 static void run_v(run_t* r, const void* in, size_t in_len,
                   const char* const* args) {
+  size_t len = 0;
+  r->cmd[0] = '\0';
+  for (size_t i = 0; args[i] && len < sizeof r->cmd; i++)
+    len +=
+        (size_t)snprintf(r->cmd + len, sizeof r->cmd - len, " %.64s", args[i]);
   char inf[128], outf[128], errf[128];
   tmpname(inf, sizeof inf, "in");
   tmpname(outf, sizeof outf, "out");
@@ -103,8 +84,8 @@ static void run_v(run_t* r, const void* in, size_t in_len,
   pid_t pid = spawn_tool(inf, outf, errf, args);
   r->rc = wait_exit(pid, DEADLINE_MS);
   unlink(inf);
-  r->out_len = slurp(outf, r->out, sizeof r->out);
-  slurp(errf, r->err, sizeof r->err);
+  r->out_len = deploy_slurp_into(outf, r->out, sizeof r->out);
+  deploy_slurp_into(errf, r->err, sizeof r->err);
   unlink(outf);
   unlink(errf);
 }
@@ -118,30 +99,67 @@ static void run_v(run_t* r, const void* in, size_t in_len,
 /* Exit status `rc`, stdout exactly `out` (NULL: not checked), stderr
  * empty. */
 static void expect_ok(const run_t* r, int rc, const char* out) {
-  cr_assert_eq(r->rc, rc, "exit %d want %d; stderr: %s", r->rc, rc, r->err);
+  cr_assert_eq(r->rc, rc, "mcring%s: exit %d want %d; stderr: %s", r->cmd,
+               r->rc, rc, r->err);
   if (out)
-    cr_assert_str_eq(r->out, out);
+    cr_assert_str_eq(r->out, out, "mcring%s: stdout %s want %s", r->cmd, r->out,
+                     out);
   if (rc == 0)
-    cr_assert_str_empty(r->err, "unexpected stderr: %s", r->err);
+    cr_assert_str_empty(r->err, "mcring%s: unexpected stderr: %s", r->cmd,
+                        r->err);
 }
 
 /* Exit status `rc`, exactly one line on stderr starting "mcring: " and
  * containing `needle`. */
 static void expect_err(const run_t* r, int rc, const char* needle) {
-  cr_assert_eq(r->rc, rc, "exit %d want %d; stderr: %s", r->rc, rc, r->err);
-  cr_assert(strncmp(r->err, "mcring: ", 8) == 0, "stderr: %s", r->err);
+  cr_assert_eq(r->rc, rc, "mcring%s: exit %d want %d; stderr: %s", r->cmd,
+               r->rc, rc, r->err);
+  cr_assert(strncmp(r->err, "mcring: ", 8) == 0, "mcring%s: stderr: %s", r->cmd,
+            r->err);
   const char* nl = strchr(r->err, '\n');
-  cr_assert(nl && nl[1] == '\0', "not one line on stderr: %s", r->err);
-  cr_assert(strstr(r->err, needle), "stderr lacks \"%s\": %s", needle, r->err);
+  cr_assert(nl && nl[1] == '\0', "mcring%s: not one line on stderr: %s", r->cmd,
+            r->err);
+  cr_assert(strstr(r->err, needle), "mcring%s: stderr lacks \"%s\": %s", r->cmd,
+            needle, r->err);
 }
 
-/* True when the server holds `key` (a raw get, bypassing libmcring). */
-static bool has_key(const mcd_t* m, const char* key) {
-  char buf[64];
-  size_t len;
-  uint32_t flags;
-  return raw_get(m, key, buf, sizeof buf, &len, &flags);
+/* One run of the tool and what it must give: exit status rc and then,
+ * with `err` unset, stdout exactly `out` (NULL: not checked) as expect_ok
+ * checks it, or with `err` set, one stderr line holding err as expect_err
+ * checks it. `in` (NUL-terminated, may be NULL) is its stdin. */
+typedef struct {
+  const char* args[8]; /* NULL-terminated */
+  int rc;
+  const char* out;
+  const char* err;
+  const char* in;
+} step_t;
+
+/* Runs the steps in order, each with "-s servers" ahead of its arguments
+ * unless servers is NULL. */
+static void run_steps(const char* servers, const step_t* steps, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const char* args[12];
+    size_t k = 0;
+    if (servers) {
+      args[k++] = "-s";
+      args[k++] = servers;
+    }
+    for (size_t j = 0; j < 8 && steps[i].args[j]; j++)
+      args[k++] = steps[i].args[j];
+    args[k] = NULL;
+    const char* in = steps[i].in;
+    run_t r;
+    run_v(&r, in, in ? strlen(in) : 0, args);
+    if (steps[i].err)
+      expect_err(&r, steps[i].rc, steps[i].err);
+    else
+      expect_ok(&r, steps[i].rc, steps[i].out);
+  }
 }
+
+#define RUN_STEPS(servers, steps) \
+  run_steps((servers), (steps), sizeof(steps) / sizeof(steps)[0])
 
 /* ---------------------------------------------------------------- help */
 
@@ -190,49 +208,35 @@ Test(cli_nosrv, no_command_is_usage_error) {
 }
 
 Test(cli_nosrv, bad_usage_is_one_line) {
-  run_t r;
-  RUN(&r, "frobnicate");
-  expect_err(&r, 2, "unknown command");
-  RUN(&r, "get", "--bogus", "k");
-  expect_err(&r, 2, "bad option --bogus");
-  RUN(&r, "get", "-s");
-  expect_err(&r, 2, "needs an argument");
-  RUN(&r, "get", "-d", "modulo", "k");
-  expect_err(&r, 2, "unknown distribution");
-  RUN(&r, "set", "k", "v", "--flags", "4294967296");
-  expect_err(&r, 2, "--flags");
-  RUN(&r, "set", "k", "v", "--flags", "-1");
-  expect_err(&r, 2, "--flags");
-  RUN(&r, "set", "k", "v", "--ttl", "12x");
-  expect_err(&r, 2, "--ttl");
-  RUN(&r, "get", "k", "--timeout", "0");
-  expect_err(&r, 2, "timeouts");
-  RUN(&r, "get", "k", "-s", "127.0.0.1:1", "-r", "/tmp");
-  expect_err(&r, 2, "not both");
-  RUN(&r, "get", "-s", "127.0.0.1:99999", "k");
-  expect_err(&r, 2, "invalid server list");
-  RUN(&r, "get");
-  expect_err(&r, 2, "usage: mcring get");
-  RUN(&r, "set", "k");
-  expect_err(&r, 2, "usage: mcring set");
-  RUN(&r, "cas", "k", "v");
-  expect_err(&r, 2, "usage: mcring cas");
-  RUN(&r, "touch", "k");
-  expect_err(&r, 2, "usage: mcring touch");
-  RUN(&r, "version", "extra");
-  expect_err(&r, 2, "usage: mcring version");
+  const step_t steps[] = {
+      {{"frobnicate"}, 2, .err = "unknown command"},
+      {{"get", "--bogus", "k"}, 2, .err = "bad option --bogus"},
+      {{"get", "-s"}, 2, .err = "needs an argument"},
+      {{"get", "-d", "modulo", "k"}, 2, .err = "unknown distribution"},
+      {{"set", "k", "v", "--flags", "4294967296"}, 2, .err = "--flags"},
+      {{"set", "k", "v", "--flags", "-1"}, 2, .err = "--flags"},
+      {{"set", "k", "v", "--ttl", "12x"}, 2, .err = "--ttl"},
+      {{"get", "k", "--timeout", "0"}, 2, .err = "timeouts"},
+      {{"get", "k", "-s", "127.0.0.1:1", "-r", "/tmp"}, 2, .err = "not both"},
+      {{"get", "-s", "127.0.0.1:99999", "k"}, 2, .err = "invalid server list"},
+      {{"get"}, 2, .err = "usage: mcring get"},
+      {{"set", "k"}, 2, .err = "usage: mcring set"},
+      {{"cas", "k", "v"}, 2, .err = "usage: mcring cas"},
+      {{"touch", "k"}, 2, .err = "usage: mcring touch"},
+      {{"version", "extra"}, 2, .err = "usage: mcring version"},
+  };
+  RUN_STEPS(NULL, steps);
 }
 
 Test(cli_nosrv, server_down_is_error) {
   refuser_t ref;
   refuser_start(&ref);
-  run_t r;
-  RUN(&r, "-s", ref.servers, "get", "k");
-  expect_err(&r, 2, "connection refused");
-  RUN(&r, "-s", ref.servers, "set", "k", "v");
-  expect_err(&r, 2, "connection refused");
-  RUN(&r, "-s", ref.servers, "version");
-  expect_err(&r, 2, "connection refused");
+  const step_t steps[] = {
+      {{"get", "k"}, 2, .err = "connection refused"},
+      {{"set", "k", "v"}, 2, .err = "connection refused"},
+      {{"version"}, 2, .err = "connection refused"},
+  };
+  RUN_STEPS(ref.servers, steps);
   refuser_stop(&ref);
 }
 
@@ -306,18 +310,15 @@ Test(cli, gets_and_cas) {
   char cas_s[32], stale_s[32];
   snprintf(cas_s, sizeof cas_s, "%llu", cas);
   snprintf(stale_s, sizeof stale_s, "%llu", cas + 1000);
-  RUN(&r, "-s", SRV, "cas", "c", stale_s, "nope");
-  expect_err(&r, 1, "EXISTS");
-  RUN(&r, "-s", SRV, "cas", "c", cas_s, "new");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "get", "c");
-  expect_ok(&r, 0, "new");
-  RUN(&r, "-s", SRV, "cas", "c", cas_s, "again");
-  expect_err(&r, 1, "EXISTS");
-  RUN(&r, "-s", SRV, "cas", "gone", "1", "v");
-  expect_err(&r, 1, "NOT_FOUND");
-  RUN(&r, "-s", SRV, "cas", "c", "12a", "v");
-  expect_err(&r, 2, "CAS wants a number");
+  const step_t steps[] = {
+      {{"cas", "c", stale_s, "nope"}, 1, .err = "EXISTS"},
+      {{"cas", "c", cas_s, "new"}, 0, .out = ""},
+      {{"get", "c"}, 0, .out = "new"},
+      {{"cas", "c", cas_s, "again"}, 1, .err = "EXISTS"},
+      {{"cas", "gone", "1", "v"}, 1, .err = "NOT_FOUND"},
+      {{"cas", "c", "12a", "v"}, 2, .err = "CAS wants a number"},
+  };
+  RUN_STEPS(SRV, steps);
   /* Several keys: a line per hit, misses silent, exit 1. */
   RUN(&r, "-s", SRV, "gets", "c", "zz");
   expect_ok(&r, 1, NULL);
@@ -326,76 +327,61 @@ Test(cli, gets_and_cas) {
 }
 
 Test(cli, add_replace_append_prepend) {
-  run_t r;
-  RUN(&r, "-s", SRV, "add", "k", "mid");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "add", "k", "again");
-  expect_err(&r, 1, "NOT_STORED");
-  RUN(&r, "-s", SRV, "append", "k", ">");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "prepend", "k", "<");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "get", "k");
-  expect_ok(&r, 0, "<mid>");
-  RUN(&r, "-s", SRV, "replace", "k", "swapped");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "get", "k");
-  expect_ok(&r, 0, "swapped");
-  RUN(&r, "-s", SRV, "replace", "none", "v");
-  expect_err(&r, 1, "NOT_STORED");
-  RUN(&r, "-s", SRV, "append", "none", "v");
-  expect_err(&r, 1, "NOT_STORED");
-  RUN(&r, "-s", SRV, "prepend", "none", "v");
-  expect_err(&r, 1, "NOT_STORED");
-  RUN_IN(&r, "piped", 5, "-s", SRV, "append", "k", "-");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "get", "k");
-  expect_ok(&r, 0, "swappedpiped");
+  const step_t steps[] = {
+      {{"add", "k", "mid"}, 0, .out = ""},
+      {{"add", "k", "again"}, 1, .err = "NOT_STORED"},
+      {{"append", "k", ">"}, 0, .out = ""},
+      {{"prepend", "k", "<"}, 0, .out = ""},
+      {{"get", "k"}, 0, .out = "<mid>"},
+      {{"replace", "k", "swapped"}, 0, .out = ""},
+      {{"get", "k"}, 0, .out = "swapped"},
+      {{"replace", "none", "v"}, 1, .err = "NOT_STORED"},
+      {{"append", "none", "v"}, 1, .err = "NOT_STORED"},
+      {{"prepend", "none", "v"}, 1, .err = "NOT_STORED"},
+      {{"append", "k", "-"}, 0, .out = "", .in = "piped"},
+      {{"get", "k"}, 0, .out = "swappedpiped"},
+  };
+  RUN_STEPS(SRV, steps);
 }
 
 Test(cli, delete_one_and_many) {
   raw_set(&fx_mcd, "d1", "x", 1, 0);
   raw_set(&fx_mcd, "d2", "x", 1, 0);
   raw_set(&fx_mcd, "d3", "x", 1, 0);
-  run_t r;
-  RUN(&r, "-s", SRV, "delete", "d1");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "delete", "d1");
-  expect_err(&r, 1, "d1: NOT_FOUND");
-  RUN(&r, "-s", SRV, "delete", "d2", "d3");
-  expect_ok(&r, 0, "");
-  cr_assert_not(has_key(&fx_mcd, "d2"));
-  cr_assert_not(has_key(&fx_mcd, "d3"));
+  const step_t steps[] = {
+      {{"delete", "d1"}, 0, .out = ""},
+      {{"delete", "d1"}, 1, .err = "d1: NOT_FOUND"},
+      {{"delete", "d2", "d3"}, 0, .out = ""},
+  };
+  RUN_STEPS(SRV, steps);
+  cr_assert_not(raw_has(&fx_mcd, "d2"));
+  cr_assert_not(raw_has(&fx_mcd, "d3"));
   raw_set(&fx_mcd, "d4", "x", 1, 0);
+  run_t r;
   RUN(&r, "-s", SRV, "delete", "d4", "d5");
   expect_err(&r, 1, "d5: NOT_FOUND");
-  cr_assert_not(has_key(&fx_mcd, "d4"));
+  cr_assert_not(raw_has(&fx_mcd, "d4"));
 }
 
 Test(cli, incr_decr) {
   raw_set(&fx_mcd, "n", "10", 2, 0);
-  run_t r;
-  RUN(&r, "-s", SRV, "incr", "n");
-  expect_ok(&r, 0, "11\n");
-  RUN(&r, "-s", SRV, "incr", "n", "100");
-  expect_ok(&r, 0, "111\n");
-  RUN(&r, "-s", SRV, "decr", "n", "11");
-  expect_ok(&r, 0, "100\n");
-  RUN(&r, "-s", SRV, "decr", "n", "1000");
-  expect_ok(&r, 0, "0\n"); /* stops at 0 */
-  RUN(&r, "-s", SRV, "incr", "n", "18446744073709551615");
-  expect_ok(&r, 0, "18446744073709551615\n");
-  RUN(&r, "-s", SRV, "incr", "n", "18446744073709551616");
-  expect_err(&r, 2, "DELTA");
-  RUN(&r, "-s", SRV, "incr", "none");
-  expect_err(&r, 1, "NOT_FOUND");
-  RUN(&r, "-s", SRV, "decr", "none");
-  expect_err(&r, 1, "NOT_FOUND");
   raw_set(&fx_mcd, "text", "abc", 3, 0);
-  RUN(&r, "-s", SRV, "incr", "text");
-  expect_err(&r, 2, "CLIENT_ERROR");
-  RUN(&r, "-s", SRV, "incr", "n", "--noreply");
-  expect_ok(&r, 0, ""); /* nothing to print without a reply */
+  const step_t steps[] = {
+      {{"incr", "n"}, 0, .out = "11\n"},
+      {{"incr", "n", "100"}, 0, .out = "111\n"},
+      {{"decr", "n", "11"}, 0, .out = "100\n"},
+      {{"decr", "n", "1000"}, 0, .out = "0\n"}, /* stops at 0 */
+      {{"incr", "n", "18446744073709551615"},
+       0,
+       .out = "18446744073709551615\n"},
+      {{"incr", "n", "18446744073709551616"}, 2, .err = "DELTA"},
+      {{"incr", "none"}, 1, .err = "NOT_FOUND"},
+      {{"decr", "none"}, 1, .err = "NOT_FOUND"},
+      {{"incr", "text"}, 2, .err = "CLIENT_ERROR"},
+      /* Nothing to print without a reply. */
+      {{"incr", "n", "--noreply"}, 0, .out = ""},
+  };
+  RUN_STEPS(SRV, steps);
 }
 
 Test(cli, touch_sets_ttl) {
@@ -406,27 +392,24 @@ Test(cli, touch_sets_ttl) {
   expect_ok(&r, 0, "");
   int64_t ttl = raw_ttl(&fx_mcd, "t");
   cr_assert(ttl > 490 && ttl <= 500, "ttl %lld", (long long)ttl);
-  RUN(&r, "-s", SRV, "touch", "none", "5");
-  expect_err(&r, 1, "NOT_FOUND");
-  RUN(&r, "-s", SRV, "touch", "t", "soon");
-  expect_err(&r, 2, "TTL wants seconds");
-  /* A negative TTL after "--" expires the item at once. */
-  RUN(&r, "-s", SRV, "touch", "--", "t", "-1");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "get", "t");
-  expect_ok(&r, 1, "");
+  const step_t steps[] = {
+      {{"touch", "none", "5"}, 1, .err = "NOT_FOUND"},
+      {{"touch", "t", "soon"}, 2, .err = "TTL wants seconds"},
+      /* A negative TTL after "--" expires the item at once. */
+      {{"touch", "--", "t", "-1"}, 0, .out = ""},
+      {{"get", "t"}, 1, .out = ""},
+  };
+  RUN_STEPS(SRV, steps);
 }
 
 Test(cli, noreply_writes) {
-  run_t r;
-  RUN(&r, "-s", SRV, "--noreply", "set", "nr", "quiet");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "get", "nr");
-  expect_ok(&r, 0, "quiet");
-  RUN(&r, "-s", SRV, "delete", "nr", "--noreply");
-  expect_ok(&r, 0, "");
-  RUN(&r, "-s", SRV, "get", "nr");
-  expect_ok(&r, 1, "");
+  const step_t steps[] = {
+      {{"--noreply", "set", "nr", "quiet"}, 0, .out = ""},
+      {{"get", "nr"}, 0, .out = "quiet"},
+      {{"delete", "nr", "--noreply"}, 0, .out = ""},
+      {{"get", "nr"}, 1, .out = ""},
+  };
+  RUN_STEPS(SRV, steps);
 }
 
 Test(cli, bad_key_and_too_big) {
@@ -475,7 +458,7 @@ Test(cli, stats_version_flush_all) {
   raw_set(&fx_mcd, "f1", "x", 1, 0);
   RUN(&r, "-s", SRV, "flush_all");
   expect_ok(&r, 0, "");
-  cr_assert_not(has_key(&fx_mcd, "f1"));
+  cr_assert_not(raw_has(&fx_mcd, "f1"));
   RUN(&r, "-s", SRV, "flush_all", "soon");
   expect_err(&r, 2, "DELAY");
 }
@@ -502,8 +485,8 @@ Test(cli, several_nodes_have_headers) {
   expect_ok(&r, 0, NULL);
   const mcd_t* owner = strstr(r.out, m2.servers) ? &m2 : &fx_mcd;
   const mcd_t* other = owner == &m2 ? &fx_mcd : &m2;
-  cr_assert(has_key(owner, "routed"));
-  cr_assert_not(has_key(other, "routed"));
+  cr_assert(raw_has(owner, "routed"));
+  cr_assert_not(raw_has(other, "routed"));
   RUN(&r, "-s", list, "flush_all");
   expect_ok(&r, 0, "");
   mcd_stop(&m2);
@@ -576,25 +559,11 @@ static void wenv_fini(wenv_t* w) {
 
 /* Publishes one generation of `servers` with the built agent. */
 static void publish(const wenv_t* w, const char* servers) {
-  const char* argv[] = {tool_path("mcring-agent"),
-                        "--config",
-                        "/dev/null",
-                        "--once",
-                        "--log-level",
-                        "error",
-                        "--servers",
-                        servers,
-                        "--ring-dir",
-                        w->ring,
-                        NULL};
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    execv(argv[0], (char* const*)argv);
-    _exit(127);
-  }
-  cr_assert_eq(wait_exit(pid, DEADLINE_MS), 0, "mcring-agent --once failed");
+  const char* args[] = {"--config", "/dev/null", "--once", "--log-level",
+                        "error",    "--servers", servers,  "--ring-dir",
+                        w->ring,    NULL};
+  cr_assert_eq(wait_exit(agent_spawn(NULL, args, NULL), DEADLINE_MS), 0,
+               "mcring-agent --once failed");
 }
 
 /* Waits until the file holds `lines` newlines; returns its text. */
@@ -602,7 +571,7 @@ static const char* wait_lines(const char* path, int lines, char* buf,
                               size_t cap) {
   int64_t end = now_ms() + DEADLINE_MS;
   for (;;) {
-    slurp(path, buf, cap);
+    deploy_slurp_into(path, buf, cap);
     int n = 0;
     for (const char* p = buf; (p = strchr(p, '\n')); p++)
       n++;
@@ -641,7 +610,7 @@ Test(cli_nosrv, watch_prints_changes_until_sigint) {
             buf);
   kill(pid, SIGINT);
   cr_assert_eq(wait_exit(pid, DEADLINE_MS), 0);
-  slurp(errf, buf, sizeof buf);
+  deploy_slurp_into(errf, buf, sizeof buf);
   cr_assert_str_empty(buf);
   unlink(outf);
   unlink(errf);
@@ -665,7 +634,7 @@ Test(cli_nosrv, watch_waits_for_first_ring_and_counts) {
   publish(&w, "127.0.0.1:2002");
   /* --count 1: exits by itself after one change. */
   cr_assert_eq(wait_exit(pid, DEADLINE_MS), 0);
-  slurp(outf, buf, sizeof buf);
+  deploy_slurp_into(outf, buf, sizeof buf);
   cr_assert(strstr(buf,
                    "generation 2 ketama nodes 1 +127.0.0.1:2002 "
                    "-127.0.0.1:2001\n"),
@@ -676,13 +645,12 @@ Test(cli_nosrv, watch_waits_for_first_ring_and_counts) {
 }
 
 Test(cli_nosrv, watch_needs_a_ring_dir) {
-  run_t r;
-  RUN(&r, "watch");
-  expect_err(&r, 2, "--ring-dir");
-  RUN(&r, "watch", "-r", "/nonexistent/mcring");
-  expect_err(&r, 2, "No such file");
-  RUN(&r, "watch", "-r", "/tmp", "--count", "0");
-  expect_err(&r, 2, "--count");
+  const step_t steps[] = {
+      {{"watch"}, 2, .err = "--ring-dir"},
+      {{"watch", "-r", "/nonexistent/mcring"}, 2, .err = "No such file"},
+      {{"watch", "-r", "/tmp", "--count", "0"}, 2, .err = "--count"},
+  };
+  RUN_STEPS(NULL, steps);
 }
 
 Test(cli, ring_dir_routes_and_reports) {
@@ -692,7 +660,7 @@ Test(cli, ring_dir_routes_and_reports) {
   run_t r;
   RUN(&r, "-r", w.ring, "set", "viaring", "yes");
   expect_ok(&r, 0, "");
-  cr_assert(has_key(&fx_mcd, "viaring"));
+  cr_assert(raw_has(&fx_mcd, "viaring"));
   RUN(&r, "-r", w.ring, "ring");
   expect_ok(&r, 0, NULL);
   cr_assert(strstr(r.out, "# agent\n") && strstr(r.out, "generation 1\n"), "%s",
@@ -790,13 +758,11 @@ Test(cli, stat_adds_up_the_workers) {
 }
 
 Test(cli_nosrv, stat_errors) {
-  run_t r;
-  RUN(&r, "stat");
-  expect_err(&r, 2, "--ring-dir");
-  RUN(&r, "stat", "-r", "/nonexistent/mcring");
-  expect_err(&r, 2, "mcring: ");
-  RUN(&r, "stat", "-r", "/tmp", "-w", "--json");
-  expect_err(&r, 2, "-w prints text");
-  RUN(&r, "stat", "-r", "/tmp", "--interval", "0");
-  expect_err(&r, 2, "--interval");
+  const step_t steps[] = {
+      {{"stat"}, 2, .err = "--ring-dir"},
+      {{"stat", "-r", "/nonexistent/mcring"}, 2, .err = "mcring: "},
+      {{"stat", "-r", "/tmp", "-w", "--json"}, 2, .err = "-w prints text"},
+      {{"stat", "-r", "/tmp", "--interval", "0"}, 2, .err = "--interval"},
+  };
+  RUN_STEPS(NULL, steps);
 }

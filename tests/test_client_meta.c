@@ -162,24 +162,33 @@ Test(meta, ttl_minus_one_means_no_expiry) {
 }
 
 Test(meta, ms_modes) {
-  mcr_meta_opts_t o = opts(MCR_META_MODE);
-  o.mode = MCR_MS_ADD;
-  assert_rc(mcr_client_ms(client, K("m"), V("b"), &o, NULL), MCR_OK);
-  assert_rc(mcr_client_ms(client, K("m"), V("x"), &o, NULL), MCR_NOT_STORED);
-  o.mode = MCR_MS_APPEND;
-  assert_rc(mcr_client_ms(client, K("m"), V("c"), &o, NULL), MCR_OK);
-  o.mode = MCR_MS_PREPEND;
-  assert_rc(mcr_client_ms(client, K("m"), V("a"), &o, NULL), MCR_OK);
-  cl_expect(client, "m", "abc");
-  o.mode = MCR_MS_REPLACE;
-  assert_rc(mcr_client_ms(client, K("m"), V("r"), &o, NULL), MCR_OK);
-  cl_expect(client, "m", "r");
-  assert_rc(mcr_client_ms(client, K("none"), V("r"), &o, NULL), MCR_NOT_STORED);
-  o.mode = MCR_MS_APPEND;
-  assert_rc(mcr_client_ms(client, K("none"), V("r"), &o, NULL), MCR_NOT_STORED);
-  o.mode = MCR_MS_SET;
-  assert_rc(mcr_client_ms(client, K("none"), V("s"), &o, NULL), MCR_OK);
-  cl_expect(client, "none", "s");
+  /* Each row: ms in `mode`, the result it must give, then (when `holds`
+   * is set) what the key must hold. */
+  static const struct {
+    char mode;
+    const char *key, *value;
+    int want;
+    const char* holds;
+  } steps[] = {
+      {MCR_MS_ADD, "m", "b", MCR_OK, NULL},
+      {MCR_MS_ADD, "m", "x", MCR_NOT_STORED, NULL},
+      {MCR_MS_APPEND, "m", "c", MCR_OK, NULL},
+      {MCR_MS_PREPEND, "m", "a", MCR_OK, "abc"},
+      {MCR_MS_REPLACE, "m", "r", MCR_OK, "r"},
+      {MCR_MS_REPLACE, "none", "r", MCR_NOT_STORED, NULL},
+      {MCR_MS_APPEND, "none", "r", MCR_NOT_STORED, NULL},
+      {MCR_MS_SET, "none", "s", MCR_OK, "s"},
+  };
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    mcr_meta_opts_t o = opts(MCR_META_MODE);
+    o.mode = steps[i].mode;
+    int rc =
+        mcr_client_ms(client, K(steps[i].key), V(steps[i].value), &o, NULL);
+    cr_assert_eq(rc, steps[i].want, "step %zu (ms %s M%c): got %d want %d", i,
+                 steps[i].key, steps[i].mode, rc, steps[i].want);
+    if (steps[i].holds)
+      cl_expect(client, steps[i].key, steps[i].holds);
+  }
 }
 
 Test(meta, ms_compare_cas) {
@@ -818,9 +827,7 @@ Test(meta_own, pipeline_one_failing_node_costs_only_its_commands) {
     int want = i % 2 == 0 ? MCR_OK : i < N / 2 ? MCR_NOT_STORED : MCR_MISS;
     assert_rc(cmds[i].result.status, want);
   }
-  mcr_client_stats_t st;
-  mcr_client_stats(client, &st);
-  cr_assert_eq(st.ignored_errors, N / 2);
+  cr_assert_eq(cl_stats(client).ignored_errors, N / 2);
   assert_rc(mcr_client_mg(client, keys[1], strlen(keys[1]), NULL, NULL),
             MCR_MISS);
   refuser_stop(&dead);
@@ -939,9 +946,7 @@ Test(meta_own, ignore_errors_softens_meta_calls) {
       {.op = 's', .key = "a", .key_len = 1, .value = "1", .value_len = 1}};
   assert_rc(t_meta_pipeline(client, cmds, 2), 0);
   assert_statuses(cmds, 2, (const int[]){MCR_MISS, MCR_NOT_STORED});
-  mcr_client_stats_t st;
-  mcr_client_stats(client, &st);
-  cr_assert_eq(st.ignored_errors, 7);
+  cr_assert_eq(cl_stats(client).ignored_errors, 7);
   /* Validation errors still reach the caller; mn is never softened (after
    * seven failures the node is marked down, so that is its error). */
   assert_rc(mcr_client_mg(client, K("bad key"), NULL, NULL), MCR_EKEY);

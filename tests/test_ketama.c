@@ -254,26 +254,37 @@ Test(ketama, many_nodes_match_model) {
 
 /* ---------------------------------------------------------------- by hand */
 
-Test(ketama, point_counts) {
+/* Builds a ring of `mode` on `list`, asserting that it builds with
+ * `points` points in all. */
+static mcr_ring_t* ring_with_points(mcr_distribution_t mode, const char* list,
+                                    size_t points) {
   mcr_ring_t* r;
+  cr_assert_eq(mcr_ring_build(&r, mode, list, NULL, 0), 0, "%s", list);
+  cr_assert_eq(mcr_ring_point_count(r), points, "%s", list);
+  return r;
+}
+
+/* The points that node i of r holds. */
+static uint32_t node_points(const mcr_ring_t* r, size_t i) {
   mcr_ring_node_t nd;
+  cr_assert_eq(mcr_ring_node(r, i, &nd), 0);
+  return nd.points;
+}
+
+Test(ketama, point_counts) {
   /* ketama: 160 points per weight unit. */
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA,
-                              "10.0.0.1:11211:1,10.0.0.2:11300:3", NULL, 0),
-               0);
-  cr_assert_eq(mcr_ring_point_count(r), 640);
+  mcr_ring_t* r = ring_with_points(MCR_DIST_KETAMA,
+                                   "10.0.0.1:11211:1,10.0.0.2:11300:3", 640);
+  mcr_ring_node_t nd;
   mcr_ring_node(r, 1, &nd);
   cr_assert_eq(nd.points, 480);
   cr_assert_eq(nd.port, 11300);
   cr_assert_eq(nd.weight, 3);
   mcr_ring_free(r);
   /* libmemcached: weights 1,2,1 over 3 nodes give 30, 60, 30 digests. */
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
-                              "a:11211:1,b:11211:2,c:11211:1", NULL, 0),
-               0);
-  cr_assert_eq(mcr_ring_point_count(r), 480);
-  mcr_ring_node(r, 1, &nd);
-  cr_assert_eq(nd.points, 240);
+  r = ring_with_points(MCR_DIST_KETAMA_LIBMEMCACHED,
+                       "a:11211:1,b:11211:2,c:11211:1", 480);
+  cr_assert_eq(node_points(r, 1), 240);
   mcr_ring_free(r);
   /* libmemcached computes in single precision: with weights 1 x5, 4 x5
    * (W = 25, n = 10) a weight-1 node gets floor(15.999999) = 15 digests,
@@ -284,21 +295,15 @@ Test(ketama, point_counts) {
                               "h7:11211:4,h8:11211:4,h9:11211:4",
                               NULL, 0),
                MCR_ESERVERS); /* "h6::4" is not a valid entry */
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_KETAMA_LIBMEMCACHED,
-                              "h0,h1,h2,h3:11300,h4,h5:11211:4,h6:11211:4,"
-                              "h7:11211:4,h8:11211:4,h9:11211:4",
-                              NULL, 0),
-               0);
-  cr_assert_eq(mcr_ring_point_count(r), 5 * 60 + 5 * 252);
-  mcr_ring_node(r, 3, &nd);
-  cr_assert_eq(nd.points, 60);
-  mcr_ring_node(r, 9, &nd);
-  cr_assert_eq(nd.points, 252);
+  r = ring_with_points(MCR_DIST_KETAMA_LIBMEMCACHED,
+                       "h0,h1,h2,h3:11300,h4,h5:11211:4,h6:11211:4,"
+                       "h7:11211:4,h8:11211:4,h9:11211:4",
+                       5 * 60 + 5 * 252);
+  cr_assert_eq(node_points(r, 3), 60);
+  cr_assert_eq(node_points(r, 9), 252);
   mcr_ring_free(r);
   /* xxh3: 160 points per weight unit too. */
-  cr_assert_eq(mcr_ring_build(&r, MCR_DIST_XXH3, "a:1:2", NULL, 0), 0);
-  cr_assert_eq(mcr_ring_point_count(r), 320);
-  mcr_ring_free(r);
+  mcr_ring_free(ring_with_points(MCR_DIST_XXH3, "a:1:2", 320));
 }
 
 Test(ketama, hand_computed_points) {

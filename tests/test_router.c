@@ -27,13 +27,7 @@ static const char* keys[KEYS];
 static size_t lens[KEYS];
 
 static void setup(void) {
-  servers[0] = '\0';
-  for (int i = 0; i < NODES; i++) {
-    mcd_start(&mcd[i], NULL);
-    if (i)
-      strcat(servers, ",");
-    strcat(servers, mcd_servers_string(&mcd[i]));
-  }
+  mcd_start_n(mcd, NODES, servers, sizeof servers);
   for (int i = 0; i < KEYS; i++) {
     snprintf(keybuf[i], sizeof keybuf[i], "ck%d", i);
     keys[i] = keybuf[i];
@@ -67,6 +61,25 @@ static int owner(mcr_client_t* c, int i) {
       return j;
   cr_assert_fail("node %s is not one of ours", name);
   return -1;
+}
+
+/* The first of keys[] that the ring gives node `node`. */
+static int key_of_node(mcr_client_t* c, int node) {
+  for (int i = 0; i < KEYS; i++)
+    if (owner(c, i) == node)
+      return i;
+  cr_assert_fail("no key on node %d", node);
+  return -1;
+}
+
+/* A client that ejects a node after one failure and does not try it again
+ * within the test. */
+static mcr_client_t* ejecting_client(void) {
+  mcr_client_opts_t o = opts_default();
+  o.eject = 1;
+  o.failure_limit = 1;
+  o.retry_timeout_ms = 60000;
+  return cluster_client(&o);
 }
 
 TestSuite(router, .init = setup, .fini = teardown, .timeout = 60);
@@ -200,9 +213,7 @@ Test(router, dead_node_costs_only_its_keys_then_comes_back) {
   cr_assert_gt(dead, 0);
 
   /* The second failure marks it down: its keys now fail fast. */
-  int i1 = 0;
-  while (owner(c, i1) != 1)
-    i1++;
+  int i1 = key_of_node(c, 1);
   int rc;
   timed_get(c, i1, &rc);
   cr_assert_lt(rc, 0);
@@ -215,22 +226,13 @@ Test(router, dead_node_costs_only_its_keys_then_comes_back) {
   nanosleep(&ts, NULL);
   cr_assert_eq(mcr_client_set(c, keys[i1], lens[i1], "back", 4, 0, 0, 0),
                MCR_OK, "%s", mcr_client_last_error(c));
-  char v[8];
-  size_t len;
-  uint32_t fl;
-  cr_assert(raw_get(&mcd[1], keys[i1], v, sizeof v, &len, &fl));
+  cr_assert(raw_has(&mcd[1], keys[i1]));
   mcr_client_free(c);
 }
 
 Test(router, eject_moves_keys_of_a_down_node) {
-  mcr_client_opts_t o = opts_default();
-  o.eject = 1;
-  o.failure_limit = 1;
-  o.retry_timeout_ms = 60000;
-  mcr_client_t* c = cluster_client(&o);
-  int i1 = 0;
-  while (owner(c, i1) != 2)
-    i1++;
+  mcr_client_t* c = ejecting_client();
+  int i1 = key_of_node(c, 2);
   mcd_stop(&mcd[2]);
   int rc = mcr_client_set(c, keys[i1], lens[i1], "v", 1, 0, 0, 0);
   cr_assert_lt(rc, 0, "the first failure is reported");
@@ -239,24 +241,15 @@ Test(router, eject_moves_keys_of_a_down_node) {
   cr_assert_eq(rc, MCR_OK, "%s: %s", mcr_err_name(rc),
                mcr_client_last_error(c));
   int found = 0;
-  for (int j = 0; j < NODES; j++) {
-    char v[8];
-    size_t len;
-    uint32_t fl;
-    if (j != 2 && raw_get(&mcd[j], keys[i1], v, sizeof v, &len, &fl))
+  for (int j = 0; j < NODES; j++)
+    if (j != 2 && raw_has(&mcd[j], keys[i1]))
       found++;
-  }
   cr_assert_eq(found, 1);
   /* Keys of live nodes did not move. */
-  int i0 = 0;
-  while (owner(c, i0) != 0)
-    i0++;
+  int i0 = key_of_node(c, 0);
   cr_assert_eq(mcr_client_set(c, keys[i0], lens[i0], "stay", 4, 0, 0, 0),
                MCR_OK);
-  char v[8];
-  size_t len;
-  uint32_t fl;
-  cr_assert(raw_get(&mcd[0], keys[i0], v, sizeof v, &len, &fl));
+  cr_assert(raw_has(&mcd[0], keys[i0]));
   mcr_client_free(c);
 }
 
@@ -264,9 +257,7 @@ Test(router, ignore_errors_makes_a_dead_node_a_miss) {
   mcr_client_opts_t o = opts_default();
   o.ignore_errors = 1;
   mcr_client_t* c = cluster_client(&o);
-  int i3 = 0;
-  while (owner(c, i3) != 3)
-    i3++;
+  int i3 = key_of_node(c, 3);
   mcd_stop(&mcd[3]);
   mcr_item_t it;
   for (int round = 0; round < 4; round++) {
@@ -274,9 +265,7 @@ Test(router, ignore_errors_makes_a_dead_node_a_miss) {
     cr_assert_eq(mcr_client_set(c, keys[i3], lens[i3], "v", 1, 0, 0, 0),
                  MCR_NOT_STORED);
   }
-  mcr_client_stats_t st;
-  mcr_client_stats(c, &st);
-  cr_assert_eq(st.ignored_errors, 8);
+  cr_assert_eq(cl_stats(c).ignored_errors, 8);
   mcr_client_free(c);
 }
 
@@ -326,14 +315,8 @@ Test(router, route_many_matches_route) {
   check_route_many(c);
   mcr_client_free(c);
   /* A node marked down: with eject its keys move, the same way in both. */
-  o = opts_default();
-  o.eject = 1;
-  o.failure_limit = 1;
-  o.retry_timeout_ms = 60000;
-  c = cluster_client(&o);
-  int i2 = 0;
-  while (owner(c, i2) != 2)
-    i2++;
+  c = ejecting_client();
+  int i2 = key_of_node(c, 2);
   mcd_stop(&mcd[2]);
   cr_assert_lt(mcr_client_set(c, keys[i2], lens[i2], "v", 1, 0, 0, 0), 0);
   cr_assert_eq(c->health.ndown, 1);

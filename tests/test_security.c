@@ -101,19 +101,13 @@ static mcr__snapshot_writer_t* publish_one(senv_t* e) {
  * to e->log. Returns its exit status (-1: killed or timed out). */
 static int run_agent(senv_t* e, uid_t uid, gid_t gid, gid_t sgid,
                      const char* const* args) {
-  const char* argv[32];
-  size_t n = 0;
-  argv[n++] = chaos_agent_bin();
-  for (size_t i = 0; args[i] && n < 31; i++)
-    argv[n++] = args[i];
-  argv[n] = NULL;
   spawn_opts_t o = {.err = e->log,
                     .err_append = true,
                     .as_user = uid != (uid_t)-1,
                     .uid = uid,
                     .gid = gid,
                     .sgid = sgid};
-  return wait_exit(spawn_prog(argv, &o), 10000);
+  return wait_exit(agent_spawn(&o, args, NULL), 10000);
 }
 
 #define AGENT(e, ...) \
@@ -136,7 +130,7 @@ static void victim_expect_intact(const char* path) {
                st.st_mode & 07777);
   cr_expect_eq(st.st_uid, geteuid(), "victim owner changed");
   cr_expect_eq(st.st_gid, getegid(), "victim group changed");
-  cr_expect_str_eq(chaos_slurp(path), "precious\n", "victim content changed");
+  cr_expect_str_eq(deploy_slurp(path), "precious\n", "victim content changed");
 }
 
 /* Runs fn in a child process as uid/gid with supplementary group sgid
@@ -264,7 +258,8 @@ Test(security, agent_runs_as_nobody_and_group_workers_read) {
                          "--servers", "127.0.0.1:11211,127.0.0.2:11211",
                          "--ring-dir", e.ring, "--group", gid, "--once", NULL});
   cr_assert_eq(chmod(e.top, 0755), 0);
-  cr_assert_eq(rc, 0, "agent as nobody exited %d:\n%s", rc, chaos_slurp(e.log));
+  cr_assert_eq(rc, 0, "agent as nobody exited %d:\n%s", rc,
+               deploy_slurp(e.log));
   /* What it made: a 02750 directory and 0640 files, all nobody:workers. */
   struct stat st;
   cr_assert_eq(stat(e.ring, &st), 0);
@@ -292,7 +287,7 @@ Test(security, agent_runs_as_nobody_and_group_workers_read) {
       &e, NOBODY, NOBODY, WORKERS_GID,
       (const char* const[]){"--servers", "127.0.0.3:11211", "--ring-dir",
                             e.ring, "--group", gid, "--once", NULL});
-  cr_assert_eq(rc, 0, "second run exited %d:\n%s", rc, chaos_slurp(e.log));
+  cr_assert_eq(rc, 0, "second run exited %d:\n%s", rc, deploy_slurp(e.log));
   char p[256];
   snprintf(p, sizeof(p), "%s/ring.2", e.ring);
   cr_expect_eq(access(p, F_OK), 0, "ring.2 not published");
@@ -304,7 +299,7 @@ Test(security, systemd_unit_is_hardened) {
   char path[512];
   snprintf(path, sizeof(path), "%s/contrib/mcring-agent.service",
            top ? top : "..");
-  const char* unit = chaos_slurp(path);
+  const char* unit = deploy_slurp(path);
   cr_assert(strlen(unit) > 0, "cannot read %s", path);
   const char* want[] = {"\nNoNewPrivileges=yes",
                         "\nProtectSystem=strict",
@@ -331,7 +326,7 @@ Test(security, agent_never_follows_a_planted_ctl_symlink) {
   int rc =
       AGENT(&e, "--servers", "127.0.0.1:11211", "--ring-dir", e.ring, "--once");
   cr_expect_eq(rc, 3, "agent exit %d with ctl a symlink:\n%s", rc,
-               chaos_slurp(e.log));
+               deploy_slurp(e.log));
   victim_expect_intact(victim);
   /* The reader refuses it too. */
   mcr_snapshot_t* s;
@@ -354,7 +349,7 @@ Test(security, agent_replaces_planted_status_and_ring_symlinks) {
    * file and the next generation's ring file. */
   cr_assert_eq(
       AGENT(&e, "--servers", "127.0.0.1:11211", "--ring-dir", e.ring, "--once"),
-      0, "%s", chaos_slurp(e.log));
+      0, "%s", deploy_slurp(e.log));
   snprintf(p, sizeof(p), "%s/status", e.ring);
   cr_assert_eq(unlink(p), 0);
   cr_assert_eq(symlink(victim, p), 0);
@@ -365,7 +360,7 @@ Test(security, agent_replaces_planted_status_and_ring_symlinks) {
   cr_assert_eq(symlink(v2, tmp), 0);
   int rc =
       AGENT(&e, "--servers", "127.0.0.2:11211", "--ring-dir", e.ring, "--once");
-  cr_expect_eq(rc, 0, "agent exit %d:\n%s", rc, chaos_slurp(e.log));
+  cr_expect_eq(rc, 0, "agent exit %d:\n%s", rc, deploy_slurp(e.log));
   victim_expect_intact(victim);
   victim_expect_intact(v2);
   struct stat st;
@@ -395,7 +390,7 @@ Test(security, ring_dir_symlink_refused_by_agent) {
   int rc =
       AGENT(&e, "--servers", "127.0.0.1:11211", "--ring-dir", e.ring, "--once");
   cr_expect_eq(rc, 3, "agent exit %d with a symlinked ring dir:\n%s", rc,
-               chaos_slurp(e.log));
+               deploy_slurp(e.log));
   char p[256];
   snprintf(p, sizeof(p), "%s/ctl", real);
   cr_expect_neq(access(p, F_OK), 0, "the agent wrote through the symlink");
@@ -413,7 +408,7 @@ static int open_within(const char* dir, int ms) {
     int rc = mcr_snapshot_open(&s, dir, NULL, err, sizeof(err));
     _exit(rc < 0 ? -rc : 0);
   }
-  int rc = chaos_wait(pid, ms);
+  int rc = wait_exit(pid, ms);
   return rc < 0 ? 1000 : -rc;
 }
 
@@ -612,25 +607,17 @@ Test(security, host_stats_give_a_group_member_nothing_of_another_worker,
   snprintf(e.ring, sizeof(e.ring), "%s/ring", run);
   char gid[16];
   snprintf(gid, sizeof(gid), "%u", WORKERS_GID);
-  const char* argv[] = {chaos_agent_bin(),
-                        "--config",
-                        "/dev/null",
-                        "--servers",
-                        m.servers,
-                        "--ring-dir",
-                        e.ring,
-                        "--group",
-                        gid,
-                        "--interval",
-                        "0.2",
-                        NULL};
-  pid_t agent = spawn_prog(argv, &(spawn_opts_t){.err = e.log,
-                                                 .err_append = true,
-                                                 .as_user = true,
-                                                 .uid = NOBODY,
-                                                 .gid = NOBODY,
-                                                 .sgid = WORKERS_GID});
-  chaos_wait_gen(e.ring, 1, 10000);
+  const char* args[] = {"--config",   "/dev/null", "--servers", m.servers,
+                        "--ring-dir", e.ring,      "--group",   gid,
+                        "--interval", "0.2",       NULL};
+  spawn_opts_t o = {.err = e.log,
+                    .err_append = true,
+                    .as_user = true,
+                    .uid = NOBODY,
+                    .gid = NOBODY,
+                    .sgid = WORKERS_GID};
+  pid_t agent = agent_spawn(&o, args, NULL);
+  ring_wait_gen(e.ring, 1, 10000);
   char sock[200];
   snprintf(sock, sizeof sock, "%s/%s", e.ring, MCR__HS_SOCK);
   int64_t end = now_ms() + 10000;
@@ -661,9 +648,9 @@ Test(security, host_stats_give_a_group_member_nothing_of_another_worker,
   cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "victim: %s %d",
             WIFEXITED(st) ? "exit" : "signal",
             WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-  cr_expect(chaos_alive(agent), "the agent died:\n%s", chaos_slurp(e.log));
+  cr_expect(deploy_alive(agent), "the agent died:\n%s", deploy_slurp(e.log));
   kill(agent, SIGTERM);
-  chaos_wait(agent, 5000);
+  wait_exit(agent, 5000);
   mcd_stop(&m);
   senv_fini(&e);
 }
@@ -840,7 +827,7 @@ Test(security, a_squatted_ring_dir_is_not_followed) {
                 (const char* const[]){"--servers", "127.0.0.1:11211",
                                       "--ring-dir", e.ring, "--once", NULL});
   cr_expect_eq(rc, 3, "agent exit %d", rc);
-  const char* log = chaos_slurp(e.log);
+  const char* log = deploy_slurp(e.log);
   cr_expect(strstr(log, "owned by uid") && strstr(log, "remove it"), "%s", log);
   senv_fini(&e);
 }

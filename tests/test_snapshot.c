@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "ring.h"
+#include "support.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -162,17 +163,6 @@ static void expect_same_ring(const mcr_ring_t* a, const mcr_ring_t* b) {
   }
 }
 
-static size_t count_files(const char* dir, const char* prefix) {
-  DIR* d = opendir(dir);
-  size_t n = 0;
-  struct dirent* de;
-  while (d && (de = readdir(d)) != NULL)
-    n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
-  if (d)
-    closedir(d);
-  return n;
-}
-
 /* ---------------------------------------------------------------- round trip
  */
 
@@ -197,7 +187,7 @@ Test(snapshot, round_trip_and_generations) {
     mcr_ring_free(ref);
   }
   /* Only the current generation's file is left. */
-  cr_expect_eq(count_files(f.dir, "ring."), 1);
+  cr_expect_eq(dir_count_prefix(f.dir, "ring."), 1);
   struct stat st;
   char p[128];
   snprintf(p, sizeof(p), "%s/ring.5", f.dir);
@@ -227,8 +217,8 @@ Test(snapshot, writer_restart_carries_generation_and_cleans) {
   cr_assert_eq(mcr__snapshot_writer_open(&f.w, f.dir, err, sizeof(err)), 0,
                "%s", err);
   cr_expect_eq(mcr__snapshot_writer_generation(f.w), 2);
-  cr_expect_eq(count_files(f.dir, "ring."), 1);
-  cr_expect_eq(count_files(f.dir, "ctl.tmp"), 0);
+  cr_expect_eq(dir_count_prefix(f.dir, "ring."), 1);
+  cr_expect_eq(dir_count_prefix(f.dir, "ctl.tmp"), 0);
   publish_and_switch(&f);
   cr_assert_eq(mcr_snapshot_generation(f.s), 3);
   fixture_close(&f);
@@ -369,7 +359,7 @@ Test(snapshot, republish_storm, .timeout = 120) {
               STORM_GENERATIONS, lookups, switches);
   cr_expect_eq(mismatches, 0);
   cr_expect_geq(switches, STORM_READERS);
-  cr_expect_eq(count_files(f.dir, "ring."), 1);
+  cr_expect_eq(dir_count_prefix(f.dir, "ring."), 1);
   fixture_close(&f);
 }
 
@@ -423,8 +413,8 @@ Test(snapshot, writer_killed_mid_publication, .timeout = 120) {
   cr_assert_geq(g, 1);
   cr_assert_geq(mcr_snapshot_refresh(f.s), 0);
   cr_assert_eq(mcr_snapshot_generation(f.s), g);
-  cr_expect_eq(count_files(f.dir, "ring."), 1);
-  cr_expect_eq(count_files(f.dir, "ctl.tmp"), 0);
+  cr_expect_eq(dir_count_prefix(f.dir, "ring."), 1);
+  cr_expect_eq(dir_count_prefix(f.dir, "ctl.tmp"), 0);
   publish_and_switch(&f);
   cr_assert_eq(mcr_snapshot_generation(f.s), g + 1);
   fixture_close(&f);

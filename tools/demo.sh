@@ -4,7 +4,7 @@
 # configuration endpoint, mcring-agent and a pre-forked master with 8
 # workers doing verified get/set traffic through libmcring while a node is
 # added, a node is removed and the agent is killed with SIGKILL and
-# restarted. The program examples/demo does all of it and stops every
+# restarted. The program tools/demo/demo does all of it and stops every
 # process it started (also on Ctrl-C); this script only builds what it
 # needs (tests/fakecfg is a check program, so `make` alone skips it) and
 # runs it. Exit status: the demo's (0 when every check passed).
@@ -13,6 +13,6 @@ build=${1:?usage: demo.sh BUILD_DIR [--duration SECONDS]}
 shift
 build=$(cd "$build" && pwd)
 make -C "$build" -j"$(nproc 2>/dev/null || echo 2)" mcring-agent tests/fakecfg \
-  examples/demo >/dev/null
+  tools/demo/demo >/dev/null
 memcached=$(command -v memcached || echo /usr/bin/memcached)
-exec "$build/examples/demo" --build-dir "$build" --memcached "$memcached" "$@"
+exec "$build/tools/demo/demo" --build-dir "$build" --memcached "$memcached" "$@"

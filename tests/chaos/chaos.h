@@ -3,9 +3,11 @@
  * The chaos tests run real processes (memcached, mcring-agent, forked
  * worker processes using libmcring) and break them on purpose. What they
  * share: a private temp directory, spawning the built agent with its
- * stderr in a log file, waiting for a generation, a seeded random source
- * (the seed is printed so a failing run can be replayed with
- * MCR_CHAOS_SEED), and the duration knob MCR_CHAOS_SECONDS (default 3).
+ * stderr in a log file (over support.h's agent_spawn; the tests wait for a
+ * generation with ring_wait_gen and read the log with deploy_slurp), a
+ * seeded random source (the seed is printed so a failing run can be
+ * replayed with MCR_CHAOS_SEED), and the duration knob MCR_CHAOS_SECONDS
+ * (default 3).
  */
 #ifndef MCR_CHAOS_H
 #define MCR_CHAOS_H
@@ -65,67 +67,16 @@ static inline unsigned chaos_seed(const char* what) {
   return seed;
 }
 
-static inline const char* chaos_agent_bin(void) {
-  static char path[512];
-  const char* top = getenv("MCR_TOP_BUILDDIR");
-  snprintf(path, sizeof(path), "%s/mcring-agent", top ? top : ".");
-  if (access(path, X_OK) != 0)
-    cr_assert_fail("no agent binary at %s (set MCR_TOP_BUILDDIR)", path);
-  return path;
-}
-
 /* Spawns the agent on e->ring with the extra args (NULL-terminated);
  * stderr is appended to e->log. envs: "NAME=value" strings to set in the
  * child (NULL-terminated, may be NULL). */
 static inline pid_t chaos_agent_spawn(chaos_env_t* e, const char* const* envs,
                                       const char* const* args) {
-  const char* argv[40];
-  size_t n = 0;
-  argv[n++] = chaos_agent_bin();
-  argv[n++] = "--ring-dir";
-  argv[n++] = e->ring;
-  argv[n++] = "--config";
-  argv[n++] = "/dev/null";
-  for (size_t i = 0; args[i] && n < 39; i++)
-    argv[n++] = args[i];
-  argv[n] = NULL;
-  return spawn_prog(
-      argv, &(spawn_opts_t){.err = e->log, .err_append = true, .env = envs});
-}
-
-/* Waits for pid; its exit status, or -1 (signal, or killed at timeout). */
-static inline int chaos_wait(pid_t pid, int timeout_ms) {
-  return wait_exit(pid, timeout_ms);
-}
-
-/* True while pid has not exited (a zombie counts as exited). */
-static inline bool chaos_alive(pid_t pid) {
-  int st;
-  return waitpid(pid, &st, WNOHANG) == 0;
-}
-
-/* Current generation in ring_dir (0 when none is readable). */
-static inline uint64_t chaos_gen(const char* ring) {
-  mcr_snapshot_t* s;
-  char err[256];
-  if (mcr_snapshot_open(&s, ring, NULL, err, sizeof(err)) != 0)
-    return 0;
-  uint64_t g = mcr_snapshot_generation(s);
-  mcr_snapshot_free(s);
-  return g;
-}
-
-static inline uint64_t chaos_wait_gen(const char* ring, uint64_t want,
-                                      int timeout_ms) {
-  int64_t end = now_ms() + timeout_ms;
-  uint64_t g;
-  while ((g = chaos_gen(ring)) < want) {
-    if (now_ms() > end)
-      cr_assert_fail("generation %llu never reached (at %llu)",
-                     (unsigned long long)want, (unsigned long long)g);
-    usleep(5000);
-  }
-  return g;
+  spawn_opts_t o = {.err = e->log, .err_append = true, .env = envs};
+  return agent_spawn(&o,
+                     (const char* const[]){"--ring-dir", e->ring, "--config",
+                                           "/dev/null", NULL},
+                     args);
 }
 
 /* Node count of the current ring and whether `port` is one of its nodes. */
@@ -144,18 +95,6 @@ static inline size_t chaos_ring_ports(const char* ring, int* ports,
   }
   mcr_snapshot_free(s);
   return n;
-}
-
-static inline char* chaos_slurp(const char* path) {
-  static char buf[1 << 18];
-  buf[0] = '\0';
-  FILE* f = fopen(path, "r");
-  if (!f)
-    return buf;
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  buf[n] = '\0';
-  fclose(f);
-  return buf;
 }
 
 static inline double chaos_now_s(void) {

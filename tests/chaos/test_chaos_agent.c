@@ -20,7 +20,6 @@
  * printed and can be replayed with MCR_CHAOS_SEED.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -114,17 +113,6 @@ static void ring_worker(const char* ring, double end, int fd) {
   _exit(0);
 }
 
-static size_t count_prefix(const char* dir, const char* prefix) {
-  DIR* d = opendir(dir);
-  size_t n = 0;
-  struct dirent* de;
-  while (d && (de = readdir(d)) != NULL)
-    n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
-  if (d)
-    closedir(d);
-  return n;
-}
-
 Test(chaos_agent, sigkill_at_random_moments_under_traffic) {
   chaos_seed("sigkill_at_random_moments");
   chaos_env_t e;
@@ -140,7 +128,7 @@ Test(chaos_agent, sigkill_at_random_moments_under_traffic) {
   cr_assert_eq(fakecfg_write_file(e.nodes, text), 0);
   pid_t agent = chaos_agent_spawn(
       &e, NULL, (const char* const[]){"--file", e.nodes, FAST, NULL});
-  chaos_wait_gen(e.ring, 1, 8000);
+  ring_wait_gen(e.ring, 1, 8000);
 
   double secs = chaos_seconds();
   double end = chaos_now_s() + secs;
@@ -193,11 +181,11 @@ Test(chaos_agent, sigkill_at_random_moments_under_traffic) {
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker status %d", st);
   }
   close(fds[0]);
-  uint64_t before = chaos_gen(e.ring);
+  uint64_t before = deploy_ring_gen(e.ring);
   /* The last agent is alive and still publishes a change. */
   nodes_file(text, sizeof(text), ports, 3, mask == 7 ? 3 : 7);
   cr_assert_eq(fakecfg_write_file(e.nodes, text), 0);
-  uint64_t after = chaos_wait_gen(e.ring, before + 1, 8000);
+  uint64_t after = ring_wait_gen(e.ring, before + 1, 8000);
   fprintf(stderr,
           "%d agent kills in %.1f s: generations 1..%" PRIu64 ", %" PRIu64
           " ops, %" PRIu64 " ring switches, %" PRIu64 " errors, %" PRIu64
@@ -210,10 +198,10 @@ Test(chaos_agent, sigkill_at_random_moments_under_traffic) {
   cr_expect_gt(sum.switches, 0);
   cr_expect_gt(kills, 5);
   /* What killed agents left behind was cleaned by their successors. */
-  cr_expect_leq(count_prefix(e.ring, "ring."), 2);
-  cr_expect_eq(count_prefix(e.ring, "ctl.tmp."), 0);
+  cr_expect_leq(dir_count_prefix(e.ring, "ring."), 2);
+  cr_expect_eq(dir_count_prefix(e.ring, "ctl.tmp."), 0);
   kill(agent, SIGTERM);
-  cr_expect_eq(chaos_wait(agent, 8000), 0);
+  cr_expect_eq(wait_exit(agent, 8000), 0);
   for (int i = 0; i < 3; i++)
     mcd_stop(&m[i]);
   chaos_env_fini(&e);
@@ -251,7 +239,7 @@ Test(chaos_agent, ring_filesystem_full_keeps_last_ring) {
   cr_assert_eq(fakecfg_write_file(e.nodes, "127.0.0.1:11211\n"), 0);
   pid_t agent = chaos_agent_spawn(
       &e, envs, (const char* const[]){"--file", e.nodes, FAST, NULL});
-  chaos_wait_gen(e.ring, 1, 8000);
+  ring_wait_gen(e.ring, 1, 8000);
   mcr_snapshot_t* s;
   char err[256] = "";
   cr_assert_eq(mcr_snapshot_open(&s, e.ring, NULL, err, sizeof(err)), 0, "%s",
@@ -273,36 +261,37 @@ Test(chaos_agent, ring_filesystem_full_keeps_last_ring) {
   cr_assert_eq(
       fakecfg_write_file(e.nodes, "127.0.0.1:11211\n127.0.0.2:11211\n"), 0);
   int64_t deadline = now_ms() + 8000;
-  while (!strstr(chaos_slurp(e.log), "No space left on device")) {
+  while (!strstr(deploy_slurp(e.log), "No space left on device")) {
     cr_assert(now_ms() < deadline, "the agent never logged ENOSPC:\n%s",
-              chaos_slurp(e.log));
+              deploy_slurp(e.log));
     usleep(10000);
   }
   usleep(200000); /* several more failed polls */
-  cr_expect(chaos_alive(agent), "the agent died on a full filesystem");
+  cr_expect(deploy_alive(agent), "the agent died on a full filesystem");
   /* The last ring stays in service, for old and new readers alike. */
   cr_expect_eq(mcr_snapshot_refresh(s), 0);
   cr_expect_eq(mcr_snapshot_generation(s), 1);
   cr_expect_eq(mcr_ring_node_count(mcr_snapshot_ring(s)), 1);
-  cr_expect_eq(chaos_gen(e.ring), 1);
+  cr_expect_eq(deploy_ring_gen(e.ring), 1);
   /* Each failed poll creates ring.2 and removes it again: between two
    * polls there is one ring file. A partial file that stayed would be
    * there at every look. */
   deadline = now_ms() + 8000;
-  while (count_prefix(e.ring, "ring.") != 1 && now_ms() < deadline)
+  while (dir_count_prefix(e.ring, "ring.") != 1 && now_ms() < deadline)
     usleep(1000);
-  cr_expect_eq(count_prefix(e.ring, "ring."), 1, "a partial ring file stayed");
+  cr_expect_eq(dir_count_prefix(e.ring, "ring."), 1,
+               "a partial ring file stayed");
   /* Space comes back: the change is published. */
   if (tmpfs)
     cr_assert_eq(unlink(filler), 0);
   else
     cr_assert_eq(unlink(flag), 0);
-  chaos_wait_gen(e.ring, 2, 8000);
+  ring_wait_gen(e.ring, 2, 8000);
   cr_expect_eq(mcr_snapshot_refresh(s), 1, "%s", mcr_snapshot_last_error(s));
   cr_expect_eq(mcr_ring_node_count(mcr_snapshot_ring(s)), 2);
   mcr_snapshot_free(s);
   kill(agent, SIGTERM);
-  cr_expect_eq(chaos_wait(agent, 8000), 0);
+  cr_expect_eq(wait_exit(agent, 8000), 0);
   if (tmpfs)
     umount2(fs, MNT_DETACH);
   chaos_env_fini(&e);
@@ -326,7 +315,7 @@ Test(chaos_agent, endpoint_flapping_keeps_last_ring) {
   snprintf(ep, sizeof(ep), "%s", fakecfg_endpoint(f));
   pid_t agent = chaos_agent_spawn(
       &e, NULL, (const char* const[]){"--elasticache", ep, FAST, NULL});
-  chaos_wait_gen(e.ring, 1, 8000);
+  ring_wait_gen(e.ring, 1, 8000);
 
   static const fakecfg_mode_t bad[] = {FAKECFG_HANG, FAKECFG_CLOSE_MID,
                                        FAKECFG_BAD_COUNT, FAKECFG_MALFORMED};
@@ -349,8 +338,9 @@ Test(chaos_agent, endpoint_flapping_keeps_last_ring) {
     }
     flaps++;
     usleep(30000 + (useconds_t)(rand() % 120000));
-    cr_assert_eq(chaos_gen(e.ring), 1, "the ring changed during the flapping");
-    cr_assert(chaos_alive(agent), "the agent died:\n%s", chaos_slurp(e.log));
+    cr_assert_eq(deploy_ring_gen(e.ring), 1,
+                 "the ring changed during the flapping");
+    cr_assert(deploy_alive(agent), "the agent died:\n%s", deploy_slurp(e.log));
   }
   if (!f) {
     fo.port = port;
@@ -360,13 +350,13 @@ Test(chaos_agent, endpoint_flapping_keeps_last_ring) {
   fakecfg_set_mode(f, FAKECFG_NORMAL);
   nodes_text(text, sizeof(text), ports, 3, 5);
   cr_assert_eq(fakecfg_write_file(e.nodes, text), 0);
-  chaos_wait_gen(e.ring, 2, 8000);
+  ring_wait_gen(e.ring, 2, 8000);
   int got[3];
   cr_expect_eq(chaos_ring_ports(e.ring, got, 3), 2);
   fprintf(stderr, "%d flaps (%d times down): ring kept, then followed\n", flaps,
           downs);
   kill(agent, SIGTERM);
-  cr_expect_eq(chaos_wait(agent, 8000), 0);
+  cr_expect_eq(wait_exit(agent, 8000), 0);
   fakecfg_stop(f);
   chaos_env_fini(&e);
 }
@@ -513,7 +503,7 @@ Test(chaos_agent, endpoint_slow_and_garbage) {
       (const char* const[]){"--elasticache", endpoint, "--interval", "0.02",
                             "--max-backoff", "0.05", "--io-timeout", "0.4",
                             NULL});
-  chaos_wait_gen(e.ring, 1, 8000);
+  ring_wait_gen(e.ring, 1, 8000);
 
   /* Slow past the I/O timeout: every poll times out, the ring stays. */
   snprintf(ep.body, sizeof(ep.body), "2\na.test|10.1.0.1|11211\n");
@@ -521,18 +511,19 @@ Test(chaos_agent, endpoint_slow_and_garbage) {
   ep.mode = EP_SLOW;
   int before = ep.replies;
   int64_t deadline = now_ms() + 8000;
-  while (!strstr(chaos_slurp(e.log), "ETIMEOUT") &&
-         !strstr(chaos_slurp(e.log), "timed out")) {
+  while (!strstr(deploy_slurp(e.log), "ETIMEOUT") &&
+         !strstr(deploy_slurp(e.log), "timed out")) {
     cr_assert(now_ms() < deadline, "no timeout logged:\n%s",
-              chaos_slurp(e.log));
+              deploy_slurp(e.log));
     usleep(20000);
   }
   usleep(600000);
-  cr_expect_eq(chaos_gen(e.ring), 1, "a reply slower than the timeout won");
+  cr_expect_eq(deploy_ring_gen(e.ring), 1,
+               "a reply slower than the timeout won");
   (void)before;
   /* Slow but within the timeout: published. */
   ep.trickle_ms = 100;
-  chaos_wait_gen(e.ring, 2, 8000);
+  ring_wait_gen(e.ring, 2, 8000);
 
   /* Garbage: mutated replies for a while. The agent must live through it;
    * a mutation can still be a valid reply (another address), so only
@@ -542,11 +533,11 @@ Test(chaos_agent, endpoint_slow_and_garbage) {
   double end = chaos_now_s() + chaos_seconds();
   while (chaos_now_s() < end) {
     usleep(50000);
-    cr_assert(chaos_alive(agent), "the agent died on garbage:\n%s",
-              chaos_slurp(e.log));
+    cr_assert(deploy_alive(agent), "the agent died on garbage:\n%s",
+              deploy_slurp(e.log));
   }
   int garbage = ep.replies - r0;
-  uint64_t g = chaos_gen(e.ring);
+  uint64_t g = deploy_ring_gen(e.ring);
   /* Recovery: a good reply with a new list is published. */
   snprintf(ep.body, sizeof(ep.body),
            "3\nc.test|10.1.0.3|11211 d.test|10.1.0.4|11211 "
@@ -564,7 +555,7 @@ Test(chaos_agent, endpoint_slow_and_garbage) {
           garbage, g);
   cr_expect_gt(garbage, 20);
   kill(agent, SIGTERM);
-  cr_expect_eq(chaos_wait(agent, 8000), 0);
+  cr_expect_eq(wait_exit(agent, 8000), 0);
   ep_stop(&ep);
   chaos_env_fini(&e);
 }

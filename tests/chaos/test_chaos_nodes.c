@@ -45,12 +45,8 @@ static void keys_on(mcr_client_t* c, size_t node, char (*keys)[32],
 
 Test(chaos_nodes, stopped_node_times_out_others_unaffected) {
   mcd_t m[3];
-  char servers[512] = "";
-  for (int i = 0; i < 3; i++) {
-    mcd_start(&m[i], NULL);
-    strcat(servers, i ? "," : "");
-    strcat(servers, mcd_servers_string(&m[i]));
-  }
+  char servers[512];
+  mcd_start_n(m, 3, servers, sizeof(servers));
   mcr_client_opts_t o = opts_default();
   o.io_timeout_ms = 250;
   o.connect_timeout_ms = 250;
@@ -240,12 +236,8 @@ static void worker(int id, const char* servers, double end, int fd) {
 Test(chaos_nodes, killed_and_restarted_nodes_zero_wrong_values) {
   chaos_seed("killed_and_restarted_nodes");
   mcd_t m[3];
-  char servers[512] = "";
-  for (int i = 0; i < 3; i++) {
-    mcd_start(&m[i], NULL);
-    strcat(servers, i ? "," : "");
-    strcat(servers, mcd_servers_string(&m[i]));
-  }
+  char servers[512];
+  mcd_start_n(m, 3, servers, sizeof(servers));
   double secs = chaos_seconds();
   double end = chaos_now_s() + secs;
   int fds[2];

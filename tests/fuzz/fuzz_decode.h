@@ -100,6 +100,30 @@ static inline uint32_t fuzz_u32(fuzz_in_t* in) {
   return v;
 }
 
+/* A codec target's input: `head` bytes of its own, a byte choosing up to
+ * seven chunk sizes, the sizes, then the reply to decode. */
+typedef struct {
+  const uint8_t* sizes;
+  size_t nsizes;
+  const uint8_t* reply;
+  size_t n;
+} fuzz_input_t;
+
+/* Splits data[0..size) as above; false when it is too short for the head
+ * and the sizes it names. */
+static inline bool fuzz_split(const uint8_t* data, size_t size, size_t head,
+                              fuzz_input_t* in) {
+  if (size < head + 1)
+    return false;
+  in->nsizes = data[head] % 8;
+  if (size < head + 1 + in->nsizes)
+    return false;
+  in->sizes = data + head + 1;
+  in->reply = in->sizes + in->nsizes;
+  in->n = size - head - 1 - in->nsizes;
+  return true;
+}
+
 /* True when [off, off + len) lies inside the bytes received. */
 static inline bool fuzz_inside(const fuzz_reply_t* r, size_t off, size_t len) {
   return off <= r->len && len <= r->len - off;

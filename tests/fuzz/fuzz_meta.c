@@ -119,21 +119,16 @@ static void decode_pipe(uint8_t arg, uint32_t flags, const uint8_t* d, size_t n,
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 7)
+  fuzz_input_t in;
+  if (!fuzz_split(data, size, 6, &in))
     return 0;
   uint8_t op = data[0], arg = data[1];
   uint32_t flags;
   memcpy(&flags, data + 2, 4);
-  size_t nsz = data[6] % 8;
-  if (size < 7 + nsz)
-    return 0;
-  const uint8_t* sz = data + 7;
-  const uint8_t* d = data + 7 + nsz;
-  size_t n = size - 7 - nsz;
   encode(ops[op % 4], flags, arg);
   if (op & 0x80)
-    decode_pipe(arg, flags, d, n, sz, nsz);
+    decode_pipe(arg, flags, in.reply, in.n, in.sizes, in.nsizes);
   else
-    decode_one(arg, flags, d, n, sz, nsz);
+    decode_one(arg, flags, in.reply, in.n, in.sizes, in.nsizes);
   return 0;
 }

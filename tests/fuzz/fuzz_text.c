@@ -160,33 +160,28 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (mcr_client_new(&client, &o, NULL, 0) != 0)
       abort();
   }
-  if (size < 3)
+  fuzz_input_t in;
+  if (!fuzz_split(data, size, 2, &in))
     return 0;
   uint8_t op = data[0], arg = data[1];
-  size_t nsz = data[2] % 8;
-  if (size < 3 + nsz)
-    return 0;
-  const uint8_t* sz = data + 3;
-  const uint8_t* d = data + 3 + nsz;
-  size_t n = size - 3 - nsz;
   switch (op % 6) {
     case 0:
-      decode_get(arg, d, n, sz, nsz);
+      decode_get(arg, in.reply, in.n, in.sizes, in.nsizes);
       break;
     case 1:
-      decode_line(arg, d, n, sz, nsz);
+      decode_line(arg, in.reply, in.n, in.sizes, in.nsizes);
       break;
     case 2:
-      decode_stats(d, n, sz, nsz);
+      decode_stats(in.reply, in.n, in.sizes, in.nsizes);
       break;
     case 3:
-      decode_mget(arg, d, n, sz, nsz);
+      decode_mget(arg, in.reply, in.n, in.sizes, in.nsizes);
       break;
     case 4:
-      decode_batch(arg, d, n, sz, nsz);
+      decode_batch(arg, in.reply, in.n, in.sizes, in.nsizes);
       break;
     case 5:
-      decode_value(arg, d, n);
+      decode_value(arg, in.reply, in.n);
       break;
   }
   return 0;

@@ -6,23 +6,20 @@
  * its own endpoint port, its own ring directory, so Criterion can run
  * tests in parallel. The agent runs with a short poll interval and short
  * timeouts so that a test sees a change within a fraction of a second; it
- * dies with the test process (PR_SET_PDEATHSIG) even when that one
- * crashes. The node file names every memcached "node<i>.test" with its
- * numeric address, as ElastiCache does, so the agent needs no DNS.
+ * is started with tools/deploy.c and dies with the test process
+ * (PR_SET_PDEATHSIG) even when that one crashes. The node file names every
+ * memcached "node<i>.test" with its numeric address, as ElastiCache does, so
+ * the agent needs no DNS.
  */
 #include "cluster.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 int64_t mono_ns(void) {
   struct timespec ts;
@@ -34,15 +31,6 @@ void sleep_msec(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
-}
-
-static const char* agent_binary(void) {
-  static char path[512];
-  const char* top = getenv("MCR_TOP_BUILDDIR");
-  snprintf(path, sizeof path, "%s/mcring-agent", top ? top : ".");
-  if (access(path, X_OK) != 0)
-    cr_assert_fail("no agent binary at %s (set MCR_TOP_BUILDDIR)", path);
-  return path;
 }
 
 void cluster_list(cluster_t* cl, unsigned listed) {
@@ -59,8 +47,7 @@ void cluster_list(cluster_t* cl, unsigned listed) {
 
 void cluster_agent_start(cluster_t* cl) {
   cr_assert_eq(cl->agent, 0, "the agent is already running");
-  const char* argv[] = {agent_binary(),
-                        "--config",
+  const char* args[] = {"--config",
                         cl->conf,
                         "--ring-dir",
                         cl->ring,
@@ -75,71 +62,15 @@ void cluster_agent_start(cluster_t* cl) {
                         "--io-timeout",
                         "0.5",
                         NULL};
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-      _exit(127);
-    int fd = open(cl->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0)
-      dup2(fd, 2);
-    execv(argv[0], (char* const*)argv);
-    _exit(127);
-  }
-  cl->agent = pid;
+  spawn_opts_t o = {.err = cl->log, .err_append = true};
+  cl->agent = agent_spawn(&o, args, NULL);
 }
 
 void cluster_agent_kill(cluster_t* cl, int sig) {
   if (cl->agent <= 0)
     return;
-  kill(cl->agent, sig);
-  int64_t end = mono_ns() + 5000000000LL;
-  int st;
-  while (waitpid(cl->agent, &st, WNOHANG) == 0) {
-    if (mono_ns() > end) {
-      kill(cl->agent, SIGKILL);
-      waitpid(cl->agent, &st, 0);
-      break;
-    }
-    sleep_msec(2);
-  }
+  deploy_stop(cl->agent, sig, 5000);
   cl->agent = 0;
-}
-
-uint64_t cluster_gen(const cluster_t* cl) {
-  mcr_snapshot_t* s;
-  char err[256];
-  if (mcr_snapshot_open(&s, cl->ring, NULL, err, sizeof err) != 0)
-    return 0;
-  uint64_t g = mcr_snapshot_generation(s);
-  mcr_snapshot_free(s);
-  return g;
-}
-
-/* Polls get(arg) every ms until it is >= want; returns it, or fails the
- * test after timeout_ms naming `what`. */
-static uint64_t wait_at_least(uint64_t (*get)(const void*), const void* arg,
-                              uint64_t want, int timeout_ms, const char* what) {
-  int64_t end = mono_ns() + (int64_t)timeout_ms * 1000000;
-  uint64_t g;
-  while ((g = get(arg)) < want) {
-    if (mono_ns() > end)
-      cr_assert_fail("generation %llu not %s within %d ms (at %llu)",
-                     (unsigned long long)want, what, timeout_ms,
-                     (unsigned long long)g);
-    sleep_msec(1);
-  }
-  return g;
-}
-
-static uint64_t published_gen(const void* cl) {
-  return cluster_gen(cl);
-}
-
-uint64_t cluster_wait_gen(const cluster_t* cl, uint64_t want, int timeout_ms) {
-  return wait_at_least(published_gen, cl, want, timeout_ms, "published");
 }
 
 void cluster_start(cluster_t* cl, int nmcd, unsigned listed,
@@ -163,7 +94,7 @@ void cluster_start(cluster_t* cl, int nmcd, unsigned listed,
   cl->fake = fakecfg_start(&o);
   cr_assert(cl->fake, "fakecfg_start failed");
   cluster_agent_start(cl);
-  cluster_wait_gen(cl, 1, 5000);
+  ring_wait_gen(cl->ring, 1, 5000);
 }
 
 void cluster_stop(cluster_t* cl) {
@@ -225,12 +156,17 @@ void genwatch_stop(genwatch_t* w) {
   w->snap = NULL;
 }
 
-static uint64_t watched_gen(const void* w) {
-  return atomic_load(&((genwatch_t*)w)->gen);
-}
-
 uint64_t genwatch_wait(genwatch_t* w, uint64_t want, int timeout_ms) {
-  return wait_at_least(watched_gen, w, want, timeout_ms, "seen");
+  int64_t end = mono_ns() + (int64_t)timeout_ms * 1000000;
+  uint64_t g;
+  while ((g = atomic_load(&w->gen)) < want) {
+    if (mono_ns() > end)
+      cr_assert_fail("generation %llu not seen within %d ms (at %llu)",
+                     (unsigned long long)want, timeout_ms,
+                     (unsigned long long)g);
+    sleep_msec(1);
+  }
+  return g;
 }
 
 int64_t genwatch_seen_ns(genwatch_t* w, uint64_t g) {

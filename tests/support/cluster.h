@@ -61,11 +61,6 @@ void cluster_agent_start(cluster_t* cl);
 /* Sends `sig` to the agent and reaps it. */
 void cluster_agent_kill(cluster_t* cl, int sig);
 
-/* The generation published now (0 when nothing readable). */
-uint64_t cluster_gen(const cluster_t* cl);
-/* Waits until the published generation is >= want; returns it. */
-uint64_t cluster_wait_gen(const cluster_t* cl, uint64_t want, int timeout_ms);
-
 /* Index into cl->mcd of the node listening on `port`, or -1. */
 int cluster_node_of_port(const cluster_t* cl, int port);
 

@@ -247,6 +247,17 @@ void mcd_start(mcd_t* m, const mcd_opts_t* opts) {
   mcd_set_servers(m);
 }
 
+void mcd_start_n(mcd_t* m, int n, char* servers, size_t cap) {
+  size_t len = 0;
+  servers[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    mcd_start(&m[i], NULL);
+    len += (size_t)snprintf(servers + len, cap - len, "%s%s", i ? "," : "",
+                            m[i].servers);
+    cr_assert_lt(len, cap, "server list longer than %zu bytes", cap);
+  }
+}
+
 void mcd_stop(mcd_t* m) {
   if (m->pid > 0) {
     kill(m->pid, SIGCONT);
@@ -417,6 +428,13 @@ bool raw_get(const mcd_t* m, const char* key, void* value, size_t cap,
   return true;
 }
 
+bool raw_has(const mcd_t* m, const char* key) {
+  char buf[64];
+  size_t len;
+  uint32_t flags;
+  return raw_get(m, key, buf, sizeof buf, &len, &flags);
+}
+
 int64_t raw_ttl(const mcd_t* m, const char* key) {
   raw_t r;
   raw_open(&r, m);
@@ -471,6 +489,12 @@ void cl_expect_miss(mcr_client_t* c, const char* key) {
   cr_assert_eq(rc, MCR_MISS, "get %s: %s (%s)", key,
                rc < 0 ? mcr_err_name(rc) : mcr_status_name(rc),
                mcr_client_last_error(c));
+}
+
+mcr_client_stats_t cl_stats(mcr_client_t* c) {
+  mcr_client_stats_t st;
+  mcr_client_stats(c, &st);
+  return st;
 }
 
 mcr_client_opts_t opts_default(void) {

@@ -1,76 +1,67 @@
-/* proc.c — starting and reaping the programs under test.
+/* proc.c — the programs under test, as tests start and wait for them.
  *
  * Tests run the built mcring, mcring-agent and friends as real processes.
- * spawn_prog forks and execs one with its standard streams redirected, an
- * environment tweak and optionally another user, and makes it die with the
- * test process (PR_SET_PDEATHSIG) so a crashed test leaves nothing behind;
- * wait_exit reaps it within a deadline, killing it when the deadline
- * passes. One copy for every test file that runs programs.
+ * The work is tools/deploy.c, which the bench and the demo share; this
+ * file only turns what a test cannot go on without (a fork, a built
+ * program, a generation that never came) into a failed test, knows how
+ * the tests start the agent, and counts the files a publisher leaves in a
+ * ring directory.
  */
-#include <fcntl.h>
-#include <grp.h>
-#include <signal.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <string.h>
 
 #include "support.h"
 
-/* Points fd `to` at `path` opened with `flags`; false when it cannot. */
-static bool redirect(const char* path, int flags, int to) {
-  if (!path)
-    return true;
-  int fd = open(path, flags, 0666);
-  if (fd < 0)
-    return false;
-  if (fd != to) {
-    dup2(fd, to);
-    close(fd);
-  }
-  return true;
-}
-
 pid_t spawn_prog(const char* const* argv, const spawn_opts_t* o) {
-  static const spawn_opts_t none;
-  if (!o)
-    o = &none;
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0, "fork");
-  if (pid != 0)
-    return pid;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  for (size_t i = 0; o->unset && o->unset[i]; i++)
-    unsetenv(o->unset[i]);
-  for (size_t i = 0; o->env && o->env[i]; i++)
-    putenv((char*)o->env[i]);
-  int errflags = O_WRONLY | O_CREAT | (o->err_append ? O_APPEND : O_TRUNC);
-  if (!redirect(o->in, O_RDONLY, 0) ||
-      !redirect(o->out, O_WRONLY | O_CREAT | O_TRUNC, 1) ||
-      !redirect(o->err, errflags, 2))
-    _exit(126);
-  if (o->as_user) {
-    gid_t groups[1] = {o->sgid};
-    if (setgroups(1, groups) != 0 || setgid(o->gid) != 0 || setuid(o->uid) != 0)
-      _exit(126);
-    /* A change of credentials clears the parent-death signal: set again. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-  }
-  execv(argv[0], (char* const*)argv);
-  _exit(127);
+  pid_t pid = deploy_spawn(argv, o);
+  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+  return pid;
 }
 
 int wait_exit(pid_t pid, int timeout_ms) {
-  int64_t end = now_ms() + timeout_ms;
-  for (;;) {
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (now_ms() > end) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      return -1;
-    }
-    usleep(2000);
-  }
+  return deploy_wait(pid, timeout_ms);
+}
+
+const char* built_prog(const char* name) {
+  static char path[2][4096];
+  static int slot;
+  char* p = path[slot++ & 1];
+  if (!deploy_build_path(NULL, name, p, sizeof path[0]))
+    cr_assert_fail("no %s at %s (set MCR_TOP_BUILDDIR)", name, p);
+  return p;
+}
+
+pid_t agent_spawn(const spawn_opts_t* o, const char* const* args,
+                  const char* const* more) {
+  const char* argv[64];
+  size_t n = 0;
+  argv[n++] = built_prog("mcring-agent");
+  for (size_t i = 0; args && args[i] && n < 63; i++)
+    argv[n++] = args[i];
+  for (size_t i = 0; more && more[i] && n < 63; i++)
+    argv[n++] = more[i];
+  argv[n] = NULL;
+  return spawn_prog(argv, o);
+}
+
+uint64_t ring_wait_gen(const char* ring_dir, uint64_t want, int timeout_ms) {
+  uint64_t g = deploy_wait_gen(ring_dir, want, timeout_ms);
+  if (!g)
+    cr_assert_fail("generation %llu not published in %s within %d ms (at %llu)",
+                   (unsigned long long)want, ring_dir, timeout_ms,
+                   (unsigned long long)deploy_ring_gen(ring_dir));
+  return g;
+}
+
+size_t dir_count_prefix(const char* dir, const char* prefix) {
+  DIR* d = opendir(dir);
+  size_t n = 0;
+  struct dirent* de;
+  while (d && (de = readdir(d)) != NULL)
+    n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+  if (d)
+    closedir(d);
+  return n;
 }

@@ -27,6 +27,7 @@
 
 #include <criterion/criterion.h> /* skip_or_fail, assert_rc, assert_value */
 
+#include "deploy.h" /* spawn_prog and friends wrap it */
 #include "mcring.h"
 
 /* ---------------------------------------------------------------- memcached */
@@ -54,6 +55,9 @@ void mcd_start(mcd_t* m, const mcd_opts_t* opts);
 /* SIGTERM, then SIGKILL after 200 ms; reaps the process; removes the
  * socket file. Safe on a stopped or never-started server. */
 void mcd_stop(mcd_t* m);
+/* Starts n memcached with default options into m[0..n) and writes their
+ * servers strings, joined by commas, into servers[cap]. */
+void mcd_start_n(mcd_t* m, int n, char* servers, size_t cap);
 /* Stops and starts memcached again on the same port or path (empty). */
 void mcd_restart(mcd_t* m);
 void mcd_pause(mcd_t* m);  /* SIGSTOP */
@@ -92,6 +96,8 @@ void raw_set(const mcd_t* m, const char* key, const void* value, size_t len,
  * most cap bytes to value and sets *len (the stored length) and *flags. */
 bool raw_get(const mcd_t* m, const char* key, void* value, size_t cap,
              size_t* len, uint32_t* flags);
+/* True when the server holds key (a raw get, bypassing libmcring). */
+bool raw_has(const mcd_t* m, const char* key);
 
 /* Remaining TTL of key as the server reports it through "mg <key> t":
  * -1 = never expires; fails the test on a miss. */
@@ -165,25 +171,31 @@ void refuser_start(refuser_t* r);
 void refuser_stop(refuser_t* r);
 
 /* ---------------------------------------------------------------- programs */
+/* Programs are started with tools/deploy.h (shared with the bench and the
+ * demo); these wrap it for tests, failing the test where it cannot go on.
+ * Every child dies with the test process. */
 /* How spawn_prog starts a program; every field may be left zero. */
-typedef struct {
-  const char* in;           /* stdin from this file */
-  const char* out;          /* stdout to this file (truncated) */
-  const char* err;          /* stderr to this file */
-  bool err_append;          /* append to err instead of truncating it */
-  const char* const* env;   /* "NAME=value" to add, NULL-terminated */
-  const char* const* unset; /* names to remove, NULL-terminated */
-  bool as_user;             /* run as uid:gid with one extra group sgid */
-  uid_t uid;
-  gid_t gid, sgid;
-} spawn_opts_t;
-/* Forks and execs argv[0] (argv NULL-terminated); the child dies with the
- * test process. It exits 126 when a redirection or the user switch fails,
- * 127 when exec fails. o may be NULL. */
+typedef deploy_spawn_opts_t spawn_opts_t;
+/* deploy_spawn, failing the test when fork fails. */
 pid_t spawn_prog(const char* const* argv, const spawn_opts_t* o);
-/* Waits up to timeout_ms for pid: its exit status, or -1 (killed by a
+/* deploy_wait: pid's exit status within timeout_ms, or -1 (killed by a
  * signal, or at the timeout, after which it is killed and reaped). */
 int wait_exit(pid_t pid, int timeout_ms);
+/* The built program `name` ("mcring", "mcring-agent") under
+ * $MCR_TOP_BUILDDIR, in static storage that holds the last two; fails the
+ * test when it is not there. */
+const char* built_prog(const char* name);
+/* Starts the built mcring-agent with the arguments `args` then `more`
+ * (each NULL-terminated; more may be NULL), as `o` says (may be NULL). */
+pid_t agent_spawn(const spawn_opts_t* o, const char* const* args,
+                  const char* const* more);
+/* deploy_wait_gen, failing the test when the generation published in
+ * ring_dir is still below `want` after timeout_ms. Returns it. */
+uint64_t ring_wait_gen(const char* ring_dir, uint64_t want, int timeout_ms);
+
+/* How many entries of directory dir have names starting with prefix (0
+ * when dir cannot be read): the ring.N and ctl.tmp files a publisher left. */
+size_t dir_count_prefix(const char* dir, const char* prefix);
 
 /* ---------------------------------------------------------------- hostile */
 
@@ -218,6 +230,8 @@ void cl_set(mcr_client_t* c, const char* key, const char* value);
 void cl_expect(mcr_client_t* c, const char* key, const char* value);
 /* Asserts that key is a miss. */
 void cl_expect_miss(mcr_client_t* c, const char* key);
+/* The client's counters (mcr_client_stats). */
+mcr_client_stats_t cl_stats(mcr_client_t* c);
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t now_ms(void);
 /* What every wall-clock bound a test asserts adds to the deadline it
@@ -237,20 +251,22 @@ bool in_ci(void);
   } while (0)
 
 /* The multi-key calls as tests read them: the count they give through an
- * out-parameter, or the negative error when they fail. */
+ * out-parameter, or the negative error when they fail. t_count joins the
+ * two; it reads *n only once the call has returned. */
+static inline int t_count(int rc, const size_t* n) {
+  return rc < 0 ? rc : (int)*n;
+}
 static inline int t_get_multi(mcr_client_t* c, size_t n,
                               const char* const* keys, const size_t* lens,
                               mcr_item_t* items) {
   size_t hits = 0;
-  int rc = mcr_client_get_multi(c, n, keys, lens, items, &hits);
-  return rc < 0 ? rc : (int)hits;
+  return t_count(mcr_client_get_multi(c, n, keys, lens, items, &hits), &hits);
 }
 static inline int t_gets_multi(mcr_client_t* c, size_t n,
                                const char* const* keys, const size_t* lens,
                                mcr_item_t* items) {
   size_t hits = 0;
-  int rc = mcr_client_gets_multi(c, n, keys, lens, items, &hits);
-  return rc < 0 ? rc : (int)hits;
+  return t_count(mcr_client_gets_multi(c, n, keys, lens, items, &hits), &hits);
 }
 static inline int t_set_multi(mcr_client_t* c, size_t n,
                               const char* const* keys, const size_t* lens,
@@ -258,34 +274,31 @@ static inline int t_set_multi(mcr_client_t* c, size_t n,
                               const size_t* value_lens, uint32_t flags,
                               int64_t ttl, int* statuses, unsigned cflags) {
   size_t ok = 0;
-  int rc = mcr_client_set_multi(c, n, keys, lens, values, value_lens, flags,
-                                ttl, statuses, cflags, &ok);
-  return rc < 0 ? rc : (int)ok;
+  return t_count(mcr_client_set_multi(c, n, keys, lens, values, value_lens,
+                                      flags, ttl, statuses, cflags, &ok),
+                 &ok);
 }
 static inline int t_delete_multi(mcr_client_t* c, size_t n,
                                  const char* const* keys, const size_t* lens,
                                  int* statuses, unsigned cflags) {
   size_t ok = 0;
-  int rc = mcr_client_delete_multi(c, n, keys, lens, statuses, cflags, &ok);
-  return rc < 0 ? rc : (int)ok;
+  return t_count(
+      mcr_client_delete_multi(c, n, keys, lens, statuses, cflags, &ok), &ok);
 }
 static inline int t_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds,
                                   size_t n) {
   size_t ok = 0;
-  int rc = mcr_client_meta_pipeline(c, cmds, n, &ok);
-  return rc < 0 ? rc : (int)ok;
+  return t_count(mcr_client_meta_pipeline(c, cmds, n, &ok), &ok);
 }
 static inline int t_stats_node(mcr_client_t* c, size_t node, const char* arg,
                                const mcr_stat_t** stats) {
   size_t n = 0;
-  int rc = mcr_client_stats_node(c, node, arg, stats, &n);
-  return rc < 0 ? rc : (int)n;
+  return t_count(mcr_client_stats_node(c, node, arg, stats, &n), &n);
 }
 static inline int t_hoststats_read(mcr_hoststats_t* h,
                                    const mcr_hoststat_row_t** rows) {
   size_t n = 0;
-  int rc = mcr_hoststats_read(h, rows, &n);
-  return rc < 0 ? rc : (int)n;
+  return t_count(mcr_hoststats_read(h, rows, &n), &n);
 }
 
 /* Asserts that an mcring call returned `want`, naming both codes. */
