@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "internal.h" /* the client's transport (conn.c, tls.c) */
 #include "mcring.h"
 
 /* ---------------------------------------------------------------- nodes.c */
@@ -157,8 +158,8 @@ int agent_ec_parse_version(const char* buf, size_t len, unsigned* maj,
  * node list with the configuration version. *legacy (may be NULL) tells
  * which form answered. Returns 0 or a negative MCR_E* with a message. */
 int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
-                  int io_timeout_ms, agent_nodes_t* out, bool* legacy,
-                  char* err, size_t errlen);
+                  int io_timeout_ms, mcr__tls_t* tls, agent_nodes_t* out,
+                  bool* legacy, char* err, size_t errlen);
 
 /* ---------------------------------------------------------------- sources */
 
@@ -179,6 +180,7 @@ typedef struct {
   char* arg; /* endpoint, server list, DNS name or file path */
   int connect_timeout_ms;
   int io_timeout_ms;
+  mcr__tls_t* tls; /* TLS to the ElastiCache endpoint, or NULL (not owned) */
   /* file source: identity of the file last read and its node list */
   bool file_seen;
   dev_t file_dev;

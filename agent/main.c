@@ -66,6 +66,10 @@ typedef struct {
   bool daemon, once, wait_first, use_syslog;
   agent_log_level_t log_level;
   unsigned stats_slots; /* slots of the host stats segment, 0 = none */
+  /* TLS to the ElastiCache configuration endpoint (docs/tls.md). */
+  bool tls, tls_insecure;
+  char tls_ca[PATH_CAP], tls_cert[PATH_CAP], tls_key[PATH_CAP];
+  char tls_name[256];
 } conf_t;
 
 static void conf_defaults(conf_t* c) {
@@ -103,6 +107,12 @@ static const struct option long_opts[] = {
     {"once", no_argument, NULL, 'o'},
     {"wait-first", no_argument, NULL, 'w'},
     {"stats-slots", required_argument, NULL, 'K'},
+    {"tls", no_argument, NULL, 'L'},
+    {"tls-ca", required_argument, NULL, 'A'},
+    {"tls-cert", required_argument, NULL, 'C'},
+    {"tls-key", required_argument, NULL, 'Y'},
+    {"tls-name", required_argument, NULL, 'N'},
+    {"tls-insecure", no_argument, NULL, 'X'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0}};
@@ -144,7 +154,15 @@ static void usage(FILE* f) {
           "debug\n"
           "  --stats-slots N          client handles host stats can "
           "register\n"
-          "                           (default 1024; 0: no host stats)\n");
+          "                           (default 1024; 0: no host stats)\n"
+          "TLS to the ElastiCache endpoint (in-transit encryption):\n"
+          "  --tls                    connect with TLS, verifying the "
+          "endpoint's\n"
+          "                           certificate for its host name\n"
+          "  --tls-ca FILE            trusted CAs (default: the system's)\n"
+          "  --tls-cert FILE, --tls-key FILE   client certificate\n"
+          "  --tls-name NAME          verify NAME instead of the host name\n"
+          "  --tls-insecure           verify nothing (tests only)\n");
 }
 
 /* Parses a non-negative decimal number of seconds ("0.05", "5"). */
@@ -240,6 +258,14 @@ static int apply(conf_t* c, int opt, const char* key, const char* v, char* err,
       return 0;
     case 'r':
       return set_str(c->ring_dir, sizeof(c->ring_dir), v, key, err, errlen);
+    case 'A':
+      return set_str(c->tls_ca, sizeof(c->tls_ca), v, key, err, errlen);
+    case 'C':
+      return set_str(c->tls_cert, sizeof(c->tls_cert), v, key, err, errlen);
+    case 'Y':
+      return set_str(c->tls_key, sizeof(c->tls_key), v, key, err, errlen);
+    case 'N':
+      return set_str(c->tls_name, sizeof(c->tls_name), v, key, err, errlen);
     case 'n':
       if (!*v || !strcmp(v, ".") || !strcmp(v, "..") ||
           strspn(v,
@@ -266,6 +292,8 @@ static int apply(conf_t* c, int opt, const char* key, const char* v, char* err,
     case 'S':
     case 'o':
     case 'w':
+    case 'L':
+    case 'X':
       if (!v) {
         b = true;
       } else if (parse_bool(v, &b) != 0) {
@@ -280,6 +308,10 @@ static int apply(conf_t* c, int opt, const char* key, const char* v, char* err,
         c->once = b;
       if (opt == 'w')
         c->wait_first = b;
+      if (opt == 'L')
+        c->tls = b;
+      if (opt == 'X')
+        c->tls_insecure = b;
       return 0;
     default:
       snprintf(err, errlen, "unknown setting \"%s\"", key);
@@ -418,7 +450,30 @@ static int load_conf(conf_t* c, int argc, char** argv, char* err,
   }
   if (c->max_backoff < c->interval)
     c->max_backoff = c->interval;
+  if ((c->tls || c->tls_ca[0] || c->tls_cert[0] || c->tls_key[0] ||
+       c->tls_name[0] || c->tls_insecure) &&
+      c->kind != AGENT_SRC_ELASTICACHE) {
+    snprintf(err, errlen, "the tls settings apply to --elasticache only");
+    return -1;
+  }
   return 0;
+}
+
+/* The TLS context of the endpoint polls for c (NULL without tls). Returns
+ * 0 or a negative error with a message (a CA, certificate or key that
+ * cannot be used). */
+static int tls_from_conf(const conf_t* c, mcr__tls_t** out, char* err,
+                         size_t errlen) {
+  *out = NULL;
+  if (!c->tls)
+    return 0;
+  mcr_tls_opts_t o = {.enable = 1,
+                      .ca_file = c->tls_ca[0] ? c->tls_ca : NULL,
+                      .cert_file = c->tls_cert[0] ? c->tls_cert : NULL,
+                      .key_file = c->tls_key[0] ? c->tls_key : NULL,
+                      .server_name = c->tls_name[0] ? c->tls_name : NULL,
+                      .insecure = c->tls_insecure};
+  return mcr__tls_new(out, &o, err, errlen);
 }
 
 /* ---------------------------------------------------------------- process */
@@ -649,9 +704,16 @@ static void reload(conf_t* c, int argc, char** argv, agent_source_t* src) {
   n.daemon = c->daemon;
   n.once = c->once;
   n.wait_first = c->wait_first;
+  mcr__tls_t* tls;
+  if (tls_from_conf(&n, &tls, err, sizeof(err)) != 0) {
+    agent_log(AGENT_LOG_ERROR, "reload: %s; keeping the current settings", err);
+    return;
+  }
   bool src_changed =
       n.kind != c->kind || strcmp(n.source_arg, c->source_arg) != 0;
   *c = n;
+  mcr__tls_free(src->tls);
+  src->tls = tls;
   agent_log_init(c->use_syslog, c->log_level);
   /* src->arg points into c, which now holds the new text. */
   if (src_changed) {
@@ -751,6 +813,12 @@ int main(int argc, char** argv) {
 
   agent_source_t src = {0};
   source_from_conf(&src, &conf);
+  if (tls_from_conf(&conf, &src.tls, err, sizeof(err)) != 0) {
+    fprintf(stderr, "mcring-agent: %s\n", err);
+    agent_pub_close(pub);
+    mcr_hoststats_server_free(stats);
+    return EXIT_USAGE;
+  }
   agent_nodes_t nodes = {0};
   loop_state_t ls = {0};
   bool started = false;
@@ -794,6 +862,7 @@ int main(int argc, char** argv) {
     unlink(conf.pidfile);
   report_start(&start_fd, '0' + EXIT_RINGDIR);
   agent_source_reset(&src);
+  mcr__tls_free(src.tls);
   agent_nodes_free(&nodes);
   mcr_hoststats_server_free(stats);
   agent_pub_close(pub);

@@ -28,8 +28,8 @@ int agent_source_poll(agent_source_t* s, agent_nodes_t* out, char* err,
                       size_t errlen) {
   switch (s->kind) {
     case AGENT_SRC_ELASTICACHE:
-      return agent_ec_poll(s->arg, s->connect_timeout_ms, s->io_timeout_ms, out,
-                           &s->ec_legacy, err, errlen);
+      return agent_ec_poll(s->arg, s->connect_timeout_ms, s->io_timeout_ms,
+                           s->tls, out, &s->ec_legacy, err, errlen);
     case AGENT_SRC_STATIC:
       return agent_static_poll(s->arg, out, err, errlen);
     case AGENT_SRC_DNS:

@@ -3,7 +3,9 @@
  * An ElastiCache memcached cluster publishes its membership on every node;
  * the cluster's configuration endpoint is a DNS alias to one of them. One
  * poll resolves that name afresh (the alias moves when its node goes),
- * connects with a timeout, asks "version", and then "config get cluster" —
+ * connects with a timeout (over TLS when configured: the same transport as
+ * the client's, lib/conn.c and lib/tls.c), asks "version", and then
+ * "config get cluster" —
  * or "get AmazonElastiCache:cluster" when the engine is older than 1.4.14
  * or answers ERROR to the config command. Both replies carry the same
  * block: "<version>\n<host>|<ip>|<port> ...\n", framed by a header line
@@ -21,15 +23,10 @@
  * once instead of waiting for the I/O timeout.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "agent.h"
 
@@ -312,15 +309,9 @@ int agent_ec_parse_version(const char* buf, size_t len, unsigned* maj,
 
 /* ---------------------------------------------------------------- network */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Splits "host:port", "[v6]:port" or "host" into host[hcap] and *port. */
-static int split_endpoint(const char* ep, char* host, size_t hcap, char* port,
-                          size_t pcap) {
+static int split_endpoint(const char* ep, char* host, size_t hcap,
+                          uint16_t* port) {
   const char* h = ep;
   size_t hl;
   const char* p = NULL;
@@ -352,166 +343,82 @@ static int split_endpoint(const char* ep, char* host, size_t hcap, char* port,
     return -1;
   if (pn == 0)
     return -1;
-  snprintf(port, pcap, "%u", (unsigned)pn);
+  *port = (uint16_t)pn;
   return 0;
 }
 
-/* Connects a non-blocking socket to one address within timeout_ms.
- * Returns the fd or a negative error. */
-static int connect_one(const struct addrinfo* ai, int timeout_ms, int* e) {
-  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                  ai->ai_protocol);
-  if (fd < 0) {
-    *e = errno;
-    return MCR_ESYS;
-  }
-  if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-    return fd;
-  if (errno != EINPROGRESS) {
-    *e = errno;
-    close(fd);
-    return MCR_ECONNECT;
-  }
-  struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-  int n;
-  do {
-    n = poll(&pfd, 1, timeout_ms);
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) {
-    close(fd);
-    *e = ETIMEDOUT;
-    return MCR_ECONNTIMEOUT;
-  }
-  int soerr = 0;
-  socklen_t sl = sizeof(soerr);
-  if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 ||
-      soerr != 0) {
-    *e = n < 0 ? errno : soerr;
-    close(fd);
-    return MCR_ECONNECT;
-  }
-  return fd;
+/* The message of a failure of the endpoint's connection during `what`. */
+static int conn_error(const mcr__conn_t* k, int rc, const char* what, char* err,
+                      size_t errlen) {
+  if (rc == MCR_ECLOSED)
+    snprintf(err, errlen, "%s: connection closed %s", what,
+             k->rlen ? "mid-reply" : "before any reply");
+  else if (k->sys)
+    snprintf(err, errlen, "%s: %s: %s", what, k->what, strerror(k->sys));
+  else
+    snprintf(err, errlen, "%s: %s", what, k->what ? k->what : mcr_strerror(rc));
+  return rc;
 }
 
-/* A connection with its reply buffer and the deadline of the whole poll. */
-typedef struct {
-  int fd;
-  int64_t deadline;
-  char* buf;
-  size_t len, cap;
-} ecconn_t;
-
-static int send_all(ecconn_t* c, const char* data, size_t len, char* err,
-                    size_t errlen) {
-  while (len > 0) {
-    ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
-    if (n > 0) {
-      data += n;
-      len -= (size_t)n;
-      continue;
-    }
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int64_t left = c->deadline - mono_ms();
-      struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
-      if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
-        snprintf(err, errlen, "timed out sending the request");
-        return MCR_ETIMEOUT;
-      }
-      continue;
-    }
-    snprintf(err, errlen, "send: %s", strerror(errno));
-    return MCR_EIO;
-  }
-  return 0;
+/* Sends req on k (the reply buffer emptied first). */
+static int send_req(mcr__conn_t* k, const char* req, const char* what,
+                    char* err, size_t errlen) {
+  struct iovec iov = {.iov_base = (void*)req, .iov_len = strlen(req)};
+  k->rpos = k->rlen = 0;
+  k->slow = false;
+  int rc = mcr__conn_send(k, &iov, 1);
+  return rc ? conn_error(k, rc, what, err, errlen) : 0;
 }
 
-/* Reads more bytes into c->buf before the deadline. Returns 0 or a
- * negative error (MCR_ECLOSED when the peer closed). */
-static int read_more(ecconn_t* c, const char* what, char* err, size_t errlen) {
-  if (c->len == c->cap) {
-    if (c->cap >= AGENT_EC_MAX_REPLY) {
-      snprintf(err, errlen, "%s: reply larger than %u bytes", what,
-               AGENT_EC_MAX_REPLY);
-      return MCR_EPROTO;
-    }
-    size_t cap = c->cap ? c->cap * 2 : 4096;
-    char* b = realloc(c->buf, cap);
-    if (!b)
-      return MCR_ENOMEM;
-    c->buf = b;
-    c->cap = cap;
+/* Reads more bytes of the reply into k->rbuf before the poll's deadline.
+ * Returns 0 or a negative error (MCR_ECLOSED when the peer closed). */
+static int read_more(mcr__conn_t* k, const char* what, char* err,
+                     size_t errlen) {
+  if (k->rlen >= AGENT_EC_MAX_REPLY) {
+    snprintf(err, errlen, "%s: reply larger than %u bytes", what,
+             AGENT_EC_MAX_REPLY);
+    return MCR_EPROTO;
   }
-  for (;;) {
-    ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-    if (n > 0) {
-      c->len += (size_t)n;
-      return 0;
-    }
-    if (n == 0) {
-      snprintf(err, errlen, "%s: connection closed %s", what,
-               c->len ? "mid-reply" : "before any reply");
-      return MCR_ECLOSED;
-    }
-    if (errno == EINTR)
-      continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      snprintf(err, errlen, "%s: recv: %s", what, strerror(errno));
-      return MCR_EIO;
-    }
-    int64_t left = c->deadline - mono_ms();
-    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-    int pn = left > 0 ? poll(&pfd, 1, (int)left) : 0;
-    if (pn == 0) {
-      snprintf(err, errlen, "%s: timed out waiting for the reply", what);
-      return MCR_ETIMEOUT;
-    }
-    if (pn < 0 && errno != EINTR) {
-      snprintf(err, errlen, "%s: poll: %s", what, strerror(errno));
-      return MCR_EIO;
-    }
-  }
+  int rc = mcr__conn_fill(k, 0);
+  return rc ? conn_error(k, rc, what, err, errlen) : 0;
 }
 
 /* Sends "version" and reports whether the engine predates 1.4.14. */
-static int ask_version(ecconn_t* c, bool* old, char* err, size_t errlen) {
-  int rc = send_all(c, "version\r\n", 9, err, errlen);
-  c->len = 0;
+static int ask_version(mcr__conn_t* k, bool* old, char* err, size_t errlen) {
+  int rc = send_req(k, "version\r\n", "version", err, errlen);
   unsigned maj = 0, min = 0, patch = 0;
   while (!rc) {
-    rc = agent_ec_parse_version(c->buf, c->len, &maj, &min, &patch);
+    rc = agent_ec_parse_version(k->rbuf, k->rlen, &maj, &min, &patch);
     if (rc != AGENT_EC_INCOMPLETE)
       break;
-    rc = read_more(c, "version", err, errlen);
+    rc = read_more(k, "version", err, errlen);
   }
   if (rc == AGENT_EC_ERROR_REPLY) { /* no version command: treat as new */
     *old = false;
     return 0;
   }
-  if (rc == MCR_EPROTO)
+  if (rc == MCR_EPROTO && k->rlen < AGENT_EC_MAX_REPLY)
     snprintf(err, errlen, "version: unexpected reply \"%.*s\"",
-             (int)(c->len > 60 ? 60 : c->len), c->buf ? c->buf : "");
+             (int)(k->rlen > 60 ? 60 : k->rlen), k->rbuf ? k->rbuf : "");
   if (rc)
     return rc;
   *old = maj < 1 || (maj == 1 && (min < 4 || (min == 4 && patch < 14)));
   return 0;
 }
 
-static int ask_config(ecconn_t* c, agent_ec_form_t form, agent_nodes_t* out,
+static int ask_config(mcr__conn_t* k, agent_ec_form_t form, agent_nodes_t* out,
                       char* err, size_t errlen) {
   const char* req = form == AGENT_EC_CONFIG
                         ? "config get cluster\r\n"
                         : "get AmazonElastiCache:cluster\r\n";
   const char* what = form == AGENT_EC_CONFIG ? "config get cluster"
                                              : "get AmazonElastiCache:cluster";
-  int rc = send_all(c, req, strlen(req), err, errlen);
-  c->len = 0;
+  int rc = send_req(k, req, what, err, errlen);
   while (!rc) {
     char perr[200];
-    rc = agent_ec_parse(form, c->buf, c->len, out, perr, sizeof(perr));
+    rc = agent_ec_parse(form, k->rbuf, k->rlen, out, perr, sizeof(perr));
     if (rc == AGENT_EC_INCOMPLETE) {
-      rc = read_more(c, what, err, errlen);
+      rc = read_more(k, what, err, errlen);
       continue;
     }
     if (rc < 0)
@@ -522,42 +429,41 @@ static int ask_config(ecconn_t* c, agent_ec_form_t form, agent_nodes_t* out,
 }
 
 int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
-                  int io_timeout_ms, agent_nodes_t* out, bool* legacy,
-                  char* err, size_t errlen) {
-  char host[AGENT_HOST_MAX + 1], port[8];
+                  int io_timeout_ms, mcr__tls_t* tls, agent_nodes_t* out,
+                  bool* legacy, char* err, size_t errlen) {
+  char host[AGENT_HOST_MAX + 1];
+  uint16_t port;
   agent_nodes_clear(out);
-  if (split_endpoint(endpoint, host, sizeof(host), port, sizeof(port)) != 0) {
+  if (split_endpoint(endpoint, host, sizeof(host), &port) != 0) {
     snprintf(err, errlen, "bad endpoint \"%s\" (want host:port)", endpoint);
     return MCR_EINVAL;
   }
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-  struct addrinfo* res = NULL;
-  int e = getaddrinfo(host, port, &hints, &res);
-  if (e != 0) {
-    snprintf(err, errlen, "resolve %s: %s", host, gai_strerror(e));
-    return MCR_ERESOLVE;
+  /* The transport of the client (conn.c): the name resolved afresh (the
+   * alias moves when its node goes), connect, TLS when configured, and
+   * every wait bounded by the poll's deadline. */
+  mcr__server_t srv = {.host = host, .name = (char*)endpoint, .port = port};
+  mcr__conn_opts_t co = {.io_timeout_ms = io_timeout_ms, .tls = tls};
+  mcr__conn_t k = {.fd = -1};
+  int rc = mcr__conn_open(&k, &srv, &co, mcr__now_ms() + connect_timeout_ms);
+  if (rc) {
+    if (k.sys)
+      snprintf(err, errlen, "connect %s: %s: %s", endpoint, k.what,
+               strerror(k.sys));
+    else
+      snprintf(err, errlen, "connect %s: %s", endpoint,
+               k.what ? k.what : mcr_strerror(rc));
+    mcr__conn_free(&k);
+    return rc;
   }
-  int fd = MCR_ECONNECT, syserr = 0;
-  for (struct addrinfo* ai = res; ai; ai = ai->ai_next) {
-    fd = connect_one(ai, connect_timeout_ms, &syserr);
-    if (fd >= 0)
-      break;
-  }
-  freeaddrinfo(res);
-  if (fd < 0) {
-    snprintf(err, errlen, "connect %s: %s", endpoint,
-             fd == MCR_ECONNTIMEOUT ? "timed out" : strerror(syserr));
-    return fd;
-  }
-  ecconn_t c = {.fd = fd, .deadline = mono_ms() + io_timeout_ms};
+  k.deadline = mcr__now_ns() + (int64_t)io_timeout_ms * 1000000;
   bool old = false;
-  int rc = ask_version(&c, &old, err, errlen);
+  rc = ask_version(&k, &old, err, errlen);
   agent_ec_form_t form = old ? AGENT_EC_LEGACY : AGENT_EC_CONFIG;
   if (!rc)
-    rc = ask_config(&c, form, out, err, errlen);
+    rc = ask_config(&k, form, out, err, errlen);
   if (rc == AGENT_EC_ERROR_REPLY && form == AGENT_EC_CONFIG) {
     form = AGENT_EC_LEGACY;
-    rc = ask_config(&c, form, out, err, errlen);
+    rc = ask_config(&k, form, out, err, errlen);
   }
   if (rc == AGENT_EC_ERROR_REPLY) {
     snprintf(err, errlen, "the endpoint answered ERROR to %s",
@@ -565,8 +471,7 @@ int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
                                      : "get AmazonElastiCache:cluster");
     rc = MCR_ESERVERCMD;
   }
-  close(c.fd);
-  free(c.buf);
+  mcr__conn_free(&k);
   if (legacy)
     *legacy = form == AGENT_EC_LEGACY;
   if (!rc)

@@ -140,6 +140,51 @@ else
 fi
 cleanup
 
+# ---------------------------------------------------------------- TLS
+# Three memcached -Z next to three plain ones, certificates made afresh.
+if [ -x bench/bench_tls ] && command -v openssl >/dev/null 2>&1; then
+  say "TLS next to plain (memcached -Z, one run)"
+  tlsdir=$out/tls
+  rm -rf "$tlsdir"
+  if sh "${TOP_SRCDIR:-..}/tests/support/tls_certs.sh" "$tlsdir"; then
+    ports=$(bench/bench_kv ports 6) || exit 1
+    plain=$(echo "$ports" | cut -d, -f1-3)
+    tls=$(echo "$ports" | cut -d, -f4-6)
+    for p in $(echo "$plain" | tr , ' '); do
+      # shellcheck disable=SC2086
+      "$memcached" -l 127.0.0.1 -p "$p" -U 0 -t 1 -m 64 $user &
+      mcd_pids="$mcd_pids $!"
+    done
+    for p in $(echo "$tls" | tr , ' '); do
+      # shellcheck disable=SC2086
+      "$memcached" -l 127.0.0.1 -p "$p" -U 0 -t 1 -m 64 $user -Z \
+        -o "ssl_chain_cert=$tlsdir/server.pem,ssl_key=$tlsdir/server.key" \
+        2>/dev/null &
+      mcd_pids="$mcd_pids $!"
+    done
+    bench/bench_kv wait "$ports" || exit 1
+    bench/bench_tls time "$plain" "$tls" "$tlsdir/ca.pem" | collect || status=1
+    first=$(echo "$tls" | cut -d, -f1)
+    for kind in instr syscalls; do
+      command -v "$([ $kind = instr ] && echo valgrind || echo strace)" \
+        >/dev/null 2>&1 || continue
+      for n in 1000 2000; do
+        under "$kind" "$out/$kind.tls.get10.$n" bench/bench_tls loop get10 \
+          "$n" "$first" "$tlsdir/ca.pem" >/dev/null 2>&1 || status=1
+      done
+      a=$(total "$kind" "$out/$kind.tls.get10.1000")
+      b=$(total "$kind" "$out/$kind.tls.get10.2000")
+      [ -n "$a" ] && [ -n "$b" ] &&
+        awk -v a="$a" -v b="$b" -v k="tls_get10_$kind" \
+          'BEGIN { printf "%s %.3f\n", k, (b - a) / 1000 }' >>"$raw"
+    done
+    cleanup
+  else
+    echo "bench: cannot make TLS certificates" >&2
+    status=1
+  fi
+fi
+
 # ---------------------------------------------------------------- lookup
 say "key lookup"
 bench/bench_lookup | collect || status=1
@@ -189,6 +234,16 @@ END {
     fmt(v("mget_instr_mcring"), 0), fmt(v("mget_instr_libmemcached"), 0), fmt(v("mget_instr_raw"), 0),
     fmt(v("mget_syscalls_mcring"), 2), fmt(v("mget_syscalls_libmemcached"), 2), fmt(v("mget_syscalls_raw"), 2)
   print ""
+  print "TLS (memcached -Z) next to plain, one node for gets, three for the multi-get"
+  printf "  get 10 B: plain %s ops/s, TLS %s ops/s (TLS/plain %s); per get over TLS: %s instructions, %s syscalls\n",
+    fmt(v("tls_get10_ops_plain"), 0), fmt(v("tls_get10_ops_tls"), 0), fmt(v("tls_get_ratio"), 3),
+    fmt(v("tls_get10_instr"), 0), fmt(v("tls_get10_syscalls"), 2)
+  printf "  multi-get 100 keys: plain %s keys/s, TLS %s keys/s (TLS/plain %s)\n",
+    fmt(v("tls_mget_keys_plain"), 0), fmt(v("tls_mget_keys_tls"), 0), fmt(v("tls_mget_ratio"), 3)
+  printf "  a connection plus one get: full handshake %s us, resumed %s us (share resumed %s); a client's TLS context %s us\n",
+    fmt(v("tls_handshake_full_us"), 0), fmt(v("tls_handshake_resumed_us"), 0), fmt(v("tls_resumed_share"), 3),
+    fmt(v("tls_context_us"), 0)
+  print ""
   print "Key lookup, ns per key (medians of 5)"
   printf "  %-6s %10s %20s %8s %14s\n", "nodes", "ketama", "ketama-libmemcached", "xxh3", "libmemcached"
   split("10 100 1000", ns, " ")
@@ -228,6 +283,7 @@ END {
   metric("ring_pss_ratio_256", v("ring_pss_ratio_256"), "<=", 1.1)
   metric("propagation_ms_max", v("propagation_ms_max"), "<=", 10)
   metric("endpoint_polls_per_interval_256", v("endpoint_polls_per_interval_256"), "<=", 1)
+  metric("tls_get_ratio", v("tls_get_ratio"), ">=", 0.85)
   for (i = 1; i <= nm; i++)
     print mline[i]
 

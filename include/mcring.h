@@ -81,7 +81,9 @@ extern "C" {
   XX(ERANGE, -21, "number out of range")                             \
   XX(ESNAPSHOT, -22, "ring snapshot missing, invalid or refused")    \
   XX(EPERM, -23, "permission or ownership check failed")             \
-  XX(ESYS, -24, "system call failed")
+  XX(ESYS, -24, "system call failed")                                \
+  XX(ETLS, -25, "TLS handshake or record layer failed")              \
+  XX(ETLSVERIFY, -26, "TLS certificate verification failed")
 
 typedef enum {
 #define MCR__ERR_ENUM(name, code, text) MCR_##name = (code),
@@ -177,6 +179,32 @@ typedef enum {
   MCR_DIST_XXH3 = 2                 /* mcring-only, fastest lookup */
 } mcr_distribution_t;
 
+/* TLS for every connection of a client, or of the agent's configuration
+ * endpoint polls (docs/tls.md). All zero (the default): plain TCP. With
+ * enable = 1 every connection is TLS and nothing is ever sent in clear; a
+ * library built --without-tls refuses it (MCR_ENOTSUP). The certificate
+ * of every server is verified by default: against ca_file / ca_dir when
+ * given, else the system's trust store, for the name `server_name` or,
+ * when NULL, each node's host name as configured (or as the agent's ring
+ * names it: a ring node is verified against its host name and connected
+ * to at the address the agent resolved). A name is also sent as SNI; an
+ * IP address is verified against the certificate's IP addresses. The
+ * handshake counts against connect_timeout_ms. Strings are copied at
+ * mcr_client_new. */
+typedef struct {
+  int enable;              /* 1: TLS on every connection */
+  const char* ca_file;     /* PEM bundle of trusted CAs */
+  const char* ca_dir;      /* directory of hashed CA certificates */
+  const char* cert_file;   /* client certificate chain (mutual TLS), PEM */
+  const char* key_file;    /* its private key, PEM (default: cert_file) */
+  const char* server_name; /* the name to verify and send as SNI */
+  int min_version;         /* 12 (default, TLS 1.2) or 13 (TLS 1.3) */
+  /* 1: accept any certificate, for any name. Anyone on the path can then
+   * read and change the traffic: only for tests against self-made
+   * certificates. Default 0. */
+  int insecure;
+} mcr_tls_opts_t;
+
 /* Client options. Always start from mcr_client_opts_init(); fields added in
  * later versions get defaults there. */
 typedef struct {
@@ -231,6 +259,8 @@ typedef struct {
    * an agent socket, or without access to it, counters stay private.
    * Default 1; 0 keeps them private. */
   int host_stats;
+  /* TLS to every node (see mcr_tls_opts_t). Default: off. */
+  mcr_tls_opts_t tls;
 } mcr_client_opts_t;
 
 /* Fills `opts` with the defaults listed above.
@@ -288,6 +318,8 @@ typedef struct {
   uint64_t compressed;     /* values stored compressed */
   uint64_t ring_switches;  /* ring_dir generations switched to */
   uint64_t ring_errors;    /* generations refused (last good ring kept) */
+  uint64_t tls_handshakes; /* TLS handshakes completed */
+  uint64_t tls_resumed;    /* of them, sessions resumed (no full handshake) */
 } mcr_client_stats_t;
 
 /* Copies the handle's counters into *out (nothing when c or out is NULL). */

@@ -57,20 +57,25 @@ char* mcr__strndup(const char* s, size_t n) {
   return d;
 }
 
-int mcr__buf_reserve(mcr_buf_t* b, size_t extra) {
-  if (b->cap - b->len >= extra)
+int mcr__grow(char** data, size_t* cap, size_t len, size_t extra,
+              size_t initial) {
+  if (*cap - len >= extra)
     return 0;
-  if (extra > SIZE_MAX / 2 - b->len)
+  if (extra > SIZE_MAX / 4 - len)
     return MCR_ENOMEM;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap - b->len < extra)
-    cap *= 2;
-  char* d = mcr__realloc(b->data, cap);
+  size_t c = *cap ? *cap : initial;
+  while (c - len < extra)
+    c *= 2;
+  char* d = mcr__realloc(*data, c);
   if (!d)
     return MCR_ENOMEM;
-  b->data = d;
-  b->cap = cap;
+  *data = d;
+  *cap = c;
   return 0;
+}
+
+int mcr__buf_reserve(mcr_buf_t* b, size_t extra) {
+  return mcr__grow(&b->data, &b->cap, b->len, extra, 256);
 }
 
 int mcr_buf_append(mcr_buf_t* b, const void* data, size_t len) {

@@ -95,8 +95,23 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
   c->opts = *opts;
   c->opts.servers = NULL;
   c->opts.ring_dir = NULL;
+  c->opts.tls = (mcr_tls_opts_t){.enable = opts->tls.enable};
   c->conn_opts = (mcr__conn_opts_t){.io_timeout_ms = opts->io_timeout_ms,
                                     .keepalive = opts->tcp_keepalive != 0};
+  if (opts->tls.enable) {
+    for (size_t i = 0; i < n; i++)
+      if (srv[i].is_unix) {
+        rc = MCR_EINVAL;
+        snprintf(err, sizeof err, "TLS over a unix socket (%s)", srv[i].name);
+        mcr__servers_free(srv, n);
+        goto fail;
+      }
+    if ((rc = mcr__tls_new(&c->tls, &opts->tls, err, sizeof err))) {
+      mcr__servers_free(srv, n);
+      goto fail;
+    }
+    c->conn_opts.tls = c->tls;
+  }
   c->health = (mcr__health_t){.limit = opts->failure_limit,
                               .retry_ms = opts->retry_timeout_ms};
   c->io_ns = (int64_t)opts->io_timeout_ms * 1000000;
@@ -129,6 +144,7 @@ void mcr_client_free(mcr_client_t* c) {
   mcr__hs_close(c);
   mcr__router_free(c);
   mcr__free(c->nodes);
+  mcr__tls_free(c->tls);
   mcr__buf_free(&c->wbuf);
   mcr__buf_free(&c->scratch);
   mcr__arena_free(&c->arena);

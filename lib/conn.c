@@ -4,8 +4,9 @@
  * receives bytes into the connection's buffer, and reports failures as
  * codes with the errno behind them (k->sys) and what failed (k->what). It
  * knows no protocol and no client: the engine (fanout.c) decides what a
- * failure means and writes the message. This is where TLS will plug in:
- * open, send and fill are the only functions that touch the socket.
+ * failure means and writes the message. With a TLS context in the options
+ * every connection is TLS (tls.c, below this file): open runs the
+ * handshake, send and fill go through OpenSSL; the rest is the same.
  *
  * Timeouts. Connecting uses a non-blocking socket and poll, bounded by the
  * deadline the caller gives, which also bounds name resolution (getaddrinfo
@@ -39,8 +40,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-#define RBUF_INITIAL 16384
 
 /* ------------------------------------------------------------ resolving */
 
@@ -262,6 +261,10 @@ int mcr__conn_open(mcr__conn_t* k, const mcr__server_t* srv,
   k->rpos = k->rlen = 0;
   int rc = srv->is_unix ? open_unix(k, srv, o, deadline)
                         : open_tcp(k, srv, o, deadline);
+  if (!rc && o->tls &&
+      (rc = mcr__tls_start(k, o->tls, srv->tls_name ? srv->tls_name : srv->host,
+                           deadline)))
+    mcr__conn_close(k);
   if (!rc) {
     k->fork_gen = mcr__fork_gen;
     k->reused = false;
@@ -270,6 +273,8 @@ int mcr__conn_open(mcr__conn_t* k, const mcr__server_t* srv,
 }
 
 void mcr__conn_close(mcr__conn_t* k) {
+  if (k->ssl)
+    mcr__tls_end(k);
   if (k->fd >= 0)
     close(k->fd);
   k->fd = -1;
@@ -277,6 +282,7 @@ void mcr__conn_close(mcr__conn_t* k) {
 
 void mcr__conn_free(mcr__conn_t* k) {
   mcr__conn_close(k);
+  mcr__tls_forget(k);
   mcr__free(k->rbuf);
   k->rbuf = NULL;
   k->rcap = 0;
@@ -293,17 +299,7 @@ static int lost(mcr__conn_t* k, int err, const char* what, int sys) {
 /* Waits until fd is ready for `events` or the call's deadline passes.
  * Returns 0 when ready, MCR_ETIMEOUT, or MCR_EIO. */
 static int wait_ready(mcr__conn_t* k, short events) {
-  for (;;) {
-    int64_t left = k->deadline - mcr__now_ns();
-    if (left <= 0)
-      return MCR_ETIMEOUT;
-    struct pollfd p = {.fd = k->fd, .events = events};
-    int r = poll(&p, 1, (int)((left + 999999) / 1000000));
-    if (r > 0)
-      return 0;
-    if (r < 0 && errno != EINTR)
-      return MCR_EIO;
-  }
+  return mcr__wait_fd(k->fd, events, k->deadline);
 }
 
 /* The rest of a send whose first attempt returned w of `total` bytes:
@@ -360,19 +356,7 @@ int mcr__conn_send_rest(mcr__conn_t* k, const struct iovec* iov, int iovcnt,
 
 /* Makes room for `need` bytes after rlen. */
 static int rbuf_reserve(mcr__conn_t* k, size_t need) {
-  if (k->rcap - k->rlen >= need)
-    return 0;
-  if (need > SIZE_MAX / 4 - k->rlen)
-    return MCR_ENOMEM;
-  size_t cap = k->rcap ? k->rcap : RBUF_INITIAL;
-  while (cap - k->rlen < need)
-    cap *= 2;
-  char* p = mcr__realloc(k->rbuf, cap);
-  if (!p)
-    return MCR_ENOMEM;
-  k->rbuf = p;
-  k->rcap = cap;
-  return 0;
+  return mcr__grow(&k->rbuf, &k->rcap, k->rlen, need, MCR__RBUF_INITIAL);
 }
 
 /* The outcome of one recv into the buffer: 0 when bytes arrived, 1 when
@@ -433,7 +417,26 @@ int mcr__conn_fill_slow(mcr__conn_t* k, size_t room) {
   return fill_slow(k, room);
 }
 
+/* ------------------------------------------------------------ over TLS */
+
+/* Any failure closes the connection, as on plain TCP. */
+static int tls_result(mcr__conn_t* k, int rc) {
+  if (rc)
+    mcr__conn_close(k);
+  return rc;
+}
+
+int mcr__conn_send_tls(mcr__conn_t* k, const struct iovec* iov, int iovcnt) {
+  return tls_result(k, mcr__tls_send(k, iov, iovcnt));
+}
+
+int mcr__conn_fill_tls(mcr__conn_t* k, size_t room) {
+  return tls_result(k, mcr__tls_fill(k, room, false));
+}
+
 int mcr__conn_fill_nowait(mcr__conn_t* k, size_t room) {
+  if (k->ssl)
+    return tls_result(k, mcr__tls_fill(k, room, true));
   if (rbuf_reserve(k, room > MCR__RECV_ROOM ? room : MCR__RECV_ROOM))
     return lost(k, MCR_ENOMEM, "receive buffer", ENOMEM);
   int rc;

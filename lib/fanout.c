@@ -85,6 +85,10 @@ static int connect_task(mcr_client_t* c, mcr__task_t* t, bool keep) {
     return node_error(c, n, rc, NULL);
   if (k->used)
     c->counters.reconnects++;
+  if (k->ssl) {
+    c->counters.tls_handshakes++;
+    c->counters.tls_resumed += k->tls_resumed;
+  }
   k->used = true;
   if (!keep) {
     int64_t io = mcr__now_ns() + c->io_ns;

@@ -18,6 +18,7 @@
  *     node.c         one node: its server, connection and health
  *     conn.c         the transport: connect, send, receive, against one
  *                    deadline; returns codes, writes no messages
+ *     tls.c          TLS under conn.c: handshake, records, sessions
  *     value.c        serde and zstd between the caller's value and stored
  *                    bytes
  *     codec_meta.c   the meta protocol: checks, requests, reply decoders
@@ -89,6 +90,10 @@ struct mcr_buf {
 };
 /* Makes room for `extra` more bytes after len. Returns 0 or MCR_ENOMEM. */
 int mcr__buf_reserve(mcr_buf_t* b, size_t extra);
+/* Makes room for `extra` bytes after `len` in the buffer *data of *cap
+ * bytes (doubling, from `initial`). Returns 0 or MCR_ENOMEM. */
+int mcr__grow(char** data, size_t* cap, size_t len, size_t extra,
+              size_t initial);
 void mcr__buf_free(mcr_buf_t* b);
 
 /* Per-call result memory: a chain of blocks that never moves, so pointers
@@ -119,6 +124,11 @@ static inline int64_t mcr__now_ms(void) {
  * used. */
 extern unsigned mcr__fork_gen;
 void mcr__fork_guard_init(void);
+
+/* Waits until fd is ready for `events` (POLLIN/POLLOUT) or the deadline
+ * (mcr__now_ns based) passes. Returns 0 when ready, MCR_ETIMEOUT, or
+ * MCR_EIO when poll itself fails. */
+int mcr__wait_fd(int fd, short events, int64_t deadline);
 
 /* ================================================================ num.c */
 /* Writes the decimal form of v at p; returns the number of bytes (<= 20).
@@ -275,8 +285,10 @@ long mcr__base64_decode(const char* in, size_t len, void* out);
 
 /* ================================================================ servers.c */
 typedef struct {
-  char* host; /* as configured: name, IPv4, IPv6 (no brackets) or path */
-  char* name; /* "host:port" ("[v6]:port", or the path) for messages */
+  char* host;     /* as configured: name, IPv4, IPv6 (no brackets) or path */
+  char* name;     /* "host:port" ("[v6]:port", or the path) for messages */
+  char* tls_name; /* the name TLS verifies when it is not host (a ring
+                     node reached at its address), or NULL */
   uint16_t port;
   uint32_t weight;
   bool is_unix;
@@ -719,13 +731,27 @@ typedef struct mcr__conn {
                         after a failure); [rpos, rlen) not yet decoded */
   size_t rpos, rlen, rcap;
   int sys;          /* errno behind the last failure, or 0 */
-  const char* what; /* what failed: "connect", "send", "recv", "poll"... */
+  const char* what; /* what failed: "connect", "send", "recv", "poll"...,
+                       or `detail` */
+  /* TLS (tls.c): the connection's SSL object, the session its server gave
+   * it (offered again on reconnect), the buffer a request's pieces are
+   * joined in (one record), and the text of a TLS failure. */
+  struct ssl_st* ssl;
+  struct ssl_session_st* tls_session;
+  bool tls_resumed; /* the last handshake resumed tls_session */
+  char* tls_out;
+  size_t tls_out_cap;
+  char detail[200];
 } mcr__conn_t;
 
+#define MCR__RBUF_INITIAL 16384 /* first size of a receive buffer */
+
 /* How connections are made. */
+typedef struct mcr__tls mcr__tls_t;
 typedef struct {
   int io_timeout_ms; /* SO_RCVTIMEO / SO_SNDTIMEO */
   bool keepalive;
+  mcr__tls_t* tls; /* NULL: plain TCP */
 } mcr__conn_opts_t;
 
 /* Resolves srv by the deadline (CLOCK_MONOTONIC ms): numeric addresses at
@@ -748,9 +774,11 @@ void mcr__conn_close(mcr__conn_t* k);
 /* Frees the buffer too. */
 void mcr__conn_free(mcr__conn_t* k);
 
-/* The out-of-line rests of the two functions below. */
+/* The out-of-line rests of the two functions below, and their TLS forms. */
 int mcr__conn_send_rest(mcr__conn_t* k, const struct iovec* iov, int iovcnt,
                         ssize_t w, size_t total);
+int mcr__conn_send_tls(mcr__conn_t* k, const struct iovec* iov, int iovcnt);
+int mcr__conn_fill_tls(mcr__conn_t* k, size_t room);
 int mcr__conn_fill_failed(mcr__conn_t* k, ssize_t r);
 int mcr__conn_fill_slow(mcr__conn_t* k, size_t room);
 
@@ -763,6 +791,8 @@ int mcr__conn_fill_slow(mcr__conn_t* k, size_t room);
  * returned. Inline: the first attempt is on every call's path. */
 static inline __attribute__((always_inline)) int mcr__conn_send(
     mcr__conn_t* k, const struct iovec* iov, int iovcnt) {
+  if (MCR__UNLIKELY(k->ssl != NULL))
+    return mcr__conn_send_tls(k, iov, iovcnt);
   size_t total = iov[0].iov_len;
   ssize_t w;
   if (MCR__LIKELY(iovcnt == 1)) { /* send(2) is cheaper than sendmsg(2) */
@@ -787,6 +817,8 @@ static inline __attribute__((always_inline)) int mcr__conn_send(
  * reason. */
 static inline __attribute__((always_inline)) int mcr__conn_fill(mcr__conn_t* k,
                                                                 size_t room) {
+  if (MCR__UNLIKELY(k->ssl != NULL))
+    return mcr__conn_fill_tls(k, room);
   size_t free_room = k->rcap - k->rlen;
   if (MCR__LIKELY(!k->slow && free_room >= MCR__RECV_ROOM &&
                   free_room >= room)) {
@@ -803,6 +835,30 @@ static inline __attribute__((always_inline)) int mcr__conn_fill(mcr__conn_t* k,
 /* A receive on a socket poll found readable: 0 (bytes arrived, or none
  * yet), or a failure as for mcr__conn_fill. */
 int mcr__conn_fill_nowait(mcr__conn_t* k, size_t room);
+
+/* ================================================================ tls.c */
+/* TLS over a connection (tls.c: why it keeps conn.c's shape). None of
+ * these closes the connection: conn.c does, on any failure. */
+/* A context for connections with options `o`. Returns 0, or MCR_EINVAL /
+ * MCR_ETLS (a CA, certificate or key that cannot be used) / MCR_ENOMEM /
+ * MCR_ENOTSUP (built --without-tls) with the reason in err. */
+int mcr__tls_new(mcr__tls_t** out, const mcr_tls_opts_t* o, char* err,
+                 size_t errlen);
+void mcr__tls_free(mcr__tls_t* t);
+/* The handshake on k's connected socket by the deadline (ms), verifying
+ * `name` (unless the context names another). Returns 0, or
+ * MCR_ECONNTIMEOUT / MCR_ETLS / MCR_ETLSVERIFY / MCR_EIO / MCR_ENOMEM with
+ * k->what. */
+int mcr__tls_start(mcr__conn_t* k, mcr__tls_t* t, const char* name,
+                   int64_t deadline_ms);
+/* Frees k's SSL object without a close_notify. */
+void mcr__tls_end(mcr__conn_t* k);
+/* Forgets k's session and buffers (when the connection's node goes). */
+void mcr__tls_forget(mcr__conn_t* k);
+/* As mcr__conn_send / mcr__conn_fill (nowait: as mcr__conn_fill_nowait),
+ * over TLS; on failure the caller closes the connection. */
+int mcr__tls_send(mcr__conn_t* k, const struct iovec* iov, int iovcnt);
+int mcr__tls_fill(mcr__conn_t* k, size_t room, bool nowait);
 
 /* ================================================================ node.c */
 /* One node: the server it is, the connection to it, its counters in the
@@ -924,6 +980,7 @@ struct mcr_client {
   mcr_client_stats_t counters;
   mcr__router_t* router; /* NULL with one node */
   mcr__hs_t* hs;         /* host stats segment (hoststats.c), or NULL */
+  mcr__tls_t* tls;       /* TLS context of every connection, or NULL */
   char err[512];
 };
 

@@ -35,6 +35,12 @@ int mcr__node_from_ring(mcr__node_t* n, const char* host, const char* address,
     mcr__node_free(n);
     return MCR_ENOMEM;
   }
+  /* TLS verifies the host name, not the address connected to. */
+  if (!is_unix && strcmp(host, target) != 0 &&
+      !(n->srv.tls_name = mcr__strndup(host, strlen(host)))) {
+    mcr__node_free(n);
+    return MCR_ENOMEM;
+  }
   if (is_unix)
     snprintf(n->srv.name, nlen, "%s", host);
   else if (strcmp(host, target) != 0)
@@ -52,6 +58,7 @@ void mcr__node_free(mcr__node_t* n) {
   mcr__conn_free(&n->conn);
   mcr__free(n->srv.host);
   mcr__free(n->srv.name);
+  mcr__free(n->srv.tls_name);
   *n = (mcr__node_t){.conn = {.fd = -1}};
 }
 

@@ -171,6 +171,7 @@ void mcr__servers_free(mcr__server_t* s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     mcr__free(s[i].host);
     mcr__free(s[i].name);
+    mcr__free(s[i].tls_name);
   }
   mcr__free(s);
 }

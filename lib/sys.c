@@ -1,5 +1,5 @@
-/* sys.c — the fork generation every layer shares (the clock, its other
- * half, is inline in internal.h).
+/* sys.c — the fork generation and the deadline wait every layer shares
+ * (the clock, their other half, is inline in internal.h).
  *
  * Deadlines are CLOCK_MONOTONIC milliseconds (mcr__now_ms), latencies
  * nanoseconds; through the vDSO neither is a system call. mcr__fork_gen
@@ -9,6 +9,8 @@
  * its parent's replies or writing its parent's counters.
  */
 #include <ck_pr.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 
 #include "internal.h"
@@ -27,4 +29,18 @@ static void fork_register(void) {
 
 void mcr__fork_guard_init(void) {
   pthread_once(&fork_once, fork_register);
+}
+
+int mcr__wait_fd(int fd, short events, int64_t deadline) {
+  for (;;) {
+    int64_t left = deadline - mcr__now_ns();
+    if (left <= 0)
+      return MCR_ETIMEOUT;
+    struct pollfd p = {.fd = fd, .events = events};
+    int r = poll(&p, 1, (int)((left + 999999) / 1000000));
+    if (r > 0)
+      return 0;
+    if (r < 0 && errno != EINTR)
+      return MCR_EIO;
+  }
 }

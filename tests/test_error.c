@@ -53,11 +53,13 @@ Test(error, enum_matches_the_list) {
   cr_assert_eq(MCR_EKEY, -3);
   cr_assert_eq(MCR_ETIMEOUT, -8);
   cr_assert_eq(MCR_ESYS, -24);
-  cr_assert_eq(NROWS, 24);
+  cr_assert_eq(MCR_ETLS, -25);
+  cr_assert_eq(MCR_ETLSVERIFY, -26);
+  cr_assert_eq(NROWS, 26);
 }
 
 Test(error, unknown_codes) {
-  const int unknown[] = {0, 1, 5, -25, -1000, 12345, -2147483647 - 1};
+  const int unknown[] = {0, 1, 5, -27, -1000, 12345, -2147483647 - 1};
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
     cr_assert_str_eq(mcr_err_name(unknown[i]), "UNKNOWN", "%d", unknown[i]);
     cr_assert_str_eq(mcr_strerror(unknown[i]), "unknown error", "%d",

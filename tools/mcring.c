@@ -825,6 +825,13 @@ static const char options_help[] =
     "(default 0)\n"
     "      --ttl S              expiry for set/add/replace/cas (default 0)\n"
     "      --noreply            do not wait for the server's reply\n"
+    "      --tls                TLS to every node, verifying each certificate\n"
+    "      --tls-ca FILE        trusted CAs (default: the system's)\n"
+    "      --tls-cert FILE      client certificate (mutual TLS); --tls-key "
+    "FILE\n"
+    "      --tls-name NAME      verify NAME instead of each node's host name\n"
+    "      --tls-insecure       verify nothing (tests against self-made "
+    "certs)\n"
     "      --connect-timeout MS connect timeout (default 1000)\n"
     "      --timeout MS         I/O timeout (default 1000)\n"
     "      --count N            watch: exit after N changes\n"
@@ -867,7 +874,13 @@ int main(int argc, char** argv) {
     OPT_PROMETHEUS,
     OPT_INTERVAL,
     OPT_VERIFY,
-    OPT_RING_OWNER
+    OPT_RING_OWNER,
+    OPT_TLS,
+    OPT_TLS_CA,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_NAME,
+    OPT_TLS_INSECURE
   };
   static const struct option longopts[] = {
       {"servers", required_argument, NULL, 's'},
@@ -875,6 +888,12 @@ int main(int argc, char** argv) {
       {"ring-dir", required_argument, NULL, 'r'},
       {"verify", no_argument, NULL, OPT_VERIFY},
       {"ring-owner", required_argument, NULL, OPT_RING_OWNER},
+      {"tls", no_argument, NULL, OPT_TLS},
+      {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+      {"tls-name", required_argument, NULL, OPT_TLS_NAME},
+      {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE},
       {"flags", required_argument, NULL, OPT_FLAGS},
       {"ttl", required_argument, NULL, OPT_TTL},
       {"noreply", no_argument, NULL, OPT_NOREPLY},
@@ -928,6 +947,24 @@ int main(int argc, char** argv) {
         break;
       case OPT_NOREPLY:
         cli.noreply = 1;
+        break;
+      case OPT_TLS:
+        cli.opts.tls.enable = 1;
+        break;
+      case OPT_TLS_CA:
+        cli.opts.tls.ca_file = optarg;
+        break;
+      case OPT_TLS_CERT:
+        cli.opts.tls.cert_file = optarg;
+        break;
+      case OPT_TLS_KEY:
+        cli.opts.tls.key_file = optarg;
+        break;
+      case OPT_TLS_NAME:
+        cli.opts.tls.server_name = optarg;
+        break;
+      case OPT_TLS_INSECURE:
+        cli.opts.tls.insecure = 1;
         break;
       case OPT_CTIMEOUT:
       case OPT_TIMEOUT:

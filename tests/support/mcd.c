@@ -118,6 +118,10 @@ static bool mcd_answers(const mcd_t* m) {
   int fd = mcd_connect(m);
   if (fd < 0)
     return false;
+  if (m->tls) { /* it accepts: the handshake is the test's business */
+    close(fd);
+    return true;
+  }
   char buf[128];
   bool ok = false;
   if (write(fd, "version\r\n", 9) == 9) {
@@ -235,6 +239,7 @@ void mcd_start(mcd_t* m, const mcd_opts_t* opts) {
            (int)getpid(), id);
   if (opts != NULL) {
     m->ipv6 = opts->ipv6;
+    m->tls = opts->tls;
     if (opts->unix_socket)
       snprintf(m->path, sizeof m->path, "/tmp/mcr-test-%d-%u.sock",
                (int)getpid(), id);

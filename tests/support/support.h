@@ -30,6 +30,16 @@
 #include "deploy.h" /* spawn_prog and friends wrap it */
 #include "mcring.h"
 
+/* ---------------------------------------------------------------- TLS front */
+
+/* tls_proxy.c (linked into the TLS tests only): TLS on a free 127.0.0.1
+ * port with cert / key, relaying to the plain server on backend_port. */
+typedef struct tls_proxy tls_proxy_t;
+tls_proxy_t* tls_proxy_start(int backend_port, const char* cert,
+                             const char* key);
+const char* tls_proxy_endpoint(const tls_proxy_t* t); /* "127.0.0.1:PORT" */
+void tls_proxy_stop(tls_proxy_t* t);
+
 /* ---------------------------------------------------------------- memcached */
 
 typedef struct {
@@ -41,12 +51,14 @@ typedef struct {
   char portfile[128]; /* where memcached reports the port it bound */
   const char* extra[16];
   size_t nextra;
+  bool tls; /* started with -Z: answers in TLS only */
 } mcd_t;
 
 typedef struct {
   bool unix_socket;         /* listen on a fresh unix socket path only */
   bool ipv6;                /* listen on ::1 (see mcd_have_ipv6) */
   const char* const* extra; /* more arguments, NULL-terminated, or NULL */
+  bool tls; /* extra makes it a TLS server: it is up once it accepts */
 } mcd_opts_t;
 
 /* Starts memcached (MCR_MEMCACHED, else /usr/bin/memcached) and waits until
