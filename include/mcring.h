@@ -670,6 +670,90 @@ MCR_EXTERN int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds,
                                         size_t n, size_t* ok);
 
 /* ------------------------------------------------------------------------ */
+/* Leases: one process recomputes a missing or stale value                   */
+
+/* When a hot key goes missing, every worker of a host misses it at once
+ * and computes the same value (a stampede). A lease makes memcached elect
+ * one of them: mcr_client_lease_get asks with mg's vivify (N) and recache
+ * (R) flags, the winner computes and calls mcr_client_lease_fill, the
+ * others wait briefly for its value or use the stale one. docs/leases.md
+ * has the design and the figures.
+ *
+ *  - Values are bytes as given, like the meta calls (no serde, no
+ *    compression); client flags are stored and returned as given.
+ *  - An empty value cannot be told from memcached's placeholder for a key
+ *    being computed: store values of at least one byte under leases.
+ *  - A winner that dies holds the key for at most lease_ttl seconds; then
+ *    the placeholder expires and the next caller wins. */
+
+/* What the caller should do (mcr_lease_t.state):
+ *  HIT    a fresh value: use it;
+ *  WON    compute it and call mcr_client_lease_fill; when has_value is
+ *         set, `value` may be served meanwhile (stale when `stale` is);
+ *  STALE  another process is recomputing: `value` is the stale one, use it;
+ *  BUSY   another process is computing and no value came within wait_ms. */
+#define MCR_LEASE_HIT 0
+#define MCR_LEASE_WON 1
+#define MCR_LEASE_STALE 2
+#define MCR_LEASE_BUSY 3
+
+typedef struct {
+  int64_t lease_ttl;   /* seconds a won lease holds a missing key (N) */
+  int64_t recache_ttl; /* > 0: a hit with fewer seconds left elects one
+                          process to recompute early (R); 0: off */
+  uint32_t wait_ms;    /* how long to wait for another process's value */
+  uint32_t poll_ms;    /* interval of the re-reads while waiting (> 0) */
+} mcr_lease_opts_t;
+
+/* Sets the defaults: lease_ttl 30, recache_ttl 0, wait_ms 1000, poll_ms
+ * 10. */
+MCR_EXTERN void mcr_lease_opts_init(mcr_lease_opts_t* o);
+
+typedef struct {
+  int state;         /* MCR_LEASE_* */
+  int has_value;     /* `value` holds the key's value (fresh or stale) */
+  int stale;         /* the value was invalidated or is being replaced */
+  const char* value; /* client memory, valid until the next call */
+  size_t value_len;
+  uint32_t client_flags;
+  uint64_t cas; /* the lease token mcr_client_lease_fill presents */
+} mcr_lease_t;
+
+/* Reads `key` under a lease (o NULL: the defaults). Fills *l and returns
+ * MCR_OK, or a negative error: MCR_EINVAL (NULL argument, poll_ms 0),
+ * MCR_ERANGE (lease_ttl outside 1..2^31-1, recache_ttl outside
+ * 0..2^31-1), a key error, or a transport error. While another process
+ * holds the lease and no value exists, it re-reads every poll_ms until
+ * the value arrives or wait_ms has passed (then MCR_LEASE_BUSY); a call
+ * lasts at most wait_ms plus one request's timeouts. Under ignore_errors
+ * a failed read gives MCR_LEASE_WON with cas 0: compute, and the fill
+ * becomes an add. */
+MCR_EXTERN int mcr_client_lease_get(mcr_client_t* c, const char* key,
+                                    size_t key_len, const mcr_lease_opts_t* o,
+                                    mcr_lease_t* l);
+
+/* Stores the value computed under lease `l` (from mcr_client_lease_get)
+ * with `ttl` seconds (0: no expiry) and `client_flags`, and releases the
+ * lease. An empty value is MCR_EINVAL (it would read as memcached's
+ * placeholder). Returns MCR_OK when stored; MCR_EXISTS when the key changed since
+ * the lease was won (another value or an invalidation is newer: nothing
+ * stored); MCR_NOT_STORED when the lease had expired and another process
+ * stored the key first; or a negative error. A lease whose placeholder
+ * expired (or a cas of 0) stores with add semantics. */
+MCR_EXTERN int mcr_client_lease_fill(mcr_client_t* c, const char* key,
+                                     size_t key_len, const void* value,
+                                     size_t value_len, uint32_t client_flags,
+                                     int64_t ttl, const mcr_lease_t* l);
+
+/* Marks `key` stale for `stale_ttl` seconds (md with I and T): the next
+ * mcr_client_lease_get wins a lease and sees the old value, the others
+ * get MCR_LEASE_STALE with it until the winner fills. Returns MCR_OK,
+ * MCR_NOT_FOUND (no such key), MCR_ERANGE (stale_ttl outside 1..2^31-1)
+ * or a negative error. */
+MCR_EXTERN int mcr_client_lease_invalidate(mcr_client_t* c, const char* key,
+                                           size_t key_len, int64_t stale_ttl);
+
+/* ------------------------------------------------------------------------ */
 /* Ring: Ketama consistent hashing, and the shared ring snapshot             */
 
 /* A continuum of points over the 32-bit hash space mapping keys to nodes.

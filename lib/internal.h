@@ -6,6 +6,7 @@
  * against the objects, in the order of the source list in Makefile.am):
  *
  *   the request path (docs/client.md, "Layers"):
+ *     lease.c        stampede protection on mg/ms/md (docs/leases.md)
  *     client_meta.c  the public meta API (mg ms md ma mn me, pipelines)
  *     client.c       the public text API: the handle, options, checks,
  *                    one call each
