@@ -185,6 +185,18 @@ if [ -x bench/bench_tls ] && command -v openssl >/dev/null 2>&1; then
   fi
 fi
 
+# ---------------------------------------------------------------- stampede
+# 64 workers on one hot key that expires every second, 50 ms to recompute:
+# plain get/set next to leases, one memcached (-t 2: the workers' load).
+say "stampede: 64 workers, a hot key expiring every second (plain, then leases)"
+port=$(bench/bench_kv ports 1) || exit 1
+# shellcheck disable=SC2086
+"$memcached" -l 127.0.0.1 -p "$port" -U 0 -t 2 -m 64 $user &
+mcd_pids="$mcd_pids $!"
+bench/bench_kv wait "$port" || exit 1
+bench/bench_lease "$port" 64 5 50 | collect || status=1
+cleanup
+
 # ---------------------------------------------------------------- lookup
 say "key lookup"
 bench/bench_lookup | collect || status=1
@@ -240,9 +252,16 @@ END {
     fmt(v("tls_get10_instr"), 0), fmt(v("tls_get10_syscalls"), 2)
   printf "  multi-get 100 keys: plain %s keys/s, TLS %s keys/s (TLS/plain %s)\n",
     fmt(v("tls_mget_keys_plain"), 0), fmt(v("tls_mget_keys_tls"), 0), fmt(v("tls_mget_ratio"), 3)
-  printf "  a connection plus one get: full handshake %s us, resumed %s us (share resumed %s); a client's TLS context %s us\n",
+  printf "  a connection plus one get: full handshake %s us, resumed %s us (share resumed %s); TLS context per client %s us\n",
     fmt(v("tls_handshake_full_us"), 0), fmt(v("tls_handshake_resumed_us"), 0), fmt(v("tls_resumed_share"), 3),
     fmt(v("tls_context_us"), 0)
+  print ""
+  print "Stampede: 64 workers, one hot key expiring every second, 50 ms to recompute"
+  printf "  recomputations per expiry: plain get/set %s, leases %s; read p99 / p99.9 ms: plain %s / %s, leases %s / %s; failed reads: plain %s, leases %s\n",
+    fmt(v("stampede_recomputes_per_expiry_plain"), 2), fmt(v("stampede_recomputes_per_expiry_lease"), 2),
+    fmt(v("stampede_p99_ms_plain"), 2), fmt(v("stampede_p999_ms_plain"), 2),
+    fmt(v("stampede_p99_ms_lease"), 2), fmt(v("stampede_p999_ms_lease"), 2),
+    fmt(v("stampede_failed_reads_plain"), 0), fmt(v("stampede_failed_reads_lease"), 0)
   print ""
   print "Key lookup, ns per key (medians of 5)"
   printf "  %-6s %10s %20s %8s %14s\n", "nodes", "ketama", "ketama-libmemcached", "xxh3", "libmemcached"
@@ -284,6 +303,7 @@ END {
   metric("propagation_ms_max", v("propagation_ms_max"), "<=", 10)
   metric("endpoint_polls_per_interval_256", v("endpoint_polls_per_interval_256"), "<=", 1)
   metric("tls_get_ratio", v("tls_get_ratio"), ">=", 0.85)
+  metric("stampede_recomputes_per_expiry_lease", v("stampede_recomputes_per_expiry_lease"), "<=", 1)
   for (i = 1; i <= nm; i++)
     print mline[i]
 
