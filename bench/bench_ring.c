@@ -85,6 +85,9 @@ typedef struct {
 
 static shared_t* sh;
 static char top[256];
+/* --swap-profile-all: every node moves at each publication (the worst
+ * case of a switch: no identity kept). */
+static bool move_all;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -92,7 +95,8 @@ static void nodes_make(mcr__ring_node_in_t* in, char (*hosts)[32],
                        char (*addrs)[32], size_t n, unsigned variant) {
   for (size_t i = 0; i < n; i++) {
     /* Each variant moves one node to another port: a real change. */
-    unsigned port = BASE_PORT + (unsigned)i + (i == variant % n ? 5000 : 0);
+    bool moved = move_all ? (variant & 1) : i == variant % n;
+    unsigned port = BASE_PORT + (unsigned)i + (moved ? 5000 : 0);
     snprintf(hosts[i], 32, "node%zu.test", i);
     snprintf(addrs[i], 32, "127.0.%zu.%zu", i / 250, i % 250 + 1);
     in[i] = (mcr__ring_node_in_t){.host = hosts[i],
@@ -646,11 +650,15 @@ static int swap_profile(int n) {
 static void rm_rf(const char* path);
 
 int main(int argc, char** argv) {
-  if (argc != 2 && !(argc == 3 && strcmp(argv[1], "--swap-profile") == 0)) {
+  if (argc != 2 &&
+      !(argc == 3 && (strcmp(argv[1], "--swap-profile") == 0 ||
+                      strcmp(argv[1], "--swap-profile-all") == 0))) {
     fprintf(stderr,
-            "usage: bench_ring AGENT_BINARY | bench_ring --swap-profile N\n");
+            "usage: bench_ring AGENT_BINARY | bench_ring "
+            "--swap-profile[-all] N\n");
     return 2;
   }
+  move_all = argc == 3 && strcmp(argv[1], "--swap-profile-all") == 0;
   const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
   snprintf(top, sizeof top, "%s/mcring-bench-XXXXXX", base);
   if (!mkdtemp(top))

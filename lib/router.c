@@ -96,20 +96,63 @@ static uint64_t ring_ident(const mcr__ring_node_t* rn) {
   return XXH3_64bits(buf, hl + al + 4);
 }
 
+/* The old nodes by identity, built the first time a switch needs it: an
+ * open-addressing table of old index + 1 (0 = empty), twice as large as
+ * the old node count, so a switch where every identity changed costs one
+ * probe per node instead of a scan of the old nodes per node. */
+typedef struct {
+  uint32_t* slot;
+  size_t mask;
+} ident_index_t;
+
+static int index_build(ident_index_t* x, const mcr_client_t* c) {
+  size_t cap = 16;
+  while (cap < 2 * c->nnodes)
+    cap <<= 1;
+  x->slot = mcr__calloc(cap, sizeof *x->slot);
+  if (!x->slot)
+    return MCR_ENOMEM;
+  x->mask = cap - 1;
+  for (size_t k = 0; k < c->nnodes; k++) {
+    size_t h = (size_t)c->nodes[k].ident & x->mask;
+    while (x->slot[h])
+      h = (h + 1) & x->mask;
+    x->slot[h] = (uint32_t)k + 1;
+  }
+  return 0;
+}
+
+/* The old node with identity id that is not taken yet, or SIZE_MAX. */
+static size_t index_find(const ident_index_t* x, const mcr_client_t* c,
+                         const bool* taken, uint64_t id) {
+  for (size_t h = (size_t)id & x->mask; x->slot[h]; h = (h + 1) & x->mask) {
+    size_t k = x->slot[h] - 1;
+    if (!taken[k] && c->nodes[k].ident == id)
+      return k;
+  }
+  return SIZE_MAX;
+}
+
 /* Rebuilds c->nodes in the order of `ring`, keeping the state (connection,
  * failure count, stats entry) of nodes whose identity did not change. A
  * kept node is found at its old position, or right after the previous kept
- * one (a node added or removed shifts the rest by one), else by a scan; so
- * a typical switch costs one hash per node and allocates only for new
- * nodes. On failure c->nodes is untouched. */
+ * one (a node added or removed shifts the rest by one), else by a scan
+ * for the first three misses and through the identity index after; so a
+ * switch costs one hash per node (plus at most five scans' worth),
+ * and allocates only for new nodes. On failure c->nodes is untouched. */
 static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
   size_t n = ring->nnodes, next = 0, filled = 0;
   /* Not zeroed: every entry is assigned whole below (kept or new). */
   mcr__node_t* fresh = mcr__malloc(n * sizeof(*fresh));
   bool* taken = mcr__calloc(c->nnodes + 1, sizeof(*taken));
-  if (!fresh || !taken) {
+  /* Where each fresh node came from: an old index, or SIZE_MAX (new). */
+  size_t* from = mcr__malloc((n + 1) * sizeof(*from));
+  ident_index_t index = {NULL, 0};
+  int scans = 0;
+  if (!fresh || !taken || !from) {
     mcr__free(fresh);
     mcr__free(taken);
+    mcr__free(from);
     return MCR_ENOMEM;
   }
   int rc = 0;
@@ -120,9 +163,19 @@ static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
       j = i;
     else if (next < c->nnodes && !taken[next] && c->nodes[next].ident == id)
       j = next;
-    for (size_t k = 0; j == SIZE_MAX && k < c->nnodes; k++)
-      if (!taken[k] && c->nodes[k].ident == id)
-        j = k;
+    else if (scans < 3) {
+      /* The first misses (a switch usually changes a node or two) scan;
+       * a fourth builds the index, which costs about two scans. */
+      scans++;
+      for (size_t k = 0; j == SIZE_MAX && k < c->nnodes; k++)
+        if (!taken[k] && c->nodes[k].ident == id)
+          j = k;
+    } else if (c->nnodes && (index.slot || !(rc = index_build(&index, c)))) {
+      j = index_find(&index, c, taken, id);
+    }
+    from[i] = j;
+    if (rc)
+      break;
     if (j == SIZE_MAX) {
       const mcr__ring_node_t* rn = &ring->nodes[i];
       rc = mcr__node_from_ring(&fresh[i], rn->host, rn->address, rn->port,
@@ -133,21 +186,20 @@ static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
     taken[j] = true;
     next = j + 1;
   }
+  mcr__free(index.slot);
   if (rc) {
     /* Give back only what this call allocated: kept nodes still belong to
      * c->nodes (nothing was removed from it yet); a new node that failed
      * half-way has no fd and NULL for what it did not get. */
-    for (size_t i = 0; i < filled; i++) {
-      bool kept = false;
-      for (size_t k = 0; k < c->nnodes && !kept; k++)
-        kept = taken[k] && c->nodes[k].srv.host == fresh[i].srv.host;
-      if (!kept && (fresh[i].srv.host || fresh[i].srv.name))
+    for (size_t i = 0; i < filled; i++)
+      if (from[i] == SIZE_MAX && (fresh[i].srv.host || fresh[i].srv.name))
         mcr__node_free(&fresh[i]);
-    }
     mcr__free(fresh);
     mcr__free(taken);
+    mcr__free(from);
     return rc;
   }
+  mcr__free(from);
   for (size_t j = 0; j < c->nnodes; j++)
     if (!taken[j])
       mcr__node_free(&c->nodes[j]);

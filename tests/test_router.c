@@ -6,15 +6,20 @@
  * dead node costs only its own keys, that a node marked down fails fast and
  * is used again after retry_timeout, that eject moves a down node's keys to
  * the next node on the ring, that ignore_errors turns a dead node's
- * errors into misses, and that the batch routing of multi-key calls picks
- * the node the one-key routing picks, in every mode and with eject.
+ * errors into misses, that the batch routing of multi-key calls picks
+ * the node the one-key routing picks, in every mode and with eject, and
+ * that a client following a ring directory keeps every connection when a
+ * new generation lists the same nodes in another order (the identity
+ * index of a switch, lib/router.c).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "internal.h" /* mcr__route, mcr__route_many */
+#include "ring.h"     /* the snapshot writer */
 #include "support.h"
 
 #define NODES 4
@@ -328,4 +333,65 @@ Test(router, route_many_matches_route) {
   c->opts.eject = 0; /* down but not ejected: keys stay on their node */
   check_route_many(c);
   mcr_client_free(c);
+}
+
+/* ------------------------------------------------ switches */
+
+/* Publishes the four nodes in the order `order` into dir. */
+static void publish_order(const char* dir, const int order[NODES]) {
+  char err[256];
+  mcr__snapshot_writer_t* w;
+  cr_assert_eq(mcr__snapshot_writer_open(&w, dir, err, sizeof err), 0, "%s",
+               err);
+  mcr__ring_node_in_t in[NODES];
+  for (int i = 0; i < NODES; i++)
+    in[i] = (mcr__ring_node_in_t){
+        .host = "127.0.0.1", .port = (uint16_t)mcd[order[i]].port, .weight = 1};
+  cr_assert_eq(
+      mcr__snapshot_writer_publish_nodes(w, MCR_DIST_KETAMA, in, NODES, NULL),
+      0, "%s", mcr__snapshot_writer_error(w));
+  mcr__snapshot_writer_close(w);
+}
+
+/* Reads every key through c and asserts all hit. */
+static void all_hit(mcr_client_t* c) {
+  mcr_item_t items[KEYS];
+  size_t hits = 0;
+  cr_assert_eq(mcr_client_get_multi(c, KEYS, keys, lens, items, &hits), 0);
+  cr_assert_eq(hits, KEYS, "%zu of %d keys hit", hits, KEYS);
+}
+
+Test(router, a_reordered_ring_keeps_every_connection) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/tmp/mcr-rt-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+  strcat(dir, "/ring");
+  const int orders[][NODES] = {{0, 1, 2, 3}, {3, 2, 1, 0}, {1, 3, 0, 2}};
+  publish_order(dir, orders[0]);
+  mcr_client_opts_t o = opts_default();
+  o.ring_dir = dir;
+  mcr_client_t* c = NULL;
+  char err[256];
+  cr_assert_eq(mcr_client_new(&c, &o, err, sizeof err), 0, "%s", err);
+  for (int i = 0; i < KEYS; i++)
+    cr_assert_eq(mcr_client_set(c, keys[i], lens[i], "v", 1, 0, 0, 0), MCR_OK);
+  all_hit(c);
+  uint64_t conns[NODES];
+  for (int j = 0; j < NODES; j++)
+    conns[j] = mcd_stat(&mcd[j], "total_connections");
+  uint64_t gen = mcr_client_generation(c);
+  for (size_t k = 1; k < sizeof orders / sizeof orders[0]; k++) {
+    publish_order(dir, orders[k]);
+    all_hit(c); /* switches first: placement follows identity, not order */
+    cr_assert_gt(mcr_client_generation(c), gen, "the client did not switch");
+    gen = mcr_client_generation(c);
+    /* Each mcd_stat is one connection of its own, and nothing else. */
+    for (int j = 0; j < NODES; j++)
+      cr_assert_eq(mcd_stat(&mcd[j], "total_connections"), conns[j] + k,
+                   "order %zu: node %d was reconnected", k, j);
+  }
+  mcr_client_free(c);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %.*s", (int)(strlen(dir) - 5), dir);
+  cr_assert_eq(system(cmd), 0);
 }
