@@ -327,14 +327,10 @@ static int key_prep(Core* s, PyObject* key, char* buf, size_t* len) {
     if (!p)
       return -1;
   } else if (PyBytes_Check(key)) {
+    /* Bytes keys are sent as they are, whatever their bytes (pymemcache
+     * checks only str keys for ASCII). */
     p = PyBytes_AS_STRING(key);
     n = PyBytes_GET_SIZE(key);
-    if (!s->allow_unicode)
-      for (Py_ssize_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] >= 0x80) {
-          PyErr_Format(exc(X_ILLEGAL), "Non-ASCII key: %R", key);
-          return -1;
-        }
   } else {
     PyErr_Format(PyExc_TypeError, "key must be str or bytes, not %.100s",
                  Py_TYPE(key)->tp_name);
@@ -701,6 +697,14 @@ static PyObject* Core_cas(Core* s, PyObject* const* args, Py_ssize_t nargs,
 
 enum { R_GET, R_GETS, R_GAT, R_GATS };
 
+/* A cas unique as pymemcache returns it: the decimal digits, as bytes
+ * (cas() takes them back, as it takes an int or a str). */
+static PyObject* cas_bytes(uint64_t cas) {
+  char text[24];
+  int n = snprintf(text, sizeof text, "%llu", (unsigned long long)cas);
+  return PyBytes_FromStringAndSize(text, n);
+}
+
 static PyObject* fetch_one(Core* s, int kind, PyObject* keyobj, long long ttl,
                            PyObject* dflt, PyObject* cas_dflt) {
   char key[KEY_BUF];
@@ -728,7 +732,7 @@ static PyObject* fetch_one(Core* s, int kind, PyObject* keyobj, long long ttl,
   if (rc == MCR_OK) {
     PyObject* v = value_make(s, key, klen, &it);
     if (v && with_cas) {
-      res = Py_BuildValue("(NK)", v, (unsigned long long)it.cas);
+      res = Py_BuildValue("(NN)", v, cas_bytes(it.cas));
     } else {
       res = v;
     }
@@ -863,7 +867,7 @@ static PyObject* fetch_many(Core* s, PyObject* keys, int with_cas) {
       if (st == MCR_OK) {
         PyObject* v = value_make(s, k.ptrs[i], k.lens[i], &items[i]);
         if (v && with_cas)
-          v = Py_BuildValue("(NK)", v, (unsigned long long)items[i].cas);
+          v = Py_BuildValue("(NN)", v, cas_bytes(items[i].cas));
         if (!v || PyDict_SetItem(res, orig[i], v)) {
           Py_XDECREF(v);
           Py_CLEAR(res);
