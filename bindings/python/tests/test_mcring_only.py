@@ -1,0 +1,128 @@
+"""What mcring adds to pymemcache's interface: gat / gats, per-node stats
+and version on HashClient, node failure handling, distributions, docs."""
+import pydoc
+
+import pytest
+
+import mcring
+from conftest import free_port
+
+
+def test_gat_and_gats(server):
+    c = mcring.Client(server, timeout=5)
+    assert c.gat(b"k") is None
+    assert c.gat(b"k", 10, "d") == "d"
+    assert c.gats(b"k") == (None, None)
+    c.set(b"k", b"v", noreply=False)
+    assert c.gat(b"k", 100) == b"v"
+    value, cas = c.gats(b"k", 100)
+    assert value == b"v" and cas.isdigit()
+    assert c.cas(b"k", b"w", cas, noreply=False) is True
+
+
+def test_hashclient_stats_and_version_per_node(servers):
+    h = mcring.HashClient(servers, timeout=5)
+    names = ["%s:%d" % s for s in servers]
+    assert sorted(h.nodes()) == sorted(names)
+    st = h.stats()
+    assert sorted(st) == sorted(names)
+    assert all(isinstance(v[b"pid"], int) for v in st.values())
+    assert all(v.startswith(b"1.") for v in h.version().values())
+
+
+def test_dead_node_is_marked_down_without_eject(servers):
+    dead = ("127.0.0.1", free_port())
+    h = mcring.HashClient([servers[0], dead], retry_attempts=2,
+                          dead_timeout=60, eject=False, timeout=5,
+                          connect_timeout=5)
+    key = next(k for k in ("k%d" % i for i in range(1000))
+               if h.node_for_key(k) == "%s:%d" % dead)
+    for _ in range(2):
+        with pytest.raises(ConnectionRefusedError):
+            h.get(key)
+    # Marked down: fails at once, without the network.
+    with pytest.raises(mcring.MemcacheNodeDownError):
+        h.get(key)
+    with pytest.raises(ConnectionError):
+        h.set(key, b"v", noreply=False)
+    # The live node's keys are untouched.
+    live = next(k for k in ("k%d" % i for i in range(1000))
+                if h.node_for_key(k) == "%s:%d" % servers[0])
+    assert h.set(live, b"v", noreply=False) is True
+    assert h.get(live) == b"v"
+
+
+def test_dead_node_is_ejected_by_default(servers):
+    dead = ("127.0.0.1", free_port())
+    h = mcring.HashClient([servers[0], dead], retry_attempts=1,
+                          dead_timeout=60, timeout=5, connect_timeout=5)
+    key = next(k for k in ("k%d" % i for i in range(1000))
+               if h.node_for_key(k) == "%s:%d" % dead)
+    with pytest.raises(ConnectionRefusedError):
+        h.get(key)
+    # Now its keys go to the next node up.
+    assert h.set(key, b"moved", noreply=False) is True
+    assert h.get(key) == b"moved"
+
+
+def test_dead_node_under_ignore_exc(servers):
+    dead = ("127.0.0.1", free_port())
+    h = mcring.HashClient([dead], ignore_exc=True, timeout=5)
+    assert h.get(b"k", "d") == "d"
+    assert h.set(b"k", b"v", noreply=False) is False
+    assert h.get_many([b"k"]) == {}
+    assert h.incr(b"k", 1) is None
+
+
+def test_distributions(servers):
+    keys = ["key%d" % i for i in range(200)]
+    spec = ",".join("%s:%d" % s for s in servers)
+    placements = {d: mcring.ring_locate(spec, d, keys)
+                  for d in ("ketama", "ketama-libmemcached", "xxh3")}
+    assert placements["xxh3"] != placements["ketama"]
+    # Equal weights and no port 11211: spymemcached's and libmemcached's
+    # Ketama hash the same "host:port-i" strings and agree.
+    assert placements["ketama"] == placements["ketama-libmemcached"]
+    # On port 11211 libmemcached leaves ":11211" out of the string.
+    std = "10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211"
+    assert mcring.ring_locate(std, "ketama", keys) != \
+        mcring.ring_locate(std, "ketama-libmemcached", keys)
+    for d, placed in placements.items():
+        h = mcring.HashClient(servers, distribution=d, timeout=5)
+        assert [h.node_for_key(k) for k in keys] == placed
+        h.set_many({k: b"1" for k in keys}, noreply=False)
+        assert len(h.get_many(keys)) == len(keys)
+    with pytest.raises(ValueError):
+        mcring.HashClient(servers, distribution="modula")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        mcring.HashClient()
+    with pytest.raises(ValueError):
+        mcring.HashClient([])
+    with pytest.raises(TypeError):
+        mcring.Client(("127.0.0.1", 1), key_prefix=1)
+    with pytest.raises(NotImplementedError):
+        mcring.Client(("127.0.0.1", 1), tls_context=object())
+    with pytest.raises(ValueError):
+        mcring.Client(("127.0.0.1", 1), timeout=-1)
+
+
+def test_pymemcache_only_arguments_are_accepted(server):
+    import socket
+    c = mcring.Client(server, socket_module=socket, no_delay=True,
+                      socket_keepalive=True, timeout=5)
+    assert c.set(b"k", b"v", noreply=False)
+    h = mcring.HashClient([server], hasher=object, use_pooling=True,
+                          max_pool_size=4, pool_idle_timeout=1,
+                          lock_generator=None, retry_timeout=3, timeout=5)
+    assert h.get(b"k") == b"v"
+
+
+def test_help_is_useful():
+    text = pydoc.render_doc(mcring.Client)
+    for word in ("get_many", "default_noreply", "serde", "Thread-safe",
+                 "cas(key, value, cas"):
+        assert word in text
+    assert "distribution" in pydoc.render_doc(mcring.HashClient)
