@@ -1,0 +1,156 @@
+"""gunicorn, 8 sync workers, --preload: the client is made and used at
+import time in the master, then forked into every worker with no post-fork
+hook. Every worker must answer with the right values, and each worker must
+hold at most one connection per node."""
+import concurrent.futures
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from pymemcache.client.base import Client as PmClient
+
+import mcring
+from conftest import free_port
+
+WORKERS = 8
+
+APP = '''
+import os
+import mcring
+
+SERVERS = [(h, int(p)) for h, p in
+           (s.rsplit(":", 1) for s in os.environ["APP_SERVERS"].split(","))]
+client = mcring.HashClient(SERVERS, timeout=10, connect_timeout=10)
+# Used in the master, before the fork: its connections are open.
+client.set(b"app:boot", str(os.getpid()).encode(), noreply=False)
+assert client.get(b"app:boot") == str(os.getpid()).encode()
+
+
+def app(environ, start_response):
+    key = environ["QUERY_STRING"]
+    if environ["PATH_INFO"] == "/set":
+        ok = client.set(key, ("w%d" % os.getpid()).encode(), noreply=False)
+        body = b"%d %s" % (os.getpid(), b"stored" if ok else b"failed")
+    else:
+        value = client.get(key)
+        body = b"%d %s" % (os.getpid(), value if value is not None else b"-")
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def wait_for(cond, what, limit=120.0):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    pytest.fail("gave up waiting for " + what)
+
+
+def request(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def curr_connections(servers):
+    return {s: PmClient(s, timeout=5).stats()[b"curr_connections"]
+            for s in servers}
+
+
+@pytest.fixture
+def gunicorn(servers):
+    work = tempfile.mkdtemp(prefix="gunicorn-",
+                            dir=os.environ.get("MCRING_WORK"))
+    with open(os.path.join(work, "app.py"), "w") as f:
+        f.write(APP)
+    port = free_port()
+    env = dict(os.environ, APP_SERVERS=",".join("%s:%d" % s for s in servers),
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--preload", "-w", str(WORKERS),
+         "-k", "sync", "-b", "127.0.0.1:%d" % port, "--chdir", work,
+         "--log-level", "warning", "--timeout", "120", "app:app"], env=env)
+
+    def up():
+        if proc.poll() is not None:
+            pytest.fail("gunicorn exited with %s" % proc.returncode)
+        try:
+            return request(port, "/get?app:boot")[0] == 200 and \
+                len(children(proc.pid)) == WORKERS
+        except OSError:
+            return False
+    wait_for(up, "gunicorn to serve")
+    yield proc, port
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def test_preloaded_client_in_eight_sync_workers(gunicorn, servers):
+    proc, port = gunicorn
+    workers = set(children(proc.pid))
+    assert len(workers) == WORKERS
+    # Values written by the test, read through the workers.
+    mc = mcring.HashClient(servers, timeout=10)
+    keys = ["g%d" % i for i in range(300)]
+    mc.set_many({k: ("v-" + k).encode() for k in keys}, noreply=False)
+    baseline = curr_connections(servers)
+
+    seen, wrong = set(), []
+
+    def one(i):
+        k = keys[i % len(keys)]
+        status, body = request(port, "/get?" + k)
+        pid, value = body.split(b" ", 1)
+        return status, int(pid), k, value
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        done = 0
+        while seen != workers and done < 20000:
+            for status, pid, k, value in pool.map(one, range(done, done + 800)):
+                seen.add(pid)
+                if status != 200 or value != ("v-" + k).encode():
+                    wrong.append((pid, k, value))
+            done += 800
+    assert wrong == []
+    assert seen == workers, "workers that never answered: %s" % (
+        workers - seen)
+
+    # Writes through the workers land where mcring reads them.
+    for i in range(50):
+        status, body = request(port, "/set?s%d" % i)
+        pid = body.split(b" ")[0]
+        assert status == 200 and body.endswith(b"stored")
+        assert mc.get("s%d" % i) == b"w" + pid
+
+    # At most one connection per worker and node (the master's, opened at
+    # import time, are in the baseline), and every worker has its own.
+    now = curr_connections(servers)
+    for s in servers:
+        assert now[s] - baseline[s] <= WORKERS, (s, baseline, now)
+    assert sum(now[s] - baseline[s] for s in servers) >= WORKERS
