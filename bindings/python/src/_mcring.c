@@ -12,10 +12,11 @@
  * pymemcache does (same messages, same exception) -> serialize the value
  * with the Python serde object, if any -> take the client's lock -> release
  * the GIL around the libmcring call (all network I/O happens there) ->
- * build the Python result from the client-owned reply memory -> drop the
- * lock. The lock is per client and is held until the result has been
- * copied out, because libmcring's reply memory stays valid only until the
- * next call on the handle. After fork() the lock is replaced in the child
+ * copy the reply out of client-owned memory -> drop the lock -> run the
+ * serde's deserialize. The lock is per client and is held until the reply
+ * has been copied, because libmcring's reply memory stays valid only until
+ * the next call on the handle; no Python code runs under it, so a serde
+ * may use the client itself. After fork() the lock is replaced in the child
  * (it may have been held by a thread that does not exist there); the
  * connections are the C library's business: it never lets a child use a
  * connection its parent opened, with no Python hook involved (uWSGI skips
@@ -426,23 +427,28 @@ static PyObject* value_prep(Core* s, const char* key, size_t klen,
   return enc;
 }
 
-/* The Python value of a fetched item: bytes, or serde.deserialize(key,
- * bytes, flags). */
-static PyObject* value_make(Core* s, const char* key, size_t klen,
-                            const mcr_item_t* it) {
-  PyObject* b = PyBytes_FromStringAndSize(it->value, (Py_ssize_t)it->value_len);
-  if (!b || !s->serde)
-    return b;
+/* The Python value of a fetched item: `raw` (a new reference, stolen), or
+ * serde.deserialize(key, raw, flags). Called after the client's lock is
+ * dropped, so that a serde may use the client itself. */
+static PyObject* value_finish(Core* s, const char* key, size_t klen,
+                              PyObject* raw, uint32_t flags) {
+  if (!raw || !s->serde)
+    return raw;
   PyObject* kb = PyBytes_FromStringAndSize(key, (Py_ssize_t)klen);
   if (!kb) {
-    Py_DECREF(b);
+    Py_DECREF(raw);
     return NULL;
   }
-  PyObject* r = PyObject_CallMethod(s->serde, "deserialize", "OOk", kb, b,
-                                    (unsigned long)it->flags);
+  PyObject* r = PyObject_CallMethod(s->serde, "deserialize", "OOk", kb, raw,
+                                    (unsigned long)flags);
   Py_DECREF(kb);
-  Py_DECREF(b);
+  Py_DECREF(raw);
   return r;
+}
+
+/* A copy of a fetched value (client memory is only valid under the lock). */
+static PyObject* value_copy(const mcr_item_t* it) {
+  return PyBytes_FromStringAndSize(it->value, (Py_ssize_t)it->value_len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -730,13 +736,14 @@ static PyObject* fetch_one(Core* s, int kind, PyObject* keyobj, long long ttl,
   PyObject* res = NULL;
   int with_cas = kind == R_GETS || kind == R_GATS;
   if (rc == MCR_OK) {
-    PyObject* v = value_make(s, key, klen, &it);
-    if (v && with_cas) {
-      res = Py_BuildValue("(NN)", v, cas_bytes(it.cas));
-    } else {
-      res = v;
-    }
-  } else if (rc > 0 || (s->ignore_reads && is_failure(rc))) {
+    PyObject* raw = value_copy(&it);
+    leave(s);
+    PyObject* v = value_finish(s, key, klen, raw, it.flags);
+    if (v && with_cas)
+      return Py_BuildValue("(NN)", v, cas_bytes(it.cas));
+    return v;
+  }
+  if (rc > 0 || (s->ignore_reads && is_failure(rc))) {
     if (with_cas)
       res = PyTuple_Pack(2, dflt, cas_dflt);
     else
@@ -834,13 +841,15 @@ static PyObject* fetch_many(Core* s, PyObject* keys, int with_cas) {
   keyset_t k;
   PyObject* res = NULL;
   mcr_item_t* items = NULL;
+  PyObject** raw = NULL;
   if (keyset_init(s, &k, keys))
     goto out;
   res = PyDict_New();
   if (!res || k.n == 0)
     goto out;
   items = PyMem_Malloc((size_t)k.n * sizeof *items);
-  if (!items) {
+  raw = PyMem_Calloc((size_t)k.n, sizeof *raw);
+  if (!items || !raw) {
     PyErr_NoMemory();
     Py_CLEAR(res);
     goto out;
@@ -857,23 +866,18 @@ static PyObject* fetch_many(Core* s, PyObject* keys, int with_cas) {
   else
     NOGIL(rc, mcr_client_get_multi(s->c, (size_t)k.n, k.ptrs, k.lens, items,
                                    &hits));
+  /* Under the lock: copy the hits out of client memory, or fail. */
   if (rc < 0) {
     raise_rc(s, rc);
     Py_CLEAR(res);
   } else {
-    PyObject** orig = PySequence_Fast_ITEMS(k.seq);
     for (Py_ssize_t i = 0; i < k.n; i++) {
       int st = items[i].status;
       if (st == MCR_OK) {
-        PyObject* v = value_make(s, k.ptrs[i], k.lens[i], &items[i]);
-        if (v && with_cas)
-          v = Py_BuildValue("(NN)", v, cas_bytes(items[i].cas));
-        if (!v || PyDict_SetItem(res, orig[i], v)) {
-          Py_XDECREF(v);
+        if (!(raw[i] = value_copy(&items[i]))) {
           Py_CLEAR(res);
           break;
         }
-        Py_DECREF(v);
       } else if (st < 0 && !(s->ignore_reads && is_failure(st))) {
         raise_rc(s, st);
         Py_CLEAR(res);
@@ -882,7 +886,30 @@ static PyObject* fetch_many(Core* s, PyObject* keys, int with_cas) {
     }
   }
   leave(s);
+  /* Without it: deserialize and fill the dict. */
+  if (res) {
+    PyObject** orig = PySequence_Fast_ITEMS(k.seq);
+    for (Py_ssize_t i = 0; i < k.n; i++) {
+      if (!raw[i])
+        continue;
+      PyObject* v =
+          value_finish(s, k.ptrs[i], k.lens[i], raw[i], items[i].flags);
+      raw[i] = NULL;
+      if (v && with_cas)
+        v = Py_BuildValue("(NN)", v, cas_bytes(items[i].cas));
+      if (!v || PyDict_SetItem(res, orig[i], v)) {
+        Py_XDECREF(v);
+        Py_CLEAR(res);
+        break;
+      }
+      Py_DECREF(v);
+    }
+  }
 out:
+  if (raw)
+    for (Py_ssize_t i = 0; i < k.n; i++)
+      Py_XDECREF(raw[i]);
+  PyMem_Free(raw);
   PyMem_Free(items);
   keyset_free(&k);
   return res;

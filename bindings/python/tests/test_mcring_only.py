@@ -126,3 +126,27 @@ def test_help_is_useful():
                  "cas(key, value, cas"):
         assert word in text
     assert "distribution" in pydoc.render_doc(mcring.HashClient)
+
+
+def test_a_serde_may_use_the_client_itself(server):
+    """deserialize runs after the client's lock is dropped: a serde that
+    calls the same client does not deadlock."""
+    class Indirect:
+        client = None
+
+        def serialize(self, key, value):
+            return value, 0
+
+        def deserialize(self, key, value, flags):
+            if value.startswith(b"->"):
+                return self.client.get(value[2:])
+            return value
+
+    serde = Indirect()
+    c = mcring.Client(server, serde=serde, timeout=5)
+    serde.client = c
+    c.set(b"target", b"final", noreply=False)
+    c.set(b"link", b"->target", noreply=False)
+    assert c.get(b"link") == b"final"
+    assert c.get_many([b"link", b"target"]) == {b"link": b"final",
+                                                b"target": b"final"}
