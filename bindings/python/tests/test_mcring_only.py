@@ -150,3 +150,57 @@ def test_a_serde_may_use_the_client_itself(server):
     assert c.get(b"link") == b"final"
     assert c.get_many([b"link", b"target"]) == {b"link": b"final",
                                                 b"target": b"final"}
+
+
+@pytest.fixture
+def own_memcached():
+    """A memcached of this test's own, to stop and kill."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    port = free_port()
+    args = ["/usr/bin/memcached", "-l", "127.0.0.1", "-p", str(port), "-U",
+            "0", "-t", "1"]
+    if os.getuid() == 0:
+        args += ["-u", "root"]
+    proc = subprocess.Popen(args)
+    end = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > end or proc.poll() is not None:
+                pytest.fail("memcached did not start")
+            time.sleep(0.05)
+    yield proc, ("127.0.0.1", port)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+    proc.wait()
+
+
+def test_a_hung_node_times_out_and_a_killed_node_errors(own_memcached,
+                                                        servers):
+    import signal
+    proc, node = own_memcached
+    h = mcring.HashClient([node, servers[0]], timeout=0.5, connect_timeout=0.5,
+                          retry_attempts=0, eject=False)
+    key = next(k for k in ("k%d" % i for i in range(1000))
+               if h.node_for_key(k) == "%s:%d" % node)
+    other = next(k for k in ("k%d" % i for i in range(1000))
+                 if h.node_for_key(k) == "%s:%d" % servers[0])
+    assert h.set(key, b"v", noreply=False) and h.get(key) == b"v"
+    proc.send_signal(signal.SIGSTOP)  # hung: connected, never answers
+    with pytest.raises(TimeoutError):
+        h.get(key)
+    assert h.set(other, b"w", noreply=False) and h.get(other) == b"w"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with pytest.raises((ConnectionError, mcring.MemcacheUnexpectedCloseError)):
+        h.get(key)
+    with pytest.raises((ConnectionError, mcring.MemcacheUnexpectedCloseError)):
+        h.get(key)
+    assert h.get(other) == b"w"
