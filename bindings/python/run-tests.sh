@@ -5,7 +5,8 @@
 #
 #  1. the binding's own pytest suite (bindings/python/tests): pymemcache
 #     and mcring side by side, cross reads/writes, placement against pylibmc
-#     and the Ketama vectors, fork, threads, an agent's ring, gunicorn;
+#     and the Ketama vectors, fork, threads, an agent's ring, gunicorn and
+#     uWSGI pre-fork servers;
 #  2. pymemcache's own tests/test_integration.py (3.5.2, from Debian's
 #     python3-pymemcache, identical to the v3.5.2 tag) run with mcring's
 #     clients in place of pymemcache's.
@@ -28,7 +29,7 @@ START=$(date +%s)
 need=()
 for p in python3-dev python3-setuptools python3-venv python3-pip \
          python3-pytest python3-pymemcache python3-pylibmc python3-six \
-         memcached gunicorn; do
+         memcached gunicorn uwsgi uwsgi-plugin-python3; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,9 +1,10 @@
-"""gunicorn, 8 workers, --preload: the client is made and used at import
-time in the master, then forked into every worker with no post-fork hook.
-Every worker must answer with the right values, and each worker must hold
-at most one connection per node. Variants: sync workers; gthread workers
-with 4 threads sharing each worker's client; sync workers recycled by
---max-requests (new workers forked from the master mid-run)."""
+"""Pre-fork servers with 8 workers: gunicorn --preload and uWSGI's default
+mode. The client is made and used at import time in the master, then
+forked into every worker with no post-fork hook. Every worker must answer
+with the right values, and each worker must hold at most one connection
+per node. gunicorn variants: sync workers; gthread workers with 4 threads
+sharing each worker's client; sync workers recycled by --max-requests (new
+workers forked from the master mid-run)."""
 import concurrent.futures
 import http.client
 import os
@@ -33,6 +34,9 @@ client.set(b"app:boot", str(os.getpid()).encode(), noreply=False)
 assert client.get(b"app:boot") == str(os.getpid()).encode()
 
 
+application = None
+
+
 def app(environ, start_response):
     key = environ["QUERY_STRING"]
     if environ["PATH_INFO"] == "/set":
@@ -42,8 +46,12 @@ def app(environ, start_response):
         value = client.get(key)
         body = b"%d %s" % (os.getpid(), value if value is not None else b"-")
     start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Connection", "close"),
                               ("Content-Length", str(len(body)))])
     return [body]
+
+
+application = app
 '''
 
 
@@ -93,37 +101,55 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(params=sorted(VARIANTS))
-def gunicorn(request, servers):
-    work = tempfile.mkdtemp(prefix="gunicorn-",
+def uwsgi_command(work, port):
+    cmd = ["uwsgi", "--plugin", "python3", "--master", "--processes",
+           str(WORKERS), "--http-socket", "127.0.0.1:%d" % port,
+           "--chdir", work, "--wsgi-file", os.path.join(work, "app.py"),
+           "--disable-logging", "--die-on-term", "--harakiri", "120"]
+    for p in sys.path:
+        if p and os.path.isdir(p):
+            cmd += ["--pythonpath", p]
+    return cmd
+
+
+@pytest.fixture(params=sorted(VARIANTS) + ["uwsgi"])
+def prefork(request, servers):
+    work = tempfile.mkdtemp(prefix="prefork-",
                             dir=os.environ.get("MCRING_WORK"))
     with open(os.path.join(work, "app.py"), "w") as f:
         f.write(APP)
     port = free_port()
     env = dict(os.environ, APP_SERVERS=",".join("%s:%d" % s for s in servers),
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--preload", "-w", str(WORKERS)] +
-        VARIANTS[request.param] +
-        ["-b", "127.0.0.1:%d" % port, "--chdir", work,
-         "--log-level", "warning", "--timeout", "120", "app:app"], env=env)
+    if request.param == "uwsgi":
+        # uWSGI's default pre-forking: the app is loaded in the master and
+        # the workers are forked from it; os.register_at_fork hooks are
+        # not run.
+        cmd = uwsgi_command(work, port)
+    else:
+        cmd = [sys.executable, "-m", "gunicorn", "--preload", "-w",
+               str(WORKERS)] + VARIANTS[request.param] + \
+              ["-b", "127.0.0.1:%d" % port, "--chdir", work,
+               "--log-level", "warning", "--timeout", "120", "app:app"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
     def up():
         if proc.poll() is not None:
-            pytest.fail("gunicorn exited with %s" % proc.returncode)
+            pytest.fail("the server exited with %s" % proc.returncode)
         try:
             return http_get(port, "/get?app:boot")[0] == 200 and \
                 len(children(proc.pid)) == WORKERS
         except OSError:
             return False
-    wait_for(up, "gunicorn to serve")
+    wait_for(up, "the server to serve")
     yield proc, port, request.param
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
 
 
-def test_preloaded_client_in_eight_workers(gunicorn, servers):
-    proc, port, variant = gunicorn
+def test_preloaded_client_in_eight_workers(prefork, servers):
+    proc, port, variant = prefork
     workers = set(children(proc.pid))
     assert len(workers) == WORKERS
     # Values written by the test, read through the workers.
