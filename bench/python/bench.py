@@ -85,6 +85,16 @@ def main():
             "%*s" % (x, "%.0f/s" % r[c] if c in r else "-")
             for x, c in zip(w, cols)))
 
+    # Where the time of a get goes: the binding's own part (argument
+    # parsing, key checks, the lock and the call into C, no I/O) measured
+    # with node_for_key, against a whole loopback get.
+    c = cs["mcring.HashClient"]
+    bare = rate(lambda: c.node_for_key("s10"))
+    full = rate(lambda: c.get("s10"))
+    print("mcring: binding part %.0f ns per call (node_for_key), whole get "
+          "%.1f us: the binding is %.1f %% of a get" % (
+              1e9 / bare, 1e6 / full, 100.0 * full / bare))
+
     # Threads: one shared client (its lock) against one client per thread.
     for nthreads in (1, 4):
         for shared in (True, False):
