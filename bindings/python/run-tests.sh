@@ -29,7 +29,7 @@ START=$(date +%s)
 need=()
 for p in python3-dev python3-setuptools python3-venv python3-pip \
          python3-pytest python3-pymemcache python3-pylibmc python3-six \
-         memcached gunicorn uwsgi uwsgi-plugin-python3; do
+         memcached gunicorn uwsgi uwsgi-plugin-python3 openssl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -86,12 +86,12 @@ free_port() {
 }
 USER_OPT=()
 [ "$(id -u)" -eq 0 ] && USER_OPT=(-u root)
-start_memcached() { # -> port
+start_memcached() { # [extra memcached options] -> port
   local port pid i
   for i in 1 2 3 4 5; do
     port=$(free_port)
     /usr/bin/memcached "${USER_OPT[@]}" -l 127.0.0.1 -p "$port" -U 0 -t 2 \
-      -m 64 >/dev/null 2>&1 &
+      -m 64 "$@" >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 50); do
       if $PY -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
@@ -113,13 +113,32 @@ for i in 1 2 3 4; do
   SERVERS="$SERVERS${SERVERS:+,}127.0.0.1:$port"
 done
 PEER_PORT=$(start_memcached) || { echo "memcached did not start"; echo "python: 0 passed, 1 failed"; exit 1; }
-echo "memcached on $SERVERS and 127.0.0.1:$PEER_PORT"
+
+# A TLS memcached, with a CA and a certificate for 127.0.0.1 made here.
+T="$WORK/tls"
+mkdir -p "$T"
+if ! ( set -e
+  cd "$T"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout ca.key -out ca.crt -days 2 -subj /CN=mcring-python-test-ca
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout server.key -out server.csr -subj /CN=127.0.0.1
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >ext
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+    -out server.crt -days 2 -extfile ext ) >"$T/openssl.log" 2>&1; then
+  cat "$T/openssl.log"; echo "python: 0 passed, 1 failed"; exit 1
+fi
+TLS_PORT=$(start_memcached -Z -o "ssl_chain_cert=$T/server.crt,ssl_key=$T/server.key") || {
+  echo "TLS memcached did not start"; echo "python: 0 passed, 1 failed"; exit 1; }
+echo "memcached on $SERVERS and 127.0.0.1:$PEER_PORT; TLS on 127.0.0.1:$TLS_PORT"
 
 # ---- the suites ---------------------------------------------------------------
 export MCRING_TEST_SERVERS="$SERVERS"
 export MCRING_TOP="$TOP"
 export MCRING_BUILD_DIR="$BUILD"
 export MCRING_WORK="$WORK"
+export MCRING_TEST_TLS="127.0.0.1:$TLS_PORT"
+export MCRING_TEST_TLS_CA="$T/ca.crt"
 export PYTHONDONTWRITEBYTECODE=1
 
 # Counts from a junit xml file: "passed failed skipped".
@@ -156,12 +175,12 @@ if ! grep -q '^from mcring import Client$' "$WORK/peer/test_integration.py"; the
   OWN_F=$((OWN_F + 1))
 fi
 cp "$HERE/peer/conftest.py" "$WORK/peer/conftest.py"
-# test_tls needs a TLS memcached and an ssl.SSLContext: not in this binding.
 (cd "$WORK/peer" && "$VPY" -m pytest -p no:cacheprovider -q -rsfE \
    --junitxml="$WORK/peer.xml" --server 127.0.0.1 --port "$PEER_PORT" \
-   -k 'not test_tls' test_integration.py)
+   --tls-server 127.0.0.1 --tls-port "$TLS_PORT" --tls-ca "$T/ca.crt" \
+   test_integration.py)
 read -r PEER_P PEER_F PEER_S < <(counts "$WORK/peer.xml")
-echo "peer suite: $PEER_P passed, $PEER_F failed, $PEER_S skipped (test_tls deselected: TLS is not exposed by the binding)"
+echo "peer suite: $PEER_P passed, $PEER_F failed, $PEER_S skipped"
 echo "binding suite: $OWN_P passed, $OWN_F failed, $OWN_S skipped"
 echo "duration: $(( $(date +%s) - START )) s"
 

@@ -25,6 +25,10 @@ matter:
   connections on first use. No post-fork hook is needed.
 """
 
+import os
+import ssl
+import tempfile
+
 from . import serde
 from ._mcring import Core as _Core, ring_locate
 from .exceptions import (
@@ -113,11 +117,55 @@ def _serde(serde_obj, serializer, deserializer):
     return serde.LegacyWrappingSerde(serializer, deserializer)
 
 
-def _no_tls(tls_context):
-    if tls_context is not None:
-        raise NotImplementedError(
-            "mcring does not take an ssl.SSLContext; TLS is configured in "
-            "libmcring (docs/tls.md) and not exposed by this binding yet")
+class _Tls:
+    """libmcring's TLS options from pymemcache's tls_context and mcring's
+    explicit tls_* arguments (docs/python.md, "TLS").
+
+    From an ssl.SSLContext: verify_mode CERT_NONE -> no verification; else
+    the CA certificates it has loaded (get_ca_certs) are written to a
+    temporary PEM file that libmcring reads while the client is made (none
+    loaded, as with create_default_context(): the system's store);
+    minimum_version TLSv1_3 -> TLS 1.3 only. A client certificate inside a
+    context cannot be read back: pass tls_cert_file / tls_key_file.
+    """
+
+    def __init__(self, tls_context, tls, tls_ca_file, tls_ca_dir,
+                 tls_cert_file, tls_key_file, tls_server_name, tls_insecure):
+        self.kw, self.tmp = {}, None
+        if tls_context is not None:
+            if not isinstance(tls_context, ssl.SSLContext):
+                raise TypeError("tls_context must be an ssl.SSLContext")
+            self.kw["tls"] = True
+            if tls_context.verify_mode == ssl.CERT_NONE:
+                self.kw["tls_insecure"] = True
+            else:
+                ders = tls_context.get_ca_certs(binary_form=True)
+                if ders:
+                    fd, self.tmp = tempfile.mkstemp(prefix="mcring-ca-",
+                                                    suffix=".pem")
+                    with os.fdopen(fd, "w") as f:
+                        for der in ders:
+                            f.write(ssl.DER_cert_to_PEM_cert(der))
+                    self.kw["tls_ca_file"] = self.tmp
+            if tls_context.minimum_version == ssl.TLSVersion.TLSv1_3:
+                self.kw["tls_min_version"] = 13
+        explicit = {"tls_ca_file": tls_ca_file, "tls_ca_dir": tls_ca_dir,
+                    "tls_cert_file": tls_cert_file,
+                    "tls_key_file": tls_key_file,
+                    "tls_server_name": tls_server_name}
+        for k, v in explicit.items():
+            if v is not None:
+                self.kw[k] = os.fspath(v)
+        if tls_insecure:
+            self.kw["tls_insecure"] = True
+        if tls or any(v is not None for v in explicit.values()) or \
+                tls_insecure:
+            self.kw["tls"] = True
+
+    def done(self):
+        if self.tmp:
+            os.unlink(self.tmp)
+            self.tmp = None
 
 
 def _stat_value(name, raw):
@@ -196,8 +244,13 @@ class Client(_Base):
       encoding: used to turn non-bytes values into bytes when no serde.
       no_delay, socket_module: accepted and ignored (mcring always sets
         TCP_NODELAY and uses its own sockets).
-      tls_context: only None (TLS is not exposed by this binding yet).
+      tls_context: an ssl.SSLContext turns TLS on; its loaded CA
+        certificates and verify_mode are used (a client certificate in it
+        is not: see tls_cert_file).
       item_size_max: largest value accepted (memcached's -I), default 1 MiB.
+      tls, tls_ca_file, tls_ca_dir, tls_cert_file, tls_key_file,
+        tls_server_name, tls_insecure (mcring only): libmcring's TLS
+        options (docs/tls.md); any of them turns TLS on.
 
     Thread-safe (a lock per client); fork-safe without hooks.
     """
@@ -207,8 +260,12 @@ class Client(_Base):
                  no_delay=False, ignore_exc=False, socket_module=None,
                  socket_keepalive=None, key_prefix=b"", default_noreply=True,
                  allow_unicode_keys=False, encoding="ascii", tls_context=None,
-                 item_size_max=1024 * 1024):
-        _no_tls(tls_context)
+                 item_size_max=1024 * 1024, tls=False, tls_ca_file=None,
+                 tls_ca_dir=None, tls_cert_file=None, tls_key_file=None,
+                 tls_server_name=None, tls_insecure=False):
+        tls_opts = _Tls(tls_context, tls, tls_ca_file, tls_ca_dir,
+                        tls_cert_file, tls_key_file, tls_server_name,
+                        tls_insecure)
         self.server = server
         self.serde = _serde(serde, serializer, deserializer)
         self.connect_timeout = connect_timeout
@@ -218,17 +275,20 @@ class Client(_Base):
         self.default_noreply = default_noreply
         self.allow_unicode_keys = allow_unicode_keys
         self.encoding = encoding
-        super().__init__(
-            servers=_server_entry(server),
-            connect_timeout_ms=_ms(connect_timeout, "connect_timeout"),
-            io_timeout_ms=_ms(timeout, "timeout"),
-            keepalive=bool(socket_keepalive),
-            failure_limit=0,  # one server: always try it
-            serde=self.serde, key_prefix=self.key_prefix, encoding=encoding,
-            allow_unicode_keys=bool(allow_unicode_keys),
-            default_noreply=bool(default_noreply),
-            ignore_reads=bool(ignore_exc), ignore_writes=False,
-            item_size_max=item_size_max)
+        try:
+            super().__init__(
+                servers=_server_entry(server),
+                connect_timeout_ms=_ms(connect_timeout, "connect_timeout"),
+                io_timeout_ms=_ms(timeout, "timeout"),
+                keepalive=bool(socket_keepalive),
+                failure_limit=0,  # one server: always try it
+                serde=self.serde, key_prefix=self.key_prefix, encoding=encoding,
+                allow_unicode_keys=bool(allow_unicode_keys),
+                default_noreply=bool(default_noreply),
+                ignore_reads=bool(ignore_exc), ignore_writes=False,
+                item_size_max=item_size_max, **tls_opts.kw)
+        finally:
+            tls_opts.done()
 
     def stats(self, *args):
         """stats(*args) -> dict: the server's stats, numbers converted."""
@@ -274,8 +334,9 @@ class HashClient(_Base):
                  ignore_exc=False, allow_unicode_keys=False,
                  default_noreply=True, encoding="ascii", tls_context=None,
                  distribution="ketama", ring_dir=None, eject=True,
-                 item_size_max=1024 * 1024):
-        _no_tls(tls_context)
+                 item_size_max=1024 * 1024, tls=False, tls_ca_file=None,
+                 tls_ca_dir=None, tls_cert_file=None, tls_key_file=None,
+                 tls_server_name=None, tls_insecure=False):
         if (servers is None) == (ring_dir is None):
             raise ValueError("give exactly one of servers and ring_dir")
         entries = None
@@ -294,18 +355,24 @@ class HashClient(_Base):
         self.encoding = encoding
         self.retry_attempts = retry_attempts
         self.dead_timeout = dead_timeout
-        super().__init__(
-            servers=entries, ring_dir=ring_dir, distribution=distribution,
-            connect_timeout_ms=_ms(connect_timeout, "connect_timeout"),
-            io_timeout_ms=_ms(timeout, "timeout"),
-            keepalive=bool(socket_keepalive),
-            failure_limit=max(0, int(retry_attempts)),
-            retry_timeout_ms=max(1, int(dead_timeout * 1000)),
-            eject=bool(eject), serde=self.serde, key_prefix=self.key_prefix,
-            encoding=encoding, allow_unicode_keys=bool(allow_unicode_keys),
-            default_noreply=bool(default_noreply),
-            ignore_reads=bool(ignore_exc), ignore_writes=bool(ignore_exc),
-            item_size_max=item_size_max)
+        tls_opts = _Tls(tls_context, tls, tls_ca_file, tls_ca_dir,
+                        tls_cert_file, tls_key_file, tls_server_name,
+                        tls_insecure)
+        try:
+            super().__init__(
+                servers=entries, ring_dir=ring_dir, distribution=distribution,
+                connect_timeout_ms=_ms(connect_timeout, "connect_timeout"),
+                io_timeout_ms=_ms(timeout, "timeout"),
+                keepalive=bool(socket_keepalive),
+                failure_limit=max(0, int(retry_attempts)),
+                retry_timeout_ms=max(1, int(dead_timeout * 1000)),
+                eject=bool(eject), serde=self.serde, key_prefix=self.key_prefix,
+                encoding=encoding, allow_unicode_keys=bool(allow_unicode_keys),
+                default_noreply=bool(default_noreply),
+                ignore_reads=bool(ignore_exc), ignore_writes=bool(ignore_exc),
+                item_size_max=item_size_max, **tls_opts.kw)
+        finally:
+            tls_opts.done()
 
     def flush_all(self, delay=0, noreply=None):
         """Flush every node. Returns None, as pymemcache's HashClient."""

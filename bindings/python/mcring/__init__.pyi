@@ -1,4 +1,5 @@
 # Type stubs for mcring (the C core's methods are declared on the classes).
+import ssl
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar, Union
 
 from . import serde as serde
@@ -83,8 +84,15 @@ class Client(_Base):
         default_noreply: bool = ...,
         allow_unicode_keys: bool = ...,
         encoding: str = ...,
-        tls_context: None = ...,
+        tls_context: Optional[ssl.SSLContext] = ...,
         item_size_max: int = ...,
+        tls: bool = ...,
+        tls_ca_file: Optional[str] = ...,
+        tls_ca_dir: Optional[str] = ...,
+        tls_cert_file: Optional[str] = ...,
+        tls_key_file: Optional[str] = ...,
+        tls_server_name: Optional[str] = ...,
+        tls_insecure: bool = ...,
     ) -> None: ...
     def flush_all(self, delay: int = ..., noreply: Optional[bool] = ...) -> bool: ...
     def stats(self, *args: Union[str, bytes]) -> Dict[bytes, Any]: ...
@@ -118,11 +126,18 @@ class HashClient(_Base):
         allow_unicode_keys: bool = ...,
         default_noreply: bool = ...,
         encoding: str = ...,
-        tls_context: None = ...,
+        tls_context: Optional[ssl.SSLContext] = ...,
         distribution: str = ...,
         ring_dir: Optional[str] = ...,
         eject: bool = ...,
         item_size_max: int = ...,
+        tls: bool = ...,
+        tls_ca_file: Optional[str] = ...,
+        tls_ca_dir: Optional[str] = ...,
+        tls_cert_file: Optional[str] = ...,
+        tls_key_file: Optional[str] = ...,
+        tls_server_name: Optional[str] = ...,
+        tls_insecure: bool = ...,
     ) -> None: ...
     def flush_all(self, delay: int = ..., noreply: Optional[bool] = ...) -> None: ...
     def stats(self, *args: Union[str, bytes]) -> Dict[str, Dict[bytes, Any]]: ...

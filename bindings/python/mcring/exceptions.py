@@ -7,7 +7,8 @@ catching errors raised by mcring after the switch.
 
 Network failures raise the built-in exceptions pymemcache lets through from
 its socket: ``TimeoutError`` (``socket.timeout``), ``ConnectionRefusedError``,
-``OSError`` and ``socket.gaierror``. A server that closes the connection in
+``OSError``, ``socket.gaierror``, and for TLS ``ssl.SSLError`` /
+``ssl.SSLCertVerificationError``. A server that closes the connection in
 the middle of a reply raises ``MemcacheUnexpectedCloseError``.
 ``MemcacheNodeDownError`` (mcring only) is raised for a key whose node was
 marked down after repeated failures; it is both a ``MemcacheServerError`` and
@@ -15,6 +16,7 @@ a ``ConnectionError``.
 """
 
 import socket
+import ssl
 
 try:  # pragma: no cover - depends on what is installed
     from pymemcache import exceptions as _pm
@@ -80,4 +82,6 @@ _ALL = {
     "MemcacheUnexpectedCloseError": MemcacheUnexpectedCloseError,
     "MemcacheNodeDownError": MemcacheNodeDownError,
     "gaierror": socket.gaierror,
+    "SSLError": ssl.SSLError,
+    "SSLCertVerificationError": ssl.SSLCertVerificationError,
 }

@@ -7,6 +7,7 @@ place of pymemcache's Client, PooledClient and HashClient. pymemcache-only
 arguments (socket_module) are accepted and ignored by mcring.
 """
 import socket
+import ssl
 
 import pytest
 
@@ -16,6 +17,10 @@ import mcring
 def pytest_addoption(parser):
     parser.addoption("--server", action="store", default="localhost")
     parser.addoption("--port", action="store", default="11211")
+    parser.addoption("--tls-server", action="store", default="localhost")
+    parser.addoption("--tls-port", action="store", default="11212")
+    parser.addoption("--tls-ca", action="store", default=None,
+                     help="CA of the TLS server's certificate")
 
 
 def pytest_configure(config):
@@ -30,6 +35,23 @@ def host(request):
 @pytest.fixture(scope="session")
 def port(request):
     return int(request.config.option.port)
+
+
+@pytest.fixture(scope="session")
+def tls_host(request):
+    return request.config.option.tls_server
+
+
+@pytest.fixture(scope="session")
+def tls_port(request):
+    return int(request.config.option.tls_port)
+
+
+@pytest.fixture(scope="session")
+def tls_context(request):
+    # As pymemcache's conftest, with the CA run-tests.sh made (pymemcache's
+    # test certificates are not in Debian's package).
+    return ssl.create_default_context(cafile=request.config.option.tls_ca)
 
 
 class HashClientSingle(mcring.HashClient):

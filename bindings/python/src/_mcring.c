@@ -65,6 +65,8 @@ enum {
   X_CLOSE,        /* MemcacheUnexpectedCloseError */
   X_NODEDOWN,     /* MemcacheNodeDownError */
   X_GAIERROR,     /* socket.gaierror */
+  X_SSLERROR,     /* ssl.SSLError */
+  X_SSLVERIFY,    /* ssl.SSLCertVerificationError */
   X_COUNT
 };
 
@@ -72,7 +74,8 @@ static const char* const x_names[X_COUNT] = {
     "MemcacheError",       "MemcacheClientError",
     "MemcacheUnknownCommandError", "MemcacheIllegalInputError",
     "MemcacheServerError", "MemcacheUnknownError",
-    "MemcacheUnexpectedCloseError", "MemcacheNodeDownError", "gaierror"};
+    "MemcacheUnexpectedCloseError", "MemcacheNodeDownError", "gaierror",
+    "SSLError", "SSLCertVerificationError"};
 
 static PyObject* g_exc[X_COUNT];
 
@@ -175,6 +178,11 @@ static PyObject* raise_rc_text(int rc, const char* text) {
       return NULL;
     case MCR_ENOTSUP:
       PyErr_SetString(PyExc_NotImplementedError, text);
+      return NULL;
+    case MCR_ETLS:
+    case MCR_ETLSVERIFY:
+      /* pymemcache lets the ssl module's errors through. */
+      PyErr_SetString(exc(rc == MCR_ETLS ? X_SSLERROR : X_SSLVERIFY), text);
       return NULL;
     default:
       PyErr_SetString(exc(X_ERROR), text);
@@ -473,20 +481,27 @@ static int Core_init(Core* s, PyObject* args, PyObject* kw) {
                           "serde",         "key_prefix",    "encoding",
                           "allow_unicode_keys", "default_noreply",
                           "ignore_reads",  "ignore_writes", "item_size_max",
-                          NULL};
+                          "tls",           "tls_ca_file",   "tls_ca_dir",
+                          "tls_cert_file", "tls_key_file",  "tls_server_name",
+                          "tls_insecure",  "tls_min_version", NULL};
   const char* servers = NULL;
   const char* ring_dir = NULL;
   const char* dist = "ketama";
   int cto = 1000, ito = 1000, keepalive = 0, flimit = 2, retry = 1000,
       eject = 0, allow_unicode = 0, dnoreply = 1, ign_r = 0, ign_w = 0;
   Py_ssize_t item_max = 1024 * 1024;
+  int tls = 0, tls_insecure = 0, tls_min = 12;
+  const char *ca_file = NULL, *ca_dir = NULL, *cert_file = NULL,
+             *key_file = NULL, *server_name = NULL;
   PyObject* serde = Py_None;
   PyObject* prefix = NULL;
   PyObject* encoding = NULL;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kw, "|$zzsiipiipOSUppppn", names, &servers, &ring_dir, &dist,
-          &cto, &ito, &keepalive, &flimit, &retry, &eject, &serde, &prefix,
-          &encoding, &allow_unicode, &dnoreply, &ign_r, &ign_w, &item_max))
+          args, kw, "|$zzsiipiipOSUppppnpzzzzzpi", names, &servers, &ring_dir,
+          &dist, &cto, &ito, &keepalive, &flimit, &retry, &eject, &serde,
+          &prefix, &encoding, &allow_unicode, &dnoreply, &ign_r, &ign_w,
+          &item_max, &tls, &ca_file, &ca_dir, &cert_file, &key_file,
+          &server_name, &tls_insecure, &tls_min))
     return -1;
   mcr_client_opts_t o;
   mcr_client_opts_init(&o);
@@ -506,6 +521,15 @@ static int Core_init(Core* s, PyObject* args, PyObject* kw) {
   o.retry_timeout_ms = retry;
   o.eject = eject;
   o.item_size_max = (size_t)item_max;
+  /* TLS (docs/tls.md): files are read by mcr_client_new, strings copied. */
+  o.tls.enable = tls;
+  o.tls.ca_file = ca_file;
+  o.tls.ca_dir = ca_dir;
+  o.tls.cert_file = cert_file;
+  o.tls.key_file = key_file;
+  o.tls.server_name = server_name;
+  o.tls.insecure = tls_insecure;
+  o.tls.min_version = tls_min;
   mcr_client_t* c = NULL;
   char err[256] = "";
   int rc;
