@@ -14,8 +14,9 @@ from pymemcache.client.hash import HashClient as PmHashClient
 
 import mcring
 
-SERVERS = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in
-                                    os.environ["MCRING_BENCH_SERVERS"].split(","))]
+SERVERS = [(h, int(p)) for h, p in
+           (s.rsplit(":", 1)
+            for s in os.environ["MCRING_BENCH_SERVERS"].split(","))]
 SECONDS = float(os.environ.get("MCRING_BENCH_SECONDS", "1.0"))
 
 
@@ -79,7 +80,8 @@ def main():
             if k not in cols:
                 cols.append(k)
     w = [max(len(c), 14) + 2 for c in cols]
-    print("%-22s" % "client" + "".join("%*s" % (x, c) for x, c in zip(w, cols)))
+    print("%-22s" % "client" +
+          "".join("%*s" % (x, c) for x, c in zip(w, cols)))
     for name, r in rows:
         print("%-22s" % name + "".join(
             "%*s" % (x, "%.0f/s" % r[c] if c in r else "-")

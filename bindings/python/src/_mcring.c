@@ -56,26 +56,31 @@ static void on_fork_child(void) {
 /* Exceptions, set from Python by _set_exceptions(). */
 
 enum {
-  X_ERROR,        /* MemcacheError */
-  X_CLIENT,       /* MemcacheClientError */
-  X_UNKNOWN_CMD,  /* MemcacheUnknownCommandError */
-  X_ILLEGAL,      /* MemcacheIllegalInputError */
-  X_SERVER,       /* MemcacheServerError */
-  X_UNKNOWN,      /* MemcacheUnknownError */
-  X_CLOSE,        /* MemcacheUnexpectedCloseError */
-  X_NODEDOWN,     /* MemcacheNodeDownError */
-  X_GAIERROR,     /* socket.gaierror */
-  X_SSLERROR,     /* ssl.SSLError */
-  X_SSLVERIFY,    /* ssl.SSLCertVerificationError */
+  X_ERROR,       /* MemcacheError */
+  X_CLIENT,      /* MemcacheClientError */
+  X_UNKNOWN_CMD, /* MemcacheUnknownCommandError */
+  X_ILLEGAL,     /* MemcacheIllegalInputError */
+  X_SERVER,      /* MemcacheServerError */
+  X_UNKNOWN,     /* MemcacheUnknownError */
+  X_CLOSE,       /* MemcacheUnexpectedCloseError */
+  X_NODEDOWN,    /* MemcacheNodeDownError */
+  X_GAIERROR,    /* socket.gaierror */
+  X_SSLERROR,    /* ssl.SSLError */
+  X_SSLVERIFY,   /* ssl.SSLCertVerificationError */
   X_COUNT
 };
 
-static const char* const x_names[X_COUNT] = {
-    "MemcacheError",       "MemcacheClientError",
-    "MemcacheUnknownCommandError", "MemcacheIllegalInputError",
-    "MemcacheServerError", "MemcacheUnknownError",
-    "MemcacheUnexpectedCloseError", "MemcacheNodeDownError", "gaierror",
-    "SSLError", "SSLCertVerificationError"};
+static const char* const x_names[X_COUNT] = {"MemcacheError",
+                                             "MemcacheClientError",
+                                             "MemcacheUnknownCommandError",
+                                             "MemcacheIllegalInputError",
+                                             "MemcacheServerError",
+                                             "MemcacheUnknownError",
+                                             "MemcacheUnexpectedCloseError",
+                                             "MemcacheNodeDownError",
+                                             "gaierror",
+                                             "SSLError",
+                                             "SSLCertVerificationError"};
 
 static PyObject* g_exc[X_COUNT];
 
@@ -87,16 +92,17 @@ static PyObject* exc(int which) {
 /* The client object. */
 
 typedef struct {
-  PyObject_HEAD mcr_client_t* c;
+  PyObject ob_base; /* PyObject_HEAD */
+  mcr_client_t* c;  /* NULL until __init__ succeeded */
   PyThread_type_lock lock;
   unsigned long fork_gen;
-  PyObject* serde;      /* NULL: values are bytes / str(v).encode() */
-  PyObject* prefix;     /* bytes, may be empty */
-  PyObject* encoding;   /* str */
-  int allow_unicode;    /* allow_unicode_keys */
-  int default_noreply;  /* default for noreply=None */
-  int ignore_reads;     /* ignore_exc: failed reads are misses */
-  int ignore_writes;    /* HashClient ignore_exc: failed writes are False */
+  PyObject* serde;     /* NULL: values are bytes / str(v).encode() */
+  PyObject* prefix;    /* bytes, may be empty */
+  PyObject* encoding;  /* str */
+  int allow_unicode;   /* allow_unicode_keys */
+  int default_noreply; /* default for noreply=None */
+  int ignore_reads;    /* ignore_exc: failed reads are misses */
+  int ignore_writes;   /* HashClient ignore_exc: failed writes are False */
 } Core;
 
 /* True for the codes that mean "the servers failed", as opposed to "the
@@ -213,8 +219,9 @@ static int enter(Core* s) {
     }
   }
   if (!PyThread_acquire_lock(s->lock, NOWAIT_LOCK)) {
-    Py_BEGIN_ALLOW_THREADS PyThread_acquire_lock(s->lock, WAIT_LOCK);
-    Py_END_ALLOW_THREADS
+    PyThreadState* ts = PyEval_SaveThread();
+    PyThread_acquire_lock(s->lock, WAIT_LOCK);
+    PyEval_RestoreThread(ts);
   }
   return 0;
 }
@@ -224,11 +231,11 @@ static void leave(Core* s) {
 }
 
 /* Runs `expr` (a libmcring call) with the GIL released. */
-#define NOGIL(rc, expr)   \
-  do {                    \
-    Py_BEGIN_ALLOW_THREADS \
-    rc = (expr);          \
-    Py_END_ALLOW_THREADS  \
+#define NOGIL(rc, expr)                             \
+  do {                                              \
+    PyThreadState* nogil_ts_ = PyEval_SaveThread(); \
+    rc = (expr);                                    \
+    PyEval_RestoreThread(nogil_ts_);                \
   } while (0)
 
 /* ------------------------------------------------------------------------ */
@@ -420,8 +427,8 @@ static PyObject* value_prep(Core* s, const char* key, size_t klen,
   Py_DECREF(data);
   if (!str)
     return NULL;
-  PyObject* enc = PyUnicode_AsEncodedString(
-      str, PyUnicode_AsUTF8(s->encoding), "strict");
+  PyObject* enc =
+      PyUnicode_AsEncodedString(str, PyUnicode_AsUTF8(s->encoding), "strict");
   Py_DECREF(str);
   if (!enc && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
     PyObject *t, *v, *tb;
@@ -475,15 +482,32 @@ static void Core_dealloc(Core* s) {
 }
 
 static int Core_init(Core* s, PyObject* args, PyObject* kw) {
-  static char* names[] = {"servers",       "ring_dir",      "distribution",
-                          "connect_timeout_ms", "io_timeout_ms", "keepalive",
-                          "failure_limit", "retry_timeout_ms", "eject",
-                          "serde",         "key_prefix",    "encoding",
-                          "allow_unicode_keys", "default_noreply",
-                          "ignore_reads",  "ignore_writes", "item_size_max",
-                          "tls",           "tls_ca_file",   "tls_ca_dir",
-                          "tls_cert_file", "tls_key_file",  "tls_server_name",
-                          "tls_insecure",  "tls_min_version", NULL};
+  static char* names[] = {"servers",
+                          "ring_dir",
+                          "distribution",
+                          "connect_timeout_ms",
+                          "io_timeout_ms",
+                          "keepalive",
+                          "failure_limit",
+                          "retry_timeout_ms",
+                          "eject",
+                          "serde",
+                          "key_prefix",
+                          "encoding",
+                          "allow_unicode_keys",
+                          "default_noreply",
+                          "ignore_reads",
+                          "ignore_writes",
+                          "item_size_max",
+                          "tls",
+                          "tls_ca_file",
+                          "tls_ca_dir",
+                          "tls_cert_file",
+                          "tls_key_file",
+                          "tls_server_name",
+                          "tls_insecure",
+                          "tls_min_version",
+                          NULL};
   const char* servers = NULL;
   const char* ring_dir = NULL;
   const char* dist = "ketama";
@@ -625,10 +649,10 @@ static PyObject* store(Core* s, int op, const char* fname,
   return res;
 }
 
-#define STORE_FN(name, op)                                              \
-  static PyObject* Core_##name(Core* s, PyObject* const* args,          \
-                               Py_ssize_t nargs, PyObject* kwnames) {   \
-    return store(s, op, #name, args, nargs, kwnames);                   \
+#define STORE_FN(name, op)                                            \
+  static PyObject* Core_##name(Core* s, PyObject* const* args,        \
+                               Py_ssize_t nargs, PyObject* kwnames) { \
+    return store(s, op, #name, args, nargs, kwnames);                 \
   }
 STORE_FN(set, OP_SET)
 STORE_FN(add, OP_ADD)
@@ -681,8 +705,8 @@ bad:
 
 static PyObject* Core_cas(Core* s, PyObject* const* args, Py_ssize_t nargs,
                           PyObject* kwnames) {
-  static const char* const names[] = {"key", "value", "cas", "expire",
-                                      "noreply", "flags"};
+  static const char* const names[] = {"key",    "value",   "cas",
+                                      "expire", "noreply", "flags"};
   PyObject* a[6];
   if (parse_args("cas", args, nargs, kwnames, names, 6, 3, a))
     return NULL;
@@ -826,7 +850,7 @@ static PyObject* Core_gats(Core* s, PyObject* const* args, Py_ssize_t nargs,
 typedef struct {
   PyObject* seq; /* PySequence_Fast of the caller's keys */
   Py_ssize_t n;
-  char* buf;            /* n * KEY_BUF */
+  char* buf; /* n * KEY_BUF */
   const char** ptrs;
   size_t* lens;
 } keyset_t;
@@ -939,8 +963,8 @@ out:
   return res;
 }
 
-static PyObject* Core_get_many(Core* s, PyObject* const* args,
-                               Py_ssize_t nargs, PyObject* kwnames) {
+static PyObject* Core_get_many(Core* s, PyObject* const* args, Py_ssize_t nargs,
+                               PyObject* kwnames) {
   static const char* const names[] = {"keys"};
   PyObject* a[1];
   if (parse_args("get_many", args, nargs, kwnames, names, 1, 1, a))
@@ -960,8 +984,8 @@ static PyObject* Core_gets_many(Core* s, PyObject* const* args,
 /* set_many(values, expire=0, noreply=None, flags=None): the keys that were
  * not stored. libmcring stores a batch with one flags value, so values are
  * sent in one batch per distinct flags (usually one or two). */
-static PyObject* Core_set_many(Core* s, PyObject* const* args,
-                               Py_ssize_t nargs, PyObject* kwnames) {
+static PyObject* Core_set_many(Core* s, PyObject* const* args, Py_ssize_t nargs,
+                               PyObject* kwnames) {
   static const char* const names[] = {"values", "expire", "noreply", "flags"};
   PyObject* a[4];
   if (parse_args("set_many", args, nargs, kwnames, names, 4, 1, a))
@@ -1132,9 +1156,9 @@ static PyObject* Core_delete_many(Core* s, PyObject* const* args,
   if (enter(s))
     goto out;
   int rc;
-  NOGIL(rc, mcr_client_delete_multi(
-                s->c, (size_t)k.n, k.ptrs, k.lens, st,
-                noreply ? MCR_CALL_NOREPLY : MCR_CALL_REPLY, NULL));
+  NOGIL(rc, mcr_client_delete_multi(s->c, (size_t)k.n, k.ptrs, k.lens, st,
+                                    noreply ? MCR_CALL_NOREPLY : MCR_CALL_REPLY,
+                                    NULL));
   if (rc < 0) {
     raise_rc(s, rc);
   } else {
@@ -1327,8 +1351,8 @@ static PyObject* Core_version_node(Core* s, PyObject* node_obj) {
   const char* text = NULL;
   int rc;
   NOGIL(rc, mcr_client_version(s->c, (size_t)node, &text));
-  PyObject* res = rc >= 0 ? PyBytes_FromString(text ? text : "")
-                          : raise_rc(s, rc);
+  PyObject* res =
+      rc >= 0 ? PyBytes_FromString(text ? text : "") : raise_rc(s, rc);
   leave(s);
   return res;
 }
@@ -1336,8 +1360,10 @@ static PyObject* Core_version_node(Core* s, PyObject* node_obj) {
 static PyObject* Core_quit(Core* s, PyObject* unused) {
   if (enter(s))
     return NULL;
-  Py_BEGIN_ALLOW_THREADS mcr_client_quit(s->c);
-  Py_END_ALLOW_THREADS leave(s);
+  int rc;
+  NOGIL(rc, mcr_client_quit(s->c));
+  (void)rc; /* always 0 */
+  leave(s);
   Py_RETURN_NONE;
 }
 
@@ -1400,15 +1426,14 @@ static PyObject* Core_client_stats(Core* s, PyObject* unused) {
       "reconnects", (unsigned long long)st.reconnects, "ring_switches",
       (unsigned long long)st.ring_switches, "ring_errors",
       (unsigned long long)st.ring_errors, "compressed",
-      (unsigned long long)st.compressed, "generation",
-      (unsigned long long)gen);
+      (unsigned long long)st.compressed, "generation", (unsigned long long)gen);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Type and module. */
 
 #define FC(name, fn, doc) \
-  {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL | METH_KEYWORDS, doc}
+  { name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL | METH_KEYWORDS, doc }
 
 static PyMethodDef Core_methods[] = {
     FC("set", Core_set,
@@ -1472,8 +1497,8 @@ static PyMethodDef Core_methods[] = {
     FC("cache_memlimit", Core_cache_memlimit,
        "cache_memlimit(memlimit) -> True\n\n"
        "Set the memory limit (MB) of every node."),
-    {"_stats_node", (PyCFunction)(void (*)(void))Core_stats_node,
-     METH_FASTCALL, "_stats_node(node, arg): raw stats of one node."},
+    {"_stats_node", (PyCFunction)(void (*)(void))Core_stats_node, METH_FASTCALL,
+     "_stats_node(node, arg): raw stats of one node."},
     {"_version_node", (PyCFunction)Core_version_node, METH_O,
      "_version_node(node): version bytes of one node."},
     {"quit", (PyCFunction)Core_quit, METH_NOARGS,
@@ -1551,9 +1576,9 @@ static PyObject* ring_locate(PyObject* mod, PyObject* args) {
     }
     mcr_ring_node_t nd;
     mcr_ring_node(r, mcr_ring_locate(r, p, (size_t)n), &nd);
-    PyObject* name = nd.port ? PyUnicode_FromFormat("%s:%u", nd.host,
-                                                    (unsigned)nd.port)
-                             : PyUnicode_FromString(nd.host);
+    PyObject* name =
+        nd.port ? PyUnicode_FromFormat("%s:%u", nd.host, (unsigned)nd.port)
+                : PyUnicode_FromString(nd.host);
     if (!name) {
       Py_CLEAR(res);
       break;

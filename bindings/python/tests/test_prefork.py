@@ -172,7 +172,8 @@ def test_preloaded_client_in_eight_workers(prefork, servers):
             return workers <= seen and (variant != "max-requests" or
                                         len(seen) > WORKERS)
         while not enough() and done < 20000:
-            for status, pid, k, value in pool.map(one, range(done, done + 800)):
+            batch = range(done, done + 800)
+            for status, pid, k, value in pool.map(one, batch):
                 seen.add(pid)
                 if status != 200 or value != ("v-" + k).encode():
                     wrong.append((pid, k, value))
