@@ -19,6 +19,7 @@ from pymemcache.client.base import Client as PmClient
 
 import mcring
 from conftest import free_port
+from test_ring_dir import agent  # noqa: F401 (a fixture)
 
 WORKERS = 8
 
@@ -26,9 +27,15 @@ APP = '''
 import os
 import mcring
 
-SERVERS = [(h, int(p)) for h, p in
-           (s.rsplit(":", 1) for s in os.environ["APP_SERVERS"].split(","))]
-client = mcring.HashClient(SERVERS, timeout=10, connect_timeout=10)
+if os.environ.get("APP_RING"):
+    # Follow mcring-agent's ring.
+    client = mcring.HashClient(ring_dir=os.environ["APP_RING"], timeout=10,
+                               connect_timeout=10)
+else:
+    SERVERS = [(h, int(p)) for h, p in
+               (s.rsplit(":", 1)
+                for s in os.environ["APP_SERVERS"].split(","))]
+    client = mcring.HashClient(SERVERS, timeout=10, connect_timeout=10)
 # Used in the master, before the fork: its connections are open.
 client.set(b"app:boot", str(os.getpid()).encode(), noreply=False)
 assert client.get(b"app:boot") == str(os.getpid()).encode()
@@ -39,7 +46,11 @@ application = None
 
 def app(environ, start_response):
     key = environ["QUERY_STRING"]
-    if environ["PATH_INFO"] == "/set":
+    if environ["PATH_INFO"] == "/gen":
+        client.get(b"probe")  # a call is what checks for a new ring
+        body = b"%d %d %s" % (os.getpid(), client.client_stats()["generation"],
+                              ",".join(client.nodes()).encode())
+    elif environ["PATH_INFO"] == "/set":
         ok = client.set(key, ("w%d" % os.getpid()).encode(), noreply=False)
         body = b"%d %s" % (os.getpid(), b"stored" if ok else b"failed")
     else:
@@ -112,8 +123,7 @@ def uwsgi_command(work, port):
     return cmd
 
 
-@pytest.fixture(params=sorted(VARIANTS) + ["uwsgi"])
-def prefork(request, servers):
+def start_server(kind, servers, extra_env=None):
     work = tempfile.mkdtemp(prefix="prefork-",
                             dir=os.environ.get("MCRING_WORK"))
     with open(os.path.join(work, "app.py"), "w") as f:
@@ -121,14 +131,15 @@ def prefork(request, servers):
     port = free_port()
     env = dict(os.environ, APP_SERVERS=",".join("%s:%d" % s for s in servers),
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    if request.param == "uwsgi":
+    env.update(extra_env or {})
+    if kind == "uwsgi":
         # uWSGI's default pre-forking: the app is loaded in the master and
         # the workers are forked from it; os.register_at_fork hooks are
         # not run.
         cmd = uwsgi_command(work, port)
     else:
         cmd = [sys.executable, "-m", "gunicorn", "--preload", "-w",
-               str(WORKERS)] + VARIANTS[request.param] + \
+               str(WORKERS)] + VARIANTS[kind] + \
               ["-b", "127.0.0.1:%d" % port, "--chdir", work,
                "--log-level", "warning", "--timeout", "120", "app:app"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
@@ -142,10 +153,24 @@ def prefork(request, servers):
                 len(children(proc.pid)) == WORKERS
         except OSError:
             return False
-    wait_for(up, "the server to serve")
-    yield proc, port, request.param
+    try:
+        wait_for(up, "the server to serve")
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc, port
+
+
+def stop_server(proc):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+
+
+@pytest.fixture(params=sorted(VARIANTS) + ["uwsgi"])
+def prefork(request, servers):
+    proc, port = start_server(request.param, servers)
+    yield proc, port, request.param
+    stop_server(proc)
 
 
 def test_preloaded_client_in_eight_workers(prefork, servers):
@@ -200,3 +225,41 @@ def test_preloaded_client_in_eight_workers(prefork, servers):
                           for s in servers) else None
     now = wait_for(bounded, "at most one connection per worker and node")
     assert sum(now[s] - baseline[s] for s in servers) >= WORKERS
+
+
+@pytest.mark.parametrize("kind", ["sync", "uwsgi"])
+def test_a_ring_switch_reaches_every_worker(kind, agent, servers):
+    """The master follows the agent's ring at import time; after the agent
+    publishes a new ring, every worker routes by it."""
+    a, b = servers[0], servers[1]
+    ring = agent([a])
+    proc, port = start_server(kind, servers, {"APP_RING": ring})
+    try:
+        workers = set(children(proc.pid))
+        first = {}
+
+        def all_report(cond):
+            # Asks until every worker has answered /gen with cond true.
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                done = set()
+                for _ in range(50):
+                    for body in pool.map(lambda i: http_get(port, "/gen")[1],
+                                         range(64)):
+                        pid, gen, nodes = body.split(b" ")
+                        if cond(int(gen), nodes.decode()):
+                            done.add(int(pid))
+                            first.setdefault(int(pid), int(gen))
+                    if workers <= done:
+                        return True
+            return False
+        assert all_report(lambda g, n: n == "%s:%d" % a)
+        gen1 = max(first.values())
+        agent.write([b])
+        assert all_report(lambda g, n: g > gen1 and n == "%s:%d" % b)
+        # And writes from the workers now land on b.
+        for i in range(40):
+            http_get(port, "/set?after%d" % i)
+        pm_b = PmClient(b, timeout=5)
+        assert len(pm_b.get_many(["after%d" % i for i in range(40)])) == 40
+    finally:
+        stop_server(proc)
