@@ -204,3 +204,33 @@ def test_a_hung_node_times_out_and_a_killed_node_errors(own_memcached,
     with pytest.raises((ConnectionError, mcring.MemcacheUnexpectedCloseError)):
         h.get(key)
     assert h.get(other) == b"w"
+
+
+def test_unix_socket_server(tmp_path):
+    """Client("/path") and Client("unix:/path"), as pymemcache."""
+    import os
+    import subprocess
+    import time
+    from pymemcache.client.base import Client as PmClient
+    path = str(tmp_path / "mc.sock")
+    args = ["/usr/bin/memcached", "-s", path, "-t", "1"]
+    if os.getuid() == 0:
+        args += ["-u", "root"]
+    proc = subprocess.Popen(args)
+    try:
+        end = time.monotonic() + 30
+        while not os.path.exists(path):
+            assert proc.poll() is None and time.monotonic() < end
+            time.sleep(0.05)
+        pm = PmClient(path, timeout=5)
+        for spec in (path, "unix:" + path):
+            c = mcring.Client(spec, timeout=5)
+            assert c.set(b"k", spec.encode(), noreply=False) is True
+            assert pm.get(b"k") == spec.encode()
+            assert c.get(b"k") == spec.encode()
+        h = mcring.HashClient([path], timeout=5)
+        assert h.get(b"k") == ("unix:" + path).encode()
+        assert h.node_for_key(b"k") == path
+    finally:
+        proc.kill()
+        proc.wait()
