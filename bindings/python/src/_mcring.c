@@ -1437,81 +1437,93 @@ static PyObject* Core_client_stats(Core* s, PyObject* unused) {
 
 static PyMethodDef Core_methods[] = {
     FC("set", Core_set,
-       "set(key, value, expire=0, noreply=None, flags=None) -> bool\n\n"
+       "set($self, /, key, value, expire=0, noreply=None, flags=None)\n--\n\n"
        "Store a value. True when stored (always True with noreply)."),
     FC("add", Core_add,
-       "add(key, value, expire=0, noreply=None, flags=None) -> bool\n\n"
+       "add($self, /, key, value, expire=0, noreply=None, flags=None)\n--\n\n"
        "Store only if the key is absent. False when it exists."),
     FC("replace", Core_replace,
-       "replace(key, value, expire=0, noreply=None, flags=None) -> bool\n\n"
+       "replace($self, /, key, value, expire=0, noreply=None, "
+       "flags=None)\n--\n\n"
        "Store only if the key exists. False when it is absent."),
     FC("append", Core_append,
-       "append(key, value, expire=0, noreply=None, flags=None) -> bool\n\n"
+       "append($self, /, key, value, expire=0, noreply=None, "
+       "flags=None)\n--\n\n"
        "Append bytes to an existing value. False when the key is absent."),
     FC("prepend", Core_prepend,
-       "prepend(key, value, expire=0, noreply=None, flags=None) -> bool\n\n"
+       "prepend($self, /, key, value, expire=0, noreply=None, "
+       "flags=None)\n--\n\n"
        "Prepend bytes to an existing value. False when the key is absent."),
     FC("cas", Core_cas,
-       "cas(key, value, cas, expire=0, noreply=False, flags=None)\n\n"
+       "cas($self, /, key, value, cas, expire=0, noreply=False, "
+       "flags=None)\n--\n\n"
        "Check-and-set: True (stored), False (changed since), None (absent)."),
     FC("get", Core_get,
-       "get(key, default=None)\n\nThe value of key, or default on a miss."),
+       "get($self, /, key, default=None)\n--\n\nThe value of key, or default "
+       "on a miss."),
     FC("gets", Core_gets,
-       "gets(key, default=None, cas_default=None) -> (value, cas)\n\n"
+       "gets($self, /, key, default=None, cas_default=None)\n--\n\nReturns "
+       "(value, cas). "
        "The value and its cas unique, or (default, cas_default)."),
     FC("gat", Core_gat,
-       "gat(key, expire=0, default=None)\n\n"
+       "gat($self, /, key, expire=0, default=None)\n--\n\n"
        "Get and touch: the value, with its TTL reset to expire."),
     FC("gats", Core_gats,
-       "gats(key, expire=0, default=None, cas_default=None)\n\n"
+       "gats($self, /, key, expire=0, default=None, cas_default=None)\n--\n\n"
        "Get and touch with the cas unique: (value, cas)."),
     FC("get_many", Core_get_many,
-       "get_many(keys) -> dict\n\nThe hits only, keyed by the keys given. "
+       "get_many($self, /, keys)\n--\n\nReturns dict. The hits only, keyed by "
+       "the keys given. "
        "One request per node."),
     FC("get_multi", Core_get_many, "Alias of get_many."),
     FC("gets_many", Core_gets_many,
-       "gets_many(keys) -> dict\n\n{key: (value, cas)} for the hits."),
+       "gets_many($self, /, keys)\n--\n\nReturns dict. {key: (value, cas)} for "
+       "the hits."),
     FC("gets_multi", Core_gets_many, "Alias of gets_many."),
     FC("set_many", Core_set_many,
-       "set_many(values, expire=0, noreply=None, flags=None) -> list\n\n"
+       "set_many($self, /, values, expire=0, noreply=None, "
+       "flags=None)\n--\n\nReturns list. "
        "Store a dict of values; returns the keys that were not stored."),
     FC("set_multi", Core_set_many, "Alias of set_many."),
     FC("delete", Core_delete,
-       "delete(key, noreply=None) -> bool\n\n"
+       "delete($self, /, key, noreply=None)\n--\n\n"
        "False when the key was absent (always True with noreply)."),
     FC("delete_many", Core_delete_many,
-       "delete_many(keys, noreply=None) -> True\n\nDelete several keys."),
+       "delete_many($self, /, keys, noreply=None)\n--\n\nReturns True. Delete "
+       "several keys."),
     FC("delete_multi", Core_delete_many, "Alias of delete_many."),
     FC("incr", Core_incr,
-       "incr(key, value, noreply=False)\n\n"
+       "incr($self, /, key, value, noreply=False)\n--\n\n"
        "The new value, or None when the key is absent (or noreply)."),
     FC("decr", Core_decr,
-       "decr(key, value, noreply=False)\n\n"
+       "decr($self, /, key, value, noreply=False)\n--\n\n"
        "The new value (stops at 0), or None when the key is absent."),
     FC("touch", Core_touch,
-       "touch(key, expire=0, noreply=None) -> bool\n\n"
+       "touch($self, /, key, expire=0, noreply=None)\n--\n\n"
        "Set a new TTL. False when the key is absent."),
     FC("flush_all", Core_flush_all,
-       "flush_all(delay=0, noreply=None) -> bool\n\n"
+       "flush_all($self, /, delay=0, noreply=None)\n--\n\n"
        "Invalidate every item on every node."),
     FC("cache_memlimit", Core_cache_memlimit,
-       "cache_memlimit(memlimit) -> True\n\n"
+       "cache_memlimit($self, /, memlimit)\n--\n\nReturns True. "
        "Set the memory limit (MB) of every node."),
     {"_stats_node", (PyCFunction)(void (*)(void))Core_stats_node, METH_FASTCALL,
      "_stats_node(node, arg): raw stats of one node."},
     {"_version_node", (PyCFunction)Core_version_node, METH_O,
      "_version_node(node): version bytes of one node."},
     {"quit", (PyCFunction)Core_quit, METH_NOARGS,
-     "quit()\n\nClose every connection; the next call reconnects."},
+     "quit($self, /)\n--\n\nClose every connection; the next call reconnects."},
     {"close", (PyCFunction)Core_quit, METH_NOARGS,
-     "close()\n\nSame as quit(): the client stays usable."},
+     "close($self, /)\n--\n\nSame as quit(): the client stays usable."},
     {"_nodes", (PyCFunction)Core_nodes, METH_NOARGS,
      "_nodes(): the node names, in node order."},
     {"node_for_key", (PyCFunction)Core_node_for_key, METH_O,
-     "node_for_key(key) -> str\n\n\"host:port\" of the node that key (with "
+     "node_for_key($self, /, key)\n--\n\nReturns str. \"host:port\" of the "
+     "node that key (with "
      "key_prefix) is routed to."},
     {"client_stats", (PyCFunction)Core_client_stats, METH_NOARGS,
-     "client_stats() -> dict\n\nlibmcring's counters for this client: "
+     "client_stats($self, /)\n--\n\nReturns dict. libmcring's counters for "
+     "this client: "
      "reconnects, ring switches, ring generation, ..."},
     {NULL}};
 

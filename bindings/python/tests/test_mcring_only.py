@@ -121,11 +121,17 @@ def test_pymemcache_only_arguments_are_accepted(server):
 
 
 def test_help_is_useful():
+    import inspect
     text = pydoc.render_doc(mcring.Client)
     for word in ("get_many", "default_noreply", "serde", "Thread-safe",
-                 "cas(key, value, cas"):
+                 "Check-and-set"):
         assert word in text
     assert "distribution" in pydoc.render_doc(mcring.HashClient)
+    # The C methods carry signatures, as pymemcache's Python ones do.
+    assert str(inspect.signature(mcring.Client.cas)) == \
+        "(self, /, key, value, cas, expire=0, noreply=False, flags=None)"
+    assert str(inspect.signature(mcring.HashClient.get)) == \
+        "(self, /, key, default=None)"
 
 
 def test_a_serde_may_use_the_client_itself(server):
