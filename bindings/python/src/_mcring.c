@@ -469,7 +469,20 @@ static PyObject* value_copy(const mcr_item_t* it) {
 /* ------------------------------------------------------------------------ */
 /* Construction. */
 
+/* The garbage collector sees the serde: a serde that refers back to its
+ * client (as one that follows links through it does) makes a cycle. */
+static int Core_traverse(Core* s, visitproc visit, void* arg) {
+  Py_VISIT(s->serde);
+  return 0;
+}
+
+static int Core_clear(Core* s) {
+  Py_CLEAR(s->serde);
+  return 0;
+}
+
 static void Core_dealloc(Core* s) {
+  PyObject_GC_UnTrack(s);
   if (s->c)
     mcr_client_free(s->c);
   /* A lock inherited across fork may be held: only free our own. */
@@ -1531,7 +1544,9 @@ static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mcring._mcring.Core",
     .tp_basicsize = sizeof(Core),
     .tp_dealloc = (destructor)Core_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)Core_traverse,
+    .tp_clear = (inquiry)Core_clear,
     .tp_doc = "The C core of mcring.Client and mcring.HashClient.",
     .tp_methods = Core_methods,
     .tp_init = (initproc)Core_init,

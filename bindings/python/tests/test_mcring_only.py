@@ -240,3 +240,24 @@ def test_unix_socket_server(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_client_in_a_cycle_with_its_serde_is_collected(server):
+    import gc
+    import weakref
+
+    class Back:
+        def serialize(self, key, value):
+            return value, 0
+
+        def deserialize(self, key, value, flags):
+            return value
+
+    serde = Back()
+    c = mcring.Client(server, serde=serde, timeout=5)
+    serde.client = c
+    c.set(b"k", b"v", noreply=False)
+    ref = weakref.ref(c)
+    del c, serde
+    gc.collect()
+    assert ref() is None
