@@ -52,7 +52,13 @@ fi
 # ---- scratch space and cleanup ----------------------------------------------
 WORK=$(mktemp -d /tmp/mcring-py.XXXXXX)
 PIDS=()
+GROUPS_=()
 cleanup() {
+  # pytest runs in a process group of its own: whatever a test started
+  # (gunicorn, uWSGI, mcring-agent) goes with it if the run is cut short.
+  for pg in "${GROUPS_[@]}"; do
+    kill -- "-$pg" 2>/dev/null
+  done
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null
   done
@@ -86,17 +92,20 @@ free_port() {
 }
 USER_OPT=()
 [ "$(id -u)" -eq 0 ] && USER_OPT=(-u root)
-start_memcached() { # [extra memcached options] -> port
+# start_memcached [extra memcached options]: starts one on a free port and
+# sets MC_PORT. Not called in $(...): the pid must reach PIDS in this shell.
+start_memcached() {
   local port pid i
+  MC_PORT=
   for i in 1 2 3 4 5; do
     port=$(free_port)
     /usr/bin/memcached "${USER_OPT[@]}" -l 127.0.0.1 -p "$port" -U 0 -t 2 \
       -m 64 "$@" >/dev/null 2>&1 &
     pid=$!
+    PIDS+=("$pid")
     for _ in $(seq 50); do
       if $PY -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
-        PIDS+=("$pid")
-        echo "$port"
+        MC_PORT=$port
         return 0
       fi
       kill -0 "$pid" 2>/dev/null || break
@@ -107,12 +116,18 @@ start_memcached() { # [extra memcached options] -> port
   done
   return 1
 }
+no_memcached() {
+  echo "memcached did not start"
+  echo "python: 0 passed, 1 failed"
+  exit 1
+}
 SERVERS=""
 for i in 1 2 3 4; do
-  port=$(start_memcached) || { echo "memcached did not start"; echo "python: 0 passed, 1 failed"; exit 1; }
-  SERVERS="$SERVERS${SERVERS:+,}127.0.0.1:$port"
+  start_memcached || no_memcached
+  SERVERS="$SERVERS${SERVERS:+,}127.0.0.1:$MC_PORT"
 done
-PEER_PORT=$(start_memcached) || { echo "memcached did not start"; echo "python: 0 passed, 1 failed"; exit 1; }
+start_memcached || no_memcached
+PEER_PORT=$MC_PORT
 
 # A TLS memcached, with a CA and a certificate for 127.0.0.1 made here.
 T="$WORK/tls"
@@ -128,8 +143,9 @@ if ! ( set -e
     -out server.crt -days 2 -extfile ext ) >"$T/openssl.log" 2>&1; then
   cat "$T/openssl.log"; echo "python: 0 passed, 1 failed"; exit 1
 fi
-TLS_PORT=$(start_memcached -Z -o "ssl_chain_cert=$T/server.crt,ssl_key=$T/server.key") || {
-  echo "TLS memcached did not start"; echo "python: 0 passed, 1 failed"; exit 1; }
+start_memcached -Z -o "ssl_chain_cert=$T/server.crt,ssl_key=$T/server.key" ||
+  no_memcached
+TLS_PORT=$MC_PORT
 echo "memcached on $SERVERS and 127.0.0.1:$PEER_PORT; TLS on 127.0.0.1:$TLS_PORT"
 
 # ---- the suites ---------------------------------------------------------------
@@ -140,6 +156,17 @@ export MCRING_WORK="$WORK"
 export MCRING_TEST_TLS="127.0.0.1:$TLS_PORT"
 export MCRING_TEST_TLS_CA="$T/ca.crt"
 export PYTHONDONTWRITEBYTECODE=1
+
+# run_group DIR CMD...: runs CMD in DIR in a new process group, remembered
+# for cleanup (in this shell: no subshell, or cleanup would not see it).
+run_group() {
+  local dir=$1
+  shift
+  setsid bash -c 'cd "$1" && shift && exec "$@"' run_group "$dir" "$@" &
+  local pid=$!
+  GROUPS_+=("$pid")
+  wait "$pid"
+}
 
 # Counts from a junit xml file: "passed failed skipped".
 counts() {
@@ -160,8 +187,8 @@ EOF
 }
 
 echo "== binding suite (bindings/python/tests)"
-(cd "$WORK" && "$VPY" -m pytest -p no:cacheprovider -q -rsfE \
-   --junitxml="$WORK/own.xml" "$HERE/tests")
+run_group "$WORK" "$VPY" -m pytest -p no:cacheprovider -q -rsfE \
+  --junitxml="$WORK/own.xml" "$HERE/tests"
 read -r OWN_P OWN_F OWN_S < <(counts "$WORK/own.xml")
 
 echo "== pymemcache 3.5.2 test_integration.py with mcring's clients"
@@ -175,10 +202,10 @@ if ! grep -q '^from mcring import Client$' "$WORK/peer/test_integration.py"; the
   OWN_F=$((OWN_F + 1))
 fi
 cp "$HERE/peer/conftest.py" "$WORK/peer/conftest.py"
-(cd "$WORK/peer" && "$VPY" -m pytest -p no:cacheprovider -q -rsfE \
-   --junitxml="$WORK/peer.xml" --server 127.0.0.1 --port "$PEER_PORT" \
-   --tls-server 127.0.0.1 --tls-port "$TLS_PORT" --tls-ca "$T/ca.crt" \
-   test_integration.py)
+run_group "$WORK/peer" "$VPY" -m pytest -p no:cacheprovider -q -rsfE \
+  --junitxml="$WORK/peer.xml" --server 127.0.0.1 --port "$PEER_PORT" \
+  --tls-server 127.0.0.1 --tls-port "$TLS_PORT" --tls-ca "$T/ca.crt" \
+  test_integration.py
 read -r PEER_P PEER_F PEER_S < <(counts "$WORK/peer.xml")
 echo "peer suite: $PEER_P passed, $PEER_F failed, $PEER_S skipped"
 echo "binding suite: $OWN_P passed, $OWN_F failed, $OWN_S skipped"
