@@ -49,6 +49,7 @@ _mcring._set_exceptions(_EXCEPTIONS)
 __all__ = [
     "Client",
     "HashClient",
+    "PooledClient",
     "MemcacheClientError",
     "MemcacheError",
     "MemcacheIllegalInputError",
@@ -210,6 +211,10 @@ class _Base(_Core):
     def __enter__(self):
         return self
 
+    def __repr__(self):
+        return "<%s.%s %s>" % (type(self).__module__, type(self).__qualname__,
+                               ",".join(self._nodes()))
+
     def __exit__(self, *exc_info):
         self.close()
 
@@ -302,6 +307,32 @@ class Client(_Base):
     def quit(self):
         """Close the connection; the next call reconnects."""
         super().quit()
+
+
+class PooledClient(Client):
+    """pymemcache's PooledClient arguments, for a one-line switch.
+
+    mcring needs no pool: a Client is already safe to share between
+    threads (a lock per client). max_pool_size, pool_idle_timeout and
+    lock_generator are accepted and ignored; for many busy threads give
+    each its own Client instead (docs/python.md, "Threads").
+    """
+
+    def __init__(self, server, serde=None, serializer=None,
+                 deserializer=None, connect_timeout=None, timeout=None,
+                 no_delay=False, ignore_exc=False, socket_module=None,
+                 socket_keepalive=None, key_prefix=b"", max_pool_size=None,
+                 pool_idle_timeout=0, lock_generator=None,
+                 default_noreply=True, allow_unicode_keys=False,
+                 encoding="ascii", tls_context=None, **mcring_options):
+        super().__init__(
+            server, serde=serde, serializer=serializer,
+            deserializer=deserializer, connect_timeout=connect_timeout,
+            timeout=timeout, ignore_exc=ignore_exc,
+            socket_keepalive=socket_keepalive, key_prefix=key_prefix,
+            default_noreply=default_noreply,
+            allow_unicode_keys=allow_unicode_keys, encoding=encoding,
+            tls_context=tls_context, **mcring_options)
 
 
 class HashClient(_Base):

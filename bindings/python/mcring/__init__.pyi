@@ -98,6 +98,30 @@ class Client(_Base):
     def stats(self, *args: Union[str, bytes]) -> Dict[bytes, Any]: ...
     def version(self) -> bytes: ...
 
+class PooledClient(Client):
+    def __init__(
+        self,
+        server: Server,
+        serde: Optional[Serde] = ...,
+        serializer: Any = ...,
+        deserializer: Any = ...,
+        connect_timeout: Optional[float] = ...,
+        timeout: Optional[float] = ...,
+        no_delay: bool = ...,
+        ignore_exc: bool = ...,
+        socket_module: Any = ...,
+        socket_keepalive: Any = ...,
+        key_prefix: Union[bytes, str] = ...,
+        max_pool_size: Any = ...,
+        pool_idle_timeout: Any = ...,
+        lock_generator: Any = ...,
+        default_noreply: bool = ...,
+        allow_unicode_keys: bool = ...,
+        encoding: str = ...,
+        tls_context: Optional[ssl.SSLContext] = ...,
+        **mcring_options: Any,
+    ) -> None: ...
+
 class HashClient(_Base):
     servers: Optional[Sequence[Server]]
     ring_dir: Optional[str]

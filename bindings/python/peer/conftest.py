@@ -2,8 +2,9 @@
 
 run-tests.sh copies pymemcache 3.5.2's test_integration.py next to this
 file (changing only its `Client` import to mcring's) and runs it: the
-fixtures below hand it mcring.Client and a one-server mcring.HashClient in
-place of pymemcache's Client, PooledClient and HashClient. pymemcache-only
+fixtures below hand it mcring.Client, mcring.PooledClient and a one-server
+mcring.HashClient in place of pymemcache's Client, PooledClient and
+HashClient. pymemcache-only
 arguments (socket_module) are accepted and ignored by mcring.
 """
 import socket
@@ -63,4 +64,6 @@ def pytest_generate_tests(metafunc):
     if "socket_module" in metafunc.fixturenames:
         metafunc.parametrize("socket_module", [socket])
     if "client_class" in metafunc.fixturenames:
-        metafunc.parametrize("client_class", [mcring.Client, HashClientSingle])
+        metafunc.parametrize("client_class", [mcring.Client,
+                                              mcring.PooledClient,
+                                              HashClientSingle])

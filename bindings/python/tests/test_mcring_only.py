@@ -261,3 +261,18 @@ def test_a_client_in_a_cycle_with_its_serde_is_collected(server):
     del c, serde
     gc.collect()
     assert ref() is None
+
+
+def test_pooled_client_takes_pymemcaches_positional_arguments(server):
+    import socket
+    from pymemcache.client.base import PooledClient as PmPooled
+    from pymemcache.serde import pickle_serde
+    # server, serde, serializer, deserializer, connect_timeout, timeout,
+    # no_delay, ignore_exc, socket_module, socket_keepalive, key_prefix,
+    # max_pool_size
+    args = (server, pickle_serde, None, None, 5, 5, False, False, socket,
+            None, b"pp:", 4)
+    pm, mc = PmPooled(*args), mcring.PooledClient(*args)
+    mc.set("k", {"v": 1}, noreply=False)
+    assert pm.get("k") == {"v": 1}
+    assert repr(mc) == "<mcring.PooledClient %s:%d>" % server
