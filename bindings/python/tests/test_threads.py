@@ -67,3 +67,60 @@ def test_the_gil_is_released_while_waiting_for_a_reply(server):
     assert result["a"] == "missing"
     conn.close()
     silent.close()
+
+
+def test_a_thread_waiting_for_the_clients_lock_releases_the_gil(server):
+    """A holds the client (waiting for a reply the main thread controls);
+    B calls the same client and must wait for its lock. The main thread
+    still runs while both wait, and B's request is sent only after A's
+    call is over: the lock serializes the two on one connection."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    port = silent.getsockname()[1]
+    shared = mcring.Client(("127.0.0.1", port), timeout=60,
+                           connect_timeout=60)
+    result = {}
+    b_started = threading.Event()
+
+    def a():
+        result["a"] = shared.get(b"a", "missing-a")
+
+    def b():
+        b_started.set()
+        result["b"] = shared.get(b"b", "missing-b")
+
+    ta = threading.Thread(target=a)
+    ta.start()
+    conn, _ = silent.accept()
+
+    def read_request():
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = conn.recv(100)
+            assert chunk
+            data += chunk
+        return data
+    assert read_request() == b"get a\r\n"
+    tb = threading.Thread(target=b)
+    tb.start()
+    b_started.wait()
+    fast = mcring.Client(server, timeout=10)
+    fast.set(b"f", b"1", noreply=False)
+    assert all(fast.get(b"f") == b"1" for _ in range(200))
+    assert ta.is_alive() and tb.is_alive()
+    conn.settimeout(0)  # nothing from B yet: A still holds the client
+    try:
+        early = conn.recv(100)
+    except BlockingIOError:
+        early = None
+    assert early is None
+    conn.settimeout(None)
+    conn.sendall(b"VALUE a 0 2\r\nva\r\nEND\r\n")
+    ta.join()
+    assert read_request() == b"get b\r\n"
+    conn.sendall(b"END\r\n")
+    tb.join()
+    assert result == {"a": b"va", "b": "missing-b"}
+    conn.close()
+    silent.close()
