@@ -140,7 +140,8 @@ MCR_EXTERN int mcr_replace_allocator(void* (*malloc_fn)(size_t),
  *   bit 4 (0x10) pymemcache text           - never set by mcring itself
  *   bit 8 (0x100) MCR_FLAG_ZSTD: the stored bytes are a zstd frame of the
  *                 value; mcring sets it when it compresses and clears it
- *                 after decompressing. */
+ *                 after decompressing (unless raw_flags: then it is an
+ *                 ordinary flag, passed through both ways). */
 #define MCR_FLAG_ZSTD 0x100u
 
 /* ------------------------------------------------------------------------ */
@@ -242,7 +243,12 @@ typedef struct {
   size_t item_size_max;            /* default 1 MiB (memcached's -I) */
   size_t compress_threshold;       /* default 0 = never compress */
   int compress_level;              /* zstd level, default 1 */
-  const mcr_serde_t* serde;        /* default NULL: bytes are stored as is */
+  /* 1: bit 0x100 is an ordinary client flag, for keys shared with
+   * clients that use it: values are never decompressed on the way out and
+   * flags containing it may be stored. Needs compress_threshold 0 (else
+   * mcr_client_new fails with MCR_EINVAL). Default 0: MCR_FLAG_ZSTD. */
+  int raw_flags;
+  const mcr_serde_t* serde; /* default NULL: bytes are stored as is */
   /* Node failure: after failure_limit consecutive connect or I/O failures
    * on a node (default 2), the node is marked down in this client for
    * retry_timeout_ms (default 1000); its keys then fail at once with
@@ -376,12 +382,12 @@ typedef struct {
  * before any buffer grows for it (set item_size_max to at least the
  * servers' -I). */
 
-/* Storage commands. `flags` may not contain MCR_FLAG_ZSTD (MCR_EINVAL: the
- * bit is the compression marker). `ttl` is memcached's exptime: seconds (<= 30
- * days) or a unix time, 0 = never expires, negative = expired at once. Return
- * MCR_OK, MCR_NOT_STORED (add on an existing key, replace/append/prepend on a
- * missing one), or a negative error. With noreply, MCR_OK once sent.
- * Nothing is sent when the key or the value is invalid. */
+/* Storage commands. `flags` may not contain MCR_FLAG_ZSTD unless raw_flags
+ * is set (MCR_EINVAL: the bit is the compression marker). `ttl` is memcached's
+ * exptime: seconds (<= 30 days) or a unix time, 0 = never expires, negative =
+ * expired at once. Return MCR_OK, MCR_NOT_STORED (add on an existing key,
+ * replace/append/prepend on a missing one), or a negative error. With noreply,
+ * MCR_OK once sent. Nothing is sent when the key or the value is invalid. */
 MCR_EXTERN int mcr_client_set(mcr_client_t* c, const char* key, size_t key_len,
                               const void* value, size_t value_len,
                               uint32_t flags, int64_t ttl, unsigned cflags);
@@ -735,8 +741,8 @@ MCR_EXTERN int mcr_client_lease_get(mcr_client_t* c, const char* key,
 /* Stores the value computed under lease `l` (from mcr_client_lease_get)
  * with `ttl` seconds (0: no expiry) and `client_flags`, and releases the
  * lease. An empty value is MCR_EINVAL (it would read as memcached's
- * placeholder). Returns MCR_OK when stored; MCR_EXISTS when the key changed since
- * the lease was won (another value or an invalidation is newer: nothing
+ * placeholder). Returns MCR_OK when stored; MCR_EXISTS when the key changed
+ * since the lease was won (another value or an invalidation is newer: nothing
  * stored); MCR_NOT_STORED when the lease had expired and another process
  * stored the key first; or a negative error. A lease whose placeholder
  * expired (or a cas of 0) stores with add semantics. */

@@ -53,6 +53,8 @@ static int opts_check(const mcr_client_opts_t* o, char* err, size_t errlen) {
     what = "failure_limit and retry_timeout_ms must be >= 0";
   else if (o->compress_level < -7 || o->compress_level > 22)
     what = "compress_level must be -7..22";
+  else if (o->raw_flags && o->compress_threshold)
+    what = "raw_flags leaves bit 0x100 to the caller: set compress_threshold 0";
   else if (o->distribution != MCR_DIST_KETAMA &&
            o->distribution != MCR_DIST_KETAMA_LIBMEMCACHED &&
            o->distribution != MCR_DIST_XXH3)
@@ -253,7 +255,7 @@ static int store(mcr_client_t* c, mcr__store_t cmd, const char* key,
     return rc;
   if (MCR__UNLIKELY(!value && value_len))
     return mcr__set_error(c, MCR_EINVAL, "value is NULL");
-  if (MCR__UNLIKELY(flags & MCR_FLAG_ZSTD))
+  if (MCR__UNLIKELY((flags & MCR_FLAG_ZSTD) && !c->opts.raw_flags))
     return mcr__set_error(c, MCR_EINVAL,
                           "flag bit 0x100 is reserved for compression");
   const void* data = value ? value : "";
@@ -505,7 +507,7 @@ static int batch(mcr_client_t* c, bool is_set, size_t n,
     return rc;
   if (is_set && (rc = mcr__check_ttl(c, ttl)))
     return rc;
-  if (flags & MCR_FLAG_ZSTD)
+  if ((flags & MCR_FLAG_ZSTD) && !c->opts.raw_flags)
     return mcr__set_error(c, MCR_EINVAL,
                           "flag bit 0x100 is reserved for compression");
   for (size_t i = 0; i < n; i++) {

@@ -42,7 +42,7 @@ int mcr__encode_value(mcr_client_t* c, const void* value, size_t value_len,
     c->scratch.len = 0;
     if (sd->encode(sd->ud, value, value_len, flags, &c->scratch) < 0)
       return mcr__set_error(c, MCR_ESERDE, "serde encode failed");
-    if (*flags & MCR_FLAG_ZSTD)
+    if ((*flags & MCR_FLAG_ZSTD) && !c->opts.raw_flags)
       return mcr__set_error(c, MCR_ESERDE,
                             "serde encode set the reserved zstd flag bit");
     data = c->scratch.data ? c->scratch.data : "";
@@ -75,7 +75,7 @@ int mcr__encode_value(mcr_client_t* c, const void* value, size_t value_len,
 }
 
 int mcr__decode_item(mcr_client_t* c, mcr_item_t* it) {
-  if (it->flags & MCR_FLAG_ZSTD) {
+  if ((it->flags & MCR_FLAG_ZSTD) && !c->opts.raw_flags) {
     unsigned long long size =
         ZSTD_getFrameContentSize(it->value, it->value_len);
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||

@@ -690,6 +690,36 @@ Test(client, corrupt_compressed_value) {
   cl_expect(fx_client, "fine", "1");
 }
 
+Test(client, raw_flags_pass_bit_0x100_through) {
+  /* Another client's value with bit 8 set in its own flag scheme. */
+  raw_set(&fx_mcd, "theirs", "not a zstd frame", 16, MCR_FLAG_ZSTD | 0x2);
+  mcr_client_opts_t o = opts_default();
+  o.raw_flags = 1;
+  mcr_client_t* c = client_new(fx_mcd.servers, &o);
+  mcr_item_t item;
+  assert_rc(mcr_client_get(c, K("theirs"), &item), MCR_OK);
+  assert_value(item, "not a zstd frame", 16);
+  cr_assert_eq(item.flags, MCR_FLAG_ZSTD | 0x2);
+  /* And stores it: read back with a plain text get. */
+  assert_rc(mcr_client_set(c, K("mine"), "v", 1, MCR_FLAG_ZSTD, 0, 0), MCR_OK);
+  char got[8];
+  size_t len = 0;
+  uint32_t flags = 0;
+  cr_assert(raw_get(&fx_mcd, "mine", got, sizeof got, &len, &flags));
+  cr_assert_eq(len, 1);
+  cr_assert_eq(got[0], 'v');
+  cr_assert_eq(flags, MCR_FLAG_ZSTD);
+  mcr_client_free(c);
+  /* The default client refuses the bit on the way in. */
+  assert_rc(mcr_client_set(fx_client, K("x"), "v", 1, MCR_FLAG_ZSTD, 0, 0),
+            MCR_EINVAL);
+  /* raw_flags with compression is a contradiction. */
+  o.compress_threshold = 100;
+  char err[256];
+  assert_rc(mcr_client_new(&c, &o, err, sizeof err), MCR_EINVAL);
+  cr_assert(strstr(err, "raw_flags"), "%s", err);
+}
+
 /* ---------------------------------------------------------------- serde */
 
 #define SERDE_FLAG 0x40000u
