@@ -49,7 +49,7 @@ extern "C" {
 #endif
 
 #define MCR_VERSION_MAJOR 0
-#define MCR_VERSION_MINOR 2
+#define MCR_VERSION_MINOR 3
 #define MCR_VERSION_PATCH 0
 
 /* ------------------------------------------------------------------------ */

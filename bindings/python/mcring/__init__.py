@@ -62,7 +62,7 @@ __all__ = [
     "serde",
 ]
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _DEFAULT_TIMEOUT = 1.0
 
