@@ -252,10 +252,8 @@ static int io_failure(mcr__conn_t* k, int e, int saved_errno, const char* op) {
   return tls_failed(k, MCR_ETLS, "TLS %s: %s", op, ossl_reason());
 }
 
-/* The same, then the thread's OpenSSL error queue is emptied: the record
- * calls do not clear it first (ERR_clear_error costs more than a thousand
- * instructions in OpenSSL 3.0, a tenth of a get over TLS), so every
- * failure must leave it empty for the next call's SSL_get_error. */
+/* The same, then the thread's OpenSSL error queue is emptied, so that the
+ * next call's SSL_get_error sees only its own errors. */
 static int io_failed(mcr__conn_t* k, int e, int saved_errno, const char* op) {
   int rc = io_failure(k, e, saved_errno, op);
   ERR_clear_error();
@@ -375,6 +373,18 @@ void mcr__tls_forget(mcr__conn_t* k) {
 
 /* ------------------------------------------------------------ records */
 
+/* SSL_get_error reads the thread's error queue, so it must be empty before
+ * SSL_read / SSL_write: another user of OpenSSL in the process (PHP's or
+ * Python's ssl, a database driver) may have left errors there, which would
+ * turn a plain "wait for more bytes" into a failure. ERR_clear_error costs
+ * more than a thousand instructions in OpenSSL 3.0 (a tenth of a get over
+ * TLS); looking first costs a thread-local lookup, and our own failures
+ * leave the queue empty (io_failed). */
+static inline void queue_empty(void) {
+  if (ERR_peek_error())
+    ERR_clear_error();
+}
+
 int mcr__tls_send(mcr__conn_t* k, const struct iovec* iov, int iovcnt) {
   /* One record for the whole request (up to 16 KiB), so one send: the
    * pieces are copied together first. */
@@ -393,6 +403,7 @@ int mcr__tls_send(mcr__conn_t* k, const struct iovec* iov, int iovcnt) {
     data = k->tls_out;
   }
   const char* p = data;
+  queue_empty();
   while (total > 0) {
     int n = SSL_write(k->ssl, p, total > INT32_MAX ? INT32_MAX : (int)total);
     if (n > 0) {
@@ -416,6 +427,7 @@ int mcr__tls_fill(mcr__conn_t* k, size_t room, bool nowait) {
   bool got = false;
   if (nowait)
     k->slow = true;
+  queue_empty();
   for (;;) {
     if (mcr__grow(&k->rbuf, &k->rcap, k->rlen,
                   room > MCR__RECV_ROOM ? room : MCR__RECV_ROOM,
