@@ -1284,25 +1284,21 @@ PHP_METHOD(Memcached, getServerByKey) {
     rk = kb;
     rl += o->st->prefix_len;
   }
+  /* "weight" is always 0, as php-memcached 3.2.0 reports it. */
   const mcr_ring_t* ring = mcr_client_ring(c);
   array_init(return_value);
   if (!ring) { /* one server */
     const server_t* s = &o->st->servers[0];
     add_assoc_string(return_value, "host", s->host);
     add_assoc_long(return_value, "port", s->port);
-    add_assoc_long(return_value, "weight", s->weight);
+    add_assoc_long(return_value, "weight", 0);
     return;
   }
   mcr_ring_node_t n;
   mcr_ring_node(ring, mcr_ring_locate(ring, rk, rl), &n);
-  zend_long weight = n.weight;
-  for (size_t i = 0; i < o->st->nservers; i++)
-    if (o->st->servers[i].port == n.port &&
-        strcmp(o->st->servers[i].host, n.host) == 0)
-      weight = o->st->servers[i].weight;
   add_assoc_string(return_value, "host", (char*)n.host);
   add_assoc_long(return_value, "port", n.port);
-  add_assoc_long(return_value, "weight", weight);
+  add_assoc_long(return_value, "weight", 0);
 }
 
 PHP_METHOD(Memcached, resetServerList) {
