@@ -207,7 +207,24 @@ static zend_object_handlers mcring_handlers;
 static inline mcobj_t* obj_of(zend_object* o) {
   return (mcobj_t*)((char*)o - XtOffsetOf(mcobj_t, std));
 }
-#define THIS_OBJ() obj_of(Z_OBJ_P(ZEND_THIS))
+
+/* The object of a method. A subclass whose constructor does not call
+ * parent::__construct() has no state: an Error, as in php-memcached. */
+static mcobj_t* this_obj(zval* this_ptr) {
+  mcobj_t* o = obj_of(Z_OBJ_P(this_ptr));
+  if (!o->st) {
+    zend_throw_error(NULL, "Memcached constructor was not called");
+    return NULL;
+  }
+  return o;
+}
+#define THIS_OBJ()                      \
+  ({                                    \
+    mcobj_t* o__ = this_obj(ZEND_THIS); \
+    if (!o__)                           \
+      RETURN_THROWS();                  \
+    o__;                                \
+  })
 
 static zend_object* obj_create(zend_class_entry* ce) {
   mcobj_t* o = zend_object_alloc(sizeof(mcobj_t), ce);
@@ -440,6 +457,15 @@ static size_t full_key(mcobj_t* o, const char* key, size_t len, char* buf) {
     set_code(o, RES_BAD_KEY_PROVIDED);
     return 0;
   }
+  /* php-memcached refuses bytes above 0x7f in ASCII mode (and so keys
+   * that worked there work here); with OPT_BINARY_PROTOCOL it takes them,
+   * and so does memcached's text protocol. */
+  if (!st->behavior[OPT_BINARY_PROTOCOL])
+    for (size_t i = 0; i < len; i++)
+      if ((unsigned char)key[i] > 0x7f) {
+        set_code(o, RES_BAD_KEY_PROVIDED);
+        return 0;
+      }
   return n;
 }
 #define KEYBUF_SIZE (KEY_MAX + PREFIX_MAX + 1)
@@ -523,7 +549,12 @@ PHP_METHOD(Memcached, __construct) {
   Z_PARAM_FUNC_OR_NULL(fci, fcc)
   Z_PARAM_STR_OR_NULL(conn)
   ZEND_PARSE_PARAMETERS_END();
-  mcobj_t* o = THIS_OBJ();
+  mcobj_t* o = obj_of(Z_OBJ_P(ZEND_THIS));
+  if (o->st) { /* __construct called twice */
+    if (!o->persistent)
+      state_free(o->st);
+    o->st = NULL;
+  }
   int fresh = 1;
   if (pid && ZSTR_LEN(pid)) {
     state_t* st = persistent_states;
@@ -546,8 +577,18 @@ PHP_METHOD(Memcached, __construct) {
   set_code(o, RES_SUCCESS);
   if (fresh && conn && ZSTR_LEN(conn))
     parse_connection_str(o->st, conn);
-  if (fresh && ZEND_FCI_INITIALIZED(fci))
+  if (fresh && ZEND_FCI_INITIALIZED(fci)) {
     invoke_instance_cb(ZEND_THIS, &fci, &fcc, pid);
+    if (EG(exception) && o->persistent) {
+      /* A failed initialisation is not kept for the next request. */
+      state_t** pp = &persistent_states;
+      while (*pp != o->st)
+        pp = &(*pp)->next;
+      *pp = o->st->next;
+      state_free(o->st);
+      o->st = NULL;
+    }
+  }
 }
 
 PHP_METHOD(Memcached, getResultCode) {
@@ -1206,10 +1247,20 @@ PHP_METHOD(Memcached, addServers) {
       i++;
       continue;
     }
-    HashTable* e = Z_ARRVAL_P(entry);
-    zval* h = zend_hash_index_find(e, 0);
-    zval* p = zend_hash_index_find(e, 1);
-    zval* w = zend_hash_index_find(e, 2);
+    /* host, port and weight are the entry's first three values, whatever
+     * their keys (as php-memcached reads them). */
+    zval *h = NULL, *p = NULL, *w = NULL, *v;
+    int pos = 0;
+    ZEND_HASH_FOREACH_VAL(Z_ARRVAL_P(entry), v) {
+      if (pos == 0)
+        h = v;
+      else if (pos == 1)
+        p = v;
+      else if (pos == 2)
+        w = v;
+      pos++;
+    }
+    ZEND_HASH_FOREACH_END();
     if (!h || !p) {
       php_error_docref(NULL, E_WARNING,
                        "could not get server host or port for entry #%d",
@@ -1963,8 +2014,20 @@ static PHP_GINIT_FUNCTION(mcring) {
 
 static PHP_MINIT_FUNCTION(mcring) {
   REGISTER_INI_ENTRIES();
+  /* As \Memcached (mcring.alias_memcached=1) only when ext/memcached is
+   * not loaded (module_registry holds every loaded extension by now). The
+   * class is then registered under that name, Mcring\Memcached being the
+   * alias, so that warnings, var_dump and get_class read as
+   * php-memcached's do. */
+  int as_memcached =
+      MCPHP_G(alias_memcached) &&
+      !zend_hash_str_exists(&module_registry, ZEND_STRL("memcached"));
   zend_class_entry ce;
-  INIT_CLASS_ENTRY(ce, "Mcring\\Memcached", methods);
+  if (as_memcached) {
+    INIT_CLASS_ENTRY(ce, "Memcached", methods);
+  } else {
+    INIT_CLASS_ENTRY(ce, "Mcring\\Memcached", methods);
+  }
   mcring_ce = zend_register_internal_class(&ce);
   mcring_ce->create_object = obj_create;
   memcpy(&mcring_handlers, zend_get_std_object_handlers(),
@@ -1989,16 +2052,17 @@ static PHP_MINIT_FUNCTION(mcring) {
   zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("GET_ERROR_RETURN_VALUE"),
                                    0);
 
-  INIT_CLASS_ENTRY(ce, "Mcring\\MemcachedException", NULL);
+  if (as_memcached) {
+    INIT_CLASS_ENTRY(ce, "MemcachedException", NULL);
+  } else {
+    INIT_CLASS_ENTRY(ce, "Mcring\\MemcachedException", NULL);
+  }
   mcring_exception_ce =
       zend_register_internal_class_ex(&ce, spl_ce_RuntimeException);
-
-  /* \Memcached for code that names the class, only when ext/memcached is
-   * not loaded (module_registry holds every loaded extension by now). */
-  if (MCPHP_G(alias_memcached) &&
-      !zend_hash_str_exists(&module_registry, ZEND_STRL("memcached"))) {
-    zend_register_class_alias("Memcached", mcring_ce);
-    zend_register_class_alias("MemcachedException", mcring_exception_ce);
+  if (as_memcached) {
+    zend_register_class_alias("Mcring\\Memcached", mcring_ce);
+    zend_register_class_alias("Mcring\\MemcachedException",
+                              mcring_exception_ce);
   }
   return SUCCESS;
 }

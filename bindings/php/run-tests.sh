@@ -138,8 +138,10 @@ run_phpt() {
   TEST_PHP_EXECUTABLE=$(command -v $PHP) NO_INTERACTION=1 \
     $PHP -n "$RUN_TESTS" -q --set-timeout 60 -p "$(command -v $PHP)" \
     "$@" "$dir" >"$out.log" 2>&1
-  sed -n -E 's/^(PASS|FAIL|SKIP|BORK|LEAK|XFAIL|WARN|XLEAK)[^[]*\[([^]]*)\].*$/\1 \2/p' \
-    "$out.log" | sed -E "s#^([A-Z]+) .*/([^/]+\.phpt)\$#\1 \2#" | sort -k2 >"$out"
+  # progress lines end in \r and results are coloured: one result a line
+  tr '\r' '\n' <"$out.log" | sed -E 's/\x1b\[[0-9;]*m//g' |
+    sed -n -E 's#^(PASS|FAIL|SKIP|BORK|LEAK|XFAIL|WARN|XLEAK) .*\[([^]]*/)?([^]/]+\.phpt)\]( .*)?$#\1 \3#p' |
+    sort -u -k2 >"$out"
 }
 
 # ---- the extension's own tests ------------------------------------------
@@ -156,7 +158,7 @@ while read -r res name; do
       FAILED=$((FAILED + 1))
       echo "FAILED: $name ($res)"
       diff="$WORK/own/${name%.phpt}.diff"
-      [ -f "$diff" ] && head -40 "$diff"
+      [ -f "$diff" ] && head -40 "$diff" && echo
       ;;
   esac
 done <"$WORK/own.res"
@@ -198,7 +200,7 @@ define("MEMC_SERVER_HOST", "127.0.0.1");
 define("MEMC_SERVER_PORT", ${PORTS[0]});
 EOF
 sed -i 's/!extension_loaded("memcached")/!class_exists("Memcached")/' \
-  "$WORK/peer/skipif.inc"
+  "$WORK/peer/skipif.inc" "$WORK"/peer/*.phpt
 rm -rf "$WORK/peer/experimental"
 cp -r "$WORK/peer" "$WORK/peer-mcring"
 run_phpt "$WORK/peer" "$WORK/peer-base.res"
@@ -225,7 +227,7 @@ while read -r res name; do
     peer_fail=$((peer_fail + 1))
     echo "FAILED peer: $name (${mres:-no result})"
     diff="$WORK/peer-mcring/${name%.phpt}.diff"
-    [ -f "$diff" ] && head -20 "$diff"
+    [ -f "$diff" ] && head -20 "$diff" && echo
   fi
 done <"$WORK/peer-base.res"
 echo "peer suite: php-memcached 3.2.0 passes $base_pass of $(wc -l <"$WORK/peer-base.res");" \

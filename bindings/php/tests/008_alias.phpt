@@ -1,5 +1,5 @@
 --TEST--
-mcring.alias_memcached=1 registers the class as \Memcached when ext/memcached is not loaded, and only then
+mcring.alias_memcached=1 registers the class as \Memcached (Mcring\Memcached its alias) when ext/memcached is not loaded, and only then
 --SKIPIF--
 <?php include __DIR__ . '/skipif.inc'; if (!getenv('MCRING_TEST_SO')) die('skip MCRING_TEST_SO not set'); ?>
 --FILE--
@@ -28,7 +28,7 @@ if (extension_loaded('memcached')) {
 ?>
 --EXPECT--
 -- without ext/memcached
-string(16) "Mcring\Memcached"
+string(9) "Memcached"
 bool(true)
 bool(true)
 string(2) "ok"
