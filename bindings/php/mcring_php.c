@@ -23,6 +23,7 @@
 #endif
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2014,6 +2015,14 @@ static PHP_GINIT_FUNCTION(mcring) {
 
 static PHP_MINIT_FUNCTION(mcring) {
   REGISTER_INI_ENTRIES();
+  /* Keep libmcring mapped until the process exits. PHP unloads
+   * extensions at shutdown, and with them libmcring, while a detached
+   * name-resolution thread of libmcring may still be finishing (it
+   * outlives a call that timed out or raced it): unmapping its code under
+   * it crashes the process on exit. */
+  Dl_info info;
+  if (dladdr((void*)mcr_client_new, &info) && info.dli_fname)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
   /* As \Memcached (mcring.alias_memcached=1) only when ext/memcached is
    * not loaded (module_registry holds every loaded extension by now). The
    * class is then registered under that name, Mcring\Memcached being the

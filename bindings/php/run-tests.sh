@@ -7,7 +7,8 @@
 #     --with-mcring=BUILD_DIR, make), never touching the source tree;
 #  3. starts three memcached on free loopback ports (stopped on any exit);
 #  4. runs the extension's own .phpt tests (tests/) with php-memcached
-#     loaded in the same process, for the side-by-side tests;
+#     loaded in the same process, for the side-by-side tests, and
+#     tests/fpm_e2e.sh (a PHP-FPM pool of 16 children driven by cgi-fcgi);
 #  5. runs php-memcached 3.2.0's own .phpt suite twice: with
 #     php-memcached itself (the baseline), then against mcring registered
 #     as \Memcached with ext/memcached not loaded. A peer test counts only
@@ -43,8 +44,8 @@ finish() {
 }
 
 # ---- dependencies -------------------------------------------------------
-DEPS="php8.2-dev php8.2-cli php8.2-memcached php8.2-igbinary php8.2-msgpack
-memcached zlib1g-dev libzstd-dev"
+DEPS="php8.2-dev php8.2-cli php8.2-fpm php8.2-memcached php8.2-igbinary
+php8.2-msgpack memcached libfcgi-bin zlib1g-dev libzstd-dev"
 missing=""
 for p in $DEPS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -170,6 +171,16 @@ if [ "$own_total" -ne "$expected_own" ]; then
   FAILED=$((FAILED + expected_own - own_total))
 fi
 echo "own tests: $PASSED passed, $FAILED failed of $own_total"
+
+# ---- PHP-FPM end to end -------------------------------------------------
+if bash "$HERE/tests/fpm_e2e.sh" >"$WORK/fpm.log" 2>&1; then
+  PASSED=$((PASSED + 1))
+  sed 's/^/fpm: /' "$WORK/fpm.log"
+else
+  FAILED=$((FAILED + 1))
+  echo "FAILED: fpm_e2e.sh"
+  sed 's/^/fpm: /' "$WORK/fpm.log" | tail -20
+fi
 
 # ---- php-memcached's own suite ------------------------------------------
 PEER_GIT=""
