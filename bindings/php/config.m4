@@ -44,7 +44,8 @@ if test "$PHP_MCRING" != "no"; then
     PHP_ADD_LIBRARY(zstd, 1, MCRING_SHARED_LIBADD)
   ])
   PHP_SUBST(MCRING_SHARED_LIBADD)
-  PHP_NEW_EXTENSION(mcring, mcring_php.c mcring_value.c mcring_fastlz.c,
+  PHP_NEW_EXTENSION(mcring, mcring_php.c mcring_value.c mcring_fastlz.c mcring_session.c,
     $ext_shared,, -std=gnu11 -Wall -Wno-unused-parameter)
   PHP_ADD_EXTENSION_DEP(mcring, json)
+  PHP_ADD_EXTENSION_DEP(mcring, session)
 fi

@@ -2007,6 +2007,21 @@ STD_PHP_INI_ENTRY("mcring.serializer", "php", PHP_INI_ALL, OnUpdateString,
 STD_PHP_INI_ENTRY("mcring.compression_type", "fastlz", PHP_INI_ALL,
                   OnUpdateString, compression_type, zend_mcring_globals,
                   mcring_globals)
+STD_PHP_INI_ENTRY("mcring.sess_prefix", "memc.sess.key.", PHP_INI_ALL,
+                  OnUpdateString, sess_prefix, zend_mcring_globals,
+                  mcring_globals)
+STD_PHP_INI_BOOLEAN("mcring.sess_locking", "1", PHP_INI_ALL, OnUpdateBool,
+                    sess_locking, zend_mcring_globals, mcring_globals)
+STD_PHP_INI_ENTRY("mcring.sess_lock_wait_min", "150", PHP_INI_ALL,
+                  OnUpdateLong, sess_lock_wait_min, zend_mcring_globals,
+                  mcring_globals)
+STD_PHP_INI_ENTRY("mcring.sess_lock_wait_max", "150", PHP_INI_ALL,
+                  OnUpdateLong, sess_lock_wait_max, zend_mcring_globals,
+                  mcring_globals)
+STD_PHP_INI_ENTRY("mcring.sess_lock_retries", "5", PHP_INI_ALL, OnUpdateLong,
+                  sess_lock_retries, zend_mcring_globals, mcring_globals)
+STD_PHP_INI_ENTRY("mcring.sess_lock_expire", "0", PHP_INI_ALL, OnUpdateLong,
+                  sess_lock_expire, zend_mcring_globals, mcring_globals)
 PHP_INI_END()
 
 static PHP_GINIT_FUNCTION(mcring) {
@@ -2056,7 +2071,9 @@ static PHP_MINIT_FUNCTION(mcring) {
       mcring_ce, ZEND_STRL("HAVE_MSGPACK"),
       mcphp_serializer_available(MCPHP_SER_MSGPACK));
   zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("HAVE_ENCODING"), 0);
-  zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("HAVE_SESSION"), 0);
+  /* php-memcached's constant says save_handler = memcached exists */
+  zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("HAVE_SESSION"),
+                                   as_memcached);
   zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("HAVE_SASL"), 0);
   zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("GET_ERROR_RETURN_VALUE"),
                                    0);
@@ -2073,6 +2090,7 @@ static PHP_MINIT_FUNCTION(mcring) {
     zend_register_class_alias("Mcring\\MemcachedException",
                               mcring_exception_ce);
   }
+  mcphp_session_register(as_memcached);
   return SUCCESS;
 }
 
@@ -2084,6 +2102,7 @@ static PHP_MSHUTDOWN_FUNCTION(mcring) {
     persistent_states = st->next;
     state_free(st);
   }
+  mcphp_session_shutdown();
   UNREGISTER_INI_ENTRIES();
   return SUCCESS;
 }
@@ -2097,6 +2116,7 @@ static PHP_MINFO_FUNCTION(mcring) {
 }
 
 static const zend_module_dep deps[] = {ZEND_MOD_REQUIRED("json")
+                                           ZEND_MOD_REQUIRED("session")
                                            ZEND_MOD_OPTIONAL("igbinary")
                                                ZEND_MOD_OPTIONAL("msgpack")
                                                    ZEND_MOD_OPTIONAL("memcached")

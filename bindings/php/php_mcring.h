@@ -47,6 +47,12 @@ ZEND_BEGIN_MODULE_GLOBALS(mcring)
   double compression_factor;
   char* serializer;
   char* compression_type;
+  char* sess_prefix;
+  zend_bool sess_locking;
+  zend_long sess_lock_wait_min;
+  zend_long sess_lock_wait_max;
+  zend_long sess_lock_retries;
+  zend_long sess_lock_expire;
 ZEND_END_MODULE_GLOBALS(mcring)
 
 ZEND_EXTERN_MODULE_GLOBALS(mcring)
@@ -83,5 +89,11 @@ size_t mcphp_fastlz_decode(const unsigned char* in, size_t in_len,
 int mcphp_serializer_parse(const char* name);
 /* 1 when the serializer's extension is loaded. */
 int mcphp_serializer_available(int serializer);
+
+/* The session handler (mcring_session.c): registered at module start
+ * (also as "memcached" when the class is aliased), its per-save-path
+ * clients freed at module shutdown. */
+void mcphp_session_register(int as_memcached);
+void mcphp_session_shutdown(void);
 
 #endif /* PHP_MCRING_H */
