@@ -198,6 +198,7 @@ typedef struct {
   zend_bool pristine;
   zend_long rescode;
   char errmsg[256]; /* libmcring's text of the last error, or "" */
+  zval delayed;     /* getDelayed's results not fetched yet, or UNDEF */
   zend_object std;
 } mcobj_t;
 
@@ -240,6 +241,8 @@ static void obj_free(zend_object* zo) {
   if (o->st && !o->persistent)
     state_free(o->st);
   o->st = NULL;
+  zval_ptr_dtor(&o->delayed);
+  ZVAL_UNDEF(&o->delayed);
   zend_object_std_dtor(zo);
 }
 
@@ -1310,6 +1313,140 @@ PHP_METHOD(Memcached, getServerList) {
   }
 }
 
+/* getDelayed: libmcring has no deferred fetch, so the keys are fetched
+ * at once (one request per node, as getMulti) and their results kept on
+ * the object for fetch / fetchAll, or handed to the callback. Results come
+ * in the order of the keys; each is ['key', 'value'] plus 'cas' and
+ * 'flags' when with_cas, as php-memcached builds them. */
+PHP_METHOD(Memcached, getDelayed) {
+  HashTable* keys;
+  zend_bool with_cas = 0;
+  zend_fcall_info fci = empty_fcall_info;
+  zend_fcall_info_cache fcc = empty_fcall_info_cache;
+  ZEND_PARSE_PARAMETERS_START(1, 3)
+  Z_PARAM_ARRAY_HT(keys)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_BOOL(with_cas)
+  Z_PARAM_FUNC_OR_NULL(fci, fcc)
+  ZEND_PARSE_PARAMETERS_END();
+  mcobj_t* o = THIS_OBJ();
+  set_code(o, RES_SUCCESS);
+  zval_ptr_dtor(&o->delayed);
+  ZVAL_UNDEF(&o->delayed);
+  keyset_t ks;
+  if (keyset_of(o, keys, 0, &ks) < 0) {
+    keyset_free(&ks);
+    RETURN_FALSE;
+  }
+  mcr_client_t* c = client_of(o);
+  if (!c || ks.n == 0) {
+    keyset_free(&ks);
+    RETURN_BOOL(c != NULL);
+  }
+  mcr_item_t* items = ecalloc(ks.n, sizeof(mcr_item_t));
+  int rc = with_cas ? mcr_client_gets_multi(c, ks.n, (const char* const*)ks.full,
+                                            ks.full_len, items, NULL)
+                    : mcr_client_get_multi(c, ks.n, (const char* const*)ks.full,
+                                           ks.full_len, items, NULL);
+  if (rc < 0) {
+    set_rc(o, rc);
+    efree(items);
+    keyset_free(&ks);
+    RETURN_FALSE;
+  }
+  array_init(&o->delayed);
+  size_t errors = 0;
+  int first_err = 0;
+  for (size_t i = 0; i < ks.n; i++) {
+    if (items[i].status < 0 && !errors++)
+      first_err = items[i].status;
+    if (items[i].status != MCR_OK)
+      continue;
+    zval v, r;
+    if (!mcphp_value_decode(&o->st->coding, items[i].value,
+                            items[i].value_len, items[i].flags, &v))
+      continue;
+    array_init(&r);
+    add_assoc_str(&r, "key", zend_string_copy(ks.keys[i]));
+    add_assoc_zval(&r, "value", &v);
+    if (with_cas && items[i].cas) {
+      zval cz;
+      cas_zval(items[i].cas, &cz);
+      add_assoc_zval(&r, "cas", &cz);
+      add_assoc_long(&r, "flags", (zend_long)(items[i].flags >> 16));
+    }
+    add_next_index_zval(&o->delayed, &r);
+  }
+  efree(items);
+  keyset_free(&ks);
+  if (errors && errors == ks.n)
+    set_rc(o, first_err);
+  else if (errors)
+    set_code(o, RES_SOME_ERRORS);
+  if (ZEND_FCI_INITIALIZED(fci)) {
+    zval* r;
+    ZEND_HASH_FOREACH_VAL(Z_ARRVAL(o->delayed), r) {
+      zval params[2], ret;
+      ZVAL_COPY(&params[0], ZEND_THIS);
+      ZVAL_COPY(&params[1], r);
+      fci.retval = &ret;
+      fci.params = params;
+      fci.param_count = 2;
+      int ok = zend_call_function(&fci, &fcc) == SUCCESS;
+      if (ok)
+        zval_ptr_dtor(&ret);
+      zval_ptr_dtor(&params[0]);
+      zval_ptr_dtor(&params[1]);
+      if (!ok || EG(exception))
+        break;
+    }
+    ZEND_HASH_FOREACH_END();
+    zval_ptr_dtor(&o->delayed);
+    ZVAL_UNDEF(&o->delayed);
+  }
+  RETURN_BOOL(!(errors && errors == ks.n));
+}
+
+#define RES_END 21
+
+PHP_METHOD(Memcached, fetch) {
+  ZEND_PARSE_PARAMETERS_NONE();
+  mcobj_t* o = THIS_OBJ();
+  if (Z_ISUNDEF(o->delayed) ||
+      zend_hash_num_elements(Z_ARRVAL(o->delayed)) == 0) {
+    set_code(o, RES_END);
+    RETURN_FALSE;
+  }
+  HashTable* ht = Z_ARRVAL(o->delayed);
+  HashPosition pos;
+  zend_hash_internal_pointer_reset_ex(ht, &pos);
+  zval* first = zend_hash_get_current_data_ex(ht, &pos);
+  zend_ulong idx;
+  zend_hash_get_current_key_ex(ht, NULL, &idx, &pos);
+  RETVAL_COPY(first);
+  zend_hash_index_del(ht, idx);
+  set_code(o, RES_SUCCESS);
+}
+
+PHP_METHOD(Memcached, fetchAll) {
+  ZEND_PARSE_PARAMETERS_NONE();
+  mcobj_t* o = THIS_OBJ();
+  set_code(o, RES_SUCCESS);
+  if (Z_ISUNDEF(o->delayed)) {
+    array_init(return_value);
+    return;
+  }
+  array_init(return_value);
+  zval* r;
+  ZEND_HASH_FOREACH_VAL(Z_ARRVAL(o->delayed), r) {
+    Z_TRY_ADDREF_P(r);
+    add_next_index_zval(return_value, r);
+  }
+  ZEND_HASH_FOREACH_END();
+  zval_ptr_dtor(&o->delayed);
+  ZVAL_UNDEF(&o->delayed);
+}
+
 PHP_METHOD(Memcached, getServerByKey) {
   zend_string* key;
   ZEND_PARSE_PARAMETERS_START(1, 1)
@@ -1802,6 +1939,11 @@ ZEND_END_ARG_INFO()
 ZEND_BEGIN_ARG_INFO_EX(ai_set_options, 0, 0, 1)
 ZEND_ARG_INFO(0, options)
 ZEND_END_ARG_INFO()
+ZEND_BEGIN_ARG_INFO_EX(ai_get_delayed, 0, 0, 1)
+ZEND_ARG_INFO(0, keys)
+ZEND_ARG_INFO(0, with_cas)
+ZEND_ARG_INFO(0, value_cb)
+ZEND_END_ARG_INFO()
 ZEND_BEGIN_ARG_INFO_EX(ai_variadic, 0, 0, 0)
 ZEND_ARG_VARIADIC_INFO(0, args)
 ZEND_END_ARG_INFO()
@@ -1850,10 +1992,10 @@ static const zend_function_entry methods[] = {
     M(checkKey, ai_key)
     UNSUPPORTED(getByKey)
     UNSUPPORTED(getMultiByKey)
-    UNSUPPORTED(getDelayed)
+    M(getDelayed, ai_get_delayed)
+    M(fetch, ai_none)
+    M(fetchAll, ai_none)
     UNSUPPORTED(getDelayedByKey)
-    UNSUPPORTED(fetch)
-    UNSUPPORTED(fetchAll)
     UNSUPPORTED(setByKey)
     UNSUPPORTED(touchByKey)
     UNSUPPORTED(setMultiByKey)

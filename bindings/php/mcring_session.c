@@ -143,8 +143,8 @@ static void unlock(sess_t* s) {
 PS_OPEN_FUNC(mcring) {
   mcr_client_t* c = save_path && *save_path ? client_for(save_path) : NULL;
   if (!c) {
-    if (!save_path || !*save_path)
-      php_error_docref(NULL, E_WARNING, "session.save_path is empty");
+    if (!save_path || !*save_path) /* php-memcached's words */
+      php_error_docref(NULL, E_WARNING, "failed to parse session.save_path");
     PS_SET_MOD_DATA(NULL);
     return FAILURE;
   }

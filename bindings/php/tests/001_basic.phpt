@@ -71,6 +71,18 @@ var_dump(@$m->increment("{$k}n", -1));
 $m->set("{$k}s", 'abc');
 var_dump($m->increment("{$k}s"), $m->getResultCode() === $M::RES_CLIENT_ERROR);
 
+echo "-- getDelayed, fetch, fetchAll\n";
+$m->setMulti(["{$k}d1" => 'one', "{$k}d2" => 2]);
+var_dump($m->getDelayed(["{$k}d1", "{$k}nope", "{$k}d2"], true));
+$r = $m->fetch();
+var_dump($r['key'] === "{$k}d1", $r['value'], is_int($r['cas']), $r['flags']);
+$all = $m->fetchAll();
+var_dump(count($all), $all[0]['key'] === "{$k}d2", $all[0]['value']);
+var_dump($m->fetch(), $m->getResultCode() === $M::RES_END);
+$got = [];
+$m->getDelayed(["{$k}d2", "{$k}d1"], false, function ($mc, $r) use (&$got) { $got[] = $r; });
+var_dump(count($got), array_keys($got[0]), $got[1]['value'], $m->fetch());
+
 echo "-- read-through callback\n";
 var_dump($m->get("{$k}cb", function ($mc, $key, &$value, &$exp) {
     $value = "made for $key"; $exp = 10; return true; }) === "made for {$k}cb");
@@ -161,6 +173,26 @@ int(98)
 bool(false)
 bool(false)
 bool(true)
+-- getDelayed, fetch, fetchAll
+bool(true)
+bool(true)
+string(3) "one"
+bool(true)
+int(0)
+int(1)
+bool(true)
+int(2)
+bool(false)
+bool(true)
+int(2)
+array(2) {
+  [0]=>
+  string(3) "key"
+  [1]=>
+  string(5) "value"
+}
+string(3) "one"
+bool(false)
 -- read-through callback
 bool(true)
 bool(true)

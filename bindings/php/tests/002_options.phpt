@@ -70,8 +70,8 @@ foreach (['small', 'large', 'random'] as $n) printf("%s: %x\n", $n, raw_item("$k
 var_dump($m->get("{$k}large") === str_repeat('a', 5000));
 
 echo "-- not supported\n";
-foreach (['getByKey' => ['s', 'k'], 'setByKey' => ['s', 'k', 1], 'getDelayed' => [['k']],
-          'fetch' => [], 'fetchAll' => [], 'setSaslAuthData' => ['u', 'p'],
+foreach (['getByKey' => ['s', 'k'], 'setByKey' => ['s', 'k', 1],
+          'getDelayedByKey' => ['s', ['k']], 'setSaslAuthData' => ['u', 'p'],
           'setBucket' => [[], null, 0], 'getAllKeys' => [], 'deleteMultiByKey' => ['s', ['k']]] as $fn => $args) {
     $r = $m->$fn(...$args);
     echo "$fn: ", var_export($r, true), ' ', $m->getResultCode(), "\n";
@@ -167,9 +167,7 @@ bool(true)
 -- not supported
 getByKey: false 28
 setByKey: false 28
-getDelayed: false 28
-fetch: false 28
-fetchAll: false 28
+getDelayedByKey: false 28
 setSaslAuthData: false 28
 setBucket: false 28
 getAllKeys: false 28
