@@ -131,6 +131,22 @@ export MCRING_TEST_DEAD="127.0.0.1:$DEAD_PORT"
 export MCRING_TEST_SO="$SO"
 echo "memcached on ${PORTS[*]}; dead port $DEAD_PORT"
 
+# An agent publishing a ring of the first two servers from a file the
+# ring-directory test rewrites. Its directory sits in WORK (mode 700, ours)
+# so that libmcring's ownership checks accept it.
+export MCRING_TEST_RING_FILE="$WORK/ring.servers"
+export MCRING_TEST_RING_DIR="$WORK/ring"
+printf '127.0.0.1:%s\n127.0.0.1:%s\n' "${PORTS[0]}" "${PORTS[1]}" >"$MCRING_TEST_RING_FILE"
+mkdir -m 755 "$MCRING_TEST_RING_DIR"
+"$BUILD/mcring-agent" --file "$MCRING_TEST_RING_FILE" --distribution ketama-libmemcached \
+  --ring-dir "$MCRING_TEST_RING_DIR" --interval 0.2 --stats-slots 0 \
+  --log-level warning >"$WORK/agent.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 100); do
+  [ -n "$(ls "$MCRING_TEST_RING_DIR" 2>/dev/null)" ] && break
+  sleep 0.1
+done
+
 # run_phpt DIR OUT [php args...]: runs the .phpt tests of DIR one at a
 # time (they share the servers); writes "RESULT name" lines to OUT.
 run_phpt() {
