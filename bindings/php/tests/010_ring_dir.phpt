@@ -5,6 +5,7 @@ Ring directory: a client follows mcring-agent's ring, placing keys as php-memcac
 if (!getenv('MCRING_TEST_RING_DIR')) die('skip MCRING_TEST_RING_DIR not set'); ?>
 --FILE--
 <?php
+ob_start(); // the session settings below cannot change once output was sent
 include __DIR__ . '/config.inc';
 $dir = getenv('MCRING_TEST_RING_DIR');
 $file = getenv('MCRING_TEST_RING_FILE');
@@ -51,7 +52,6 @@ $d = new Mcring\Memcached();
 var_dump($d->get("{$k}b1"), count($d->getServerList()));
 
 echo "-- sessions in the ring\n";
-ob_start();
 ini_set('session.use_cookies', 0);
 ini_set('session.cache_limiter', '');
 ini_set('session.save_handler', 'mcring');
@@ -66,7 +66,6 @@ session_id($sid);
 session_start();
 $x = $_SESSION['x'];
 session_write_close();
-ob_end_clean();
 var_dump($x);
 
 echo "-- back to two nodes\n";
