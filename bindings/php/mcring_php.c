@@ -99,6 +99,12 @@ ZEND_DECLARE_MODULE_GLOBALS(mcring)
 /* mcring's own, outside both ranges. */
 #define OPT_MCRING_RING_DIR (-2001)
 #define OPT_MCRING_DISTRIBUTION (-2002)
+/* The AWS ElastiCache Cluster Client's dynamic mode. Its numbers collide
+ * with php-memcached's, so mcring gives the option a value of its own; the
+ * two modes keep the AWS client's values. */
+#define OPT_CLIENT_MODE (-2003)
+#define STATIC_CLIENT_MODE 0
+#define DYNAMIC_CLIENT_MODE 1
 
 #define DISTRIBUTION_MODULA 0
 #define DISTRIBUTION_CONSISTENT 1
@@ -131,6 +137,7 @@ typedef struct state {
   char* prefix;
   size_t prefix_len;
   zend_long store_retry_count;
+  zend_long client_mode; /* STATIC_CLIENT_MODE or DYNAMIC_CLIENT_MODE */
   zend_long behavior[NBEHAVIOR];
   char* persistent_id; /* NULL for a per-object state */
   struct state* next;  /* the list of persistent states */
@@ -393,8 +400,20 @@ static mcr_client_t* client_of(mcobj_t* o) {
   if (st->client)
     return st->client;
   const char* ring_dir = st->ring_dir;
-  if (!ring_dir && !st->nservers && MCPHP_G(ring_dir) && *MCPHP_G(ring_dir))
-    ring_dir = MCPHP_G(ring_dir);
+  const char* ini_dir =
+      MCPHP_G(ring_dir) && *MCPHP_G(ring_dir) ? MCPHP_G(ring_dir) : NULL;
+  if (!ring_dir && (!st->nservers || st->client_mode == DYNAMIC_CLIENT_MODE))
+    ring_dir = ini_dir;
+  if (!ring_dir && st->client_mode == DYNAMIC_CLIENT_MODE) {
+    /* The configuration endpoint is the agent's to poll: the workers
+     * route by the ring it publishes. */
+    set_code(o, RES_NO_SERVERS);
+    snprintf(o->errmsg, sizeof o->errmsg,
+             "dynamic client mode needs the ring directory of an "
+             "mcring-agent following the configuration endpoint "
+             "(mcring.ring_dir or OPT_MCRING_RING_DIR)");
+    return NULL;
+  }
   if (!ring_dir && !st->nservers) {
     set_code(o, RES_NO_SERVERS);
     return NULL;
@@ -1296,15 +1315,17 @@ PHP_METHOD(Memcached, getServerList) {
   mcobj_t* o = THIS_OBJ();
   state_t* st = o->st;
   array_init(return_value);
-  if (st->nservers) {
+  if (st->nservers && st->client_mode != DYNAMIC_CLIENT_MODE) {
     for (size_t i = 0; i < st->nservers; i++)
       server_entry(return_value, st->servers[i].host, st->servers[i].port,
                    st->servers[i].host[0] == '/' ? "SOCKET" : "TCP");
     return;
   }
-  mcr_client_t* c = (st->ring_dir || (MCPHP_G(ring_dir) && *MCPHP_G(ring_dir)))
-                        ? client_of(o)
-                        : NULL;
+  mcr_client_t* c =
+      (st->ring_dir || st->client_mode == DYNAMIC_CLIENT_MODE ||
+       (MCPHP_G(ring_dir) && *MCPHP_G(ring_dir)))
+          ? client_of(o)
+          : NULL;
   const mcr_ring_t* ring = c ? mcr_client_ring(c) : NULL;
   for (size_t i = 0; ring && i < mcr_ring_node_count(ring); i++) {
     mcr_ring_node_t n;
@@ -1476,10 +1497,22 @@ PHP_METHOD(Memcached, getServerByKey) {
   /* "weight" is always 0, as php-memcached 3.2.0 reports it. */
   const mcr_ring_t* ring = mcr_client_ring(c);
   array_init(return_value);
-  if (!ring) { /* one server */
-    const server_t* s = &o->st->servers[0];
-    add_assoc_string(return_value, "host", s->host);
-    add_assoc_long(return_value, "port", s->port);
+  if (!ring) { /* one node: its "host:port" (or socket path) */
+    const char* name = mcr_client_node_name(c, 0);
+    const char* colon = name ? strrchr(name, ':') : NULL;
+    if (!name)
+      name = "";
+    if (colon && name[0] != '/') {
+      size_t hl = (size_t)(colon - name);
+      if (hl >= 2 && name[0] == '[' && name[hl - 1] == ']') /* [v6] */
+        add_assoc_stringl(return_value, "host", (char*)name + 1, hl - 2);
+      else
+        add_assoc_stringl(return_value, "host", (char*)name, hl);
+      add_assoc_long(return_value, "port", ZEND_STRTOL(colon + 1, NULL, 10));
+    } else {
+      add_assoc_string(return_value, "host", (char*)name);
+      add_assoc_long(return_value, "port", 0);
+    }
     add_assoc_long(return_value, "weight", 0);
     return;
   }
@@ -1668,6 +1701,16 @@ static int set_option(mcobj_t* o, zend_long opt, zval* value) {
     case OPT_STORE_RETRY_COUNT:
       st->store_retry_count = zval_get_long(value);
       return 1;
+    case OPT_CLIENT_MODE: {
+      zend_long m = zval_get_long(value);
+      if (m != STATIC_CLIENT_MODE && m != DYNAMIC_CLIENT_MODE) {
+        set_code(o, RES_INVALID_ARGUMENTS);
+        return 0;
+      }
+      st->client_mode = m;
+      state_drop_client(st);
+      return 1;
+    }
     case OPT_MCRING_RING_DIR: {
       zend_string* s = zval_get_string(value);
       if (st->ring_dir)
@@ -1809,6 +1852,8 @@ PHP_METHOD(Memcached, getOption) {
       RETURN_LONG(st->coding.user_flags);
     case OPT_STORE_RETRY_COUNT:
       RETURN_LONG(st->store_retry_count);
+    case OPT_CLIENT_MODE:
+      RETURN_LONG(st->client_mode);
     case OPT_MCRING_RING_DIR:
       RETURN_STRING(st->ring_dir ? st->ring_dir : "");
     case OPT_MCRING_DISTRIBUTION:
@@ -2130,6 +2175,9 @@ static const struct {
     /* mcring's own */
     {"OPT_MCRING_RING_DIR", OPT_MCRING_RING_DIR},
     {"OPT_MCRING_DISTRIBUTION", OPT_MCRING_DISTRIBUTION},
+    {"OPT_CLIENT_MODE", OPT_CLIENT_MODE},
+    {"STATIC_CLIENT_MODE", STATIC_CLIENT_MODE},
+    {"DYNAMIC_CLIENT_MODE", DYNAMIC_CLIENT_MODE},
 };
 
 PHP_INI_BEGIN()

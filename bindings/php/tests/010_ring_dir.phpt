@@ -51,6 +51,18 @@ ini_set('mcring.ring_dir', $dir);
 $d = new Mcring\Memcached();
 var_dump($d->get("{$k}b1"), count($d->getServerList()));
 
+echo "-- the AWS client's dynamic mode: the endpoint is the agent's, the ring is followed\n";
+$aws = new Mcring\Memcached();
+var_dump($aws->setOption($M::OPT_CLIENT_MODE, $M::DYNAMIC_CLIENT_MODE));
+$aws->addServer('my-cluster.cfg.use1.cache.amazonaws.com', 11211);
+var_dump($aws->get("{$k}b1"), count($aws->getServerList()));
+ini_set('mcring.ring_dir', '');
+$aws2 = new Mcring\Memcached();
+$aws2->setOption($M::OPT_CLIENT_MODE, $M::DYNAMIC_CLIENT_MODE);
+$aws2->addServer('my-cluster.cfg.use1.cache.amazonaws.com', 11211);
+var_dump($aws2->get('x'), $aws2->getResultCode() === $M::RES_NO_SERVERS, $aws2->getLastErrorMessage());
+ini_set('mcring.ring_dir', $dir);
+
 echo "-- sessions in the ring\n";
 ini_set('session.use_cookies', 0);
 ini_set('session.cache_limiter', '');
@@ -86,6 +98,13 @@ getServerByKey agrees for 1000 of 1000
 -- mcring.ring_dir: a client without servers follows it
 string(2) "w1"
 int(3)
+-- the AWS client's dynamic mode: the endpoint is the agent's, the ring is followed
+bool(true)
+string(2) "w1"
+int(3)
+bool(false)
+bool(true)
+string(141) "dynamic client mode needs the ring directory of an mcring-agent following the configuration endpoint (mcring.ring_dir or OPT_MCRING_RING_DIR)"
 -- sessions in the ring
 string(4) "ring"
 -- back to two nodes
