@@ -154,7 +154,8 @@ static state_t* state_new(void) {
     st->coding.serializer = MCPHP_SER_PHP;
   st->coding.compression = 1;
   st->coding.compression_type =
-      MCPHP_G(compression_type) && strcmp(MCPHP_G(compression_type), "zlib") == 0
+      MCPHP_G(compression_type) &&
+              strcmp(MCPHP_G(compression_type), "zlib") == 0
           ? MCPHP_COMP_ZLIB
           : MCPHP_COMP_FASTLZ;
   st->coding.user_flags = -1;
@@ -522,8 +523,8 @@ static int add_server(state_t* st, const char* host, zend_long port,
   if (host[0] == '/')
     port = 0;
   for (size_t i = 0; i < st->nservers; i++)
-    if (strcmp(st->servers[i].host, host) == 0 &&
-        st->servers[i].port == port && st->servers[i].weight == weight)
+    if (strcmp(st->servers[i].host, host) == 0 && st->servers[i].port == port &&
+        st->servers[i].weight == weight)
       return 1; /* already there: nothing changes */
   st->servers =
       perealloc(st->servers, (st->nservers + 1) * sizeof(server_t), 1);
@@ -539,8 +540,7 @@ static void parse_connection_str(state_t* st, zend_string* s) {
   for (char* tok = strtok_r(copy, " ", &save); tok;
        tok = strtok_r(NULL, " ", &save)) {
     if (strncasecmp(tok, "--SERVER=", 9) != 0) {
-      php_error_docref(NULL, E_NOTICE, "ignored configuration setting %s",
-                       tok);
+      php_error_docref(NULL, E_NOTICE, "ignored configuration setting %s", tok);
       continue;
     }
     char* h = tok + 9;
@@ -681,8 +681,8 @@ static int store(mcobj_t* o, char op, zend_string* key, zval* value,
 /* The read-through cache callback of get(): returns 1 with rv set when
  * the callback produced a value (and it was stored). */
 static int read_through(mcobj_t* o, zval* self, zend_fcall_info* fci,
-                        zend_fcall_info_cache* fcc, zend_string* key,
-                        int ext, zval* rv) {
+                        zend_fcall_info_cache* fcc, zend_string* key, int ext,
+                        zval* rv) {
   zval params[4], ret;
   ZVAL_COPY(&params[0], self);
   ZVAL_STR_COPY(&params[1], key);
@@ -742,7 +742,8 @@ PHP_METHOD(Memcached, get) {
     RETURN_FALSE;
   int ext = (gflags & GET_EXTENDED) != 0;
   mcr_item_t it;
-  int rc = ext ? mcr_client_gets(c, kb, kl, &it) : mcr_client_get(c, kb, kl, &it);
+  int rc =
+      ext ? mcr_client_gets(c, kb, kl, &it) : mcr_client_get(c, kb, kl, &it);
   set_rc(o, rc);
   if (rc == MCR_OK) {
     zval v;
@@ -949,8 +950,12 @@ static void write_method(INTERNAL_FUNCTION_PARAMETERS, char op) {
   RETURN_BOOL(store(THIS_OBJ(), op, key, value, exp, 0));
 }
 
-PHP_METHOD(Memcached, set) { write_method(INTERNAL_FUNCTION_PARAM_PASSTHRU, 's'); }
-PHP_METHOD(Memcached, add) { write_method(INTERNAL_FUNCTION_PARAM_PASSTHRU, 'a'); }
+PHP_METHOD(Memcached, set) {
+  write_method(INTERNAL_FUNCTION_PARAM_PASSTHRU, 's');
+}
+PHP_METHOD(Memcached, add) {
+  write_method(INTERNAL_FUNCTION_PARAM_PASSTHRU, 'a');
+}
 PHP_METHOD(Memcached, replace) {
   write_method(INTERNAL_FUNCTION_PARAM_PASSTHRU, 'r');
 }
@@ -1000,10 +1005,10 @@ static void concat_method(INTERNAL_FUNCTION_PARAMETERS, int append) {
   mcr_client_t* c = client_of(o);
   if (!c)
     RETURN_FALSE;
-  int rc = append ? mcr_client_append(c, kb, kl, ZSTR_VAL(value),
-                                      ZSTR_LEN(value), 0)
-                  : mcr_client_prepend(c, kb, kl, ZSTR_VAL(value),
-                                       ZSTR_LEN(value), 0);
+  int rc =
+      append
+          ? mcr_client_append(c, kb, kl, ZSTR_VAL(value), ZSTR_LEN(value), 0)
+          : mcr_client_prepend(c, kb, kl, ZSTR_VAL(value), ZSTR_LEN(value), 0);
   RETURN_BOOL(set_rc(o, rc));
 }
 
@@ -1074,8 +1079,8 @@ PHP_METHOD(Memcached, setMulti) {
         bvl[m] = ZSTR_LEN(payloads[b]);
         m++;
       }
-      int rc = mcr_client_set_multi(c, m, bk, bl, bv, bvl, flags[a], exp, st,
-                                    0, NULL);
+      int rc = mcr_client_set_multi(c, m, bk, bl, bv, bvl, flags[a], exp, st, 0,
+                                    NULL);
       if (rc < 0) {
         last_fail = rc;
         continue;
@@ -1321,11 +1326,10 @@ PHP_METHOD(Memcached, getServerList) {
                    st->servers[i].host[0] == '/' ? "SOCKET" : "TCP");
     return;
   }
-  mcr_client_t* c =
-      (st->ring_dir || st->client_mode == DYNAMIC_CLIENT_MODE ||
-       (MCPHP_G(ring_dir) && *MCPHP_G(ring_dir)))
-          ? client_of(o)
-          : NULL;
+  mcr_client_t* c = (st->ring_dir || st->client_mode == DYNAMIC_CLIENT_MODE ||
+                     (MCPHP_G(ring_dir) && *MCPHP_G(ring_dir)))
+                        ? client_of(o)
+                        : NULL;
   const mcr_ring_t* ring = c ? mcr_client_ring(c) : NULL;
   for (size_t i = 0; ring && i < mcr_ring_node_count(ring); i++) {
     mcr_ring_node_t n;
@@ -1365,10 +1369,11 @@ PHP_METHOD(Memcached, getDelayed) {
     RETURN_BOOL(c != NULL);
   }
   mcr_item_t* items = ecalloc(ks.n, sizeof(mcr_item_t));
-  int rc = with_cas ? mcr_client_gets_multi(c, ks.n, (const char* const*)ks.full,
-                                            ks.full_len, items, NULL)
-                    : mcr_client_get_multi(c, ks.n, (const char* const*)ks.full,
-                                           ks.full_len, items, NULL);
+  int rc = with_cas
+               ? mcr_client_gets_multi(c, ks.n, (const char* const*)ks.full,
+                                       ks.full_len, items, NULL)
+               : mcr_client_get_multi(c, ks.n, (const char* const*)ks.full,
+                                      ks.full_len, items, NULL);
   if (rc < 0) {
     set_rc(o, rc);
     efree(items);
@@ -1384,8 +1389,8 @@ PHP_METHOD(Memcached, getDelayed) {
     if (items[i].status != MCR_OK)
       continue;
     zval v, r;
-    if (!mcphp_value_decode(&o->st->coding, items[i].value,
-                            items[i].value_len, items[i].flags, &v))
+    if (!mcphp_value_decode(&o->st->coding, items[i].value, items[i].value_len,
+                            items[i].flags, &v))
       continue;
     array_init(&r);
     add_assoc_str(&r, "key", zend_string_copy(ks.keys[i]));
@@ -1568,8 +1573,8 @@ PHP_METHOD(Memcached, getStats) {
   for (size_t i = 0; i < mcr_client_node_count(c); i++) {
     const mcr_stat_t* stats;
     size_t n;
-    int rc = mcr_client_stats_node(c, i, type ? ZSTR_VAL(type) : NULL, &stats,
-                                   &n);
+    int rc =
+        mcr_client_stats_node(c, i, type ? ZSTR_VAL(type) : NULL, &stats, &n);
     if (rc < 0) {
       failed++;
       last = rc;
@@ -1692,7 +1697,8 @@ static int set_option(mcobj_t* o, zend_long opt, zval* value) {
     case OPT_USER_FLAGS: {
       zend_long f = zval_get_long(value);
       if (f > 65535) {
-        php_error_docref(NULL, E_WARNING, "MEMC_OPT_USER_FLAGS must be < 65535");
+        php_error_docref(NULL, E_WARNING,
+                         "MEMC_OPT_USER_FLAGS must be < 65535");
         return 0;
       }
       st->coding.user_flags = f < 0 ? -1 : f;
@@ -1994,70 +2000,57 @@ ZEND_ARG_VARIADIC_INFO(0, args)
 ZEND_END_ARG_INFO()
 
 #define M(name, ai) PHP_ME(Memcached, name, ai, ZEND_ACC_PUBLIC)
-#define UNSUPPORTED(name) \
-  ZEND_FENTRY(name, ZEND_MN(Memcached_notSupported), ai_variadic, ZEND_ACC_PUBLIC)
+#define UNSUPPORTED(name)                                         \
+  ZEND_FENTRY(name, ZEND_MN(Memcached_notSupported), ai_variadic, \
+              ZEND_ACC_PUBLIC)
 
 static const zend_function_entry methods[] = {
-    M(__construct, ai_construct)
-    M(getResultCode, ai_none)
-    M(getResultMessage, ai_none)
-    M(get, ai_get)
-    M(getMulti, ai_get_multi)
-    M(set, ai_set)
-    M(add, ai_set)
-    M(replace, ai_set)
-    M(cas, ai_cas)
-    M(append, ai_concat)
-    M(prepend, ai_concat)
-    M(setMulti, ai_set_multi)
-    M(delete, ai_delete)
-    M(deleteMulti, ai_delete_multi)
-    M(touch, ai_touch)
-    M(increment, ai_incdec)
-    M(decrement, ai_incdec)
-    M(addServer, ai_add_server)
-    M(addServers, ai_add_servers)
-    M(getServerList, ai_none)
-    M(getServerByKey, ai_key)
-    M(resetServerList, ai_none)
-    M(quit, ai_none)
-    M(flushBuffers, ai_none)
-    M(getLastErrorMessage, ai_none)
-    M(getLastErrorCode, ai_none)
-    M(getLastErrorErrno, ai_none)
-    M(getLastDisconnectedServer, ai_none)
-    M(getStats, ai_stats)
-    M(getVersion, ai_none)
-    M(flush, ai_flush)
-    M(getOption, ai_get_option)
-    M(setOption, ai_set_option)
-    M(setOptions, ai_set_options)
-    M(isPersistent, ai_none)
-    M(isPristine, ai_none)
-    M(checkKey, ai_key)
-    UNSUPPORTED(getByKey)
-    UNSUPPORTED(getMultiByKey)
-    M(getDelayed, ai_get_delayed)
-    M(fetch, ai_none)
-    M(fetchAll, ai_none)
-    UNSUPPORTED(getDelayedByKey)
-    UNSUPPORTED(setByKey)
-    UNSUPPORTED(touchByKey)
-    UNSUPPORTED(setMultiByKey)
-    UNSUPPORTED(casByKey)
-    UNSUPPORTED(addByKey)
-    UNSUPPORTED(appendByKey)
-    UNSUPPORTED(prependByKey)
-    UNSUPPORTED(replaceByKey)
-    UNSUPPORTED(deleteByKey)
-    UNSUPPORTED(deleteMultiByKey)
-    UNSUPPORTED(incrementByKey)
-    UNSUPPORTED(decrementByKey)
-    UNSUPPORTED(getAllKeys)
-    UNSUPPORTED(setBucket)
-    UNSUPPORTED(setSaslAuthData)
-    UNSUPPORTED(setEncodingKey)
-    PHP_FE_END};
+    M(__construct, ai_construct) M(getResultCode, ai_none) M(
+        getResultMessage, ai_none) M(get, ai_get) M(getMulti, ai_get_multi)
+        M(set, ai_set) M(add, ai_set) M(replace, ai_set) M(cas, ai_cas) M(
+            append, ai_concat) M(prepend, ai_concat) M(setMulti, ai_set_multi)
+            M(delete, ai_delete) M(deleteMulti, ai_delete_multi) M(
+                touch, ai_touch) M(increment, ai_incdec) M(decrement, ai_incdec)
+                M(addServer, ai_add_server) M(addServers, ai_add_servers) M(
+                    getServerList, ai_none) M(getServerByKey, ai_key)
+                    M(resetServerList, ai_none) M(quit, ai_none) M(
+                        flushBuffers,
+                        ai_none) M(getLastErrorMessage,
+                                   ai_none) M(getLastErrorCode, ai_none)
+                        M(getLastErrorErrno, ai_none) M(
+                            getLastDisconnectedServer,
+                            ai_none) M(getStats,
+                                       ai_stats) M(getVersion, ai_none)
+                            M(flush, ai_flush) M(getOption, ai_get_option) M(
+                                setOption,
+                                ai_set_option) M(setOptions,
+                                                 ai_set_options) M(isPersistent,
+                                                                   ai_none)
+                                M(isPristine, ai_none) M(checkKey, ai_key) UNSUPPORTED(
+                                    getByKey) UNSUPPORTED(getMultiByKey)
+                                    M(getDelayed, ai_get_delayed) M(
+                                        fetch,
+                                        ai_none) M(fetchAll,
+                                                   ai_none) UNSUPPORTED(getDelayedByKey)
+                                        UNSUPPORTED(setByKey) UNSUPPORTED(
+                                            touchByKey) UNSUPPORTED(setMultiByKey)
+                                            UNSUPPORTED(casByKey) UNSUPPORTED(
+                                                addByKey) UNSUPPORTED(appendByKey)
+                                                UNSUPPORTED(prependByKey) UNSUPPORTED(
+                                                    replaceByKey) UNSUPPORTED(deleteByKey)
+                                                    UNSUPPORTED(deleteMultiByKey) UNSUPPORTED(
+                                                        incrementByKey)
+                                                        UNSUPPORTED(
+                                                            decrementByKey)
+                                                            UNSUPPORTED(
+                                                                getAllKeys)
+                                                                UNSUPPORTED(
+                                                                    setBucket)
+                                                                    UNSUPPORTED(
+                                                                        setSaslAuthData)
+                                                                        UNSUPPORTED(
+                                                                            setEncodingKey)
+                                                                            PHP_FE_END};
 
 /* php-memcached 3.2.0's constants: same names, same numbers. */
 static const struct {
@@ -2181,17 +2174,15 @@ static const struct {
 };
 
 PHP_INI_BEGIN()
-STD_PHP_INI_BOOLEAN("mcring.alias_memcached", "0", PHP_INI_SYSTEM,
-                    OnUpdateBool, alias_memcached, zend_mcring_globals,
-                    mcring_globals)
+STD_PHP_INI_BOOLEAN("mcring.alias_memcached", "0", PHP_INI_SYSTEM, OnUpdateBool,
+                    alias_memcached, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.ring_dir", "", PHP_INI_ALL, OnUpdateString, ring_dir,
                   zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.compression_threshold", "2000", PHP_INI_ALL,
                   OnUpdateLong, compression_threshold, zend_mcring_globals,
                   mcring_globals)
-STD_PHP_INI_ENTRY("mcring.compression_factor", "1.3", PHP_INI_ALL,
-                  OnUpdateReal, compression_factor, zend_mcring_globals,
-                  mcring_globals)
+STD_PHP_INI_ENTRY("mcring.compression_factor", "1.3", PHP_INI_ALL, OnUpdateReal,
+                  compression_factor, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.serializer", "php", PHP_INI_ALL, OnUpdateString,
                   serializer, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.compression_type", "fastlz", PHP_INI_ALL,
@@ -2202,12 +2193,10 @@ STD_PHP_INI_ENTRY("mcring.sess_prefix", "memc.sess.key.", PHP_INI_ALL,
                   mcring_globals)
 STD_PHP_INI_BOOLEAN("mcring.sess_locking", "1", PHP_INI_ALL, OnUpdateBool,
                     sess_locking, zend_mcring_globals, mcring_globals)
-STD_PHP_INI_ENTRY("mcring.sess_lock_wait_min", "150", PHP_INI_ALL,
-                  OnUpdateLong, sess_lock_wait_min, zend_mcring_globals,
-                  mcring_globals)
-STD_PHP_INI_ENTRY("mcring.sess_lock_wait_max", "150", PHP_INI_ALL,
-                  OnUpdateLong, sess_lock_wait_max, zend_mcring_globals,
-                  mcring_globals)
+STD_PHP_INI_ENTRY("mcring.sess_lock_wait_min", "150", PHP_INI_ALL, OnUpdateLong,
+                  sess_lock_wait_min, zend_mcring_globals, mcring_globals)
+STD_PHP_INI_ENTRY("mcring.sess_lock_wait_max", "150", PHP_INI_ALL, OnUpdateLong,
+                  sess_lock_wait_max, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.sess_lock_retries", "5", PHP_INI_ALL, OnUpdateLong,
                   sess_lock_retries, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.sess_lock_expire", "0", PHP_INI_ALL, OnUpdateLong,
@@ -2265,8 +2254,8 @@ static PHP_MINIT_FUNCTION(mcring) {
   zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("HAVE_SESSION"),
                                    as_memcached);
   zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("HAVE_SASL"), 0);
-  zend_declare_class_constant_bool(mcring_ce, ZEND_STRL("GET_ERROR_RETURN_VALUE"),
-                                   0);
+  zend_declare_class_constant_bool(mcring_ce,
+                                   ZEND_STRL("GET_ERROR_RETURN_VALUE"), 0);
 
   if (as_memcached) {
     INIT_CLASS_ENTRY(ce, "MemcachedException", NULL);
@@ -2305,30 +2294,27 @@ static PHP_MINFO_FUNCTION(mcring) {
   DISPLAY_INI_ENTRIES();
 }
 
-static const zend_module_dep deps[] = {ZEND_MOD_REQUIRED("json")
-                                           ZEND_MOD_REQUIRED("session")
-                                           ZEND_MOD_OPTIONAL("igbinary")
-                                               ZEND_MOD_OPTIONAL("msgpack")
-                                                   ZEND_MOD_OPTIONAL("memcached")
-                                                       ZEND_MOD_END};
+static const zend_module_dep deps[] = {
+    ZEND_MOD_REQUIRED("json") ZEND_MOD_REQUIRED("session")
+        ZEND_MOD_OPTIONAL("igbinary") ZEND_MOD_OPTIONAL("msgpack")
+            ZEND_MOD_OPTIONAL("memcached") ZEND_MOD_END};
 
-zend_module_entry mcring_module_entry = {
-    STANDARD_MODULE_HEADER_EX,
-    NULL,
-    deps,
-    "mcring",
-    NULL,
-    PHP_MINIT(mcring),
-    PHP_MSHUTDOWN(mcring),
-    NULL,
-    NULL,
-    PHP_MINFO(mcring),
-    PHP_MCRING_VERSION,
-    PHP_MODULE_GLOBALS(mcring),
-    PHP_GINIT(mcring),
-    NULL,
-    NULL,
-    STANDARD_MODULE_PROPERTIES_EX};
+zend_module_entry mcring_module_entry = {STANDARD_MODULE_HEADER_EX,
+                                         NULL,
+                                         deps,
+                                         "mcring",
+                                         NULL,
+                                         PHP_MINIT(mcring),
+                                         PHP_MSHUTDOWN(mcring),
+                                         NULL,
+                                         NULL,
+                                         PHP_MINFO(mcring),
+                                         PHP_MCRING_VERSION,
+                                         PHP_MODULE_GLOBALS(mcring),
+                                         PHP_GINIT(mcring),
+                                         NULL,
+                                         NULL,
+                                         STANDARD_MODULE_PROPERTIES_EX};
 
 #ifdef COMPILE_DL_MCRING
 ZEND_GET_MODULE(mcring)

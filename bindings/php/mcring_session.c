@@ -111,8 +111,8 @@ static int lock(sess_t* s, zend_string* id) {
   zend_long retries = MCPHP_G(sess_lock_retries);
   time_t exp = lock_expiration();
   for (;;) {
-    int rc = mcr_client_add(s->client, ZSTR_VAL(k), ZSTR_LEN(k), "1", 1, 0,
-                            exp, MCR_CALL_REPLY);
+    int rc = mcr_client_add(s->client, ZSTR_VAL(k), ZSTR_LEN(k), "1", 1, 0, exp,
+                            MCR_CALL_REPLY);
     if (rc == MCR_OK) {
       s->lock_key = k;
       return 1;
@@ -194,10 +194,9 @@ PS_WRITE_FUNC(mcring) {
   if (!s)
     return FAILURE;
   zend_string* k = key_of(key, "");
-  int rc = mcr_client_set(s->client, ZSTR_VAL(k), ZSTR_LEN(k), ZSTR_VAL(val),
-                          ZSTR_LEN(val), 0,
-                          maxlifetime > 0 ? adjust_expiration(maxlifetime) : 0,
-                          MCR_CALL_REPLY);
+  int rc = mcr_client_set(
+      s->client, ZSTR_VAL(k), ZSTR_LEN(k), ZSTR_VAL(val), ZSTR_LEN(val), 0,
+      maxlifetime > 0 ? adjust_expiration(maxlifetime) : 0, MCR_CALL_REPLY);
   zend_string_release(k);
   if (rc == MCR_OK)
     return SUCCESS;

@@ -278,11 +278,10 @@ static int unserialize(const mcphp_coding_t* c, uint32_t type,
       return 1;
     }
     case MCPHP_TYPE_JSON:
-      php_json_decode_ex(rv, ZSTR_VAL(data), ZSTR_LEN(data),
-                         c->serializer == MCPHP_SER_JSON_ARRAY
-                             ? PHP_JSON_OBJECT_AS_ARRAY
-                             : 0,
-                         PHP_JSON_PARSER_DEFAULT_DEPTH);
+      php_json_decode_ex(
+          rv, ZSTR_VAL(data), ZSTR_LEN(data),
+          c->serializer == MCPHP_SER_JSON_ARRAY ? PHP_JSON_OBJECT_AS_ARRAY : 0,
+          PHP_JSON_PARSER_DEFAULT_DEPTH);
       return 1;
     case MCPHP_TYPE_IGBINARY:
     case MCPHP_TYPE_MSGPACK: {
@@ -298,8 +297,8 @@ static int unserialize(const mcphp_coding_t* c, uint32_t type,
       zval arg;
       ZVAL_STR_COPY(&arg, data);
       ZVAL_UNDEF(rv);
-      int ok = call1(ig ? "igbinary_unserialize" : "msgpack_unserialize",
-                     &arg, rv);
+      int ok =
+          call1(ig ? "igbinary_unserialize" : "msgpack_unserialize", &arg, rv);
       zval_ptr_dtor(&arg);
       if (!ok && ig) {
         zval_ptr_dtor(rv);
@@ -316,8 +315,8 @@ static int unserialize(const mcphp_coding_t* c, uint32_t type,
   return 0;
 }
 
-int mcphp_value_decode(const mcphp_coding_t* c, const char* payload,
-                       size_t len, uint32_t flags, zval* rv) {
+int mcphp_value_decode(const mcphp_coding_t* c, const char* payload, size_t len,
+                       uint32_t flags, zval* rv) {
   zend_string* data;
   if (flags & MCPHP_FLAG_COMPRESSED) {
     if (!(data = decompress(payload, len, flags))) {

@@ -41,18 +41,18 @@ extern zend_module_entry mcring_module_entry;
 #define MCPHP_COMP_FASTLZ 2
 
 ZEND_BEGIN_MODULE_GLOBALS(mcring)
-  zend_bool alias_memcached;
-  char* ring_dir;
-  zend_long compression_threshold;
-  double compression_factor;
-  char* serializer;
-  char* compression_type;
-  char* sess_prefix;
-  zend_bool sess_locking;
-  zend_long sess_lock_wait_min;
-  zend_long sess_lock_wait_max;
-  zend_long sess_lock_retries;
-  zend_long sess_lock_expire;
+zend_bool alias_memcached;
+char* ring_dir;
+zend_long compression_threshold;
+double compression_factor;
+char* serializer;
+char* compression_type;
+char* sess_prefix;
+zend_bool sess_locking;
+zend_long sess_lock_wait_min;
+zend_long sess_lock_wait_max;
+zend_long sess_lock_retries;
+zend_long sess_lock_expire;
 ZEND_END_MODULE_GLOBALS(mcring)
 
 ZEND_EXTERN_MODULE_GLOBALS(mcring)
@@ -76,8 +76,8 @@ int mcphp_value_encode(const mcphp_coding_t* c, zval* value, zend_string** out,
 /* Decodes a stored payload with its flags into `rv`. Returns 1, or 0 after
  * a warning (rv is then false) for a payload it cannot decode: unknown
  * type, corrupt compression, serializer not loaded. */
-int mcphp_value_decode(const mcphp_coding_t* c, const char* payload,
-                       size_t len, uint32_t flags, zval* rv);
+int mcphp_value_decode(const mcphp_coding_t* c, const char* payload, size_t len,
+                       uint32_t flags, zval* rv);
 
 /* FastLZ block decoder (mcring_fastlz.c): returns the number of bytes
  * written to out, or 0 for a corrupt block or one larger than out_cap. */
