@@ -267,6 +267,13 @@ typedef struct {
   int host_stats;
   /* TLS to every node (see mcr_tls_opts_t). Default: off. */
   mcr_tls_opts_t tls;
+  /* Number of leading key bytes that routing ignores (default 0): a key
+   * is stored as given but placed by key[route_skip..len), or by the
+   * whole key when it is not longer than route_skip. For clients that
+   * prepend a namespace to every key yet must place keys as a peer that
+   * hashes the key without it (libmemcached's prefix key). Applies to
+   * every routed call, meta and multi-key ones included. */
+  size_t route_skip;
 } mcr_client_opts_t;
 
 /* Fills `opts` with the defaults listed above.

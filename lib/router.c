@@ -300,6 +300,11 @@ mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
   router_t* r = c->router;
   if (!r)
     return c->nodes;
+  size_t skip = c->opts.route_skip;
+  if (MCR__UNLIKELY(skip) && key_len > skip) {
+    key += skip;
+    key_len -= skip;
+  }
   uint32_t h = mcr__ring_hash(r->ring->mode, key, key_len);
   if (MCR__UNLIKELY(c->health.ndown) && c->opts.eject && !r->behind)
     return eject_route(c, r->ring, h);
@@ -323,9 +328,23 @@ void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
   uint32_t h[CHUNK];
   const mcr_ring_t* ring = r->ring;
   bool eject = MCR__UNLIKELY(c->health.ndown) && c->opts.eject && !r->behind;
+  size_t skip = c->opts.route_skip;
+  const char* skey[CHUNK];
+  size_t slen[CHUNK];
   for (size_t base = 0; base < n; base += CHUNK) {
     size_t m = n - base < CHUNK ? n - base : CHUNK;
-    mcr__ring_hash_many(ring->mode, m, keys + base, lens + base, h);
+    if (MCR__UNLIKELY(skip)) {
+      /* The same rule as mcr__route: keys not longer than the skip are
+       * routed whole. */
+      for (size_t k = 0; k < m; k++) {
+        bool cut = lens[base + k] > skip;
+        skey[k] = keys[base + k] + (cut ? skip : 0);
+        slen[k] = lens[base + k] - (cut ? skip : 0);
+      }
+      mcr__ring_hash_many(ring->mode, m, skey, slen, h);
+    } else {
+      mcr__ring_hash_many(ring->mode, m, keys + base, lens + base, h);
+    }
     for (size_t k = 0; k < m; k++) {
       if (MCR__UNLIKELY(eject)) {
         out[base + k] = (size_t)(eject_route(c, ring, h[k]) - c->nodes);

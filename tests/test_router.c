@@ -395,3 +395,47 @@ Test(router, a_reordered_ring_keeps_every_connection) {
   snprintf(cmd, sizeof cmd, "rm -rf %.*s", (int)(strlen(dir) - 5), dir);
   cr_assert_eq(system(cmd), 0);
 }
+
+/* route_skip: a prefixed key is stored whole, on the node that the key
+ * without its prefix routes to, in single and multi-key calls alike; a key
+ * no longer than the skip is routed whole. */
+Test(router, route_skip_places_by_the_unprefixed_key) {
+  mcr_client_t* plain = cluster_client(NULL);
+  mcr_client_opts_t o = opts_default();
+  o.route_skip = 4;
+  mcr_client_t* c = cluster_client(&o);
+  char pk[KEYS][24];
+  const char* pkeys[KEYS];
+  size_t plens[KEYS];
+  int moved = 0;
+  for (int i = 0; i < KEYS; i++) {
+    snprintf(pk[i], sizeof pk[i], "pfx:%s", keys[i]);
+    pkeys[i] = pk[i];
+    plens[i] = strlen(pk[i]);
+    size_t whole = mcr_ring_locate(mcr_client_ring(c), pk[i], plens[i]);
+    if (whole != mcr_ring_locate(mcr_client_ring(c), keys[i], lens[i]))
+      moved++;
+  }
+  cr_assert_gt(moved, KEYS / 4, "the prefix moves too few keys to tell");
+  size_t routed[KEYS];
+  mcr__route_many(c, KEYS, pkeys, plens, routed);
+  for (int i = 0; i < KEYS; i++) {
+    int o_i = owner(plain, i);
+    cr_assert_eq(mcr__route(c, pkeys[i], plens[i]) - c->nodes, o_i);
+    cr_assert_eq(routed[i], (size_t)o_i, "%s", pkeys[i]);
+  }
+  for (int i = 0; i < 20; i++) {
+    cr_assert_eq(mcr_client_set(c, pkeys[i], plens[i], "v", 1, 0, 0, 0),
+                 MCR_OK);
+    cr_assert(raw_has(&mcd[owner(plain, i)], pkeys[i]), "%s", pkeys[i]);
+  }
+  /* Not longer than the skip: the whole key routes. */
+  const char* shortk = "ab";
+  size_t whole = mcr_ring_locate(mcr_client_ring(c), shortk, 2);
+  cr_assert_eq((size_t)(mcr__route(c, shortk, 2) - c->nodes), whole);
+  size_t slen = 2, sr = 99;
+  mcr__route_many(c, 1, &shortk, &slen, &sr);
+  cr_assert_eq(sr, whole);
+  mcr_client_free(c);
+  mcr_client_free(plain);
+}
