@@ -103,6 +103,14 @@ ZEND_DECLARE_MODULE_GLOBALS(mcring)
  * with php-memcached's, so mcring gives the option a value of its own; the
  * two modes keep the AWS client's values. */
 #define OPT_CLIENT_MODE (-2003)
+/* TLS to every node (docs/tls.md): on/off, then the files and names of
+ * mcr_tls_opts_t. php-memcached has no TLS: these are mcring's. */
+#define OPT_MCRING_TLS (-2004)
+#define OPT_MCRING_TLS_CA_FILE (-2005)
+#define OPT_MCRING_TLS_CERT_FILE (-2006)
+#define OPT_MCRING_TLS_KEY_FILE (-2007)
+#define OPT_MCRING_TLS_SERVER_NAME (-2008)
+#define OPT_MCRING_TLS_INSECURE (-2009)
 #define STATIC_CLIENT_MODE 0
 #define DYNAMIC_CLIENT_MODE 1
 
@@ -132,7 +140,11 @@ typedef struct state {
   size_t nservers;
   char* ring_dir;         /* OPT_MCRING_RING_DIR, or NULL */
   char* mcr_distribution; /* OPT_MCRING_DISTRIBUTION name, or NULL */
-  mcr_client_t* client;   /* NULL until needed; freed on a change */
+  bool tls, tls_insecure; /* OPT_MCRING_TLS, OPT_MCRING_TLS_INSECURE */
+  /* OPT_MCRING_TLS_CA_FILE, _CERT_FILE, _KEY_FILE, _SERVER_NAME: NULL
+   * when unset. */
+  char* tls_str[4];
+  mcr_client_t* client; /* NULL until needed; freed on a change */
   mcphp_coding_t coding;
   char* prefix;
   size_t prefix_len;
@@ -190,6 +202,9 @@ static void state_free(state_t* st) {
     pefree(st->ring_dir, 1);
   if (st->mcr_distribution)
     pefree(st->mcr_distribution, 1);
+  for (size_t i = 0; i < 4; i++)
+    if (st->tls_str[i])
+      pefree(st->tls_str[i], 1);
   if (st->prefix)
     pefree(st->prefix, 1);
   if (st->persistent_id)
@@ -450,6 +465,12 @@ static mcr_client_t* client_of(mcobj_t* o) {
     opts.retry_timeout_ms = 1;
   opts.eject = b[OPT_AUTO_EJECT_HOSTS] || b[OPT_REMOVE_FAILED_SERVERS];
   opts.route_skip = b[OPT_HASH_WITH_PREFIX_KEY] ? 0 : st->prefix_len;
+  opts.tls.enable = st->tls;
+  opts.tls.insecure = st->tls_insecure;
+  opts.tls.ca_file = st->tls_str[0];
+  opts.tls.cert_file = st->tls_str[1];
+  opts.tls.key_file = st->tls_str[2];
+  opts.tls.server_name = st->tls_str[3];
   char err[256] = "";
   int rc = mcr_client_new(&st->client, &opts, err, sizeof err);
   smart_str_free(&list);
@@ -1726,6 +1747,25 @@ static int set_option(mcobj_t* o, zend_long opt, zval* value) {
       state_drop_client(st);
       return 1;
     }
+    case OPT_MCRING_TLS:
+    case OPT_MCRING_TLS_INSECURE:
+      *(opt == OPT_MCRING_TLS ? &st->tls : &st->tls_insecure) =
+          zend_is_true(value);
+      state_drop_client(st);
+      return 1;
+    case OPT_MCRING_TLS_CA_FILE:
+    case OPT_MCRING_TLS_CERT_FILE:
+    case OPT_MCRING_TLS_KEY_FILE:
+    case OPT_MCRING_TLS_SERVER_NAME: {
+      char** slot = &st->tls_str[OPT_MCRING_TLS_CA_FILE - opt];
+      zend_string* s = zval_get_string(value);
+      if (*slot)
+        pefree(*slot, 1);
+      *slot = ZSTR_LEN(s) ? pestrdup(ZSTR_VAL(s), 1) : NULL;
+      zend_string_release(s);
+      state_drop_client(st);
+      return 1;
+    }
     case OPT_MCRING_DISTRIBUTION: {
       zend_string* s = zval_get_string(value);
       mcr_distribution_t d;
@@ -1865,6 +1905,17 @@ PHP_METHOD(Memcached, getOption) {
     case OPT_MCRING_DISTRIBUTION:
       RETURN_STRING(st->mcr_distribution ? st->mcr_distribution
                                          : "ketama-libmemcached");
+    case OPT_MCRING_TLS:
+      RETURN_BOOL(st->tls);
+    case OPT_MCRING_TLS_INSECURE:
+      RETURN_BOOL(st->tls_insecure);
+    case OPT_MCRING_TLS_CA_FILE:
+    case OPT_MCRING_TLS_CERT_FILE:
+    case OPT_MCRING_TLS_KEY_FILE:
+    case OPT_MCRING_TLS_SERVER_NAME: {
+      const char* s = st->tls_str[OPT_MCRING_TLS_CA_FILE - opt];
+      RETURN_STRING(s ? s : "");
+    }
   }
   if (opt < 0 || opt >= NBEHAVIOR) {
     php_error_docref(NULL, E_WARNING, "no such option");
@@ -2168,6 +2219,12 @@ static const struct {
     /* mcring's own */
     {"OPT_MCRING_RING_DIR", OPT_MCRING_RING_DIR},
     {"OPT_MCRING_DISTRIBUTION", OPT_MCRING_DISTRIBUTION},
+    {"OPT_MCRING_TLS", OPT_MCRING_TLS},
+    {"OPT_MCRING_TLS_CA_FILE", OPT_MCRING_TLS_CA_FILE},
+    {"OPT_MCRING_TLS_CERT_FILE", OPT_MCRING_TLS_CERT_FILE},
+    {"OPT_MCRING_TLS_KEY_FILE", OPT_MCRING_TLS_KEY_FILE},
+    {"OPT_MCRING_TLS_SERVER_NAME", OPT_MCRING_TLS_SERVER_NAME},
+    {"OPT_MCRING_TLS_INSECURE", OPT_MCRING_TLS_INSECURE},
     {"OPT_CLIENT_MODE", OPT_CLIENT_MODE},
     {"STATIC_CLIENT_MODE", STATIC_CLIENT_MODE},
     {"DYNAMIC_CLIENT_MODE", DYNAMIC_CLIENT_MODE},

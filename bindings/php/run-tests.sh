@@ -5,7 +5,8 @@
 #  1. installs its Debian dependencies when missing (as root);
 #  2. builds the extension in a temporary directory (phpize8.2, configure
 #     --with-mcring=BUILD_DIR, make), never touching the source tree;
-#  3. starts three memcached on free loopback ports (stopped on any exit);
+#  3. starts three memcached on free loopback ports and one speaking only
+#     TLS (stopped on any exit);
 #  4. runs the extension's own .phpt tests (tests/) with php-memcached
 #     loaded in the same process, for the side-by-side tests, and
 #     tests/fpm_e2e.sh (a PHP-FPM pool of 16 children driven by cgi-fcgi);
@@ -130,6 +131,33 @@ export MCRING_TEST_SERVERS="127.0.0.1:${PORTS[0]},127.0.0.1:${PORTS[1]},127.0.0.
 export MCRING_TEST_DEAD="127.0.0.1:$DEAD_PORT"
 export MCRING_TEST_SO="$SO"
 echo "memcached on ${PORTS[*]}; dead port $DEAD_PORT"
+
+# A memcached that speaks only TLS (-Z), with certificates made afresh by
+# the C suite's tests/support/tls_certs.sh (011_tls.phpt). It runs as the
+# invoking user: it must read the key in WORK (mode 700).
+export MCRING_TEST_TLS_DIR="$WORK/tls"
+if ! sh "$HERE/../../tests/support/tls_certs.sh" "$MCRING_TEST_TLS_DIR" \
+    >"$WORK/tls.log" 2>&1; then
+  tail -5 "$WORK/tls.log"
+  echo "cannot make the TLS certificates"
+  FAILED=1
+  finish
+fi
+listening() { # port: 0 once something accepts TCP there
+  $PHP -n -r 'exit(@fsockopen("127.0.0.1", (int)$argv[1], $e, $m, 0.2) ? 0 : 1);' "$1"
+}
+TLS_USER=()
+[ "$(id -u)" -eq 0 ] && TLS_USER=(-u root)
+port=$(free_port)
+memcached "${TLS_USER[@]}" -l 127.0.0.1 -p "$port" -U 0 -m 64 -t 1 -Z \
+  -o "ssl_chain_cert=$MCRING_TEST_TLS_DIR/server.pem,ssl_key=$MCRING_TEST_TLS_DIR/server.key" \
+  >"$WORK/tls-memcached.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 50); do
+  listening "$port" && break
+  sleep 0.1
+done
+export MCRING_TEST_TLS_SERVER="127.0.0.1:$port"
 
 # An agent publishing a ring of the first two servers from a file the
 # ring-directory test rewrites. Its directory sits in WORK (mode 700, ours)
