@@ -25,6 +25,7 @@
  * read out of sync; the next call reconnects.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -69,6 +70,18 @@ static void resolve_unref(resolve_t* r) {
   mcr__free(r);
 }
 
+/* A resolver thread outlives a caller that gave up, and runs library code
+ * until it returns: libmcring must never be unmapped under it (PHP unloads
+ * an extension and the libraries it pulled in at shutdown). The first
+ * resolver thread pins the library: a dlopen of itself with RTLD_NODELETE.
+ * Linked statically into a program, there is nothing to pin. */
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr((void*)&pin_once, &info) && info.dli_fname)
+    (void)dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 static void* resolve_thread(void* arg) {
   resolve_t* r = arg;
   struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -110,6 +123,7 @@ int mcr__resolve(const mcr__server_t* srv, int64_t deadline,
   pthread_condattr_destroy(&ca);
   r->refs = 2;
 
+  pthread_once(&pin_once, pin_library);
   pthread_attr_t ta;
   pthread_attr_init(&ta);
   pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);

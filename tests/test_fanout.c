@@ -22,6 +22,7 @@
  * repeatable, once, inside the first deadline.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -305,6 +306,44 @@ Test(fanout, unresolvable_host) {
    * leaves the machine. */
   client = short_timeout_client("no-such-host.invalid:11211");
   get_fails_in_time(MCR_ERESOLVE, CONNECT_MS, false);
+}
+
+/* A program that dlopens libmcring (PHP loads it with an extension and
+ * unloads both at shutdown) must not be able to unmap it while a resolver
+ * thread may still run in it: the first name resolution pins the shared
+ * library, so it stays loaded after the last dlclose. */
+Test(fanout, a_resolver_thread_pins_the_shared_library) {
+  const char* top = getenv("MCR_TOP_BUILDDIR");
+  cr_assert_not_null(top, "MCR_TOP_BUILDDIR is not set");
+  char path[512];
+  snprintf(path, sizeof path, "%s/lib/.libs/libmcring.so", top);
+  void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  cr_assert_not_null(h, "%s", dlerror());
+  void (*opts_init)(mcr_client_opts_t*) =
+      (void (*)(mcr_client_opts_t*))dlsym(h, "mcr_client_opts_init");
+  int (*new_client)(mcr_client_t**, const mcr_client_opts_t*, char*, size_t) =
+      (int (*)(mcr_client_t**, const mcr_client_opts_t*, char*, size_t))dlsym(
+          h, "mcr_client_new");
+  int (*get)(mcr_client_t*, const char*, size_t, mcr_item_t*) =
+      (int (*)(mcr_client_t*, const char*, size_t, mcr_item_t*))dlsym(
+          h, "mcr_client_get");
+  void (*free_client)(mcr_client_t*) =
+      (void (*)(mcr_client_t*))dlsym(h, "mcr_client_free");
+  cr_assert(opts_init && new_client && get && free_client, "%s", dlerror());
+  mcr_client_opts_t o;
+  opts_init(&o);
+  char servers[64];
+  snprintf(servers, sizeof servers, "localhost:%d", mcd.port); /* a name */
+  o.servers = servers;
+  mcr_client_t* c = NULL;
+  char err[256];
+  cr_assert_eq(new_client(&c, &o, err, sizeof err), 0, "%s", err);
+  mcr_item_t item;
+  (void)get(c, "k", 1, &item); /* resolves "localhost" in a thread */
+  free_client(c);
+  cr_assert_eq(dlclose(h), 0);
+  cr_assert_not_null(dlopen(path, RTLD_NOW | RTLD_NOLOAD),
+                     "libmcring was unmapped after its last dlclose");
 }
 
 /* ---------------------------------------------------------------- replies */
