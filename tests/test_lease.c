@@ -28,6 +28,9 @@
 
 #define WORKERS 64
 #define COMPUTE_MS 200
+/* Above every recache_ttl used here: a worker that reads after the fill
+ * must see a hit, not win a second recache of the fresh value. */
+#define FILL_TTL 600
 
 static mcd_t mcd;
 static mcr_client_t* client;
@@ -94,7 +97,7 @@ static void worker(int go, const char* key, const mcr_lease_opts_t* lo,
     sleep_ms(COMPUTE_MS);
     me->computed = 1;
     me->fill_rc =
-        mcr_client_lease_fill(c, key, strlen(key), "new", 3, 7, 0, &l);
+        mcr_client_lease_fill(c, key, strlen(key), "new", 3, FILL_TTL, 0, &l);
   }
   mcr_client_free(c);
   _exit(0);
@@ -179,10 +182,10 @@ Test(lease, stampede_on_an_invalidated_key_serves_the_stale_value) {
 }
 
 Test(lease, stampede_before_expiry_recaches_once) {
-  cr_assert_eq(mcr_client_set(client, K("hot"), "old", 3, 0, 5, 0), MCR_OK);
+  cr_assert_eq(mcr_client_set(client, K("hot"), "old", 3, 0, 30, 0), MCR_OK);
   mcr_lease_opts_t lo;
   mcr_lease_opts_init(&lo);
-  lo.recache_ttl = 60; /* the item's 5 s are below it: one recaches */
+  lo.recache_ttl = 60; /* 30 s left is below it, and outlasts the stampede */
   one_winner(stampede("hot", &lo), "old", MCR_LEASE_HIT, "old");
 }
 
