@@ -48,10 +48,12 @@ Test(chaos_nodes, stopped_node_times_out_others_unaffected) {
   char servers[512];
   mcd_start_n(m, 3, servers, sizeof(servers));
   mcr_client_opts_t o = opts_default();
-  o.io_timeout_ms = 250;
-  o.connect_timeout_ms = 250;
+  /* One I/O timeout for all nodes: long enough that a get on a healthy
+   * node of a loaded sanitizer build never runs out (250 ms did). */
+  o.io_timeout_ms = 1000;
+  o.connect_timeout_ms = 1000;
   o.failure_limit = 2;
-  o.retry_timeout_ms = 400;
+  o.retry_timeout_ms = 1000;
   /* No call lasts longer than connect + I/O timeout (mcring.h), plus what
    * a loaded machine adds. */
   const int64_t bound = o.connect_timeout_ms + o.io_timeout_ms + TEST_SLACK_MS;
