@@ -13,7 +13,8 @@
  * of REPEATS runs, the ones of a size interleaved (libmemcached, then each
  * mode, REPEATS times), and is also printed as a "result" line for
  * bench/run.sh. Targets (issue 6): MD5 modes <= 0.6x libmemcached, xxh3
- * <= 25 ns at 100 nodes.
+ * <= 25 ns at 100 nodes. `loop` (below) is the same lookup for callgrind,
+ * on rings up to 65,535 nodes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +115,38 @@ static double time_lm(memcached_st* m) {
   return t;
 }
 
-int main(void) {
+/* `bench_lookup loop NODES MODE COUNT`: COUNT lookups on a ring of NODES
+ * nodes of weight 1 (160 points each), for bench/run.sh to count under
+ * callgrind with --toggle-collect=mcr_ring_locate: the instructions of the
+ * lookups alone, whatever building the ring cost. */
+static int loop(size_t n, const char* mode_name, long count) {
+  mcr_distribution_t mode;
+  if (mcr_distribution_parse(mode_name, &mode) != 0 || n < 1 || n > 65535 ||
+      count < 1) {
+    fprintf(stderr, "usage: bench_lookup loop NODES(1..65535) MODE COUNT\n");
+    return 2;
+  }
+  char* list = malloc(n * 24 + 1);
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++)
+    off += (size_t)sprintf(list + off, "%s10.%zu.%zu.%zu:11211", i ? "," : "",
+                           i >> 16, i >> 8 & 255, i & 255);
+  mcr_ring_t* r;
+  int rc = mcr_ring_build(&r, mode, list, NULL, 0);
+  free(list);
+  if (rc) {
+    fprintf(stderr, "build: %s\n", mcr_strerror(rc));
+    return 1;
+  }
+  size_t acc = 0;
+  for (long i = 0; i < count; i++)
+    acc += mcr_ring_locate(r, keys[i % NKEYS], key_lens[i % NKEYS]);
+  sink = acc;
+  mcr_ring_free(r);
+  return 0;
+}
+
+int main(int argc, char** argv) {
   srand(42);
   for (size_t k = 0; k < NKEYS; k++) {
     int len = 20 + rand() % 21;
@@ -123,6 +155,12 @@ int main(void) {
       keys[k][p++] = (char)('a' + rand() % 26);
     keys[k][p] = '\0';
     key_lens[k] = (size_t)p;
+  }
+  if (argc == 5 && !strcmp(argv[1], "loop"))
+    return loop(strtoul(argv[2], NULL, 10), argv[3], strtol(argv[4], NULL, 10));
+  if (argc != 1) {
+    fprintf(stderr, "usage: bench_lookup [loop NODES MODE COUNT]\n");
+    return 2;
   }
   static const size_t sizes[] = {10, 100, 1000};
   int failed = 0;

@@ -120,14 +120,31 @@ count() {
 if command -v valgrind >/dev/null 2>&1; then
   say "instructions per op (callgrind, client process only)"
   kind=instr count
-  # The swap to a new 500-node ring, inside mcr__router_refresh only.
+  # The swap to a new ring where one node changed, inside
+  # mcr__router_refresh only (host stats on), at 500 and 5,000 nodes.
   valgrind --tool=callgrind --toggle-collect=mcr__router_refresh \
     --callgrind-out-file="$out/instr.swap" bench/bench_ring --swap-profile 5 \
     >/dev/null 2>&1 || status=1
   s=$(total instr "$out/instr.swap")
   [ -n "$s" ] && echo "swap_instr_500 $(( s / 5 ))" >>"$raw"
+  valgrind --tool=callgrind --toggle-collect=mcr__router_refresh \
+    --callgrind-out-file="$out/instr.swap.5000" \
+    bench/bench_ring --swap-profile 5 5000 >/dev/null 2>&1 || status=1
+  s=$(total instr "$out/instr.swap.5000")
+  [ -n "$s" ] && echo "swap_instr_5000 $(( s / 5 ))" >>"$raw"
   callgrind_annotate --auto=no "$out/instr.swap" 2>/dev/null |
     sed -n '/file:function/,$p' | head -25 >"$out/callgrind-swap-exclusive.txt"
+  # One lookup (ketama mode, the key's MD5 included) against the ring's
+  # size, inside mcr_ring_locate only: the curve shows the bucket index
+  # keeping up with the points (building the 65,535-node ring under
+  # callgrind takes about a minute).
+  for n in 100 1000 5000 65535; do
+    valgrind --tool=callgrind --toggle-collect=mcr_ring_locate \
+      --callgrind-out-file="$out/instr.lookup.$n" \
+      bench/bench_lookup loop $n ketama 20000 >/dev/null 2>&1 || status=1
+    s=$(total instr "$out/instr.lookup.$n")
+    [ -n "$s" ] && echo "lookup_instr_ketama_$n $(( s / 20000 ))" >>"$raw"
+  done
 else
   echo "bench: valgrind not found: no instruction counts" >&2
 fi
@@ -270,6 +287,11 @@ END {
     printf "  %-6s %10s %20s %8s %14s\n", ns[i], fmt(v("lookup_ns_ketama_" ns[i]), 1),
       fmt(v("lookup_ns_ketama_libmemcached_" ns[i]), 1), fmt(v("lookup_ns_xxh3_" ns[i]), 1),
       fmt(v("lookup_ns_libmemcached_" ns[i]), 1)
+  printf "  instructions per ketama lookup (key hash included), by nodes:"
+  split("100 1000 5000 65535", ls, " ")
+  for (i = 1; i <= 4; i++)
+    printf " %s: %s", ls[i], fmt(v("lookup_instr_ketama_" ls[i]), 0)
+  print ""
   print ""
   print "Shared ring, 500 nodes"
   printf "  ring file %s bytes; an in-process ring %s bytes of heap\n",
@@ -281,6 +303,8 @@ END {
   printf "  swap to a new generation: %s us per worker alone (reader %s us, %s instructions), normal call %s ns\n",
     fmt(v("swap_us_500"), 0), fmt(v("swap_reader_us_500"), 0), fmt(v("swap_instr_500"), 0),
     fmt(v("swap_call_ns_normal"), 0)
+  printf "  instructions per switch when one node changed (host stats on): 500 nodes %s, 5,000 nodes %s\n",
+    fmt(v("swap_instr_500"), 0), fmt(v("swap_instr_5000"), 0)
   printf "  propagation to 256 workers (1 call/ms each), ms after publish: min %s median %s max %s (worst of 5: %s)\n",
     fmt(v("propagation_ms_min"), 2), fmt(v("propagation_ms_median"), 2),
     fmt(v("propagation_ms_max"), 2), fmt(v("propagation_ms_max_worst"), 2)
@@ -299,6 +323,7 @@ END {
   metric("lookup_ratio_libmemcached_100",
          maxv(v("lookup_ratio_ketama_100"), v("lookup_ratio_ketama_libmemcached_100")), "<=", 0.6)
   metric("lookup_ns_xxh3_100", v("lookup_ns_xxh3_100"), "<=", 25)
+  metric("lookup_instr_ketama_65535", v("lookup_instr_ketama_65535"), "<=", 800)
   metric("ring_pss_ratio_256", v("ring_pss_ratio_256"), "<=", 1.1)
   metric("propagation_ms_max", v("propagation_ms_max"), "<=", 10)
   metric("endpoint_polls_per_interval_256", v("endpoint_polls_per_interval_256"), "<=", 1)

@@ -17,9 +17,11 @@
  *                       two u32 points (low half, high half) per hash
  *
  * Lookups must be cheap because every key operation does one: instead of a
- * binary search over up to millions of points, a 2^16-entry bucket index
- * over the top 16 bits of the hash gives the first point of each bucket, so
- * a lookup is one bucket load plus a scan of the few points inside it. Keys
+ * binary search over up to millions of points, a bucket index over the top
+ * bits of the hash gives the first point of each bucket, so a lookup is one
+ * bucket load plus a scan of the few points inside it (2^16 buckets, or
+ * more for rings of over 524,288 points, so that a bucket holds at most 8
+ * points on average whatever the ring's size). Keys
  * up to 55 bytes are hashed with a single MD5 compression call (nettle's
  * md5_compress) on a stack block, skipping the context bookkeeping; the
  * keys of a multi-key call go through md5x.c, several MD5s at a time.
@@ -164,15 +166,23 @@ static int cmp_u64(const void* a, const void* b) {
   return x < y ? -1 : x > y;
 }
 
+uint32_t mcr__ring_bucket_bits(uint32_t npoints) {
+  uint32_t bits = MCR__BUCKET_BITS_MIN;
+  while (bits < MCR__BUCKET_BITS_MAX &&
+         ((uint64_t)MCR__BUCKET_LOAD << bits) < npoints)
+    bits++;
+  return bits;
+}
+
 void mcr__ring_fill_buckets(const uint32_t* points, uint32_t npoints,
-                            uint32_t* buckets) {
-  uint32_t i = 0;
-  for (uint32_t b = 0; b < MCR__BUCKETS; b++) {
-    while (i < npoints && (points[i] >> (32 - MCR__BUCKET_BITS)) < b)
+                            uint32_t bits, uint32_t* buckets) {
+  uint32_t i = 0, n = 1u << bits;
+  for (uint32_t b = 0; b < n; b++) {
+    while (i < npoints && (points[i] >> (32 - bits)) < b)
       i++;
     buckets[b] = i;
   }
-  buckets[MCR__BUCKETS] = npoints;
+  buckets[n] = npoints;
 }
 
 int mcr__ring_account(const uint32_t* points, const uint32_t* owners,
@@ -277,7 +287,9 @@ int mcr__ring_build_nodes(mcr_ring_t** out, mcr_distribution_t mode,
     return rc;
   }
 
-  size_t arrays = ((size_t)npoints * 2 + MCR__BUCKETS + 1) * sizeof(uint32_t);
+  uint32_t bits = mcr__ring_bucket_bits((uint32_t)npoints);
+  size_t nbuckets = ((size_t)1 << bits) + 1;
+  size_t arrays = ((size_t)npoints * 2 + nbuckets) * sizeof(uint32_t);
   mcr_ring_t* r = mcr__calloc(1, sizeof(*r));
   char* heap = mcr__malloc(arrays + strbytes);
   mcr__ring_node_t* nodes = mcr__calloc(n, sizeof(*nodes));
@@ -293,7 +305,7 @@ int mcr__ring_build_nodes(mcr_ring_t** out, mcr_distribution_t mode,
   uint32_t* points = (uint32_t*)heap;
   uint32_t* owners = points + npoints;
   uint32_t* buckets = owners + npoints;
-  char* str = (char*)(buckets + MCR__BUCKETS + 1);
+  char* str = (char*)(buckets + nbuckets);
 
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
@@ -326,7 +338,7 @@ int mcr__ring_build_nodes(mcr_ring_t** out, mcr_distribution_t mode,
     owners[i] = (uint32_t)pairs[i];
   }
   mcr__free(pairs);
-  mcr__ring_fill_buckets(points, (uint32_t)k, buckets);
+  mcr__ring_fill_buckets(points, (uint32_t)k, bits, buckets);
   mcr__ring_account(points, owners, (uint32_t)k, nodes, (uint32_t)n);
 
   r->points = points;
@@ -335,6 +347,7 @@ int mcr__ring_build_nodes(mcr_ring_t** out, mcr_distribution_t mode,
   r->npoints = (uint32_t)k;
   r->nnodes = (uint32_t)n;
   r->mode = mode;
+  r->bucket_shift = 32 - bits;
   r->nodes = nodes;
   r->heap = heap;
   *out = r;

@@ -18,10 +18,14 @@
 
 /* ---------------------------------------------------------------- ring */
 
-/* The bucket index has 2^16 entries over the top 16 bits of a hash, plus
- * one sentinel entry equal to the point count. */
-#define MCR__BUCKET_BITS 16
-#define MCR__BUCKETS (1u << MCR__BUCKET_BITS)
+/* The bucket index has 2^bits entries over the top `bits` bits of a hash,
+ * plus one sentinel entry equal to the point count. `bits` grows with the
+ * points (mcr__ring_bucket_bits) so that a bucket holds at most
+ * MCR__BUCKET_LOAD points on average: 16 up to 524,288 points (3,276
+ * nodes of weight 1 in `ketama` mode), 21 at 65,535 such nodes. */
+#define MCR__BUCKET_BITS_MIN 16u
+#define MCR__BUCKET_BITS_MAX 24u
+#define MCR__BUCKET_LOAD 8u
 
 /* Limits that keep every count and offset of a ring in 32 bits. */
 #define MCR__RING_MAX_NODES 65535u
@@ -59,10 +63,11 @@ struct mcr_ring {
   /* Hot lookup fields first (one cache line). */
   const uint32_t* points;  /* npoints, ascending; ties by node index */
   const uint32_t* owners;  /* npoints node indexes, parallel to points */
-  const uint32_t* buckets; /* MCR__BUCKETS + 1 first-point indexes */
+  const uint32_t* buckets; /* 2^bucket_bits + 1 first-point indexes */
   uint32_t npoints;
   uint32_t nnodes;
   mcr_distribution_t mode;
+  uint32_t bucket_shift; /* 32 - bucket_bits */
   /* Cold fields. */
   mcr__ring_node_t* nodes; /* nnodes entries, heap */
   uint64_t generation;     /* snapshot generation, 0 when built here */
@@ -110,7 +115,7 @@ mcr__md5x_isa_t mcr__md5x_limit(mcr__md5x_isa_t max);
  * scan. The ring must have at least one point (every built or validated
  * ring has). */
 static inline uint32_t mcr__ring_find_point(const mcr_ring_t* r, uint32_t h) {
-  uint32_t b = h >> (32 - MCR__BUCKET_BITS);
+  uint32_t b = h >> r->bucket_shift;
   uint32_t i = r->buckets[b];
   uint32_t end = r->buckets[b + 1];
   /* A mapped ring's arrays are trusted only as far as bounds (see
@@ -121,6 +126,11 @@ static inline uint32_t mcr__ring_find_point(const mcr_ring_t* r, uint32_t h) {
   while (i < end && r->points[i] < h)
     i++;
   return MCR__UNLIKELY(i >= r->npoints) ? 0 : i;
+}
+
+/* Entries of r's bucket index, the sentinel not counted. */
+static inline uint32_t mcr__ring_nbuckets(const mcr_ring_t* r) {
+  return 1u << (32 - r->bucket_shift);
 }
 
 /* The owner of a point, always < r->nnodes (node 0 for an index out of
@@ -156,10 +166,15 @@ int mcr__ring_build(mcr_ring_t** out, mcr_distribution_t mode,
                     const mcr__server_t* srv, size_t n, char* err,
                     size_t errlen);
 
-/* Fills r->buckets-style index `buckets` (MCR__BUCKETS + 1 entries) for
- * sorted `points`. */
+/* The bucket bits of a ring of `npoints` points: the fewest, from
+ * MCR__BUCKET_BITS_MIN to MCR__BUCKET_BITS_MAX, that hold at most
+ * MCR__BUCKET_LOAD points per bucket on average. */
+uint32_t mcr__ring_bucket_bits(uint32_t npoints);
+
+/* Fills r->buckets-style index `buckets` (2^bits + 1 entries) for sorted
+ * `points`. */
 void mcr__ring_fill_buckets(const uint32_t* points, uint32_t npoints,
-                            uint32_t* buckets);
+                            uint32_t bits, uint32_t* buckets);
 
 /* Computes nodes[i].points and nodes[i].arc from the arrays. Returns 0, or
  * -1 when an owner index is >= nnodes. */
@@ -178,7 +193,7 @@ int mcr__snapshot_dirfd(const mcr_snapshot_t* s, uid_t* owner);
 #define MCR__SNAP_MAGIC "MCRRING1"     /* 8 bytes, no NUL */
 #define MCR__SNAP_CTL_MAGIC "MCRCTL01" /* 8 bytes, no NUL */
 #define MCR__SNAP_ABI_MAJOR 1u
-#define MCR__SNAP_ABI_MINOR 1u
+#define MCR__SNAP_ABI_MINOR 2u
 #define MCR__SNAP_CTL_NAME "ctl"
 #define MCR__SNAP_CTL_SIZE 4096u
 #define MCR__SNAP_CTL_GEN_OFF 16u /* the 8-aligned generation word */
@@ -198,7 +213,7 @@ typedef struct {
   uint32_t mode;        /* 40  mcr_distribution_t */
   uint32_t node_count;  /* 44 */
   uint32_t point_count; /* 48 */
-  uint32_t bucket_bits; /* 52  MCR__BUCKET_BITS */
+  uint32_t bucket_bits; /* 52  MCR__BUCKET_BITS_MIN..MAX */
   uint64_t nodes_off;   /* 56  node table: node_count * 32 bytes */
   uint64_t nodes_len;   /* 64 */
   uint64_t strings_off; /* 72  NUL-terminated host and address strings */
@@ -286,6 +301,11 @@ int mcr__snapshot_writer_publish_nodes(mcr__snapshot_writer_t* w,
 
 /* The generation currently published (0 when none). */
 uint64_t mcr__snapshot_writer_generation(const mcr__snapshot_writer_t* w);
+
+/* When the last generation was stored (CLOCK_MONOTONIC ns, read just
+ * before the store): where a benchmark times propagation from, since the
+ * publish call may return long after readers switched. */
+int64_t mcr__snapshot_writer_stored_ns(const mcr__snapshot_writer_t* w);
 
 /* The directory the writer holds (its own descriptor: do not close it). */
 int mcr__snapshot_writer_dirfd(const mcr__snapshot_writer_t* w);

@@ -128,9 +128,12 @@ static int check_header(const mcr__snap_header_t* h, size_t size,
   if (h->point_count == 0 || h->point_count > MCR__RING_MAX_POINTS)
     return bad(err, errlen, "bad point count %" PRIu64 "%.0" PRIu64,
                h->point_count, 0);
-  if (h->bucket_bits != MCR__BUCKET_BITS)
-    return bad(err, errlen, "bucket bits %" PRIu64 ", expected %" PRIu64,
-               h->bucket_bits, MCR__BUCKET_BITS);
+  /* Any size of index in range is readable (lookups are correct with any:
+   * only their speed depends on it); minor 1 readers accept 16 alone. */
+  if (h->bucket_bits < MCR__BUCKET_BITS_MIN ||
+      h->bucket_bits > MCR__BUCKET_BITS_MAX)
+    return bad(err, errlen, "bucket bits %" PRIu64 " outside 16..%" PRIu64,
+               h->bucket_bits, MCR__BUCKET_BITS_MAX);
   int rc;
   if ((rc = check_section("node", h->nodes_off, h->nodes_len,
                           (uint64_t)h->node_count * MCR__SNAP_NODE_SIZE, h, err,
@@ -142,7 +145,8 @@ static int check_header(const mcr__snap_header_t* h, size_t size,
       (rc = check_section("owner", h->owners_off, h->owners_len,
                           (uint64_t)h->point_count * 4, h, err, errlen)) ||
       (rc = check_section("bucket", h->buckets_off, h->buckets_len,
-                          ((uint64_t)MCR__BUCKETS + 1) * 4, h, err, errlen)))
+                          (((uint64_t)1 << h->bucket_bits) + 1) * 4, h, err,
+                          errlen)))
     return rc;
   if (h->abi_minor >= 1) {
     if ((rc = check_section("arc", h->arcs_off, h->arcs_len,
@@ -208,9 +212,9 @@ static int verify_arrays(const char* base, size_t size,
   /* With the points sorted, bucket b is right exactly when it points at the
    * first point whose top bits are >= b: the point there is >= b and the
    * one before it is < b. One read of the index, no merge with the points. */
-  const unsigned shift = 32 - MCR__BUCKET_BITS;
+  const unsigned shift = 32 - h->bucket_bits;
   uint32_t b = 0, prev = 0;
-  for (; b < MCR__BUCKETS && !rc; b++) {
+  for (; b < (1u << h->bucket_bits) && !rc; b++) {
     uint32_t v = buckets[b];
     if (v < prev || v > np || (v < np && (points[v] >> shift) < b) ||
         (v > 0 && (points[v - 1] >> shift) >= b))
@@ -289,9 +293,9 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
   if (!rc && have_arcs && arcs_sum != (1ull << 32))
     rc = bad(err, errlen, "node arcs add up to %" PRIu64 ", not %" PRIu64,
              arcs_sum, 1ull << 32);
-  if (!rc && buckets[MCR__BUCKETS] != np)
+  if (!rc && buckets[1u << h->bucket_bits] != np)
     rc = bad(err, errlen, "bucket index ends at %" PRIu64 ", not %" PRIu64,
-             buckets[MCR__BUCKETS], np);
+             buckets[1u << h->bucket_bits], np);
   if (!rc && full)
     rc = verify_arrays(base, size, h, nodes, have_arcs, err, errlen);
   if (rc) {
@@ -305,6 +309,7 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
   r->npoints = np;
   r->nnodes = nn;
   r->mode = (mcr_distribution_t)h->mode;
+  r->bucket_shift = 32 - h->bucket_bits;
   r->nodes = nodes;
   r->generation = h->generation;
   r->publish_ns = h->publish_ns;

@@ -40,7 +40,8 @@ struct mcr__snapshot_writer {
   int dirfd;
   uint64_t* ctl_gen; /* generation word of the control file, mapped RW */
   void* ctl_map;
-  uint64_t gen; /* last published generation */
+  uint64_t gen;      /* last published generation */
+  int64_t stored_ns; /* CLOCK_MONOTONIC just before its store (bench) */
   char err[512];
 };
 
@@ -68,7 +69,8 @@ static layout_t layout(const mcr_ring_t* r) {
   l.points = align_up(l.arcs + (size_t)r->nnodes * 8, MCR__SNAP_ALIGN);
   l.owners = align_up(l.points + (size_t)r->npoints * 4, MCR__SNAP_ALIGN);
   l.buckets = align_up(l.owners + (size_t)r->npoints * 4, MCR__SNAP_ALIGN);
-  l.total = align_up(l.buckets + ((size_t)MCR__BUCKETS + 1) * 4, 8) + 8;
+  l.total =
+      align_up(l.buckets + ((size_t)mcr__ring_nbuckets(r) + 1) * 4, 8) + 8;
   return l;
 }
 
@@ -102,7 +104,7 @@ void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
   h.mode = (uint32_t)r->mode;
   h.node_count = r->nnodes;
   h.point_count = r->npoints;
-  h.bucket_bits = MCR__BUCKET_BITS;
+  h.bucket_bits = 32 - r->bucket_shift;
   h.nodes_off = l.nodes;
   h.nodes_len = (uint64_t)r->nnodes * MCR__SNAP_NODE_SIZE;
   h.strings_off = l.strings;
@@ -112,7 +114,7 @@ void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
   h.owners_off = l.owners;
   h.owners_len = (uint64_t)r->npoints * 4;
   h.buckets_off = l.buckets;
-  h.buckets_len = ((uint64_t)MCR__BUCKETS + 1) * 4;
+  h.buckets_len = ((uint64_t)mcr__ring_nbuckets(r) + 1) * 4;
   h.arcs_off = l.arcs;
   h.arcs_len = (uint64_t)r->nnodes * 8;
   memcpy(base, &h, sizeof(h));
@@ -334,6 +336,7 @@ static void store_generation(mcr__snapshot_writer_t* w, uint64_t gen) {
   /* Release: every byte of ring.<gen> (written through syscalls and a
    * shared mapping before this point) must be visible before a reader can
    * see the generation that names it. */
+  w->stored_ns = mcr__now_ns();
   ck_pr_fence_store();
   /* The single atomic store that publishes; readers load it with acquire
    * semantics (mcr_snapshot_refresh). */
@@ -390,6 +393,10 @@ int mcr__snapshot_writer_dirfd(const mcr__snapshot_writer_t* w) {
 
 uint64_t mcr__snapshot_writer_generation(const mcr__snapshot_writer_t* w) {
   return w->gen;
+}
+
+int64_t mcr__snapshot_writer_stored_ns(const mcr__snapshot_writer_t* w) {
+  return w->stored_ns;
 }
 
 const char* mcr__snapshot_writer_error(const mcr__snapshot_writer_t* w) {

@@ -252,6 +252,63 @@ Test(ketama, many_nodes_match_model) {
                         40);
 }
 
+/* The first point >= h, wrapping to 0: a binary search over the points,
+ * the reference for the bucket index. */
+static uint32_t search_point(const mcr_ring_t* r, uint32_t h) {
+  uint32_t lo = 0, hi = r->npoints;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (r->points[mid] < h)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo == r->npoints ? 0 : lo;
+}
+
+Test(ketama, bucket_bits_grow_with_the_points) {
+  cr_assert_eq(mcr__ring_bucket_bits(1), 16);
+  cr_assert_eq(mcr__ring_bucket_bits(8u << 16), 16);
+  cr_assert_eq(mcr__ring_bucket_bits((8u << 16) + 1), 17);
+  cr_assert_eq(mcr__ring_bucket_bits(65535u * 160), 21);
+  cr_assert_eq(mcr__ring_bucket_bits(MCR__RING_MAX_POINTS), 21);
+  cr_assert_eq(mcr__ring_bucket_bits(UINT32_MAX), MCR__BUCKET_BITS_MAX);
+}
+
+/* A ring big enough for 18 bucket bits finds, for every hash tried (each
+ * point, its neighbours, each bucket's edges, random ones), the point a
+ * binary search finds. */
+Test(ketama, a_bigger_bucket_index_finds_every_point, .timeout = 120) {
+  enum { N = 7000 }; /* 1,120,000 points */
+  static mcr__ring_node_in_t in[N];
+  static char hosts[N][32];
+  for (size_t i = 0; i < N; i++) {
+    snprintf(hosts[i], 32, "10.%zu.%zu.%zu", i / 65536, i / 256 % 256, i % 256);
+    in[i] = (mcr__ring_node_in_t){hosts[i], NULL, 11211, 1, 0};
+  }
+  mcr_ring_t* r;
+  cr_assert_eq(mcr__ring_build_nodes(&r, MCR_DIST_XXH3, in, N, NULL, 0), 0);
+  cr_assert_eq(r->bucket_shift, 32 - 18);
+  cr_assert_eq(mcr__ring_nbuckets(r), 1u << 18);
+  for (uint32_t i = 0; i < r->npoints; i += 3) {
+    uint32_t v = r->points[i];
+    for (uint32_t h = v - 1; h != v + 2; h++)
+      cr_assert_eq(mcr__ring_find_point(r, h), search_point(r, h), "hash %u",
+                   h);
+  }
+  for (uint32_t b = 0; b < mcr__ring_nbuckets(r); b++) {
+    uint32_t lo = b << r->bucket_shift, hi = lo | ((1u << r->bucket_shift) - 1);
+    cr_assert_eq(mcr__ring_find_point(r, lo), search_point(r, lo));
+    cr_assert_eq(mcr__ring_find_point(r, hi), search_point(r, hi));
+  }
+  srand(11);
+  for (int k = 0; k < 200000; k++) {
+    uint32_t h = (uint32_t)rand() << 16 ^ (uint32_t)rand();
+    cr_assert_eq(mcr__ring_find_point(r, h), search_point(r, h));
+  }
+  mcr_ring_free(r);
+}
+
 /* ---------------------------------------------------------------- by hand */
 
 /* Builds a ring of `mode` on `list`, asserting that it builds with

@@ -76,6 +76,9 @@ static mcr_distribution_t gen_nodes(uint64_t g, mcr__ring_node_in_t* in,
   return (mcr_distribution_t)(g % 3);
 }
 
+/* The bucket index of every gen_nodes ring: the smallest there is. */
+#define SMALL_BUCKETS (1u << MCR__BUCKET_BITS_MIN)
+
 static mcr_ring_t* gen_ring(uint64_t g) {
   mcr__ring_node_in_t in[8];
   char hosts[8][32];
@@ -195,6 +198,45 @@ Test(snapshot, round_trip_and_generations) {
   cr_expect_eq(st.st_mode & 0777, 0640);
   cr_assert_eq(stat(f.dir, &st), 0);
   cr_expect_eq(st.st_mode & 0007, 0);
+  fixture_close(&f);
+}
+
+static void expect_lookups_in_range(const mcr_ring_t* r);
+
+/* A ring of over 524,288 points gets a bigger bucket index (docs/
+ * snapshot.md): the writer publishes it, the verifying reader checks every
+ * entry of it, and both readers route like the ring built here. */
+Test(snapshot, a_big_ring_has_a_bigger_bucket_index, .timeout = 120) {
+  fixture_t f;
+  fixture_open(&f);
+  enum { N = 4000 }; /* 640,000 points: 17 bits */
+  static mcr__ring_node_in_t in[N];
+  static char hosts[N][32];
+  for (size_t i = 0; i < N; i++) {
+    snprintf(hosts[i], 32, "10.%zu.%zu.%zu", i / 65536, i / 256 % 256, i % 256);
+    in[i] = (mcr__ring_node_in_t){hosts[i], NULL, 11211, 1, 0};
+  }
+  for (int mode = 0; mode < 3; mode++) {
+    uint64_t got;
+    cr_assert_eq(mcr__snapshot_writer_publish_nodes(
+                     f.w, (mcr_distribution_t)mode, in, N, &got),
+                 0, "%s", mcr__snapshot_writer_error(f.w));
+    cr_assert_eq(mcr_snapshot_refresh(f.s), 1, "%s",
+                 mcr_snapshot_last_error(f.s));
+    cr_assert_eq(mcr_snapshot_refresh(f.v), 1, "%s",
+                 mcr_snapshot_last_error(f.v));
+    mcr_ring_t* ref;
+    cr_assert_eq(
+        mcr__ring_build_nodes(&ref, (mcr_distribution_t)mode, in, N, NULL, 0),
+        0);
+    cr_assert_eq(ref->npoints, N * 160);
+    cr_assert_eq(ref->bucket_shift, 32 - 17);
+    cr_assert_eq(mcr_snapshot_ring(f.s)->bucket_shift, 32 - 17);
+    expect_same_routing(mcr_snapshot_ring(f.s), ref);
+    expect_same_routing(mcr_snapshot_ring(f.v), ref);
+    expect_lookups_in_range(mcr_snapshot_ring(f.s));
+    mcr_ring_free(ref);
+  }
   fixture_close(&f);
 }
 
@@ -478,9 +520,10 @@ static void expect_lookups_in_range(const mcr_ring_t* r) {
     int len = snprintf(key, sizeof(key), "x%d", k);
     cr_assert_lt(mcr_ring_locate(r, key, (size_t)len), nn);
   }
-  for (uint32_t b = 0; b < MCR__BUCKETS; b++) {
-    cr_assert_lt(mcr__ring_find(r, b << 16), nn);
-    cr_assert_lt(mcr__ring_find(r, b << 16 | 0xffffu), nn);
+  uint32_t shift = r->bucket_shift;
+  for (uint32_t b = 0; b < mcr__ring_nbuckets(r); b++) {
+    cr_assert_lt(mcr__ring_find(r, b << shift), nn);
+    cr_assert_lt(mcr__ring_find(r, b << shift | ((1u << shift) - 1)), nn);
   }
 }
 
@@ -566,6 +609,8 @@ Test(snapshot, hostile_header_fields) {
   corrupt_u32(&f, FIELD(point_count), 7, "section");
   corrupt_u32(&f, FIELD(point_count), UINT32_MAX, "point count");
   corrupt_u32(&f, FIELD(bucket_bits), 12, "bucket bits");
+  corrupt_u32(&f, FIELD(bucket_bits), 25, "bucket bits");
+  corrupt_u32(&f, FIELD(bucket_bits), 17, "bucket section length");
   static const struct {
     size_t off;
     const char* name;
@@ -588,7 +633,8 @@ Test(snapshot, hostile_header_fields) {
   corrupt_u64(&f, FIELD(arcs_len), 8, "arc");
   /* The bucket index must end at the point count. */
   uint32_t big = UINT32_MAX;
-  corrupt_at(&f, FIELD(buckets_off), 4 * MCR__BUCKETS, &big, 4, "bucket index");
+  corrupt_at(&f, FIELD(buckets_off), 4 * SMALL_BUCKETS, &big, 4,
+             "bucket index");
   /* Strings without their NUL (the first host is at most 15 bytes). */
   corrupt_at(&f, FIELD(strings_off), 0, "!!!!!!!!!!!!!!!!", 16, "node 0");
   /* Per-node point counts and arcs that do not add up. */
@@ -689,8 +735,8 @@ Test(snapshot, lookups_stay_inside_a_damaged_file) {
   memcpy(&h, buf, sizeof(h));
   memset(buf + h.points_off, 0, h.points_len);
   uint32_t start = 0, end = 0x80000000u;
-  memcpy(buf + h.buckets_off + 4 * (MCR__BUCKETS - 2), &start, 4);
-  memcpy(buf + h.buckets_off + 4 * (MCR__BUCKETS - 1), &end, 4);
+  memcpy(buf + h.buckets_off + 4 * (SMALL_BUCKETS - 2), &start, 4);
+  memcpy(buf + h.buckets_off + 4 * (SMALL_BUCKETS - 1), &end, 4);
   mcr__snapshot_seal(buf, size);
   plant(&f, gen, buf, size, 0640);
   free(buf);
