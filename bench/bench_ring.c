@@ -13,8 +13,9 @@
  *  - Propagation. With 256 workers each routing one key per millisecond,
  *    the writer publishes a changed ring; each worker records when its
  *    first call routed by the new generation. Latency is measured from the
- *    moment the publish call returned (the generation store is its last
- *    step but one); 5 publishes, each reporting min / median / max over
+ *    generation store (the writer reads the clock just before it), so a
+ *    publisher preempted after the store cannot hide the workers' delay;
+ *    5 publishes, each reporting min / median / max over
  *    the workers. The swap cost per worker (first call after a publish
  *    minus a normal call) is measured alone, before any worker exists, and
  *    split into the snapshot reader's part (mcr_snapshot_refresh on its own
@@ -56,6 +57,7 @@
 #include "ring.h"
 
 #define NODES 500
+#define MAX_NODES 20000 /* --swap-profile's NODES */
 #define MAX_WORKERS 256
 #define REPS 5
 #define BASE_PORT 20000
@@ -107,12 +109,15 @@ static void nodes_make(mcr__ring_node_in_t* in, char (*hosts)[32],
   }
 }
 
+/* Nodes of the published rings: NODES, or --swap-profile's choice. */
+static size_t nnodes = NODES;
+
 static uint64_t publish(mcr__snapshot_writer_t* w, unsigned variant) {
-  static mcr__ring_node_in_t in[NODES];
-  static char hosts[NODES][32], addrs[NODES][32];
-  nodes_make(in, hosts, addrs, NODES, variant);
+  static mcr__ring_node_in_t in[MAX_NODES];
+  static char hosts[MAX_NODES][32], addrs[MAX_NODES][32];
+  nodes_make(in, hosts, addrs, nnodes, variant);
   uint64_t gen;
-  if (mcr__snapshot_writer_publish_nodes(w, MCR_DIST_KETAMA, in, NODES, &gen))
+  if (mcr__snapshot_writer_publish_nodes(w, MCR_DIST_KETAMA, in, nnodes, &gen))
     bench_die("publish: %s", mcr__snapshot_writer_error(w));
   return gen;
 }
@@ -404,7 +409,9 @@ static void propagation(mcr__snapshot_writer_t* w, int n, unsigned* variant) {
     atomic_store(&sh->target_gen, next);
     atomic_store(&sh->rep, rep);
     uint64_t gen = publish(w, ++*variant);
-    uint64_t t_pub = bench_now_ns();
+    /* From the generation store, not from publish()'s return: a publisher
+     * preempted after the store would return after the workers switched. */
+    uint64_t t_pub = (uint64_t)mcr__snapshot_writer_stored_ns(w);
     if (gen != next)
       bench_die("unexpected generation");
     double end = bench_now() + 3;
@@ -627,22 +634,37 @@ static void rm_rf(const char* path) {
 }
 
 /* The target of callgrind --toggle-collect=mcr__router_refresh: `n`
- * publishes, each followed by one routed call that swaps. */
+ * publishes, each followed by one routed call that swaps. Host stats are
+ * served as the agent serves them, so each switch also binds the worker's
+ * counters to the new ring's nodes. */
 static int swap_profile(int n) {
   char dir[300], err[256];
   snprintf(dir, sizeof dir, "%s/p", top);
   mcr__snapshot_writer_t* w;
   if (mcr__snapshot_writer_open(&w, dir, err, sizeof err))
     bench_die("writer: %s", err);
+  mcr_hoststats_server_t* stats;
+  if (mcr_hoststats_serve(&stats, dir, 64, err, sizeof err))
+    bench_die("host stats: %s", err);
   unsigned variant = 0;
   publish(w, variant);
   mcr_client_t* c = attach(dir);
+  /* The handle must really count by node in a registered segment: one
+   * row per node of the ring, read back through the agent's socket. */
+  mcr_hoststats_t* hs;
+  const mcr_hoststat_row_t* rows;
+  size_t nrows = 0;
+  if (mcr_hoststats_open(&hs, dir, -1, err, sizeof err) ||
+      mcr_hoststats_read(hs, &rows, &nrows) || nrows != nnodes)
+    bench_die("host stats: %zu rows for %zu nodes", nrows, nnodes);
+  mcr_hoststats_free(hs);
   volatile size_t acc = 0;
   for (int i = 0; i < n; i++) {
     publish(w, ++variant);
     acc += route(c, "swap:key", 8);
   }
   mcr_client_free(c);
+  mcr_hoststats_server_free(stats);
   mcr__snapshot_writer_close(w);
   return 0;
 }
@@ -650,15 +672,22 @@ static int swap_profile(int n) {
 static void rm_rf(const char* path);
 
 int main(int argc, char** argv) {
-  if (argc != 2 &&
-      !(argc == 3 && (strcmp(argv[1], "--swap-profile") == 0 ||
+  if (argc != 2 && !((argc == 3 || argc == 4) &&
+                     (strcmp(argv[1], "--swap-profile") == 0 ||
                       strcmp(argv[1], "--swap-profile-all") == 0))) {
     fprintf(stderr,
             "usage: bench_ring AGENT_BINARY | bench_ring "
-            "--swap-profile[-all] N\n");
+            "--swap-profile[-all] N [NODES]\n");
     return 2;
   }
-  move_all = argc == 3 && strcmp(argv[1], "--swap-profile-all") == 0;
+  if (argc == 4) {
+    nnodes = strtoul(argv[3], NULL, 10);
+    if (nnodes < 2 || nnodes > MAX_NODES) {
+      fprintf(stderr, "bench_ring: NODES must be 2..%d\n", MAX_NODES);
+      return 2;
+    }
+  }
+  move_all = argc >= 3 && strcmp(argv[1], "--swap-profile-all") == 0;
   const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
   snprintf(top, sizeof top, "%s/mcring-bench-XXXXXX", base);
   if (!mkdtemp(top))
@@ -668,7 +697,7 @@ int main(int argc, char** argv) {
             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (sh == MAP_FAILED)
     bench_die("mmap: %s", strerror(errno));
-  if (argc == 3) {
+  if (argc >= 3) {
     int rc = swap_profile(atoi(argv[2]));
     rm_rf(top);
     return rc;
