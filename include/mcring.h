@@ -312,6 +312,17 @@ MCR_EXTERN const char* mcr_client_last_error(const mcr_client_t* c);
 typedef struct mcr_ring mcr_ring_t;
 MCR_EXTERN const mcr_ring_t* mcr_client_ring(const mcr_client_t* c);
 
+/* Routes every keyed call on `c` that follows by `server_key` instead of
+ * each call's own keys, until the next mcr_client_route_by: all the keys
+ * of those calls go to the node server_key[0..len) hashes to, as
+ * libmemcached's *_by_key calls (php-memcached's *ByKey methods) place
+ * them; route_skip does not apply to it. The server key is only hashed,
+ * never sent: any bytes, at most 250 of them. server_key NULL goes back to
+ * routing by each key. Returns 0, or MCR_EKEY (the routing is unchanged)
+ * for a longer key. */
+MCR_EXTERN int mcr_client_route_by(mcr_client_t* c, const char* server_key,
+                                   size_t len);
+
 /* The snapshot generation the client routes by (0 when it does not follow
  * a ring_dir). */
 MCR_EXTERN uint64_t mcr_client_generation(const mcr_client_t* c);

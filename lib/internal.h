@@ -982,6 +982,9 @@ struct mcr_client {
   mcr__router_t* router; /* NULL with one node */
   mcr__hs_t* hs;         /* host stats segment (hoststats.c), or NULL */
   mcr__tls_t* tls;       /* TLS context of every connection, or NULL */
+  bool pinned;           /* mcr_client_route_by: route by pin_key */
+  size_t pin_len;
+  char pin_key[250];
   char err[512];
 };
 

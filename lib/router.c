@@ -15,6 +15,10 @@
  * nodes' connections are closed, and new nodes connect on first use. The
  * switch happens between calls, never inside one, so node pointers held by
  * a multi-key call stay valid for the whole call.
+ *
+ * What is hashed is the key, less its first route_skip bytes (a namespace
+ * the peers do not hash), or, after mcr_client_route_by, one server key for
+ * every key (libmemcached's *_by_key placement).
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -301,7 +305,10 @@ mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
   if (!r)
     return c->nodes;
   size_t skip = c->opts.route_skip;
-  if (MCR__UNLIKELY(skip) && key_len > skip) {
+  if (MCR__UNLIKELY(c->pinned)) {
+    key = c->pin_key;
+    key_len = c->pin_len;
+  } else if (MCR__UNLIKELY(skip) && key_len > skip) {
     key += skip;
     key_len -= skip;
   }
@@ -320,6 +327,12 @@ void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
   if (!r) {
     for (size_t i = 0; i < n; i++)
       out[i] = 0;
+    return;
+  }
+  if (MCR__UNLIKELY(c->pinned)) {
+    size_t i = (size_t)(mcr__route(c, NULL, 0) - c->nodes);
+    for (size_t k = 0; k < n; k++)
+      out[k] = i;
     return;
   }
   /* Hashes in chunks of 64 (a multiple of every lane count of md5x.c, so
@@ -354,6 +367,21 @@ void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
       out[base + k] = MCR__UNLIKELY(i >= c->nnodes) ? 0 : i;
     }
   }
+}
+
+int mcr_client_route_by(mcr_client_t* c, const char* server_key, size_t len) {
+  if (!server_key) {
+    c->pinned = false;
+    return 0;
+  }
+  if (len > sizeof c->pin_key)
+    return mcr__set_error(c, MCR_EKEY,
+                          "server key of %zu bytes: at most %zu are allowed",
+                          len, sizeof c->pin_key);
+  memcpy(c->pin_key, server_key, len);
+  c->pin_len = len;
+  c->pinned = true;
+  return 0;
 }
 
 const mcr_ring_t* mcr_client_ring(const mcr_client_t* c) {

@@ -439,3 +439,53 @@ Test(router, route_skip_places_by_the_unprefixed_key) {
   mcr_client_free(c);
   mcr_client_free(plain);
 }
+
+/* route_by: every key of every call goes to the server key's node (both
+ * routes, and the real stores: a multi-key set and get included), until
+ * route_by(NULL); the server key overrides route_skip; an over-long server
+ * key is refused and changes nothing. */
+Test(router, route_by_places_every_key_on_the_server_keys_node) {
+  mcr_client_opts_t o = opts_default();
+  o.route_skip = 2;
+  mcr_client_t* c = cluster_client(&o);
+  const char* sk = "user:42";
+  size_t target = mcr_ring_locate(mcr_client_ring(c), sk, strlen(sk));
+  int elsewhere = 0;
+  for (int i = 0; i < KEYS; i++)
+    elsewhere += (size_t)(mcr__route(c, keys[i], lens[i]) - c->nodes) != target;
+  cr_assert_gt(elsewhere, KEYS / 4, "too few keys live elsewhere to tell");
+  cr_assert_eq(mcr_client_route_by(c, sk, strlen(sk)), MCR_OK);
+  size_t routed[KEYS];
+  mcr__route_many(c, KEYS, keys, lens, routed);
+  for (int i = 0; i < KEYS; i++) {
+    cr_assert_eq((size_t)(mcr__route(c, keys[i], lens[i]) - c->nodes), target);
+    cr_assert_eq(routed[i], target);
+  }
+  for (int i = 0; i < 20; i++) {
+    cr_assert_eq(mcr_client_set(c, keys[i], lens[i], "v", 1, 0, 0, 0), MCR_OK);
+    cr_assert(raw_has(&mcd[target], keys[i]), "%s", keys[i]);
+  }
+  mcr_item_t items[20];
+  size_t hits = 0;
+  cr_assert_eq(mcr_client_get_multi(c, 20, keys, lens, items, &hits), MCR_OK);
+  cr_assert_eq(hits, 20);
+  /* Too long: refused, the pin stays. */
+  char big[251];
+  memset(big, 'x', sizeof big);
+  cr_assert_eq(mcr_client_route_by(c, big, sizeof big), MCR_EKEY);
+  cr_assert_str_neq(mcr_client_last_error(c), "");
+  cr_assert_eq((size_t)(mcr__route(c, keys[0], lens[0]) - c->nodes), target);
+  /* Any bytes, even none, are a server key. */
+  cr_assert_eq(mcr_client_route_by(c, "a b\n", 4), MCR_OK);
+  cr_assert_eq((size_t)(mcr__route(c, keys[0], lens[0]) - c->nodes),
+               mcr_ring_locate(mcr_client_ring(c), "a b\n", 4));
+  cr_assert_eq(mcr_client_route_by(c, "", 0), MCR_OK);
+  cr_assert_eq((size_t)(mcr__route(c, keys[0], lens[0]) - c->nodes),
+               mcr_ring_locate(mcr_client_ring(c), "", 0));
+  /* Unpinned: each key by itself again (less its route_skip bytes). */
+  cr_assert_eq(mcr_client_route_by(c, NULL, 0), MCR_OK);
+  for (int i = 0; i < KEYS; i++)
+    cr_assert_eq((size_t)(mcr__route(c, keys[i], lens[i]) - c->nodes),
+                 mcr_ring_locate(mcr_client_ring(c), keys[i] + 2, lens[i] - 2));
+  mcr_client_free(c);
+}
