@@ -222,6 +222,9 @@ typedef struct {
   zend_long rescode;
   char errmsg[256]; /* libmcring's text of the last error, or "" */
   zval delayed;     /* getDelayed's results not fetched yet, or UNDEF */
+  /* While a *ByKey method runs: the server key its keys are placed by, as
+   * hashed (with the prefix under OPT_HASH_WITH_PREFIX_KEY), else NULL. */
+  zend_string* pin;
   zend_object std;
 } mcobj_t;
 
@@ -704,6 +707,12 @@ static int store(mcobj_t* o, char op, zend_string* key, zval* value,
 static int read_through(mcobj_t* o, zval* self, zend_fcall_info* fci,
                         zend_fcall_info_cache* fcc, zend_string* key, int ext,
                         zval* rv) {
+  /* getByKey's callback, and the store of what it returns, place keys by
+   * themselves, as php-memcached does (it stores without the server key). */
+  zend_string* pin = o->pin;
+  if (pin && o->st->client)
+    mcr_client_route_by(o->st->client, NULL, 0);
+  o->pin = NULL;
   zval params[4], ret;
   ZVAL_COPY(&params[0], self);
   ZVAL_STR_COPY(&params[1], key);
@@ -739,6 +748,9 @@ static int read_through(mcobj_t* o, zval* self, zend_fcall_info* fci,
       zval_ptr_dtor(&params[i]);
   if (!ok && !EG(exception) && o->rescode == RES_SUCCESS)
     set_code(o, RES_NOTFOUND);
+  o->pin = pin;
+  if (pin && o->st->client)
+    mcr_client_route_by(o->st->client, ZSTR_VAL(pin), ZSTR_LEN(pin));
   return ok;
 }
 
@@ -1952,6 +1964,92 @@ PHP_METHOD(Memcached, getLastDisconnectedServer) {
   RETURN_FALSE;
 }
 
+/* The *ByKey methods: the plain method's handler, run in the same call
+ * frame with the server key (argument `at`) taken out of the arguments,
+ * every key of the call placed on the server key's node
+ * (mcr_client_route_by), as php-memcached places them: the server key
+ * hashed as given (after the prefix under OPT_HASH_WITH_PREFIX_KEY), never
+ * checked as a key, and an empty one ignored by the multi-gets
+ * (libmemcached's mget_by_key). Warnings name the *ByKey method, as
+ * php-memcached's do. The placement ends with the call, whatever happens
+ * in it, so a persistent client is never left pinned. */
+static void by_key(INTERNAL_FUNCTION_PARAMETERS, zif_handler plain, uint32_t at,
+                   zend_bool empty_is_none) {
+  uint32_t argc = ZEND_NUM_ARGS();
+  if (argc < at + 2) { /* the server key and at least one more */
+    zend_wrong_parameters_count_error(at + 2, (uint32_t)-1);
+    RETURN_THROWS();
+  }
+  zval* args = ZEND_CALL_ARG(execute_data, 1);
+  zend_string* sk = zval_try_get_string(&args[at]);
+  if (!sk)
+    RETURN_THROWS();
+  mcobj_t* o = THIS_OBJ();
+  mcr_client_t* c = client_of(o);
+  if (!c) {
+    zend_string_release(sk);
+    RETURN_FALSE;
+  }
+  zend_string* pin = NULL;
+  if (ZSTR_LEN(sk) || !empty_is_none) {
+    pin = o->st->behavior[OPT_HASH_WITH_PREFIX_KEY] && o->st->prefix_len
+              ? zend_string_concat2(o->st->prefix, o->st->prefix_len,
+                                    ZSTR_VAL(sk), ZSTR_LEN(sk))
+              : zend_string_copy(sk);
+    if (mcr_client_route_by(c, ZSTR_VAL(pin), ZSTR_LEN(pin)) != MCR_OK) {
+      zend_string_release(pin);
+      zend_string_release(sk);
+      set_code(o, RES_BAD_KEY_PROVIDED);
+      RETURN_FALSE;
+    }
+  }
+  zend_string_release(sk);
+  /* Out of the frame: the VM frees the arguments the frame counts when
+   * the call ends, so the server key is freed here and not counted. */
+  zval removed;
+  ZVAL_COPY_VALUE(&removed, &args[at]);
+  memmove(&args[at], &args[at + 1], (argc - at - 1) * sizeof(zval));
+  ZEND_CALL_NUM_ARGS(execute_data) = argc - 1;
+  zval_ptr_dtor(&removed);
+  o->pin = pin;
+  zend_bool bailed = 0;
+  zend_try {
+    plain(INTERNAL_FUNCTION_PARAM_PASSTHRU);
+  }
+  zend_catch {
+    bailed = 1; /* a fatal error: unpin all the same, then go on out */
+  }
+  zend_end_try();
+  if (o->st->client)
+    mcr_client_route_by(o->st->client, NULL, 0);
+  o->pin = NULL;
+  if (pin)
+    zend_string_release(pin);
+  if (bailed)
+    zend_bailout();
+}
+
+#define BY_KEY(method, plain, at, empty_is_none)                             \
+  PHP_METHOD(Memcached, method) {                                            \
+    by_key(INTERNAL_FUNCTION_PARAM_PASSTHRU, ZEND_MN(Memcached_##plain), at, \
+           empty_is_none);                                                   \
+  }
+BY_KEY(getByKey, get, 0, 0)
+BY_KEY(getMultiByKey, getMulti, 0, 1)
+BY_KEY(getDelayedByKey, getDelayed, 0, 1)
+BY_KEY(setByKey, set, 0, 0)
+BY_KEY(addByKey, add, 0, 0)
+BY_KEY(replaceByKey, replace, 0, 0)
+BY_KEY(appendByKey, append, 0, 0)
+BY_KEY(prependByKey, prepend, 0, 0)
+BY_KEY(casByKey, cas, 1, 0)
+BY_KEY(setMultiByKey, setMulti, 0, 0)
+BY_KEY(touchByKey, touch, 0, 0)
+BY_KEY(deleteByKey, delete, 0, 0)
+BY_KEY(deleteMultiByKey, deleteMulti, 0, 0)
+BY_KEY(incrementByKey, increment, 0, 0)
+BY_KEY(decrementByKey, decrement, 0, 0)
+
 /* What libmcring cannot do: false and RES_NOT_SUPPORTED, whatever the
  * arguments. */
 PHP_METHOD(Memcached, notSupported) {
@@ -2055,53 +2153,71 @@ ZEND_END_ARG_INFO()
   ZEND_FENTRY(name, ZEND_MN(Memcached_notSupported), ai_variadic, \
               ZEND_ACC_PUBLIC)
 
+/* One entry per line (clang-format would run them together: the macros
+ * carry their own commas). */
+// clang-format off
 static const zend_function_entry methods[] = {
-    M(__construct, ai_construct) M(getResultCode, ai_none) M(
-        getResultMessage, ai_none) M(get, ai_get) M(getMulti, ai_get_multi)
-        M(set, ai_set) M(add, ai_set) M(replace, ai_set) M(cas, ai_cas) M(
-            append, ai_concat) M(prepend, ai_concat) M(setMulti, ai_set_multi)
-            M(delete, ai_delete) M(deleteMulti, ai_delete_multi) M(
-                touch, ai_touch) M(increment, ai_incdec) M(decrement, ai_incdec)
-                M(addServer, ai_add_server) M(addServers, ai_add_servers) M(
-                    getServerList, ai_none) M(getServerByKey, ai_key)
-                    M(resetServerList, ai_none) M(quit, ai_none) M(
-                        flushBuffers,
-                        ai_none) M(getLastErrorMessage,
-                                   ai_none) M(getLastErrorCode, ai_none)
-                        M(getLastErrorErrno, ai_none) M(
-                            getLastDisconnectedServer,
-                            ai_none) M(getStats,
-                                       ai_stats) M(getVersion, ai_none)
-                            M(flush, ai_flush) M(getOption, ai_get_option) M(
-                                setOption,
-                                ai_set_option) M(setOptions,
-                                                 ai_set_options) M(isPersistent,
-                                                                   ai_none)
-                                M(isPristine, ai_none) M(checkKey, ai_key) UNSUPPORTED(
-                                    getByKey) UNSUPPORTED(getMultiByKey)
-                                    M(getDelayed, ai_get_delayed) M(
-                                        fetch,
-                                        ai_none) M(fetchAll,
-                                                   ai_none) UNSUPPORTED(getDelayedByKey)
-                                        UNSUPPORTED(setByKey) UNSUPPORTED(
-                                            touchByKey) UNSUPPORTED(setMultiByKey)
-                                            UNSUPPORTED(casByKey) UNSUPPORTED(
-                                                addByKey) UNSUPPORTED(appendByKey)
-                                                UNSUPPORTED(prependByKey) UNSUPPORTED(
-                                                    replaceByKey) UNSUPPORTED(deleteByKey)
-                                                    UNSUPPORTED(deleteMultiByKey) UNSUPPORTED(
-                                                        incrementByKey)
-                                                        UNSUPPORTED(
-                                                            decrementByKey)
-                                                            UNSUPPORTED(
-                                                                getAllKeys)
-                                                                UNSUPPORTED(
-                                                                    setBucket)
-                                                                    UNSUPPORTED(
-                                                                        setSaslAuthData)
-                                                                        UNSUPPORTED(
-                                                                            setEncodingKey)
-                                                                            PHP_FE_END};
+    M(__construct, ai_construct)
+    M(getResultCode, ai_none)
+    M(getResultMessage, ai_none)
+    M(get, ai_get)
+    M(getMulti, ai_get_multi)
+    M(set, ai_set)
+    M(add, ai_set)
+    M(replace, ai_set)
+    M(cas, ai_cas)
+    M(append, ai_concat)
+    M(prepend, ai_concat)
+    M(setMulti, ai_set_multi)
+    M(delete, ai_delete)
+    M(deleteMulti, ai_delete_multi)
+    M(touch, ai_touch)
+    M(increment, ai_incdec)
+    M(decrement, ai_incdec)
+    M(addServer, ai_add_server)
+    M(addServers, ai_add_servers)
+    M(getServerList, ai_none)
+    M(getServerByKey, ai_key)
+    M(resetServerList, ai_none)
+    M(quit, ai_none)
+    M(flushBuffers, ai_none)
+    M(getLastErrorMessage, ai_none)
+    M(getLastErrorCode, ai_none)
+    M(getLastErrorErrno, ai_none)
+    M(getLastDisconnectedServer, ai_none)
+    M(getStats, ai_stats)
+    M(getVersion, ai_none)
+    M(flush, ai_flush)
+    M(getOption, ai_get_option)
+    M(setOption, ai_set_option)
+    M(setOptions, ai_set_options)
+    M(isPersistent, ai_none)
+    M(isPristine, ai_none)
+    M(checkKey, ai_key)
+    M(getByKey, ai_variadic)
+    M(getMultiByKey, ai_variadic)
+    M(getDelayed, ai_get_delayed)
+    M(fetch, ai_none)
+    M(fetchAll, ai_none)
+    M(getDelayedByKey, ai_variadic)
+    M(setByKey, ai_variadic)
+    M(touchByKey, ai_variadic)
+    M(setMultiByKey, ai_variadic)
+    M(casByKey, ai_variadic)
+    M(addByKey, ai_variadic)
+    M(appendByKey, ai_variadic)
+    M(prependByKey, ai_variadic)
+    M(replaceByKey, ai_variadic)
+    M(deleteByKey, ai_variadic)
+    M(deleteMultiByKey, ai_variadic)
+    M(incrementByKey, ai_variadic)
+    M(decrementByKey, ai_variadic)
+    UNSUPPORTED(getAllKeys)
+    UNSUPPORTED(setBucket)
+    UNSUPPORTED(setSaslAuthData)
+    UNSUPPORTED(setEncodingKey)
+    PHP_FE_END};
+// clang-format on
 
 /* php-memcached 3.2.0's constants: same names, same numbers. */
 static const struct {
