@@ -8,8 +8,10 @@
 #  3. starts three memcached on free loopback ports and one speaking only
 #     TLS (stopped on any exit);
 #  4. runs the extension's own .phpt tests (tests/) with php-memcached
-#     loaded in the same process, for the side-by-side tests, and
-#     tests/fpm_e2e.sh (a PHP-FPM pool of 16 children driven by cgi-fcgi);
+#     loaded in the same process, for the side-by-side tests,
+#     tests/fpm_e2e.sh (a PHP-FPM pool of 16 children driven by cgi-fcgi)
+#     and tests/fpm_ring.sh (FPM children following mcring-agent's ring
+#     while nodes are added, removed, hung and killed);
 #  5. runs php-memcached 3.2.0's own .phpt suite twice: with
 #     php-memcached itself (the baseline), then against mcring registered
 #     as \Memcached with ext/memcached not loaded. A peer test counts only
@@ -224,6 +226,15 @@ else
   FAILED=$((FAILED + 1))
   echo "FAILED: fpm_e2e.sh"
   sed 's/^/fpm: /' "$WORK/fpm.log" | tail -20
+fi
+
+if MCRING_TEST_BUILD=$BUILD bash "$HERE/tests/fpm_ring.sh" >"$WORK/fpmring.log" 2>&1; then
+  PASSED=$((PASSED + 1))
+  sed 's/^/fpm ring: /' "$WORK/fpmring.log"
+else
+  FAILED=$((FAILED + 1))
+  echo "FAILED: fpm_ring.sh"
+  sed 's/^/fpm ring: /' "$WORK/fpmring.log" | tail -20
 fi
 
 # ---- php-memcached's own suite ------------------------------------------
