@@ -222,6 +222,30 @@ bench/bench_lookup | collect || status=1
 say "ring memory, propagation, discovery load (forked workers)"
 bench/bench_ring ./mcring-agent | collect || status=1
 
+# ---------------------------------------------------------------- bindings
+# The PHP extension next to php-memcached under PHP-FPM and nginx, and the
+# Python binding next to pymemcache and pylibmc: their own scripts, which
+# install what they need and print their tables (MCR_BENCH_BINDINGS=0
+# leaves them out). The ratios of mcring's figures to the peers' are
+# recorded: requests/s over both rounds (PHP), get 10 B ops/s (Python).
+if [ "${MCR_BENCH_BINDINGS:-1}" != 0 ]; then
+  say "PHP: mcring next to php-memcached under PHP-FPM (bench/php/run.sh)"
+  bash "${TOP_SRCDIR:-..}/bench/php/run.sh" "$builddir" 8 >"$out/php.txt" 2>&1 ||
+    status=1
+  cat "$out/php.txt" >&2
+  awk '$1 == "mcring" { m += $3; nm++ } $1 == "memcached" { p += $3; np++ }
+       END { if (nm && np && p > 0) printf "php_rps_ratio %.3f\n", (m / nm) / (p / np) }' \
+    "$out/php.txt" >>"$raw"
+  say "Python: mcring next to pymemcache and pylibmc (bench/python/run.sh)"
+  bash "${TOP_SRCDIR:-..}/bench/python/run.sh" "$builddir" >"$out/python.txt" 2>&1 ||
+    status=1
+  cat "$out/python.txt" >&2
+  awk '$1 == "mcring.Client" { m = $2 } $1 == "pymemcache.Client" { p = $2 }
+       END { sub("/s", "", m); sub("/s", "", p)
+             if (m > 0 && p > 0) printf "python_get_ratio_pymemcache %.3f\n", m / p }' \
+    "$out/python.txt" >>"$raw"
+fi
+
 # ---------------------------------------------------------------- report
 awk -v json="$json" '
 function v(k) { return (k in r) ? r[k] : "nan" }
@@ -280,6 +304,9 @@ END {
     fmt(v("stampede_p99_ms_lease"), 2), fmt(v("stampede_p999_ms_lease"), 2),
     fmt(v("stampede_failed_reads_plain"), 0), fmt(v("stampede_failed_reads_lease"), 0)
   print ""
+  printf "Bindings: PHP-FPM page requests/s mcring / php-memcached %s; Python get 10 B mcring / pymemcache %s (tables above)\n",
+    fmt(v("php_rps_ratio"), 3), fmt(v("python_get_ratio_pymemcache"), 3)
+  print ""
   print "Key lookup, ns per key (medians of 5)"
   printf "  %-6s %10s %20s %8s %14s\n", "nodes", "ketama", "ketama-libmemcached", "xxh3", "libmemcached"
   split("10 100 1000", ns, " ")
@@ -329,6 +356,7 @@ END {
   metric("endpoint_polls_per_interval_256", v("endpoint_polls_per_interval_256"), "<=", 1)
   metric("tls_get_ratio", v("tls_get_ratio"), ">=", 0.85)
   metric("stampede_recomputes_per_expiry_lease", v("stampede_recomputes_per_expiry_lease"), "<=", 1)
+  metric("php_rps_ratio", v("php_rps_ratio"), ">=", 1.2)
   for (i = 1; i <= nm; i++)
     print mline[i]
 

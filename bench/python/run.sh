@@ -1,8 +1,12 @@
 #!/bin/bash
-# bench/python/run.sh BUILD_DIR — build the Python binding in a temp dir,
-# start 4 memcached servers, print bench.py's table, stop everything.
+# bench/python/run.sh BUILD_DIR — install the peers when missing (as
+# root), build the Python binding in a temp dir, start 4 memcached
+# servers, print bench.py's table, stop everything.
 set -eu
 BUILD=$(cd "$1" && pwd)
+for p in python3-dev python3-setuptools python3-pymemcache python3-pylibmc memcached; do
+  dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q "$p"; } >/dev/null
+done
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
 WORK=$(mktemp -d /tmp/mcring-pybench.XXXXXX)
