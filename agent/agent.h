@@ -293,6 +293,11 @@ int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
                     const agent_nodes_t* nodes, bool* published, uint64_t* gen,
                     char* err, size_t errlen);
 
+/* Closes the ring file the last publication replaced once it has been
+ * held AGENT_PUB_HOLD_MS (publish.c says why it is held); now_ms is
+ * CLOCK_MONOTONIC (mcr__now_ms). Called once per poll. */
+void agent_pub_release(agent_pub_t* p, int64_t now_ms);
+
 /* Generation currently published in the directory (0 when none). */
 uint64_t agent_pub_generation(const agent_pub_t* p);
 
@@ -315,7 +320,8 @@ typedef struct {
 int agent_pub_status(agent_pub_t* p, const agent_status_t* st, char* err,
                      size_t errlen);
 
-/* Releases the lock; the published ring and the status file stay. */
+/* Releases the lock and a held ring file; the published ring and the
+ * status file stay. */
 void agent_pub_close(agent_pub_t* p);
 
 #endif /* MCR_AGENT_H */
