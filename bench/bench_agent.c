@@ -15,6 +15,11 @@
  *                          the `ketama` and `ketama-libmemcached` modes;
  *                          median of PUBLISHES
  *
+ *   ring_build_ms_65535    the ring builder alone (lib/ketama.c) on a
+ *   ring_points_ms_65535   65,535-node `ketama` ring, and the fast point
+ *                          maker (lib/ring_points.c) on the same nodes,
+ *                          checked to give the same arrays; one run each
+ *
  * The endpoint is the tests' fake (tests/support/fakecfg.c, in a thread)
  * serving N nodes "node<i>.bench|10.<i>>16>.<i>>8&255>.<i&255>|11211";
  * rings are written to a fresh directory under /dev/shm (or TMPDIR when
@@ -163,6 +168,52 @@ static double publish(int n, mcr_distribution_t mode, const char* dir) {
   return bench_median(v, PUBLISHES);
 }
 
+/* CPU milliseconds to make the points of an n-node `ketama` ring: the ring
+ * builder (strings by snprintf, qsort), then lib/ring_points.c on the same
+ * nodes (the two are checked equal by tests/test_ring_points.c). */
+static void points_both_ways(int n, double* builder_ms, double* fast_ms) {
+  mcr__ring_node_in_t* in = calloc((size_t)n, sizeof(*in));
+  char(*addrs)[32] = calloc((size_t)n, sizeof(*addrs));
+  uint32_t* hashes = calloc((size_t)n, sizeof(*hashes));
+  if (!in || !addrs || !hashes)
+    bench_die("out of memory");
+  for (int i = 0; i < n; i++) {
+    snprintf(addrs[i], sizeof(addrs[i]), "10.%d.%d.%d", i >> 16, (i >> 8) & 255,
+             i & 255);
+    in[i] = (mcr__ring_node_in_t){
+        .host = addrs[i], .address = addrs[i], .port = 11211, .weight = 1};
+    hashes[i] = 40;
+  }
+  char err[256];
+  mcr_ring_t* r;
+  double t0 = thread_cpu_us();
+  if (mcr__ring_build_nodes(&r, MCR_DIST_KETAMA, in, (size_t)n, err,
+                            sizeof(err)) != 0)
+    bench_die("build: %s", err);
+  double t1 = thread_cpu_us();
+  uint32_t* points = malloc((size_t)r->npoints * sizeof(*points));
+  uint32_t* owners = malloc((size_t)r->npoints * sizeof(*owners));
+  size_t np;
+  double t2 = thread_cpu_us();
+  if (!points || !owners ||
+      mcr__ring_points(MCR_DIST_KETAMA, r->nodes, (size_t)n, hashes, points,
+                       owners, &np) != 0)
+    bench_die("ring points failed");
+  double t3 = thread_cpu_us();
+  if (np != r->npoints ||
+      memcmp(points, r->points, np * sizeof(*points)) != 0 ||
+      memcmp(owners, r->owners, np * sizeof(*owners)) != 0)
+    bench_die("ring_points.c and the builder disagree");
+  *builder_ms = (t1 - t0) / 1000;
+  *fast_ms = (t3 - t2) / 1000;
+  mcr_ring_free(r);
+  free(points);
+  free(owners);
+  free(in);
+  free(addrs);
+  free(hashes);
+}
+
 int main(int argc, char** argv) {
   static const int poll_sizes[] = {1000, 5000, 65535};
   static const int pub_sizes[] = {5000, 65535};
@@ -187,6 +238,14 @@ int main(int argc, char** argv) {
     snprintf(name, sizeof(name), "publish_ms_libmemcached_%d", pub_sizes[i]);
     bench_result(name, l);
   }
+  double b, f;
+  points_both_ways(65535, &b, &f);
+  printf(
+      "ring points, 65535 nodes: builder %.1f ms, ring_points.c %.1f ms "
+      "CPU\n",
+      b, f);
+  bench_result("ring_build_ms_65535", b);
+  bench_result("ring_points_ms_65535", f);
   remove_dir(dir);
   (void)argc;
   (void)argv;

@@ -301,6 +301,8 @@ END {
   printf "  publication, ms: ketama %s at 5,000 nodes, %s at 65,535; ketama-libmemcached %s, %s\n",
     fmt(v("publish_ms_5000"), 1), fmt(v("publish_ms_65535"), 1),
     fmt(v("publish_ms_libmemcached_5000"), 1), fmt(v("publish_ms_libmemcached_65535"), 1)
+  printf "  the points of a 65,535-node ketama ring, ms: ring builder %s, lib/ring_points.c %s\n",
+    fmt(v("ring_build_ms_65535"), 0), fmt(v("ring_points_ms_65535"), 0)
   print ""
 
   metric("get_instructions_per_op", maxv(v("get10_instr_mcring"), v("get4k_instr_mcring")), "<=", 600)

@@ -33,6 +33,7 @@
  *     ringdir.c           whether a ring directory can be trusted
  *     md5x.c              hashing many keys at once (ring.h)
  *     ketama.c            building rings, hashing a key, lookup (ring.h)
+ *     ring_points.c       a continuum's points, made and sorted fast
  *   foundations, used by both:
  *     servers.c      the "host:port[:weight],..." list
  *     key.c          key checks and base64 for binary meta keys
