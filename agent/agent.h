@@ -142,6 +142,34 @@ typedef enum {
 int agent_ec_parse(agent_ec_form_t form, const char* buf, size_t len,
                    agent_nodes_t* out, char* err, size_t errlen);
 
+/* The framing half of agent_ec_parse, for a reply read in pieces: checks
+ * buf[0..len) as far as it goes (header, byte count, no '\r' inside the
+ * block, trailer, nothing after it) without parsing the node list.
+ * *checked carries what earlier calls on shorter prefixes of the same
+ * reply already searched (start it at 0 for each new reply): only block
+ * bytes from there on are searched, so reading a reply in k pieces costs
+ * O(its length), not O(k times it). Returns 0 when buf is one complete
+ * well-framed reply (agent_ec_parse then parses it), or what
+ * agent_ec_parse returns for its framing: AGENT_EC_INCOMPLETE,
+ * AGENT_EC_ERROR_REPLY, MCR_EPROTO, MCR_ESERVERERR, MCR_ECLIENTERR. Pure. */
+int agent_ec_frame(agent_ec_form_t form, const char* buf, size_t len,
+                   size_t* checked, char* err, size_t errlen);
+
+/* The last reply of an endpoint that parsed, and its parse: a poll whose
+ * reply equals it byte for byte takes the list from here instead of
+ * parsing again. Zero-initialise; free with agent_ec_cache_free. Holds up
+ * to AGENT_EC_MAX_REPLY bytes plus the node list. */
+typedef struct {
+  bool valid;
+  agent_ec_form_t form; /* the request the reply answered */
+  char* reply;
+  size_t len, cap;
+  agent_nodes_t nodes; /* as agent_ec_parse gave it: before resolving */
+} agent_ec_cache_t;
+
+/* Frees what the cache holds; it is empty and reusable afterwards. */
+void agent_ec_cache_free(agent_ec_cache_t* c);
+
 /* Parses a reply to "version" ("VERSION 1.6.21\r\n") into the numeric
  * triple *maj.*min.*patch (missing parts are 0, a suffix after the digits
  * is ignored). Returns 0, AGENT_EC_INCOMPLETE, AGENT_EC_ERROR_REPLY, or
@@ -156,10 +184,13 @@ int agent_ec_parse_version(const char* buf, size_t len, unsigned* maj,
  * 1.4.14 or answers ERROR — all within io_timeout_ms. Nodes whose ip field
  * is empty are resolved by name. On success out holds the sorted, checked
  * node list with the configuration version. *legacy (may be NULL) tells
- * which form answered. Returns 0 or a negative MCR_E* with a message. */
+ * which form answered. With a cache (may be NULL), a reply equal to the
+ * last one that parsed is not parsed again (agent_ec_cache_t), and a reply
+ * that parses replaces it. Returns 0 or a negative MCR_E* with a
+ * message. */
 int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
-                  int io_timeout_ms, mcr__tls_t* tls, agent_nodes_t* out,
-                  bool* legacy, char* err, size_t errlen);
+                  int io_timeout_ms, mcr__tls_t* tls, agent_ec_cache_t* cache,
+                  agent_nodes_t* out, bool* legacy, char* err, size_t errlen);
 
 /* ---------------------------------------------------------------- sources */
 
@@ -190,7 +221,8 @@ typedef struct {
   agent_nodes_t file_nodes;
   int file_rc; /* result of the last read of that file version */
   char file_err[256];
-  bool ec_legacy; /* last ElastiCache poll used the legacy form */
+  bool ec_legacy;            /* last ElastiCache poll used the legacy form */
+  agent_ec_cache_t ec_cache; /* the endpoint's last reply that parsed */
 } agent_source_t;
 
 /* Polls the source once; on success out holds a sorted, checked node list
@@ -261,6 +293,11 @@ int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
                     const agent_nodes_t* nodes, bool* published, uint64_t* gen,
                     char* err, size_t errlen);
 
+/* Closes the ring file the last publication replaced once it has been
+ * held AGENT_PUB_HOLD_MS (publish.c says why it is held); now_ms is
+ * CLOCK_MONOTONIC (mcr__now_ms). Called once per poll. */
+void agent_pub_release(agent_pub_t* p, int64_t now_ms);
+
 /* Generation currently published in the directory (0 when none). */
 uint64_t agent_pub_generation(const agent_pub_t* p);
 
@@ -283,7 +320,8 @@ typedef struct {
 int agent_pub_status(agent_pub_t* p, const agent_status_t* st, char* err,
                      size_t errlen);
 
-/* Releases the lock; the published ring and the status file stay. */
+/* Releases the lock and a held ring file; the published ring and the
+ * status file stay. */
 void agent_pub_close(agent_pub_t* p);
 
 #endif /* MCR_AGENT_H */

@@ -13,6 +13,8 @@
  *    status file, and sleeps the interval (or a jittered exponential
  *    backoff after failures) in sigtimedwait, so signals are handled
  *    synchronously between polls and never interrupt a publication;
+ *  - a replaced ring file stays open in the agent a little while, so the
+ *    agent, not a worker, pays for freeing it (publish.c);
  *  - every error keeps the last ring; a line is logged when the outcome
  *    changes, not on every poll;
  *  - foreground by default (systemd), --daemon forks away and its parent
@@ -616,6 +618,7 @@ static int poll_once(const conf_t* c, agent_source_t* src, agent_pub_t* pub,
                      bool* publish_failed) {
   char err[512] = "";
   *publish_failed = false;
+  agent_pub_release(pub, mcr__now_ms());
   int rc = agent_source_poll(src, nodes, err, sizeof(err));
   int64_t now = realtime_ms();
   if (!rc) {

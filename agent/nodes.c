@@ -3,7 +3,8 @@
  * A flat growable array of fixed-size entries (host name, numeric address,
  * port, weight) plus the source's configuration version. Sources append,
  * then sort into the canonical (host, port) order and check for
- * duplicates; publish.c compares two sorted lists entry by entry to decide
+ * duplicates; publish.c compares two sorted lists (one memcmp when they are
+ * copies, else entry by entry) to decide
  * whether the ring must change. Fixed-size entries keep copying and
  * comparing trivial and bound every string before it reaches the ring
  * builder. Also here: the small validators the sources share (host names,
@@ -91,6 +92,12 @@ void agent_nodes_sort(agent_nodes_t* l) {
 bool agent_nodes_equal(const agent_nodes_t* a, const agent_nodes_t* b) {
   if (a->n != b->n)
     return false;
+  /* Entries are zeroed before they are filled (agent_nodes_add) and copied
+   * whole, so two copies of one list are equal bytes: one memcmp settles
+   * the common case, an unchanged list. Bytes may differ after a string's
+   * NUL, so a difference is confirmed field by field. */
+  if (a->n == 0 || memcmp(a->v, b->v, a->n * sizeof(*a->v)) == 0)
+    return true;
   for (size_t i = 0; i < a->n; i++) {
     const agent_node_t* x = &a->v[i];
     const agent_node_t* y = &b->v[i];
@@ -244,8 +251,13 @@ bool agent_addr_parse(const char* s, size_t len, char* out) {
   memcpy(tmp, s, len);
   tmp[len] = '\0';
   unsigned char bin[16];
-  if (inet_pton(AF_INET, tmp, bin) == 1)
-    return inet_ntop(AF_INET, bin, out, AGENT_ADDR_MAX) != NULL;
+  /* inet_pton accepts only the canonical dotted quad (four decimal
+   * numbers 0..255 without leading zeros), so the text is its own
+   * canonical form: no inet_ntop (a sprintf) per node. */
+  if (inet_pton(AF_INET, tmp, bin) == 1) {
+    memcpy(out, tmp, len + 1);
+    return true;
+  }
   if (inet_pton(AF_INET6, tmp, bin) == 1)
     return inet_ntop(AF_INET6, bin, out, AGENT_ADDR_MAX) != NULL;
   return false;

@@ -11,6 +11,17 @@
  * always publishes, which also picks up a changed --distribution after a
  * restart; the generation carries on from the control file.
  *
+ * A published file is unlinked when the next one replaces it, and the
+ * kernel frees its pages (tens of milliseconds at 65,535 nodes) in
+ * whichever process drops the last reference: without help, the last
+ * worker to switch away. So the agent opens the current file before it
+ * publishes the next one and keeps that descriptor for AGENT_PUB_HOLD_MS
+ * (until the first poll after that, at most one such file at a time):
+ * workers that switch in that time only unmap, and the agent, closing
+ * last, pays for the pages. A worker still on the old ring after that
+ * (idle all along) pays as before. The cost is one more ring of memory
+ * for about one poll interval.
+ *
  * Beside the snapshot it keeps "status", a few "key value" lines (source,
  * last poll time, outcome, configuration version, generation) that
  * `mcring ring --ring-dir` shows. It is replaced atomically: written to a
@@ -33,6 +44,8 @@
 #include "ring.h"
 
 #define STATUS_NAME "status"
+/* How long a replaced ring file is kept open at least (see above). */
+#define AGENT_PUB_HOLD_MS 2000
 #define STATUS_TMP_PREFIX "status.tmp."
 
 struct agent_pub {
@@ -43,7 +56,28 @@ struct agent_pub {
   agent_nodes_t last;
   bool have_version; /* a version seen in an earlier good poll */
   uint64_t version;
+  int held_fd;           /* a replaced ring file, kept open; -1: none */
+  int64_t held_since_ms; /* CLOCK_MONOTONIC of its replacement */
 };
+
+/* Opens the file of the generation published now (-1 when there is none
+ * or it cannot be opened: then nothing is held, which is only slower). */
+static int open_current(agent_pub_t* p) {
+  uint64_t g = mcr__snapshot_writer_generation(p->w);
+  if (g == 0)
+    return -1;
+  char name[40];
+  snprintf(name, sizeof(name), "ring.%" PRIu64, g);
+  return openat(p->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Closes the held file, if any: its pages are freed here when no worker
+ * maps it any more. */
+static void drop_held(agent_pub_t* p) {
+  if (p->held_fd >= 0)
+    close(p->held_fd);
+  p->held_fd = -1;
+}
 
 /* mcr__ringdir_walk callback: removes a temporary status file a killed agent
  * left. */
@@ -89,6 +123,7 @@ int agent_pub_open(agent_pub_t** out, const char* dir, const char* group,
   if (!p)
     return MCR_ENOMEM;
   p->dirfd = -1;
+  p->held_fd = -1;
   /* The writer makes the directory (0750), refuses a symlink, one that is
    * world-writable or someone else's, and takes the lock. */
   int rc = mcr__snapshot_writer_open(&p->w, dir, err, errlen);
@@ -152,8 +187,17 @@ int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
   }
   uint64_t g = 0;
   bool wraps = mcr__snapshot_writer_generation(p->w) == UINT64_MAX;
+  int prev = open_current(p);
   int rc = mcr__snapshot_writer_publish_nodes(p->w, mode, in, nodes->n, &g);
   free(in);
+  if (rc) {
+    if (prev >= 0)
+      close(prev); /* still the current file */
+  } else {
+    drop_held(p);
+    p->held_fd = prev;
+    p->held_since_ms = mcr__now_ms();
+  }
   if (!rc && wraps)
     agent_log(AGENT_LOG_WARNING,
               "generation numbering starts again at 1 after 2^64 - 1 (a "
@@ -168,6 +212,11 @@ int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
   *published = true;
   *gen = g;
   return 0;
+}
+
+void agent_pub_release(agent_pub_t* p, int64_t now_ms) {
+  if (p->held_fd >= 0 && now_ms - p->held_since_ms >= AGENT_PUB_HOLD_MS)
+    drop_held(p);
 }
 
 uint64_t agent_pub_generation(const agent_pub_t* p) {
@@ -245,6 +294,7 @@ int agent_pub_status(agent_pub_t* p, const agent_status_t* st, char* err,
 void agent_pub_close(agent_pub_t* p) {
   if (!p)
     return;
+  drop_held(p);
   mcr__snapshot_writer_close(p->w);
   if (p->dirfd >= 0)
     close(p->dirfd);

@@ -29,7 +29,8 @@ int agent_source_poll(agent_source_t* s, agent_nodes_t* out, char* err,
   switch (s->kind) {
     case AGENT_SRC_ELASTICACHE:
       return agent_ec_poll(s->arg, s->connect_timeout_ms, s->io_timeout_ms,
-                           s->tls, out, &s->ec_legacy, err, errlen);
+                           s->tls, &s->ec_cache, out, &s->ec_legacy, err,
+                           errlen);
     case AGENT_SRC_STATIC:
       return agent_static_poll(s->arg, out, err, errlen);
     case AGENT_SRC_DNS:
@@ -48,4 +49,5 @@ void agent_source_reset(agent_source_t* s) {
   s->file_rc = 0;
   s->file_err[0] = '\0';
   s->ec_legacy = false;
+  agent_ec_cache_free(&s->ec_cache);
 }

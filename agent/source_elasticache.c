@@ -12,15 +12,26 @@
  * with its byte count and "\r\nEND\r\n".
  *
  * The reply parser, agent_ec_parse, is a pure function over a byte range
- * (no socket, no allocation besides the output list) so that the poll loop
- * can call it on every read to learn whether the reply is complete, and so
- * that it can be fuzzed. It is strict on purpose: a reply that is not
- * exactly right (byte count, framing, any host, address or port) is
- * refused as a whole, and the agent keeps the ring it has, because a
- * half-understood membership list would move keys for nothing. A block
+ * (no socket, no allocation besides the output list) so that it can be
+ * fuzzed. It is strict on purpose: a reply that is not exactly right (byte
+ * count, framing, any host, address or port) is refused as a whole, and
+ * the agent keeps the ring it has, because a half-understood membership
+ * list would move keys for nothing. Its first half, the framing
+ * (agent_ec_frame), is what the poll loop runs after every read: it learns
+ * whether the reply is complete looking only at the header and at the
+ * bytes that are new, so a reply that arrives in many pieces is scanned
+ * once, and the node list is parsed once, when the reply is whole. A block
  * shorter than its declared count is detected as soon as a '\r' shows up
  * inside it (the block never contains one), so a wrong count fails at
  * once instead of waiting for the I/O timeout.
+ *
+ * Most polls find the cluster unchanged, and at thousands of nodes parsing
+ * the list (and sorting and checking it) is most of the agent's CPU. So
+ * the source keeps the last reply that parsed (agent_ec_cache_t): a
+ * complete, well-framed reply equal to it byte for byte yields a copy of
+ * the list parsed then, without parsing; any other reply is parsed and
+ * validated in full. Since the parse is a pure function of the bytes, the
+ * shortcut cannot accept anything the parser would refuse.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -173,11 +184,16 @@ static int parse_block(const char* b, size_t len, agent_nodes_t* out, char* err,
   return rc == 0 ? 0 : MCR_EPROTO;
 }
 
-int agent_ec_parse(agent_ec_form_t form, const char* buf, size_t len,
-                   agent_nodes_t* out, char* err, size_t errlen) {
-  agent_nodes_clear(out);
-  if (err && errlen)
-    err[0] = '\0';
+/* Checks the framing of a reply to `form` in buf[0..len): the header, the
+ * byte count, no '\r' inside the block, the trailer, nothing after it.
+ * Block bytes below *checked were found free of '\r' by an earlier call
+ * on a prefix of the same buffer (0 for a fresh buffer); the search
+ * resumes there, so a reply read in many pieces is scanned once, and
+ * *checked is advanced. Returns 0 with the block at *block, *block_len
+ * when the reply is complete, else what agent_ec_parse returns. */
+static int frame(agent_ec_form_t form, const char* buf, size_t len,
+                 size_t* checked, const char** block_out, size_t* block_len,
+                 char* err, size_t errlen) {
   if (len == 0)
     return AGENT_EC_INCOMPLETE; /* buf may be NULL then */
   const char* want = form == AGENT_EC_CONFIG
@@ -232,13 +248,17 @@ int agent_ec_parse(agent_ec_form_t form, const char* buf, size_t len,
   static const char trailer[] = "\r\nEND\r\n";
   const size_t tlen = sizeof(trailer) - 1;
   /* The block never holds a '\r': one inside the declared length means
-   * the count is larger than the data. */
-  const char* cr = memchr(block, '\r', avail < bytes ? avail : (size_t)bytes);
+   * the count is larger than the data. Only the bytes not searched by an
+   * earlier call are searched (clamped: *checked is the caller's). */
+  size_t upto = avail < bytes ? avail : (size_t)bytes;
+  size_t from = *checked < upto ? *checked : upto;
+  const char* cr = memchr(block + from, '\r', upto - from);
   if (cr)
     return proto_err(err, errlen,
                      "byte count %llu does not match the data (block ends "
                      "after %zu bytes)",
                      (unsigned long long)bytes, (size_t)(cr - block));
+  *checked = upto;
   if (avail < bytes + tlen) {
     if (avail > bytes &&
         !prefix_of(block + bytes, avail - (size_t)bytes, trailer))
@@ -256,10 +276,35 @@ int agent_ec_parse(agent_ec_form_t form, const char* buf, size_t len,
   if (avail > bytes + tlen)
     return proto_err(err, errlen, "%zu unexpected bytes after END",
                      avail - (size_t)bytes - tlen);
-  int rc = parse_block(block, (size_t)bytes, out, err, errlen);
+  *block_out = block;
+  *block_len = (size_t)bytes;
+  return 0;
+}
+
+int agent_ec_parse(agent_ec_form_t form, const char* buf, size_t len,
+                   agent_nodes_t* out, char* err, size_t errlen) {
+  agent_nodes_clear(out);
+  if (err && errlen)
+    err[0] = '\0';
+  size_t checked = 0;
+  const char* block = NULL;
+  size_t blen = 0;
+  int rc = frame(form, buf, len, &checked, &block, &blen, err, errlen);
+  if (rc)
+    return rc;
+  rc = parse_block(block, blen, out, err, errlen);
   if (rc)
     agent_nodes_clear(out);
   return rc;
+}
+
+int agent_ec_frame(agent_ec_form_t form, const char* buf, size_t len,
+                   size_t* checked, char* err, size_t errlen) {
+  const char* block;
+  size_t blen;
+  if (err && errlen)
+    err[0] = '\0';
+  return frame(form, buf, len, checked, &block, &blen, err, errlen);
 }
 
 int agent_ec_parse_version(const char* buf, size_t len, unsigned* maj,
@@ -406,31 +451,87 @@ static int ask_version(mcr__conn_t* k, bool* old, char* err, size_t errlen) {
   return 0;
 }
 
-static int ask_config(mcr__conn_t* k, agent_ec_form_t form, agent_nodes_t* out,
-                      char* err, size_t errlen) {
+void agent_ec_cache_free(agent_ec_cache_t* c) {
+  free(c->reply);
+  agent_nodes_free(&c->nodes);
+  memset(c, 0, sizeof(*c));
+}
+
+/* Remembers reply[0..len) and its parse `nodes` as the last accepted
+ * reply to `form`. Out of memory only forgets the previous one. */
+static void cache_store(agent_ec_cache_t* c, agent_ec_form_t form,
+                        const char* reply, size_t len,
+                        const agent_nodes_t* nodes) {
+  c->valid = false;
+  if (len > c->cap) {
+    char* r = realloc(c->reply, len);
+    if (!r)
+      return;
+    c->reply = r;
+    c->cap = len;
+  }
+  if (agent_nodes_copy(&c->nodes, nodes) != 0)
+    return;
+  memcpy(c->reply, reply, len);
+  c->len = len;
+  c->form = form;
+  c->valid = true;
+}
+
+static int ask_config(mcr__conn_t* k, agent_ec_form_t form,
+                      agent_ec_cache_t* cache, agent_nodes_t* out, char* err,
+                      size_t errlen) {
   const char* req = form == AGENT_EC_CONFIG
                         ? "config get cluster\r\n"
                         : "get AmazonElastiCache:cluster\r\n";
   const char* what = form == AGENT_EC_CONFIG ? "config get cluster"
                                              : "get AmazonElastiCache:cluster";
   int rc = send_req(k, req, what, err, errlen);
+  if (rc)
+    return rc;
+  /* Each read checks only the framing, and only the new bytes of the
+   * block; the node list is parsed once, when the reply is complete. */
+  size_t checked = 0;
+  char perr[200];
   while (!rc) {
-    char perr[200];
-    rc = agent_ec_parse(form, k->rbuf, k->rlen, out, perr, sizeof(perr));
-    if (rc == AGENT_EC_INCOMPLETE) {
-      rc = read_more(k, what, err, errlen);
-      continue;
-    }
-    if (rc < 0)
-      snprintf(err, errlen, "%s: %s", what, perr);
-    break;
+    rc = agent_ec_frame(form, k->rbuf, k->rlen, &checked, perr, sizeof(perr));
+    if (rc != AGENT_EC_INCOMPLETE)
+      break;
+    rc = read_more(k, what, err, errlen);
+    if (rc)
+      return rc;
   }
+  if (rc == 0 && cache && cache->valid && cache->form == form &&
+      cache->len == k->rlen && memcmp(cache->reply, k->rbuf, k->rlen) == 0) {
+    /* Byte for byte the last reply that parsed: the same list, since the
+     * parser is a pure function of the bytes. */
+    agent_nodes_clear(out);
+    rc = agent_nodes_copy(out, &cache->nodes);
+    if (rc)
+      snprintf(err, errlen, "%s: out of memory", what);
+    return rc;
+  }
+  if (rc == 0) {
+    rc = agent_ec_parse(form, k->rbuf, k->rlen, out, perr, sizeof(perr));
+    if (rc == 0 && cache)
+      cache_store(cache, form, k->rbuf, k->rlen, out);
+  }
+  if (rc < 0)
+    snprintf(err, errlen, "%s: %s", what, perr);
   return rc;
 }
 
+/* True when every node has its address (none to resolve by name). */
+static bool all_addressed(const agent_nodes_t* l) {
+  for (size_t i = 0; i < l->n; i++)
+    if (!l->v[i].addr[0])
+      return false;
+  return true;
+}
+
 int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
-                  int io_timeout_ms, mcr__tls_t* tls, agent_nodes_t* out,
-                  bool* legacy, char* err, size_t errlen) {
+                  int io_timeout_ms, mcr__tls_t* tls, agent_ec_cache_t* cache,
+                  agent_nodes_t* out, bool* legacy, char* err, size_t errlen) {
   char host[AGENT_HOST_MAX + 1];
   uint16_t port;
   agent_nodes_clear(out);
@@ -460,10 +561,10 @@ int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
   rc = ask_version(&k, &old, err, errlen);
   agent_ec_form_t form = old ? AGENT_EC_LEGACY : AGENT_EC_CONFIG;
   if (!rc)
-    rc = ask_config(&k, form, out, err, errlen);
+    rc = ask_config(&k, form, cache, out, err, errlen);
   if (rc == AGENT_EC_ERROR_REPLY && form == AGENT_EC_CONFIG) {
     form = AGENT_EC_LEGACY;
-    rc = ask_config(&k, form, out, err, errlen);
+    rc = ask_config(&k, form, cache, out, err, errlen);
   }
   if (rc == AGENT_EC_ERROR_REPLY) {
     snprintf(err, errlen, "the endpoint answered ERROR to %s",
@@ -474,10 +575,13 @@ int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
   mcr__conn_free(&k);
   if (legacy)
     *legacy = form == AGENT_EC_LEGACY;
-  if (!rc)
+  /* The parse checked the list with the addresses the reply gave; only
+   * names resolved now can make two names of one address. */
+  if (!rc && !all_addressed(out)) {
     rc = agent_nodes_resolve(out, err, errlen);
-  if (!rc) /* two names of one address */
-    rc = agent_nodes_check(out, err, errlen);
+    if (!rc)
+      rc = agent_nodes_check(out, err, errlen);
+  }
   if (rc)
     agent_nodes_clear(out);
   return rc;

@@ -222,6 +222,10 @@ bench/bench_lookup | collect || status=1
 say "ring memory, propagation, discovery load (forked workers)"
 bench/bench_ring ./mcring-agent | collect || status=1
 
+# ---------------------------------------------------------------- agent
+say "agent: CPU per unchanged poll and per publication, by cluster size"
+bench/bench_agent | collect || status=1
+
 # ---------------------------------------------------------------- bindings
 # The PHP extension next to php-memcached under PHP-FPM and nginx, and the
 # Python binding next to pymemcache and pylibmc: their own scripts, which
@@ -341,6 +345,16 @@ END {
     fmt(v("endpoint_polls_per_interval_256"), 3), fmt(v("endpoint_requests_per_interval_256"), 3),
     fmt(v("endpoint_polls_in_window"), 0), fmt(v("endpoint_window_s"), 2)
   print ""
+  print "Agent, CPU time of its thread (medians)"
+  printf "  unchanged poll, us: %s at 1,000 nodes, %s at 5,000, %s at 65,535\n",
+    fmt(v("poll_unchanged_us_1000"), 0), fmt(v("poll_unchanged_us_5000"), 0),
+    fmt(v("poll_unchanged_us_65535"), 0)
+  printf "  publication, ms: ketama %s at 5,000 nodes, %s at 65,535; ketama-libmemcached %s, %s\n",
+    fmt(v("publish_ms_5000"), 1), fmt(v("publish_ms_65535"), 1),
+    fmt(v("publish_ms_libmemcached_5000"), 1), fmt(v("publish_ms_libmemcached_65535"), 1)
+  printf "  the points of a 65,535-node ketama ring, ms: ring builder %s, lib/ring_points.c %s\n",
+    fmt(v("ring_build_ms_65535"), 0), fmt(v("ring_points_ms_65535"), 0)
+  print ""
 
   metric("get_instructions_per_op", maxv(v("get10_instr_mcring"), v("get4k_instr_mcring")), "<=", 600)
   metric("get_syscalls_per_op", maxv(v("get10_syscalls_mcring"), v("get4k_syscalls_mcring")), "<=", 2.2)
@@ -356,6 +370,8 @@ END {
   metric("endpoint_polls_per_interval_256", v("endpoint_polls_per_interval_256"), "<=", 1)
   metric("tls_get_ratio", v("tls_get_ratio"), ">=", 0.85)
   metric("stampede_recomputes_per_expiry_lease", v("stampede_recomputes_per_expiry_lease"), "<=", 1)
+  metric("poll_unchanged_us_5000", v("poll_unchanged_us_5000"), "<=", 500)
+
   metric("php_rps_ratio", v("php_rps_ratio"), ">=", 1.2)
   for (i = 1; i <= nm; i++)
     print mline[i]

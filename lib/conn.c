@@ -10,7 +10,9 @@
  *
  * Timeouts. Connecting uses a non-blocking socket and poll, bounded by the
  * deadline the caller gives, which also bounds name resolution (getaddrinfo
- * runs in a short-lived thread we stop waiting for at the deadline). Once
+ * runs in a short-lived thread we stop waiting for at the deadline; many
+ * names, as an embedded `ketama` ring needs, are looked up a few at a
+ * time, each name against its own timeout: mcr__resolve_many). Once
  * connected, the socket is switched to blocking mode with SO_RCVTIMEO /
  * SO_SNDTIMEO set to the I/O timeout. The common call is then exactly two
  * system calls, one sendmsg and one recv that returns the whole reply,
@@ -44,30 +46,52 @@
 
 /* ------------------------------------------------------------ resolving */
 
-/* Shared between the caller and the resolver thread; the last one to drop
- * its reference frees it, so a caller that gave up never waits. */
+/* Names are resolved by helper threads, because getaddrinfo has no
+ * timeout: the caller waits for them only until each name's deadline.
+ * One batch holds every name of a call (one for a connection, all the
+ * nodes of an embedded `ketama` ring); up to RESOLVE_PARALLEL helpers take
+ * the next name in turn, and a name's deadline runs from when its helper
+ * takes it, so a thousand names cost a thousand lookups spread over the
+ * helpers, not one timeout shared by all (docs/client.md says what it
+ * costs). The batch is shared by the caller and the helpers and freed by
+ * the last one to drop it, so a caller that gave up never waits; the
+ * helpers then take no more names. */
+#define RESOLVE_PARALLEL 16
+
+typedef struct {
+  const char* host; /* into the batch's strings */
+  char port[8];
+  bool taken, finished;
+  int64_t deadline; /* set when taken */
+  int rc;
+  struct addrinfo* res;
+} rname_t;
+
 typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int refs;
-  bool done;
-  int rc;
-  struct addrinfo* res;
-  char port[8];
-  char host[];
-} resolve_t;
+  bool quit;            /* the caller left: take no more names */
+  size_t n, next, done; /* names, the next to take, those finished */
+  bool failed;          /* a lookup failed */
+  int timeout_ms;       /* per name, from when it is taken */
+  int64_t cap;          /* and never past this (CLOCK_MONOTONIC ms) */
+  rname_t* names;       /* n entries, then the host strings */
+} batch_t;
 
-static void resolve_unref(resolve_t* r) {
-  pthread_mutex_lock(&r->mu);
-  bool last = --r->refs == 0;
-  pthread_mutex_unlock(&r->mu);
+static void batch_unref(batch_t* b) {
+  pthread_mutex_lock(&b->mu);
+  bool last = --b->refs == 0;
+  pthread_mutex_unlock(&b->mu);
   if (!last)
     return;
-  if (r->res)
-    freeaddrinfo(r->res);
-  pthread_mutex_destroy(&r->mu);
-  pthread_cond_destroy(&r->cv);
-  mcr__free(r);
+  for (size_t i = 0; i < b->n; i++)
+    if (b->names[i].res)
+      freeaddrinfo(b->names[i].res);
+  pthread_mutex_destroy(&b->mu);
+  pthread_cond_destroy(&b->cv);
+  mcr__free(b->names);
+  mcr__free(b);
 }
 
 /* A resolver thread outlives a caller that gave up, and runs library code
@@ -83,83 +107,187 @@ static void pin_library(void) {
 }
 
 static void* resolve_thread(void* arg) {
-  resolve_t* r = arg;
+  batch_t* b = arg;
   struct addrinfo hints = {.ai_family = AF_UNSPEC,
                            .ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
-  struct addrinfo* res = NULL;
-  int rc = getaddrinfo(r->host, r->port, &hints, &res);
-  pthread_mutex_lock(&r->mu);
-  r->rc = rc;
-  r->res = res;
-  r->done = true;
-  pthread_cond_signal(&r->cv);
-  pthread_mutex_unlock(&r->mu);
-  resolve_unref(r);
+  pthread_mutex_lock(&b->mu);
+  while (!b->quit && !b->failed) {
+    while (b->next < b->n && b->names[b->next].finished)
+      b->next++; /* numeric: done by the caller */
+    if (b->next == b->n)
+      break;
+    rname_t* r = &b->names[b->next++];
+    r->taken = true;
+    int64_t d = mcr__now_ms() + b->timeout_ms;
+    r->deadline = d < b->cap ? d : b->cap;
+    pthread_mutex_unlock(&b->mu);
+    struct addrinfo* res = NULL;
+    int rc = getaddrinfo(r->host, r->port, &hints, &res);
+    pthread_mutex_lock(&b->mu);
+    r->rc = rc;
+    r->res = res;
+    r->finished = true;
+    b->done++;
+    if (rc)
+      b->failed = true;
+    pthread_cond_signal(&b->cv);
+  }
+  pthread_mutex_unlock(&b->mu);
+  batch_unref(b);
   return NULL;
 }
 
-int mcr__resolve(const mcr__server_t* srv, int64_t deadline,
-                 struct addrinfo** out, const char** why) {
-  char port[8];
-  snprintf(port, sizeof port, "%u", srv->port);
+/* The batch for srv[0..n), numeric addresses resolved already. NULL when
+ * out of memory. */
+static batch_t* batch_new(const mcr__server_t* const* srv, size_t n,
+                          int timeout_ms, int64_t cap) {
+  size_t strbytes = 0;
+  for (size_t i = 0; i < n; i++)
+    strbytes += strlen(srv[i]->host) + 1;
+  batch_t* b = mcr__calloc(1, sizeof(*b));
+  rname_t* names = mcr__calloc(1, n * sizeof(*names) + strbytes);
+  if (!b || !names) {
+    mcr__free(b);
+    mcr__free(names);
+    return NULL;
+  }
+  b->names = names;
+  b->n = n;
+  b->timeout_ms = timeout_ms;
+  b->cap = cap;
+  char* str = (char*)(names + n);
   struct addrinfo hints = {.ai_family = AF_UNSPEC,
                            .ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-  if (getaddrinfo(srv->host, port, &hints, out) == 0)
-    return 0;
-
-  size_t hlen = strlen(srv->host);
-  resolve_t* r = mcr__calloc(1, sizeof(*r) + hlen + 1);
-  if (!r)
-    return MCR_ENOMEM;
-  memcpy(r->host, srv->host, hlen + 1);
-  memcpy(r->port, port, sizeof port);
-  pthread_mutex_init(&r->mu, NULL);
+  for (size_t i = 0; i < n; i++) {
+    rname_t* r = &names[i];
+    size_t hl = strlen(srv[i]->host) + 1;
+    memcpy(str, srv[i]->host, hl);
+    r->host = str;
+    str += hl;
+    snprintf(r->port, sizeof r->port, "%u", srv[i]->port);
+    if (getaddrinfo(r->host, r->port, &hints, &r->res) == 0) {
+      r->finished = true;
+      b->done++;
+    } else {
+      r->res = NULL;
+    }
+  }
+  pthread_mutex_init(&b->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&r->cv, &ca);
+  pthread_cond_init(&b->cv, &ca);
   pthread_condattr_destroy(&ca);
-  r->refs = 2;
+  b->refs = 1;
+  return b;
+}
 
+/* Starts up to RESOLVE_PARALLEL helpers for the names left. Returns 0, or
+ * MCR_ESYS when not even one could start. Caller holds no lock. */
+static int batch_start(batch_t* b) {
+  size_t left = b->n - b->done;
+  size_t want = left < RESOLVE_PARALLEL ? left : RESOLVE_PARALLEL;
+  if (want == 0)
+    return 0;
   pthread_once(&pin_once, pin_library);
   pthread_attr_t ta;
   pthread_attr_init(&ta);
   pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
-  pthread_t tid;
-  int e = pthread_create(&tid, &ta, resolve_thread, r);
+  size_t started = 0;
+  for (size_t i = 0; i < want; i++) {
+    pthread_mutex_lock(&b->mu);
+    b->refs++;
+    pthread_mutex_unlock(&b->mu);
+    pthread_t tid;
+    if (pthread_create(&tid, &ta, resolve_thread, b) != 0) {
+      batch_unref(b);
+      break;
+    }
+    started++;
+  }
   pthread_attr_destroy(&ta);
-  if (e) {
-    r->refs = 1;
-    resolve_unref(r);
+  return started ? 0 : MCR_ESYS;
+}
+
+/* Waits until every name is resolved, one failed, or a name in progress
+ * passed its deadline. Returns 0, MCR_ERESOLVE or MCR_ECONNTIMEOUT with
+ * *bad the index of the name at fault. Caller holds b->mu. */
+static int batch_wait(batch_t* b, size_t* bad) {
+  /* Names are taken in index order, so the oldest name in progress (the
+   * first deadline to pass) is the lowest-numbered one taken and not
+   * finished: `oldest` only moves forward. */
+  size_t oldest = 0;
+  for (;;) {
+    for (size_t i = 0; b->failed && i < b->n; i++)
+      if (b->names[i].finished && b->names[i].rc) {
+        *bad = i;
+        return MCR_ERESOLVE;
+      }
+    if (b->done == b->n)
+      return 0;
+    while (oldest < b->n && b->names[oldest].finished)
+      oldest++;
+    /* Before any helper took a name: the time a taken name would get. */
+    int64_t now = mcr__now_ms();
+    rname_t* o = &b->names[oldest];
+    int64_t until = o->taken ? o->deadline : now + b->timeout_ms;
+    if (until > b->cap)
+      until = b->cap;
+    if (now >= until) {
+      *bad = oldest;
+      return MCR_ECONNTIMEOUT;
+    }
+    struct timespec ts = {.tv_sec = until / 1000,
+                          .tv_nsec = (until % 1000) * 1000000};
+    pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+  }
+}
+
+int mcr__resolve_many(const mcr__server_t* const* srv, size_t n, int timeout_ms,
+                      int64_t deadline, struct addrinfo** out, size_t* bad,
+                      const char** why) {
+  for (size_t i = 0; i < n; i++)
+    out[i] = NULL;
+  *bad = 0;
+  if (n == 0)
+    return 0;
+  batch_t* b = batch_new(srv, n, timeout_ms, deadline);
+  if (!b) {
+    *why = "out of memory";
+    return MCR_ENOMEM;
+  }
+  if (b->done < n && batch_start(b) != 0) {
+    batch_unref(b);
     *why = "cannot start a resolver thread";
     return MCR_ESYS;
   }
-
-  struct timespec ts = {.tv_sec = deadline / 1000,
-                        .tv_nsec = (deadline % 1000) * 1000000};
-  pthread_mutex_lock(&r->mu);
-  while (!r->done) {
-    if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
-      break;
-  }
-  bool done = r->done;
-  int rc = r->rc;
-  *out = r->res;
-  r->res = NULL; /* ours now */
-  pthread_mutex_unlock(&r->mu);
-  resolve_unref(r);
-
-  if (!done) {
+  pthread_mutex_lock(&b->mu);
+  int rc = batch_wait(b, bad);
+  if (rc == 0) {
+    for (size_t i = 0; i < n; i++) {
+      out[i] = b->names[i].res;
+      b->names[i].res = NULL; /* the caller's now */
+    }
+  } else if (rc == MCR_ERESOLVE) {
+    *why = gai_strerror(b->names[*bad].rc);
+  } else {
     *why = "name resolution timed out";
-    return MCR_ECONNTIMEOUT;
   }
-  if (rc != 0) {
-    *why = gai_strerror(rc);
-    return MCR_ERESOLVE;
-  }
-  return 0;
+  b->quit = true;
+  pthread_mutex_unlock(&b->mu);
+  batch_unref(b);
+  return rc;
+}
+
+int mcr__resolve(const mcr__server_t* srv, int64_t deadline,
+                 struct addrinfo** out, const char** why) {
+  size_t bad;
+  int64_t left = deadline - mcr__now_ms();
+  return mcr__resolve_many(
+      &srv, 1, left > 0 ? (int)(left < INT32_MAX ? left : INT32_MAX) : 0,
+      deadline, out, &bad, why);
 }
 
 /* ------------------------------------------------------------ connecting */

@@ -33,6 +33,7 @@
  *     ringdir.c           whether a ring directory can be trusted
  *     md5x.c              hashing many keys at once (ring.h)
  *     ketama.c            building rings, hashing a key, lookup (ring.h)
+ *     ring_points.c       a continuum's points, made and sorted fast
  *   foundations, used by both:
  *     servers.c      the "host:port[:weight],..." list
  *     key.c          key checks and base64 for binary meta keys
@@ -762,6 +763,18 @@ typedef struct {
 struct addrinfo;
 int mcr__resolve(const mcr__server_t* srv, int64_t deadline,
                  struct addrinfo** out, const char** why);
+
+/* Resolves srv[0..n) together: numeric addresses at once, names by up to
+ * 16 helper threads at a time, each name within timeout_ms of when its
+ * lookup starts and none past `deadline` (CLOCK_MONOTONIC ms; INT64_MAX
+ * for none). Returns 0 with out[i] set for every i (freeaddrinfo each);
+ * or, at the first name that fails or passes its deadline, MCR_ERESOLVE
+ * or MCR_ECONNTIMEOUT with *bad its index, *why the reason, and every
+ * out[i] NULL (lookups still running are abandoned, not waited for).
+ * MCR_ENOMEM / MCR_ESYS. */
+int mcr__resolve_many(const mcr__server_t* const* srv, size_t n, int timeout_ms,
+                      int64_t deadline, struct addrinfo** out, size_t* bad,
+                      const char** why);
 
 /* Connects k to srv by the deadline and tunes the socket. Returns 0, or
  * MCR_ECONNECT / MCR_ECONNTIMEOUT / MCR_ERESOLVE / MCR_ESYS / MCR_EINVAL

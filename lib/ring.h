@@ -109,6 +109,16 @@ typedef enum {
  * in use, which is lower than max when the CPU or the build lacks it. */
 mcr__md5x_isa_t mcr__md5x_limit(mcr__md5x_isa_t max);
 
+/* ring_points.c: the continuum of nodes[0..n) in `mode`, node i making
+ * hashes[i] digests (ketama.c decides how many): points[] ascending with
+ * ties in node-index order and owners[] the node index of each, exactly
+ * the arrays of sorting every (value, node index) pair, into the caller's
+ * arrays of sum(hashes) * 4 entries (* 2 for xxh3). Uses each node's host,
+ * address and port. Sets *npoints; returns 0 or MCR_ENOMEM. */
+int mcr__ring_points(mcr_distribution_t mode, const mcr__ring_node_t* nodes,
+                     size_t n, const uint32_t* hashes, uint32_t* points,
+                     uint32_t* owners, size_t* npoints);
+
 /* mcr__ring_find_point gives the index of the first point >= h, wrapping
  * to the first point; mcr__ring_find the node index owning hash `h`, the
  * node of that point. Expected O(1): one bucket load and a short

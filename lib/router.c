@@ -38,24 +38,48 @@ struct mcr__router {
 };
 typedef mcr__router_t router_t;
 
-/* The numeric address of srv for the `ketama` mode, which hashes
- * "<ip>:<port>"; resolved within the connect timeout. */
-static int numeric_address(mcr_client_t* c, const mcr__server_t* srv,
-                           int64_t deadline, char* out, size_t len) {
-  struct addrinfo* res;
+/* The numeric addresses of the nodes for the `ketama` mode, which hashes
+ * "<ip>:<port>": every name resolved together (mcr__resolve_many), each
+ * within the connect timeout. addrs[i] is left empty for unix sockets. */
+static int numeric_addresses(mcr_client_t* c, char (*addrs)[INET6_ADDRSTRLEN]) {
+  size_t n = 0;
+  const mcr__server_t** srv = mcr__calloc(c->nnodes, sizeof(*srv));
+  size_t* at = mcr__calloc(c->nnodes, sizeof(*at));
+  struct addrinfo** res = mcr__calloc(c->nnodes, sizeof(*res));
+  if (!srv || !at || !res) {
+    mcr__free(srv);
+    mcr__free(at);
+    mcr__free(res);
+    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < c->nnodes; i++)
+    if (!c->nodes[i].srv.is_unix) {
+      at[n] = i;
+      srv[n++] = &c->nodes[i].srv;
+    }
+  size_t bad = 0;
   const char* why = NULL;
-  int rc = mcr__resolve(srv, deadline, &res, &why);
+  int rc = mcr__resolve_many(srv, n, c->opts.connect_timeout_ms, INT64_MAX, res,
+                             &bad, &why);
   if (rc)
-    return mcr__set_error(c, rc, "%s: %s", srv->name,
-                          why ? why : mcr_strerror(rc));
-  const void* a =
-      res->ai_family == AF_INET6
-          ? (const void*)&((struct sockaddr_in6*)res->ai_addr)->sin6_addr
-          : (const void*)&((struct sockaddr_in*)res->ai_addr)->sin_addr;
-  if (!inet_ntop(res->ai_family, a, out, (socklen_t)len))
-    rc = mcr__set_error(c, MCR_ERESOLVE, "%s: cannot format its address",
-                        srv->name);
-  freeaddrinfo(res);
+    mcr__set_error(c, rc, "%s: %s", n ? srv[bad]->name : "",
+                   why ? why : mcr_strerror(rc));
+  for (size_t k = 0; k < n && !rc; k++) {
+    const struct addrinfo* ai = res[k];
+    const void* a =
+        ai->ai_family == AF_INET6
+            ? (const void*)&((struct sockaddr_in6*)ai->ai_addr)->sin6_addr
+            : (const void*)&((struct sockaddr_in*)ai->ai_addr)->sin_addr;
+    if (!inet_ntop(ai->ai_family, a, addrs[at[k]], INET6_ADDRSTRLEN))
+      rc = mcr__set_error(c, MCR_ERESOLVE, "%s: cannot format its address",
+                          srv[k]->name);
+  }
+  for (size_t k = 0; k < n; k++)
+    if (res[k])
+      freeaddrinfo(res[k]);
+  mcr__free(srv);
+  mcr__free(at);
+  mcr__free(res);
   return rc;
 }
 
@@ -64,17 +88,17 @@ static int build_own(mcr_client_t* c, router_t* r) {
   mcr__ring_node_in_t* in = mcr__calloc(n, sizeof(*in));
   char(*addrs)[INET6_ADDRSTRLEN] = mcr__calloc(n, sizeof(*addrs));
   int rc = (!in || !addrs) ? mcr__set_error(c, MCR_ENOMEM, "out of memory") : 0;
-  int64_t deadline = mcr__now_ms() + c->opts.connect_timeout_ms;
+  bool ketama = c->opts.distribution == MCR_DIST_KETAMA;
+  if (!rc && ketama)
+    rc = numeric_addresses(c, addrs);
   for (size_t i = 0; i < n && !rc; i++) {
     const mcr__server_t* s = &c->nodes[i].srv;
     in[i] = (mcr__ring_node_in_t){.host = s->host,
                                   .port = s->is_unix ? 0 : s->port,
                                   .weight = s->weight,
                                   .state = MCR__NODE_UP};
-    if (c->opts.distribution == MCR_DIST_KETAMA && !s->is_unix) {
-      rc = numeric_address(c, s, deadline, addrs[i], sizeof addrs[i]);
+    if (ketama && !s->is_unix)
       in[i].address = addrs[i];
-    }
   }
   if (!rc) {
     char err[256] = "";

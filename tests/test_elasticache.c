@@ -1,19 +1,24 @@
-/* test_elasticache.c — the agent's parsers, without any daemon or socket.
+/* test_elasticache.c — the agent's parsers, and one poll of the endpoint.
  *
  * A table of ElastiCache Auto Discovery replies (both forms) that must
  * parse, and one of replies that must be refused whole — byte counts off
  * either way, bad hosts, addresses and ports, framing errors — plus the
  * property that every strict prefix of a good reply asks for more bytes,
+ * that the framing read piece by piece says what the whole parser says,
  * and a mutation loop that must never crash the parser (the seed of the
  * fuzzing the parser is built for). Also the version-reply parser, the
- * node-file parser and the static list.
+ * node-file parser and the static list. Last, agent_ec_poll against the
+ * fake endpoint (tests/support/fakecfg.c, a thread of this process): the
+ * cache of the last reply that parsed, used only for the same bytes.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
+#include "fakecfg.h"
 
 /* Builds a reply around `block` with the byte count off by `delta`. */
 static char* mk(agent_ec_form_t form, const char* block, int delta,
@@ -426,4 +431,172 @@ Test(ec_parse, too_many_nodes_refused_early) {
   cr_assert_leq(l.cap, 16, "memory kept after the refusal: %zu entries", l.cap);
   agent_nodes_free(&l);
   free(block);
+}
+
+/* ------------------------------------------------ framing read in pieces */
+
+/* Feeds reply[0..len) to agent_ec_frame in pieces of 1, 2, ... 7 bytes
+ * (cycling), carrying `checked` as the poll loop does, and checks that
+ * after every piece it says exactly what agent_ec_parse says about the
+ * same prefix (whose framing it shares): incomplete, an error, or
+ * complete (0 from the framing; the parse of the list may still refuse). */
+static void frame_in_pieces(agent_ec_form_t form, const char* reply,
+                            size_t len) {
+  agent_nodes_t l = {0};
+  char err[256], ferr[256];
+  size_t checked = 0, have = 0, step = 1;
+  while (have < len) {
+    have += step;
+    if (have > len)
+      have = len;
+    step = step % 7 + 1;
+    int frc = agent_ec_frame(form, reply, have, &checked, ferr, sizeof(ferr));
+    int prc = agent_ec_parse(form, reply, have, &l, err, sizeof(err));
+    if (frc == 0)
+      cr_assert(prc == 0 || prc == MCR_EPROTO || prc == MCR_ENOMEM,
+                "prefix %zu: framed whole, parse says %d", have, prc);
+    else
+      cr_assert_eq(frc, prc, "prefix %zu: frame %d (%s), parse %d (%s)", have,
+                   frc, ferr, prc, err);
+    if (frc != AGENT_EC_INCOMPLETE)
+      break;
+  }
+  agent_nodes_free(&l);
+}
+
+Test(ec_frame, pieces_agree_with_the_whole_parse) {
+  static const char* blocks[] = {
+      "5\na|10.0.0.1|11211 b|10.0.0.2|11211\n",
+      "5\na|10.0.0.1|11211 b|10.0.0.2|\n",     /* parses badly */
+      "5\na|10.0.0.1|11211\r\nb|10.0.0.2|1\n", /* a '\r' inside */
+  };
+  static const int deltas[] = {0, 5, -5, 1, -1};
+  for (size_t b = 0; b < sizeof(blocks) / sizeof(blocks[0]); b++)
+    for (size_t d = 0; d < sizeof(deltas) / sizeof(deltas[0]); d++)
+      for (int form = 0; form < 2; form++) {
+        size_t len;
+        char* r = mk((agent_ec_form_t)form, blocks[b], deltas[d], &len);
+        frame_in_pieces((agent_ec_form_t)form, r, len);
+        /* The other form's header is refused the same way. */
+        frame_in_pieces((agent_ec_form_t)!form, r, len);
+        free(r);
+      }
+  static const char* others[] = {"ERROR\r\n", "END\r\n",
+                                 "SERVER_ERROR busy\r\n", "CONFIG x\r\n",
+                                 "ERROR\r\nX"};
+  for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+    frame_in_pieces(AGENT_EC_CONFIG, others[i], strlen(others[i]));
+}
+
+/* A '\r' that an earlier piece already passed is not searched again, yet
+ * a '\r' in the new bytes still fails the count at once. */
+Test(ec_frame, a_short_block_fails_on_the_piece_that_shows_it) {
+  size_t len;
+  char* r = mk(AGENT_EC_CONFIG, "5\na|10.0.0.1|11211\n", 40, &len);
+  char err[256];
+  size_t checked = 0;
+  size_t header = (size_t)(strchr(r, '\n') - r) + 1;
+  cr_assert_eq(agent_ec_frame(AGENT_EC_CONFIG, r, header + 5, &checked, err,
+                              sizeof(err)),
+               AGENT_EC_INCOMPLETE);
+  cr_assert_eq(checked, 5);
+  cr_assert_eq(
+      agent_ec_frame(AGENT_EC_CONFIG, r, len, &checked, err, sizeof(err)),
+      MCR_EPROTO);
+  cr_assert(strstr(err, "does not match"), "%s", err);
+  free(r);
+}
+
+/* ------------------------------------------ the poll and its reply cache */
+
+typedef struct {
+  char dir[64], nodes[96];
+  fakecfg_t* f;
+  agent_ec_cache_t cache;
+  agent_nodes_t l;
+  char err[512];
+} pollfix_t;
+
+static void pollfix_start(pollfix_t* t, int n) {
+  memset(t, 0, sizeof(*t));
+  snprintf(t->dir, sizeof(t->dir), "/tmp/mcr-ec-XXXXXX");
+  cr_assert(mkdtemp(t->dir));
+  snprintf(t->nodes, sizeof(t->nodes), "%s/nodes", t->dir);
+  cr_assert_eq(fakecfg_write_nodes(t->nodes, n, 20000), 0);
+  fakecfg_opts_t o = {.nodes_file = t->nodes};
+  t->f = fakecfg_start(&o);
+  cr_assert(t->f);
+}
+
+static int pollfix_poll(pollfix_t* t) {
+  return agent_ec_poll(fakecfg_endpoint(t->f), 2000, 2000, NULL, &t->cache,
+                       &t->l, NULL, t->err, sizeof(t->err));
+}
+
+static void pollfix_stop(pollfix_t* t) {
+  fakecfg_stop(t->f);
+  agent_ec_cache_free(&t->cache);
+  agent_nodes_free(&t->l);
+  unlink(t->nodes);
+  rmdir(t->dir);
+}
+
+/* The same reply again is taken from the cache, not parsed: the test
+ * alters the cached list, and the next poll of an unchanged endpoint
+ * returns the alteration. A changed reply is parsed afresh. */
+Test(ec_poll, an_unchanged_reply_is_not_parsed_again) {
+  pollfix_t t;
+  pollfix_start(&t, 50);
+  cr_assert_eq(pollfix_poll(&t), 0, "%s", t.err);
+  cr_assert_eq(t.l.n, 50);
+  cr_assert(t.cache.valid);
+  cr_assert_eq(t.cache.nodes.n, 50);
+  uint16_t port0 = t.l.v[0].port;
+  t.cache.nodes.v[0].port = 1;
+  cr_assert_eq(pollfix_poll(&t), 0, "%s", t.err);
+  cr_assert_eq(t.l.v[0].port, 1, "an unchanged reply was parsed again");
+  cr_assert_eq(fakecfg_write_nodes(t.nodes, 51, 20000), 0);
+  cr_assert_eq(pollfix_poll(&t), 0, "%s", t.err);
+  cr_assert_eq(t.l.n, 51);
+  cr_assert_eq(t.l.v[0].port, port0);
+  cr_assert_eq(t.cache.nodes.n, 51);
+  pollfix_stop(&t);
+}
+
+/* A reply that does not parse is refused even after a good one, and does
+ * not replace the cached one; neither does a reply cut short. */
+Test(ec_poll, a_bad_reply_after_a_good_one_is_refused) {
+  pollfix_t t;
+  pollfix_start(&t, 20);
+  cr_assert_eq(pollfix_poll(&t), 0, "%s", t.err);
+  size_t len = t.cache.len;
+  fakecfg_set_mode(t.f, FAKECFG_MALFORMED);
+  cr_assert_eq(pollfix_poll(&t), MCR_EPROTO);
+  fakecfg_set_mode(t.f, FAKECFG_BAD_COUNT);
+  cr_assert_eq(pollfix_poll(&t), MCR_EPROTO);
+  fakecfg_set_mode(t.f, FAKECFG_CLOSE_MID);
+  cr_assert_lt(pollfix_poll(&t), 0);
+  cr_assert(t.cache.valid);
+  cr_assert_eq(t.cache.len, len);
+  fakecfg_set_mode(t.f, FAKECFG_NORMAL);
+  cr_assert_eq(pollfix_poll(&t), 0, "%s", t.err);
+  cr_assert_eq(t.l.n, 20);
+  pollfix_stop(&t);
+}
+
+/* The cache answers only the request it holds a reply to. */
+Test(ec_poll, the_cache_is_per_request_form) {
+  pollfix_t t;
+  pollfix_start(&t, 10);
+  cr_assert_eq(pollfix_poll(&t), 0, "%s", t.err);
+  cr_assert_eq(t.cache.form, AGENT_EC_CONFIG);
+  fakecfg_set_mode(t.f, FAKECFG_ERROR_CONFIG);
+  bool legacy = false;
+  cr_assert_eq(agent_ec_poll(fakecfg_endpoint(t.f), 2000, 2000, NULL, &t.cache,
+                             &t.l, &legacy, t.err, sizeof(t.err)),
+               0, "%s", t.err);
+  cr_assert(legacy);
+  cr_assert_eq(t.cache.form, AGENT_EC_LEGACY);
+  cr_assert_eq(t.l.n, 10);
+  pollfix_stop(&t);
 }

@@ -10,7 +10,9 @@
  * the node the one-key routing picks, in every mode and with eject, and
  * that a client following a ring directory keeps every connection when a
  * new generation lists the same nodes in another order (the identity
- * index of a switch, lib/router.c).
+ * index of a switch, lib/router.c). Last, without memcached: an embedded
+ * `ketama` ring of thousands of host names, each resolved within its own
+ * timeout, and a bad name among them failing the client by name.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -488,4 +490,65 @@ Test(router, route_by_places_every_key_on_the_server_keys_node) {
     cr_assert_eq((size_t)(mcr__route(c, keys[i], lens[i]) - c->nodes),
                  mcr_ring_locate(mcr_client_ring(c), keys[i] + 2, lens[i] - 2));
   mcr_client_free(c);
+}
+
+/* ------------------------------------------------ embedded `ketama` names */
+
+/* An embedded `ketama` ring resolves every host name when the client is
+ * made. Many names under a short connect timeout: each name has its own
+ * timeout, so 5,000 lookups of "localhost" (one per port; nothing needs to
+ * listen) succeed where one timeout shared by all of them ran out, and
+ * every node gets the loopback address it resolves to. */
+Test(embedded, many_names_each_within_its_own_timeout, .timeout = 120) {
+  enum { N = 5000 };
+  size_t cap = (size_t)N * 24;
+  char* list = malloc(cap);
+  size_t len = 0;
+  for (int i = 0; i < N; i++)
+    len += (size_t)snprintf(list + len, cap - len, "%slocalhost:%d",
+                            i ? "," : "", 20000 + i);
+  mcr_client_opts_t o;
+  mcr_client_opts_init(&o);
+  o.servers = list;
+  o.distribution = MCR_DIST_KETAMA;
+  o.connect_timeout_ms = 250;
+  mcr_client_t* c = NULL;
+  char err[256];
+  int rc = mcr_client_new(&c, &o, err, sizeof err);
+  cr_assert_eq(rc, 0, "%s (%s)", err, mcr_err_name(rc));
+  const mcr_ring_t* r = mcr_client_ring(c);
+  cr_assert_eq(mcr_ring_node_count(r), N);
+  for (size_t i = 0; i < N; i++) {
+    mcr_ring_node_t n;
+    cr_assert_eq(mcr_ring_node(r, i, &n), 0);
+    cr_assert(
+        strcmp(n.address, "127.0.0.1") == 0 || strstr(n.address, ":1") != NULL,
+        "node %zu (%s:%u) at %s", i, n.host, n.port, n.address);
+  }
+  mcr_client_free(c);
+  free(list);
+}
+
+/* A name that does not resolve fails the client, named in the message,
+ * without waiting for the names after it. */
+Test(embedded, a_bad_name_among_many_fails_by_name) {
+  enum { N = 200 };
+  size_t cap = (size_t)N * 24 + 64;
+  char* list = malloc(cap);
+  size_t len = 0;
+  for (int i = 0; i < N; i++)
+    len += (size_t)snprintf(list + len, cap - len, "%slocalhost:%d",
+                            i ? "," : "", 20000 + i);
+  snprintf(list + len, cap - len, ",no-such-host.invalid:11211");
+  mcr_client_opts_t o;
+  mcr_client_opts_init(&o);
+  o.servers = list;
+  o.distribution = MCR_DIST_KETAMA;
+  mcr_client_t* c = NULL;
+  char err[256];
+  int rc = mcr_client_new(&c, &o, err, sizeof err);
+  cr_assert(rc == MCR_ERESOLVE || rc == MCR_ECONNTIMEOUT, "rc %d: %s", rc, err);
+  cr_assert(strstr(err, "no-such-host.invalid:11211"), "%s", err);
+  cr_assert_null(c);
+  free(list);
 }
