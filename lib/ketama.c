@@ -146,26 +146,6 @@ static int canonical_address(const char* in, char* out, size_t len) {
   return -1;
 }
 
-/* Formats the node string for digest `i` into buf; returns its length. */
-static size_t node_string(mcr_distribution_t mode, const mcr__ring_node_t* n,
-                          uint32_t i, char* buf, size_t len) {
-  int k;
-  if (mode == MCR_DIST_KETAMA)
-    k = snprintf(buf, len, "%s:%u-%u", n->address, n->port, i);
-  else if (mode == MCR_DIST_KETAMA_LIBMEMCACHED && n->port == 11211)
-    k = snprintf(buf, len, "%s-%u", n->host, i);
-  else if (mode == MCR_DIST_XXH3 && strchr(n->host, ':'))
-    k = snprintf(buf, len, "[%s]:%u-%u", n->host, n->port, i);
-  else
-    k = snprintf(buf, len, "%s:%u-%u", n->host, n->port, i);
-  return k < 0 ? 0 : (size_t)k < len ? (size_t)k : len - 1;
-}
-
-static int cmp_u64(const void* a, const void* b) {
-  uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
-  return x < y ? -1 : x > y;
-}
-
 uint32_t mcr__ring_bucket_bits(uint32_t npoints) {
   uint32_t bits = MCR__BUCKET_BITS_MIN;
   while (bits < MCR__BUCKET_BITS_MAX &&
@@ -211,27 +191,6 @@ static int fail(char* err, size_t errlen, int rc, const char* fmt,
   if (err && errlen)
     snprintf(err, errlen, fmt, arg);
   return rc;
-}
-
-/* Appends the points of node `ni` to pairs (value << 32 | node index). */
-static size_t add_points(mcr_distribution_t mode, const mcr__ring_node_t* n,
-                         uint32_t ni, uint32_t hashes, uint64_t* pairs) {
-  char buf[MCR__RING_MAX_STR * 2 + 32];
-  size_t k = 0;
-  for (uint32_t i = 0; i < hashes; i++) {
-    size_t len = node_string(mode, n, i, buf, sizeof(buf));
-    if (mode == MCR_DIST_XXH3) {
-      uint64_t h = XXH3_64bits(buf, len);
-      pairs[k++] = (h & 0xffffffffu) << 32 | ni;
-      pairs[k++] = (h >> 32) << 32 | ni;
-      continue;
-    }
-    uint32_t st[4];
-    md5_words(buf, len, st);
-    for (int j = 0; j < 4; j++)
-      pairs[k++] = (uint64_t)st[j] << 32 | ni;
-  }
-  return k;
 }
 
 /* Lays out a ring in one heap block: struct-external node table, arrays,
@@ -293,12 +252,10 @@ int mcr__ring_build_nodes(mcr_ring_t** out, mcr_distribution_t mode,
   mcr_ring_t* r = mcr__calloc(1, sizeof(*r));
   char* heap = mcr__malloc(arrays + strbytes);
   mcr__ring_node_t* nodes = mcr__calloc(n, sizeof(*nodes));
-  uint64_t* pairs = mcr__malloc((size_t)npoints * sizeof(*pairs));
-  if (!r || !heap || !nodes || !pairs) {
+  if (!r || !heap || !nodes) {
     mcr__free(r);
     mcr__free(heap);
     mcr__free(nodes);
-    mcr__free(pairs);
     mcr__free(hashes);
     return MCR_ENOMEM;
   }
@@ -307,7 +264,6 @@ int mcr__ring_build_nodes(mcr_ring_t** out, mcr_distribution_t mode,
   uint32_t* buckets = owners + npoints;
   char* str = (char*)(buckets + nbuckets);
 
-  size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     mcr__ring_node_t* nd = &nodes[i];
     size_t hl = strlen(in[i].host) + 1;
@@ -327,17 +283,17 @@ int mcr__ring_build_nodes(mcr_ring_t** out, mcr_distribution_t mode,
     nd->port = in[i].port;
     nd->weight = in[i].weight ? in[i].weight : 1;
     nd->state = in[i].state ? in[i].state : MCR__NODE_UP;
-    k += add_points(mode, nd, (uint32_t)i, hashes[i], pairs + k);
   }
+  /* The points, sorted with ties in node-index order (ring_points.c). */
+  size_t k = 0;
+  rc = mcr__ring_points(mode, nodes, n, hashes, points, owners, &k);
   mcr__free(hashes);
-
-  /* Sorting the (value, index) pairs as integers gives the tie rule. */
-  qsort(pairs, k, sizeof(*pairs), cmp_u64);
-  for (size_t i = 0; i < k; i++) {
-    points[i] = (uint32_t)(pairs[i] >> 32);
-    owners[i] = (uint32_t)pairs[i];
+  if (rc) {
+    mcr__free(r);
+    mcr__free(heap);
+    mcr__free(nodes);
+    return rc;
   }
-  mcr__free(pairs);
   mcr__ring_fill_buckets(points, (uint32_t)k, bits, buckets);
   mcr__ring_account(points, owners, (uint32_t)k, nodes, (uint32_t)n);
 
