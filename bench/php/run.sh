@@ -8,7 +8,8 @@
 # one getMulti of 50 keys and 2 set, with a persistent client. wrk drives
 # each side in turn (mcring, php-memcached, mcring, php-memcached: rounds
 # interleaved so that machine noise falls on both), and the script prints
-# requests/s, p50 / p99 latency and the children's RSS per round.
+# requests/s, p50 / p99 latency and the children's RSS per round, then
+# (when perf works) a profile of each pool's children.
 set -u
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR [SECONDS]}" && pwd)
 SECS=${2:-10}
@@ -153,3 +154,30 @@ for round in 1 2; do
       "$(rss "$side")" "${non2xx:+non-2xx: $non2xx}"
   done
 done
+
+# Where the time goes (when perf works here): one more round per side with
+# `perf record` on that pool's children, then their CPU by shared object
+# (the PHP interpreter, the client extension and its library, libc, the
+# kernel) and the hottest functions. The same page, so the split between
+# the interpreter and the client is what a site would see.
+if command -v perf >/dev/null 2>&1 && perf record -o /dev/null -- true >/dev/null 2>&1; then
+  for side in mcring memcached; do
+    port=$WEB_MC
+    [ "$side" = memcached ] && port=$WEB_PM
+    pids=$(for pid in $(pgrep -P "$FPM"); do
+      grep -q "pool $side" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+    done | paste -sd,)
+    [ -n "$pids" ] || continue
+    perf record -q -F 999 -p "$pids" -o "$WORK/perf.$side" -- sleep 5 >/dev/null 2>&1 &
+    rec=$!
+    wrk -t 2 -c 16 -d 5 "http://127.0.0.1:$port/" >/dev/null
+    wait "$rec"
+    echo
+    echo "profile, $side pool (perf, % of the children's CPU by shared object):"
+    perf report -i "$WORK/perf.$side" --sort dso --stdio 2>/dev/null |
+      awk '/^ +[0-9.]+%/ && n < 8 { printf "  %s\n", $0; n++ }'
+    echo "  hottest functions:"
+    perf report -i "$WORK/perf.$side" --sort dso,symbol --stdio 2>/dev/null |
+      awk '/^ +[0-9.]+%/ && n < 10 { printf "  %s\n", $0; n++ }'
+  done
+fi
