@@ -6,6 +6,9 @@ libmcring is found, in this order:
      BUILD/lib/.libs, linked with an rpath to it), for tests and
      development;
   2. pkg-config mcring (an installed libmcring: `make install`).
+MCRING_RPATH=0 leaves the rpath to the build tree out: a distribution
+package (debian/rules) links against a build but installs the extension
+beside a libmcring the dynamic linker finds by itself.
 """
 import os
 import shlex
@@ -26,9 +29,10 @@ def libmcring():
         if not os.path.exists(os.path.join(libdir, "libmcring.so")):
             raise SystemExit("no libmcring.so in %s: build the C library "
                              "first (make)" % libdir)
+        rpath = [] if os.environ.get("MCRING_RPATH") == "0" else [libdir]
         return dict(include_dirs=[os.path.join(src, "include")],
                     library_dirs=[libdir], libraries=["mcring"],
-                    runtime_library_dirs=[libdir])
+                    runtime_library_dirs=rpath)
     try:
         cflags = subprocess.check_output(
             ["pkg-config", "--cflags", "mcring"], text=True)

@@ -1,0 +1,2 @@
+mod debian/build-php/modules/mcring.so
+mod bindings/php/mcring.ini
