@@ -190,6 +190,9 @@ int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
   }
   uint64_t g = 0;
   bool wraps = mcr__snapshot_writer_generation(p->w) == UINT64_MAX;
+  /* The file held since the last publication goes first: once the new
+   * generation is visible, at most the file it replaces is held. */
+  drop_held(p);
   int prev = open_current(p);
   int rc = mcr__snapshot_writer_publish_nodes(p->w, mode, in, nodes->n, &g);
   free(in);
@@ -197,7 +200,6 @@ int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
     if (prev >= 0)
       close(prev); /* still the current file */
   } else {
-    drop_held(p);
     p->held_fd = prev;
     p->held_since_ms = mcr__now_ms();
   }
