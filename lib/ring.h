@@ -109,6 +109,11 @@ typedef enum {
  * in use, which is lower than max when the CPU or the build lacks it. */
 mcr__md5x_isa_t mcr__md5x_limit(mcr__md5x_isa_t max);
 
+/* The MD5 of block[0..len), len <= 55, as the four state words (the
+ * digest read as little-endian u32s): pads the caller's block in place
+ * and runs one compression (ketama.c). */
+void mcr__md5_block(uint8_t block[64], size_t len, uint32_t st[4]);
+
 /* ring_points.c: the continuum of nodes[0..n) in `mode`, node i making
  * hashes[i] digests (ketama.c decides how many): points[] ascending with
  * ties in node-index order and owners[] the node index of each, exactly

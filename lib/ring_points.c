@@ -75,25 +75,6 @@ static void counter_next(counter_t* c) {
   c->len++;
 }
 
-/* The four MD5 state words (the digest as little-endian u32s) of
- * block[0..len) when len <= 55: the caller's block already holds the
- * bytes; this pads it. `was` is the length padded last time (the bytes
- * from there on may hold an old 0x80). */
-static void md5_one_block(uint8_t block[64], size_t len, size_t* was,
-                          uint32_t st[4]) {
-  block[len] = 0x80;
-  if (*was > len)
-    memset(block + len + 1, 0, *was - len);
-  *was = len;
-  uint64_t bits = (uint64_t)len * 8;
-  memcpy(block + 56, &bits, 8);
-  st[0] = 0x67452301u;
-  st[1] = 0xefcdab89u;
-  st[2] = 0x98badcfeu;
-  st[3] = 0x10325476u;
-  nettle_md5_compress(st, block);
-}
-
 /* Appends the pairs (value << 32 | ni) of node n's `hashes` digests. */
 static size_t node_pairs(mcr_distribution_t mode, const mcr__ring_node_t* n,
                          uint32_t ni, uint32_t hashes, uint64_t* pairs) {
@@ -101,8 +82,6 @@ static size_t node_pairs(mcr_distribution_t mode, const mcr__ring_node_t* n,
   size_t plen = prefix(mode, n, str);
   counter_t c = {.digits = "0", .len = 1};
   uint8_t block[64];
-  size_t was = 55;
-  memset(block, 0, sizeof(block));
   if (plen <= 55)
     memcpy(block, str, plen);
   size_t k = 0;
@@ -118,7 +97,7 @@ static size_t node_pairs(mcr_distribution_t mode, const mcr__ring_node_t* n,
     uint32_t st[4];
     if (len <= 55) {
       memcpy(block + plen, c.digits, c.len);
-      md5_one_block(block, len, &was, st);
+      mcr__md5_block(block, len, st); /* pads after the digits */
     } else {
       memcpy(str + plen, c.digits, c.len);
       struct md5_ctx ctx;
