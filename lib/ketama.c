@@ -66,21 +66,6 @@ const char* mcr_distribution_name(mcr_distribution_t mode) {
 
 /* ---------------------------------------------------------------- hashing */
 
-/* MD5 of data[0..len) as the four state words (the digest read as
- * little-endian u32s, which is exactly the Ketama point order). */
-void mcr__md5_block(uint8_t block[64], size_t len, uint32_t st[4]) {
-  /* One block: message, 0x80, zeros, bit length (little-endian). */
-  block[len] = 0x80;
-  memset(block + len + 1, 0, 56 - len - 1);
-  uint64_t bits = (uint64_t)len * 8;
-  memcpy(block + 56, &bits, 8);
-  st[0] = 0x67452301u;
-  st[1] = 0xefcdab89u;
-  st[2] = 0x98badcfeu;
-  st[3] = 0x10325476u;
-  nettle_md5_compress(st, block);
-}
-
 static void md5_words(const void* data, size_t len, uint32_t st[4]) {
   if (MCR__LIKELY(len <= 55)) {
     uint8_t block[64];

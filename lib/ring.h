@@ -111,7 +111,7 @@ mcr__md5x_isa_t mcr__md5x_limit(mcr__md5x_isa_t max);
 
 /* The MD5 of block[0..len), len <= 55, as the four state words (the
  * digest read as little-endian u32s): pads the caller's block in place
- * and runs one compression (ketama.c). */
+ * and runs one compression (ring_points.c). */
 void mcr__md5_block(uint8_t block[64], size_t len, uint32_t st[4]);
 
 /* ring_points.c: the continuum of nodes[0..n) in `mode`, node i making

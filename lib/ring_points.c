@@ -38,6 +38,22 @@
  * plus port, digits and punctuation (ketama.c's node string buffer). */
 #define STR_CAP (MCR__RING_MAX_STR * 2 + 32)
 
+/* MD5 of the len (<= 55) bytes at the start of block, as the four state
+ * words (the digest read as little-endian u32s, which is exactly the Ketama
+ * point order). Here, below ketama.c, so its one-key hash can use it too. */
+void mcr__md5_block(uint8_t block[64], size_t len, uint32_t st[4]) {
+  /* One block: message, 0x80, zeros, bit length (little-endian). */
+  block[len] = 0x80;
+  memset(block + len + 1, 0, 56 - len - 1);
+  uint64_t bits = (uint64_t)len * 8;
+  memcpy(block + 56, &bits, 8);
+  st[0] = 0x67452301u;
+  st[1] = 0xefcdab89u;
+  st[2] = 0x98badcfeu;
+  st[3] = 0x10325476u;
+  nettle_md5_compress(st, block);
+}
+
 /* The node string of digest i without the digits: the prefix. Returns its
  * length (the prefix never exceeds STR_CAP - 12). */
 static size_t prefix(mcr_distribution_t mode, const mcr__ring_node_t* n,
