@@ -614,7 +614,7 @@ typedef struct {
  * *publish_failed tells a failure of the ring directory (exit status 3 for
  * --once) from a failure of discovery (status 1). */
 static int poll_once(const conf_t* c, agent_source_t* src, agent_pub_t* pub,
-                     agent_nodes_t* nodes, loop_state_t* ls,
+                     mcr__nodes_t* nodes, loop_state_t* ls,
                      bool* publish_failed) {
   char err[512] = "";
   *publish_failed = false;
@@ -644,9 +644,9 @@ static int poll_once(const conf_t* c, agent_source_t* src, agent_pub_t* pub,
     }
   }
   if (rc) {
-    /* A refused reply may have grown the list (up to AGENT_NODES_MAX
+    /* A refused reply may have grown the list (up to MCR__NODES_MAX
      * entries) and the heap: give both back before the next poll. */
-    agent_nodes_trim(nodes);
+    mcr__nodes_trim(nodes);
     release_memory();
     /* --once reports the failure itself, on stderr, as it exits. */
     if (!c->once &&
@@ -822,7 +822,7 @@ int main(int argc, char** argv) {
     mcr_hoststats_server_free(stats);
     return EXIT_USAGE;
   }
-  agent_nodes_t nodes = {0};
+  mcr__nodes_t nodes = {0};
   loop_state_t ls = {0};
   bool started = false;
   int exit_code = 0;
@@ -866,7 +866,7 @@ int main(int argc, char** argv) {
   report_start(&start_fd, '0' + EXIT_RINGDIR);
   agent_source_reset(&src);
   mcr__tls_free(src.tls);
-  agent_nodes_free(&nodes);
+  mcr__nodes_free(&nodes);
   mcr_hoststats_server_free(stats);
   agent_pub_close(pub);
   return exit_code;

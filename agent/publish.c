@@ -53,7 +53,7 @@ struct agent_pub {
   int dirfd;
   bool have_last; /* `last` was published by this process */
   mcr_distribution_t last_mode;
-  agent_nodes_t last;
+  mcr__nodes_t last;
   bool have_version; /* a version seen in an earlier good poll */
   uint64_t version;
   int held_fd;           /* a replaced ring file, kept open; -1: none */
@@ -105,7 +105,7 @@ static int apply_group(int dirfd, const char* dir, const char* group, char* err,
     gid = gr->gr_gid;
   } else {
     uint64_t g;
-    if (agent_parse_u64(group, strlen(group), UINT32_MAX - 1, &g) != 0) {
+    if (mcr__parse_u64(group, strlen(group), UINT32_MAX - 1, &g) != 0) {
       snprintf(err, errlen, "unknown group \"%s\"", group);
       return MCR_EINVAL;
     }
@@ -153,11 +153,11 @@ int agent_pub_open(agent_pub_t** out, const char* dir, const char* group,
 }
 
 int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
-                    const agent_nodes_t* nodes, bool* published, uint64_t* gen,
+                    const mcr__nodes_t* nodes, bool* published, uint64_t* gen,
                     char* err, size_t errlen) {
   *published = false;
-  bool same = p->have_last && p->last_mode == mode &&
-              agent_nodes_equal(&p->last, nodes);
+  bool same =
+      p->have_last && p->last_mode == mode && mcr__nodes_equal(&p->last, nodes);
   if (nodes->has_version && p->have_version) {
     if (nodes->version < p->version)
       agent_log(AGENT_LOG_WARNING,
@@ -211,7 +211,7 @@ int agent_pub_apply(agent_pub_t* p, mcr_distribution_t mode,
     snprintf(err, errlen, "publish: %s", mcr__snapshot_writer_error(p->w));
     return rc;
   }
-  rc = agent_nodes_copy(&p->last, nodes);
+  rc = mcr__nodes_copy(&p->last, nodes);
   p->have_last = rc == 0;
   p->last_mode = mode;
   *published = true;
@@ -303,6 +303,6 @@ void agent_pub_close(agent_pub_t* p) {
   mcr__snapshot_writer_close(p->w);
   if (p->dirfd >= 0)
     close(p->dirfd);
-  agent_nodes_free(&p->last);
+  mcr__nodes_free(&p->last);
   free(p);
 }

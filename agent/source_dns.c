@@ -31,7 +31,7 @@ static bool is_srv_name(const char* name) {
   return dot && dot[1] == '_' && strchr(dot + 1, '.') != NULL;
 }
 
-static int srv_poll(const char* name, agent_nodes_t* out, char* err,
+static int srv_poll(const char* name, mcr__nodes_t* out, char* err,
                     size_t errlen) {
   unsigned char ans[65536];
   struct __res_state rs;
@@ -80,14 +80,14 @@ static int srv_poll(const char* name, agent_nodes_t* out, char* err,
       size_t tl = strlen(target);
       if (tl && target[tl - 1] == '.')
         target[--tl] = '\0';
-      if (tl == 0 || port == 0 || !agent_hostname_ok(target, tl)) {
+      if (tl == 0 || port == 0 || !mcr__hostname_ok(target, tl)) {
         snprintf(err, errlen,
                  "SRV %s: unusable record (target \"%s\", port "
                  "%u)",
                  name, target, port);
         return MCR_ERESOLVE;
       }
-      int rc = agent_nodes_add(out, target, tl, NULL, (uint16_t)port, 1);
+      int rc = mcr__nodes_add(out, target, tl, NULL, (uint16_t)port, 1);
       if (rc) {
         snprintf(err, errlen, "SRV %s: cannot add %s", name, target);
         return rc;
@@ -101,19 +101,19 @@ static int srv_poll(const char* name, agent_nodes_t* out, char* err,
   return 0;
 }
 
-static int addr_poll(const char* spec, agent_nodes_t* out, char* err,
+static int addr_poll(const char* spec, mcr__nodes_t* out, char* err,
                      size_t errlen) {
-  char name[AGENT_HOST_MAX + 1];
+  char name[MCR__HOST_MAX + 1];
   const char* colon = strrchr(spec, ':');
   size_t nl = colon ? (size_t)(colon - spec) : strlen(spec);
   uint64_t port = 11211;
   if (colon &&
-      (agent_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) != 0 ||
+      (mcr__parse_u64(colon + 1, strlen(colon + 1), 65535, &port) != 0 ||
        port == 0)) {
     snprintf(err, errlen, "bad port in \"%s\"", spec);
     return MCR_EINVAL;
   }
-  if (nl == 0 || nl > AGENT_HOST_MAX || !agent_hostname_ok(spec, nl)) {
+  if (nl == 0 || nl > MCR__HOST_MAX || !mcr__hostname_ok(spec, nl)) {
     snprintf(err, errlen, "bad DNS name in \"%s\"", spec);
     return MCR_EINVAL;
   }
@@ -128,7 +128,7 @@ static int addr_poll(const char* spec, agent_nodes_t* out, char* err,
   }
   int rc = 0;
   for (struct addrinfo* ai = res; ai && !rc; ai = ai->ai_next) {
-    char a[AGENT_ADDR_MAX];
+    char a[MCR__ADDR_MAX];
     const void* src =
         ai->ai_family == AF_INET6
             ? (const void*)&((struct sockaddr_in6*)ai->ai_addr)->sin6_addr
@@ -139,18 +139,18 @@ static int addr_poll(const char* spec, agent_nodes_t* out, char* err,
     for (size_t i = 0; i < out->n; i++)
       dup |= strcmp(out->v[i].addr, a) == 0;
     if (!dup)
-      rc = agent_nodes_add(out, a, strlen(a), a, (uint16_t)port, 1);
+      rc = mcr__nodes_add(out, a, strlen(a), a, (uint16_t)port, 1);
   }
   freeaddrinfo(res);
   return rc;
 }
 
-int agent_dns_poll(const char* spec, agent_nodes_t* out, char* err,
+int agent_dns_poll(const char* spec, mcr__nodes_t* out, char* err,
                    size_t errlen) {
-  agent_nodes_clear(out);
+  mcr__nodes_clear(out);
   int rc = is_srv_name(spec) ? srv_poll(spec, out, err, errlen)
                              : addr_poll(spec, out, err, errlen);
   if (rc)
     return rc;
-  return agent_nodes_finish(out, err, errlen);
+  return mcr__nodes_finish(out, err, errlen);
 }

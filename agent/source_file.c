@@ -20,9 +20,9 @@
 
 #define FILE_MAX (16u << 20)
 
-int agent_file_parse(const char* text, size_t len, agent_nodes_t* out,
-                     char* err, size_t errlen) {
-  agent_nodes_clear(out);
+int agent_file_parse(const char* text, size_t len, mcr__nodes_t* out, char* err,
+                     size_t errlen) {
+  mcr__nodes_clear(out);
   size_t lineno = 0;
   const char* p = text;
   const char* end = text + len;
@@ -39,7 +39,7 @@ int agent_file_parse(const char* text, size_t len, agent_nodes_t* out,
       ce--;
     if (ce > s) {
       char e[200];
-      int rc = agent_entry_parse(s, (size_t)(ce - s), out, e, sizeof(e));
+      int rc = mcr__nodes_add_entry(s, (size_t)(ce - s), out, e, sizeof(e));
       if (rc) {
         snprintf(err, errlen, "line %zu: %s", lineno, e);
         return rc == MCR_ENOMEM ? rc : MCR_ESERVERS;
@@ -47,8 +47,8 @@ int agent_file_parse(const char* text, size_t len, agent_nodes_t* out,
     }
     p = nl ? nl + 1 : end;
   }
-  agent_nodes_sort(out);
-  return agent_nodes_check(out, err, errlen);
+  mcr__nodes_sort(out);
+  return mcr__nodes_check(out, err, errlen);
 }
 
 /* Reads the whole file; *text is malloc'ed (NUL-terminated). */
@@ -75,9 +75,9 @@ static int slurp(int fd, size_t size, char** text, size_t* len) {
   return 0;
 }
 
-int agent_file_poll(agent_source_t* s, agent_nodes_t* out, char* err,
+int agent_file_poll(agent_source_t* s, mcr__nodes_t* out, char* err,
                     size_t errlen) {
-  agent_nodes_clear(out);
+  mcr__nodes_clear(out);
   int fd = open(s->arg, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     snprintf(err, errlen, "open %s: %s", s->arg, strerror(errno));
@@ -118,10 +118,10 @@ int agent_file_poll(agent_source_t* s, agent_nodes_t* out, char* err,
     snprintf(err, errlen, "%s: %s", s->arg, s->file_err);
     return s->file_rc;
   }
-  int rc = agent_nodes_copy(out, &s->file_nodes);
+  int rc = mcr__nodes_copy(out, &s->file_nodes);
   if (!rc)
-    rc = agent_nodes_resolve(out, err, errlen);
+    rc = mcr__nodes_resolve(out, err, errlen);
   if (!rc) /* two names of one address */
-    rc = agent_nodes_check(out, err, errlen);
+    rc = mcr__nodes_check(out, err, errlen);
   return rc;
 }

@@ -13,11 +13,11 @@
 
 #include "agent.h"
 
-int agent_static_poll(const char* list, agent_nodes_t* out, char* err,
+int agent_static_poll(const char* list, mcr__nodes_t* out, char* err,
                       size_t errlen) {
-  agent_nodes_clear(out);
-  int rc = agent_servers_add(list, out, err, errlen);
+  mcr__nodes_clear(out);
+  int rc = mcr__nodes_add_list(list, out, err, errlen);
   if (rc)
     return rc;
-  return agent_nodes_finish(out, err, errlen);
+  return mcr__nodes_finish(out, err, errlen);
 }

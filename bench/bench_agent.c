@@ -103,7 +103,7 @@ static double poll_unchanged(int n, const char* dir) {
   char err[512];
   if (agent_pub_open(&pub, ring_dir, NULL, err, sizeof(err)) != 0)
     bench_die("open %s: %s", ring_dir, err);
-  agent_nodes_t nodes = {0};
+  mcr__nodes_t nodes = {0};
   double v[POLLS];
   for (int i = -1; i < POLLS; i++) {
     double t0 = thread_cpu_us();
@@ -122,7 +122,7 @@ static double poll_unchanged(int n, const char* dir) {
       bench_die("an unchanged poll published");
     v[i] = t1 - t0;
   }
-  agent_nodes_free(&nodes);
+  mcr__nodes_free(&nodes);
   agent_source_reset(&src);
   agent_pub_close(pub);
   fakecfg_stop(f);

@@ -14,7 +14,10 @@
  *                    node's request sent, replies decoded as they arrive,
  *                    one retry rule, one deadline, per-key results, errors
  *                    as misses, host stats counts
- *     router.c       which node owns a key; follows the agent's ring
+ *     router.c       which node owns a key; follows the agent's ring, or
+ *                    polls an ElastiCache endpoint itself (discovery.h)
+ *     elasticache.c  one poll of a configuration endpoint, its strict
+ *                    reply parser (shared with the agent)
  *     hoststats.c    a handle's counter segment, registered with the agent
  *     node.c         one node: its server, connection and health
  *     conn.c         the transport: connect, send, receive, against one
@@ -34,6 +37,8 @@
  *     md5x.c              hashing many keys at once (ring.h)
  *     ketama.c            building rings, hashing a key, lookup (ring.h)
  *     ring_points.c       a continuum's points, made and sorted fast
+ *     nodes.c             node lists as discovery finds them: check,
+ *                         sort, compare, resolve (discovery.h)
  *   foundations, used by both:
  *     servers.c      the "host:port[:weight],..." list
  *     key.c          key checks and base64 for binary meta keys

@@ -7,7 +7,7 @@
  * that the framing read piece by piece says what the whole parser says,
  * and a mutation loop that must never crash the parser (the seed of the
  * fuzzing the parser is built for). Also the version-reply parser, the
- * node-file parser and the static list. Last, agent_ec_poll against the
+ * node-file parser and the static list. Last, mcr__ec_poll against the
  * fake endpoint (tests/support/fakecfg.c, a thread of this process): the
  * cache of the last reply that parsed, used only for the same bytes.
  */
@@ -21,31 +21,31 @@
 #include "fakecfg.h"
 
 /* Builds a reply around `block` with the byte count off by `delta`. */
-static char* mk(agent_ec_form_t form, const char* block, int delta,
+static char* mk(mcr__ec_form_t form, const char* block, int delta,
                 size_t* len) {
   size_t cap = strlen(block) + 128;
   char* b = malloc(cap);
   int n = snprintf(b, cap, "%s 0 %ld\r\n%s\r\nEND\r\n",
-                   form == AGENT_EC_CONFIG ? "CONFIG cluster"
-                                           : "VALUE AmazonElastiCache:cluster",
+                   form == MCR__EC_CONFIG ? "CONFIG cluster"
+                                          : "VALUE AmazonElastiCache:cluster",
                    (long)strlen(block) + delta, block);
   *len = (size_t)n;
   return b;
 }
 
-static int parse_block(agent_ec_form_t form, const char* block, int delta,
-                       agent_nodes_t* out, char* err) {
+static int parse_block(mcr__ec_form_t form, const char* block, int delta,
+                       mcr__nodes_t* out, char* err) {
   size_t len;
   char* b = mk(form, block, delta, &len);
-  int rc = agent_ec_parse(form, b, len, out, err, 256);
+  int rc = mcr__ec_parse(form, b, len, out, err, 256);
   free(b);
   return rc;
 }
 
 Test(ec_parse, config_form_three_nodes) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
-  int rc = parse_block(AGENT_EC_CONFIG,
+  int rc = parse_block(MCR__EC_CONFIG,
                        "12\nb.example.com|10.0.0.2|11211 "
                        "a.example.com|10.0.0.1|11211 "
                        "c.example.com|10.0.0.3|11212\n",
@@ -59,30 +59,29 @@ Test(ec_parse, config_form_three_nodes) {
   cr_assert_str_eq(l.v[0].addr, "10.0.0.1");
   cr_assert_eq(l.v[2].port, 11212);
   cr_assert_eq(l.v[1].weight, 1);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(ec_parse, legacy_form) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
-  int rc =
-      parse_block(AGENT_EC_LEGACY, "1\nh1|192.168.1.1|11211\n", 0, &l, err);
+  int rc = parse_block(MCR__EC_LEGACY, "1\nh1|192.168.1.1|11211\n", 0, &l, err);
   cr_assert_eq(rc, 0, "%s", err);
   cr_assert_eq(l.n, 1);
   cr_assert_eq(l.version, 1);
   /* A legacy reply is not accepted as an answer to config get cluster. */
   size_t len;
-  char* b = mk(AGENT_EC_LEGACY, "1\nh1|192.168.1.1|11211\n", 0, &len);
-  rc = agent_ec_parse(AGENT_EC_CONFIG, b, len, &l, err, sizeof(err));
+  char* b = mk(MCR__EC_LEGACY, "1\nh1|192.168.1.1|11211\n", 0, &len);
+  rc = mcr__ec_parse(MCR__EC_CONFIG, b, len, &l, err, sizeof(err));
   cr_assert_eq(rc, MCR_EPROTO);
   free(b);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(ec_parse, ipv6_and_empty_ip) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
-  int rc = parse_block(AGENT_EC_CONFIG,
+  int rc = parse_block(MCR__EC_CONFIG,
                        "3\nv6.node|2001:db8::1|11211 noip.node||11211 "
                        "br.node|[::1]|11300 2001:db8::7||11211\n",
                        0, &l, err);
@@ -94,7 +93,7 @@ Test(ec_parse, ipv6_and_empty_ip) {
   cr_assert_str_eq(l.v[1].addr, "::1");
   cr_assert_str_eq(l.v[2].addr, ""); /* resolved later */
   cr_assert_str_eq(l.v[3].addr, "2001:db8::1");
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(ec_parse, five_hundred_nodes) {
@@ -105,53 +104,52 @@ Test(ec_parse, five_hundred_nodes) {
     len += (size_t)snprintf(block + len, cap - len, "%snode%d.x|10.1.%d.%d|%d",
                             i ? " " : "", i, i / 250, i % 250, 11211 + i);
   snprintf(block + len, cap - len, "\n");
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
-  int rc = parse_block(AGENT_EC_CONFIG, block, 0, &l, err);
+  int rc = parse_block(MCR__EC_CONFIG, block, 0, &l, err);
   cr_assert_eq(rc, 0, "%s", err);
   cr_assert_eq(l.n, 500);
   cr_assert_eq(l.version, 77);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
   free(block);
 }
 
 Test(ec_parse, every_prefix_is_incomplete) {
   size_t len;
   char* b =
-      mk(AGENT_EC_CONFIG, "5\na|10.0.0.1|11211 b|10.0.0.2|11211\n", 0, &len);
-  agent_nodes_t l = {0};
+      mk(MCR__EC_CONFIG, "5\na|10.0.0.1|11211 b|10.0.0.2|11211\n", 0, &len);
+  mcr__nodes_t l = {0};
   char err[256];
   for (size_t i = 0; i < len; i++) {
-    int rc = agent_ec_parse(AGENT_EC_CONFIG, b, i, &l, err, sizeof(err));
-    cr_assert_eq(rc, AGENT_EC_INCOMPLETE, "prefix %zu: rc %d (%s)", i, rc, err);
+    int rc = mcr__ec_parse(MCR__EC_CONFIG, b, i, &l, err, sizeof(err));
+    cr_assert_eq(rc, MCR__EC_INCOMPLETE, "prefix %zu: rc %d (%s)", i, rc, err);
   }
-  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, b, len, &l, err, sizeof(err)),
-               0);
+  cr_assert_eq(mcr__ec_parse(MCR__EC_CONFIG, b, len, &l, err, sizeof(err)), 0);
   free(b);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(ec_parse, error_replies) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
-  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, NULL, 0, &l, err, 256),
-               AGENT_EC_INCOMPLETE);
-  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, "ERROR\r\n", 7, &l, err, 256),
-               AGENT_EC_ERROR_REPLY);
-  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, "ERR", 3, &l, err, 256),
-               AGENT_EC_INCOMPLETE);
+  cr_assert_eq(mcr__ec_parse(MCR__EC_CONFIG, NULL, 0, &l, err, 256),
+               MCR__EC_INCOMPLETE);
+  cr_assert_eq(mcr__ec_parse(MCR__EC_CONFIG, "ERROR\r\n", 7, &l, err, 256),
+               MCR__EC_ERROR_REPLY);
+  cr_assert_eq(mcr__ec_parse(MCR__EC_CONFIG, "ERR", 3, &l, err, 256),
+               MCR__EC_INCOMPLETE);
   const char* se = "SERVER_ERROR out of memory\r\n";
-  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, se, strlen(se), &l, err, 256),
+  cr_assert_eq(mcr__ec_parse(MCR__EC_CONFIG, se, strlen(se), &l, err, 256),
                MCR_ESERVERERR);
   cr_assert(strstr(err, "out of memory"));
-  cr_assert_eq(agent_ec_parse(AGENT_EC_LEGACY, "END\r\n", 5, &l, err, 256),
+  cr_assert_eq(mcr__ec_parse(MCR__EC_LEGACY, "END\r\n", 5, &l, err, 256),
                MCR_EPROTO);
-  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, "STORED\r\n", 8, &l, err, 256),
+  cr_assert_eq(mcr__ec_parse(MCR__EC_CONFIG, "STORED\r\n", 8, &l, err, 256),
                MCR_EPROTO);
   /* Garbage is refused before any line end arrives. */
-  cr_assert_eq(agent_ec_parse(AGENT_EC_CONFIG, "HTTP/1.1", 8, &l, err, 256),
+  cr_assert_eq(mcr__ec_parse(MCR__EC_CONFIG, "HTTP/1.1", 8, &l, err, 256),
                MCR_EPROTO);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 /* Blocks that must be refused with MCR_EPROTO. */
@@ -185,33 +183,33 @@ static const char* const bad_blocks[] = {
 };
 
 Test(ec_parse, malformed_blocks_refused) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
   for (size_t i = 0; i < sizeof(bad_blocks) / sizeof(*bad_blocks); i++) {
-    int rc = parse_block(AGENT_EC_CONFIG, bad_blocks[i], 0, &l, err);
+    int rc = parse_block(MCR__EC_CONFIG, bad_blocks[i], 0, &l, err);
     cr_assert_eq(rc, MCR_EPROTO, "block %zu accepted (rc %d)", i, rc);
     cr_assert(err[0], "block %zu: no message", i);
     cr_assert_eq(l.n, 0, "block %zu left nodes behind", i);
   }
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(ec_parse, wrong_byte_counts_refused) {
   const char* block = "9\na|10.0.0.1|11211 b|10.0.0.2|11211\n";
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
   int deltas[] = {-30, -5, -1, 1, 2, 5, 7, 100};
   for (size_t i = 0; i < sizeof(deltas) / sizeof(*deltas); i++) {
-    int rc = parse_block(AGENT_EC_CONFIG, block, deltas[i], &l, err);
+    int rc = parse_block(MCR__EC_CONFIG, block, deltas[i], &l, err);
     cr_assert_eq(rc, MCR_EPROTO, "delta %d: rc %d", deltas[i], rc);
     cr_assert(strstr(err, "byte count") || strstr(err, "newline"),
               "delta %d: %s", deltas[i], err);
   }
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(ec_parse, framing_errors) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
   const char* bad[] = {
       "CONFIG cluster 0 17\r\n1\na|10.0.0.1|1\n\r\nEND\r\nEND\r\n",
@@ -225,11 +223,11 @@ Test(ec_parse, framing_errors) {
       "ERROR\r\nEND\r\n",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
-    int rc = agent_ec_parse(AGENT_EC_CONFIG, bad[i], strlen(bad[i]), &l, err,
-                            sizeof(err));
+    int rc = mcr__ec_parse(MCR__EC_CONFIG, bad[i], strlen(bad[i]), &l, err,
+                           sizeof(err));
     cr_assert_eq(rc, MCR_EPROTO, "reply %zu: rc %d", i, rc);
   }
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 /* Random single-byte edits, truncations and insertions of good replies:
@@ -237,11 +235,11 @@ Test(ec_parse, framing_errors) {
  * read out of bounds (run under ASan in CI). */
 Test(ec_parse, mutations_never_crash) {
   size_t len;
-  char* good = mk(AGENT_EC_CONFIG,
+  char* good = mk(MCR__EC_CONFIG,
                   "42\nnode-1.example|10.0.0.1|11211 n2|2001:db8::2|11212 "
                   "n3||11213\n",
                   0, &len);
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
   unsigned seed = 12345;
   for (int it = 0; it < 20000; it++) {
@@ -263,9 +261,9 @@ Test(ec_parse, mutations_never_crash) {
         n = len + 1;
         break;
     }
-    int rc = agent_ec_parse(AGENT_EC_CONFIG, b, n, &l, err, sizeof(err));
-    cr_assert(rc == 0 || rc == AGENT_EC_INCOMPLETE || rc == MCR_EPROTO ||
-                  rc == AGENT_EC_ERROR_REPLY || rc == MCR_ESERVERERR ||
+    int rc = mcr__ec_parse(MCR__EC_CONFIG, b, n, &l, err, sizeof(err));
+    cr_assert(rc == 0 || rc == MCR__EC_INCOMPLETE || rc == MCR_EPROTO ||
+                  rc == MCR__EC_ERROR_REPLY || rc == MCR_ESERVERERR ||
                   rc == MCR_ECLIENTERR,
               "rc %d", rc);
     if (rc == 0)
@@ -273,25 +271,25 @@ Test(ec_parse, mutations_never_crash) {
     free(b);
   }
   free(good);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(ec_parse, version_reply) {
   unsigned a, b, c;
-  cr_assert_eq(agent_ec_parse_version("VERSION 1.4.14\r\n", 16, &a, &b, &c), 0);
+  cr_assert_eq(mcr__ec_parse_version("VERSION 1.4.14\r\n", 16, &a, &b, &c), 0);
   cr_assert(a == 1 && b == 4 && c == 14);
   cr_assert_eq(
-      agent_ec_parse_version("VERSION 1.6.21-custom\r\n", 23, &a, &b, &c), 0);
+      mcr__ec_parse_version("VERSION 1.6.21-custom\r\n", 23, &a, &b, &c), 0);
   cr_assert(a == 1 && b == 6 && c == 21);
-  cr_assert_eq(agent_ec_parse_version("VERSION 1.4.5\r\n", 15, &a, &b, &c), 0);
+  cr_assert_eq(mcr__ec_parse_version("VERSION 1.4.5\r\n", 15, &a, &b, &c), 0);
   cr_assert(a == 1 && b == 4 && c == 5);
-  cr_assert_eq(agent_ec_parse_version("VERS", 4, &a, &b, &c),
-               AGENT_EC_INCOMPLETE);
-  cr_assert_eq(agent_ec_parse_version("ERROR\r\n", 7, &a, &b, &c),
-               AGENT_EC_ERROR_REPLY);
-  cr_assert_eq(agent_ec_parse_version("VERSION x\r\n", 11, &a, &b, &c),
+  cr_assert_eq(mcr__ec_parse_version("VERS", 4, &a, &b, &c),
+               MCR__EC_INCOMPLETE);
+  cr_assert_eq(mcr__ec_parse_version("ERROR\r\n", 7, &a, &b, &c),
+               MCR__EC_ERROR_REPLY);
+  cr_assert_eq(mcr__ec_parse_version("VERSION x\r\n", 11, &a, &b, &c),
                MCR_EPROTO);
-  cr_assert_eq(agent_ec_parse_version("STORED\r\n", 8, &a, &b, &c), MCR_EPROTO);
+  cr_assert_eq(mcr__ec_parse_version("STORED\r\n", 8, &a, &b, &c), MCR_EPROTO);
 }
 
 Test(file_parse, entries_comments_weights) {
@@ -302,7 +300,7 @@ Test(file_parse, entries_comments_weights) {
       "  10.0.0.1:11211:3\r\n"
       "[2001:db8::5]:11300:2\n"
       "cache-a.internal\n";
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
   int rc = agent_file_parse(text, strlen(text), &l, err, sizeof(err));
   cr_assert_eq(rc, 0, "%s", err);
@@ -315,11 +313,11 @@ Test(file_parse, entries_comments_weights) {
   cr_assert_str_eq(l.v[3].host, "cache-a.internal");
   cr_assert_eq(l.v[3].port, 11211);
   cr_assert_str_eq(l.v[3].addr, "");
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(file_parse, errors_name_the_line) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
   struct {
     const char* text;
@@ -340,11 +338,11 @@ Test(file_parse, errors_name_the_line) {
     cr_assert(strstr(err, cases[i].want), "case %zu: \"%s\" lacks \"%s\"", i,
               err, cases[i].want);
   }
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(static_list, parse_and_compare) {
-  agent_nodes_t a = {0}, b = {0};
+  mcr__nodes_t a = {0}, b = {0};
   char err[256];
   cr_assert_eq(
       agent_static_poll("127.0.0.2:11212:2, 127.0.0.1", &a, err, sizeof(err)),
@@ -355,19 +353,19 @@ Test(static_list, parse_and_compare) {
   cr_assert_eq(agent_static_poll("127.0.0.1:11211,127.0.0.2:11212:2", &b, err,
                                  sizeof(err)),
                0);
-  cr_assert(agent_nodes_equal(&a, &b), "order must not matter");
+  cr_assert(mcr__nodes_equal(&a, &b), "order must not matter");
   cr_assert_eq(agent_static_poll("127.0.0.1:11211,127.0.0.2:11212:3", &b, err,
                                  sizeof(err)),
                0);
-  cr_assert(!agent_nodes_equal(&a, &b), "a weight change is a change");
+  cr_assert(!mcr__nodes_equal(&a, &b), "a weight change is a change");
   cr_assert_lt(agent_static_poll("", &b, err, sizeof(err)), 0);
   cr_assert_lt(agent_static_poll("127.0.0.1:0", &b, err, sizeof(err)), 0);
-  agent_nodes_free(&a);
-  agent_nodes_free(&b);
+  mcr__nodes_free(&a);
+  mcr__nodes_free(&b);
 }
 
 Test(dns, localhost_addresses) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
   int rc = agent_dns_poll("localhost:11333", &l, err, sizeof(err));
   cr_assert_eq(rc, 0, "%s", err);
@@ -377,7 +375,7 @@ Test(dns, localhost_addresses) {
     cr_assert_str_eq(l.v[i].host, l.v[i].addr);
   }
   cr_assert_lt(agent_dns_poll("bad name:1", &l, err, sizeof(err)), 0);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 /* ---------------------------------------------------------------- limits */
@@ -386,27 +384,27 @@ Test(dns, localhost_addresses) {
  * share of the keys: the same address and port, or a host name that
  * differs only in case (DNS ignores case). Refused whole. */
 Test(ec_parse, one_server_under_two_names_refused) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
-  int rc = parse_block(AGENT_EC_CONFIG,
+  int rc = parse_block(MCR__EC_CONFIG,
                        "1\na|127.0.0.1|23211 b|127.0.0.1|23211\n", 0, &l, err);
   cr_assert_eq(rc, MCR_EPROTO);
   cr_assert(strstr(err, "both 127.0.0.1 port 23211"), "%s", err);
-  rc = parse_block(AGENT_EC_CONFIG, "1\nMC1.test||11211 mc1.test||11211\n", 0,
+  rc = parse_block(MCR__EC_CONFIG, "1\nMC1.test||11211 mc1.test||11211\n", 0,
                    &l, err);
   cr_assert_eq(rc, MCR_EPROTO);
   cr_assert(strstr(err, "ignore case"), "%s", err);
   /* One address on two ports is two servers. */
   cr_assert_eq(
-      parse_block(AGENT_EC_CONFIG, "1\na|127.0.0.1|23211 b|127.0.0.1|23212\n",
-                  0, &l, err),
+      parse_block(MCR__EC_CONFIG, "1\na|127.0.0.1|23211 b|127.0.0.1|23212\n", 0,
+                  &l, err),
       0, "%s", err);
   /* The static list: two names that resolve to one address. */
   cr_assert_eq(agent_static_poll("localhost:11211,127.0.0.1:11211", &l, err,
                                  sizeof(err)),
                MCR_ESERVERS);
   cr_assert(strstr(err, "one server listed twice"), "%s", err);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 /* A reply listing more nodes than a ring can hold is refused as soon as
@@ -422,27 +420,27 @@ Test(ec_parse, too_many_nodes_refused_early) {
                             (unsigned)i);
   block[len++] = '\n';
   block[len] = '\0';
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256];
-  cr_assert_eq(parse_block(AGENT_EC_CONFIG, block, 0, &l, err), MCR_EPROTO);
+  cr_assert_eq(parse_block(MCR__EC_CONFIG, block, 0, &l, err), MCR_EPROTO);
   cr_assert(strstr(err, "more than 65535 nodes"), "%s", err);
   cr_assert_leq(l.cap, 65536, "the list grew to %zu entries", l.cap);
-  agent_nodes_trim(&l);
+  mcr__nodes_trim(&l);
   cr_assert_leq(l.cap, 16, "memory kept after the refusal: %zu entries", l.cap);
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
   free(block);
 }
 
 /* ------------------------------------------------ framing read in pieces */
 
-/* Feeds reply[0..len) to agent_ec_frame in pieces of 1, 2, ... 7 bytes
+/* Feeds reply[0..len) to mcr__ec_frame in pieces of 1, 2, ... 7 bytes
  * (cycling), carrying `checked` as the poll loop does, and checks that
- * after every piece it says exactly what agent_ec_parse says about the
+ * after every piece it says exactly what mcr__ec_parse says about the
  * same prefix (whose framing it shares): incomplete, an error, or
  * complete (0 from the framing; the parse of the list may still refuse). */
-static void frame_in_pieces(agent_ec_form_t form, const char* reply,
+static void frame_in_pieces(mcr__ec_form_t form, const char* reply,
                             size_t len) {
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   char err[256], ferr[256];
   size_t checked = 0, have = 0, step = 1;
   while (have < len) {
@@ -450,18 +448,18 @@ static void frame_in_pieces(agent_ec_form_t form, const char* reply,
     if (have > len)
       have = len;
     step = step % 7 + 1;
-    int frc = agent_ec_frame(form, reply, have, &checked, ferr, sizeof(ferr));
-    int prc = agent_ec_parse(form, reply, have, &l, err, sizeof(err));
+    int frc = mcr__ec_frame(form, reply, have, &checked, ferr, sizeof(ferr));
+    int prc = mcr__ec_parse(form, reply, have, &l, err, sizeof(err));
     if (frc == 0)
       cr_assert(prc == 0 || prc == MCR_EPROTO || prc == MCR_ENOMEM,
                 "prefix %zu: framed whole, parse says %d", have, prc);
     else
       cr_assert_eq(frc, prc, "prefix %zu: frame %d (%s), parse %d (%s)", have,
                    frc, ferr, prc, err);
-    if (frc != AGENT_EC_INCOMPLETE)
+    if (frc != MCR__EC_INCOMPLETE)
       break;
   }
-  agent_nodes_free(&l);
+  mcr__nodes_free(&l);
 }
 
 Test(ec_frame, pieces_agree_with_the_whole_parse) {
@@ -475,33 +473,33 @@ Test(ec_frame, pieces_agree_with_the_whole_parse) {
     for (size_t d = 0; d < sizeof(deltas) / sizeof(deltas[0]); d++)
       for (int form = 0; form < 2; form++) {
         size_t len;
-        char* r = mk((agent_ec_form_t)form, blocks[b], deltas[d], &len);
-        frame_in_pieces((agent_ec_form_t)form, r, len);
+        char* r = mk((mcr__ec_form_t)form, blocks[b], deltas[d], &len);
+        frame_in_pieces((mcr__ec_form_t)form, r, len);
         /* The other form's header is refused the same way. */
-        frame_in_pieces((agent_ec_form_t)!form, r, len);
+        frame_in_pieces((mcr__ec_form_t)!form, r, len);
         free(r);
       }
   static const char* others[] = {"ERROR\r\n", "END\r\n",
                                  "SERVER_ERROR busy\r\n", "CONFIG x\r\n",
                                  "ERROR\r\nX"};
   for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
-    frame_in_pieces(AGENT_EC_CONFIG, others[i], strlen(others[i]));
+    frame_in_pieces(MCR__EC_CONFIG, others[i], strlen(others[i]));
 }
 
 /* A '\r' that an earlier piece already passed is not searched again, yet
  * a '\r' in the new bytes still fails the count at once. */
 Test(ec_frame, a_short_block_fails_on_the_piece_that_shows_it) {
   size_t len;
-  char* r = mk(AGENT_EC_CONFIG, "5\na|10.0.0.1|11211\n", 40, &len);
+  char* r = mk(MCR__EC_CONFIG, "5\na|10.0.0.1|11211\n", 40, &len);
   char err[256];
   size_t checked = 0;
   size_t header = (size_t)(strchr(r, '\n') - r) + 1;
-  cr_assert_eq(agent_ec_frame(AGENT_EC_CONFIG, r, header + 5, &checked, err,
-                              sizeof(err)),
-               AGENT_EC_INCOMPLETE);
+  cr_assert_eq(
+      mcr__ec_frame(MCR__EC_CONFIG, r, header + 5, &checked, err, sizeof(err)),
+      MCR__EC_INCOMPLETE);
   cr_assert_eq(checked, 5);
   cr_assert_eq(
-      agent_ec_frame(AGENT_EC_CONFIG, r, len, &checked, err, sizeof(err)),
+      mcr__ec_frame(MCR__EC_CONFIG, r, len, &checked, err, sizeof(err)),
       MCR_EPROTO);
   cr_assert(strstr(err, "does not match"), "%s", err);
   free(r);
@@ -512,8 +510,8 @@ Test(ec_frame, a_short_block_fails_on_the_piece_that_shows_it) {
 typedef struct {
   char dir[64], nodes[96];
   fakecfg_t* f;
-  agent_ec_cache_t cache;
-  agent_nodes_t l;
+  mcr__ec_cache_t cache;
+  mcr__nodes_t l;
   char err[512];
 } pollfix_t;
 
@@ -529,14 +527,14 @@ static void pollfix_start(pollfix_t* t, int n) {
 }
 
 static int pollfix_poll(pollfix_t* t) {
-  return agent_ec_poll(fakecfg_endpoint(t->f), 2000, 2000, NULL, &t->cache,
-                       &t->l, NULL, t->err, sizeof(t->err));
+  return mcr__ec_poll(fakecfg_endpoint(t->f), 2000, 2000, NULL, &t->cache,
+                      &t->l, NULL, t->err, sizeof(t->err));
 }
 
 static void pollfix_stop(pollfix_t* t) {
   fakecfg_stop(t->f);
-  agent_ec_cache_free(&t->cache);
-  agent_nodes_free(&t->l);
+  mcr__ec_cache_free(&t->cache);
+  mcr__nodes_free(&t->l);
   unlink(t->nodes);
   rmdir(t->dir);
 }
@@ -589,14 +587,14 @@ Test(ec_poll, the_cache_is_per_request_form) {
   pollfix_t t;
   pollfix_start(&t, 10);
   cr_assert_eq(pollfix_poll(&t), 0, "%s", t.err);
-  cr_assert_eq(t.cache.form, AGENT_EC_CONFIG);
+  cr_assert_eq(t.cache.form, MCR__EC_CONFIG);
   fakecfg_set_mode(t.f, FAKECFG_ERROR_CONFIG);
   bool legacy = false;
-  cr_assert_eq(agent_ec_poll(fakecfg_endpoint(t.f), 2000, 2000, NULL, &t.cache,
-                             &t.l, &legacy, t.err, sizeof(t.err)),
+  cr_assert_eq(mcr__ec_poll(fakecfg_endpoint(t.f), 2000, 2000, NULL, &t.cache,
+                            &t.l, &legacy, t.err, sizeof(t.err)),
                0, "%s", t.err);
   cr_assert(legacy);
-  cr_assert_eq(t.cache.form, AGENT_EC_LEGACY);
+  cr_assert_eq(t.cache.form, MCR__EC_LEGACY);
   cr_assert_eq(t.l.n, 10);
   pollfix_stop(&t);
 }

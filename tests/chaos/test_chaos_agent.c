@@ -527,7 +527,7 @@ Test(chaos_agent, endpoint_slow_and_garbage) {
 
   /* Garbage: mutated replies for a while. The agent must live through it;
    * a mutation can still be a valid reply (another address), so only
-   * survival and recovery are checked here (agent_ec_parse is fuzzed). */
+   * survival and recovery are checked here (mcr__ec_parse is fuzzed). */
   ep.mode = EP_GARBAGE;
   int r0 = ep.replies;
   double end = chaos_now_s() + chaos_seconds();

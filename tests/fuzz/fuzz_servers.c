@@ -17,13 +17,13 @@
 
 /* What the agent's parsers must give: a documented code, and on success
  * nodes with a port, a weight and no unix socket path. Frees the list. */
-static void check_agent_nodes(int rc, agent_nodes_t* l) {
+static void check_agent_nodes(int rc, mcr__nodes_t* l) {
   if (rc != 0 && rc != MCR_ESERVERS && rc != MCR_ENOSERVERS && rc != MCR_ENOMEM)
     abort();
   for (size_t i = 0; rc == 0 && i < l->n; i++)
     if (l->v[i].port == 0 || l->v[i].weight == 0 || l->v[i].host[0] == '/')
       abort();
-  agent_nodes_free(l);
+  mcr__nodes_free(l);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -49,9 +49,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     abort();
   }
 
-  agent_nodes_t l = {0};
+  mcr__nodes_t l = {0};
   check_agent_nodes(agent_file_parse(s, size, &l, err, sizeof(err)), &l);
-  check_agent_nodes(agent_servers_add(s, &l, err, sizeof(err)), &l);
+  check_agent_nodes(mcr__nodes_add_list(s, &l, err, sizeof(err)), &l);
   free(s);
   return 0;
 }

@@ -1,4 +1,6 @@
-/* source_elasticache.c — the ElastiCache Auto Discovery source.
+/* elasticache.c — ElastiCache Auto Discovery: one poll of a configuration
+ * endpoint. The agent's source (agent/source.c) and a client's embedded
+ * discovery (router.c, opts.elasticache) both call it.
  *
  * An ElastiCache memcached cluster publishes its membership on every node;
  * the cluster's configuration endpoint is a DNS alias to one of them. One
@@ -11,13 +13,13 @@
  * block: "<version>\n<host>|<ip>|<port> ...\n", framed by a header line
  * with its byte count and "\r\nEND\r\n".
  *
- * The reply parser, agent_ec_parse, is a pure function over a byte range
+ * The reply parser, mcr__ec_parse, is a pure function over a byte range
  * (no socket, no allocation besides the output list) so that it can be
  * fuzzed. It is strict on purpose: a reply that is not exactly right (byte
  * count, framing, any host, address or port) is refused as a whole, and
  * the agent keeps the ring it has, because a half-understood membership
  * list would move keys for nothing. Its first half, the framing
- * (agent_ec_frame), is what the poll loop runs after every read: it learns
+ * (mcr__ec_frame), is what the poll loop runs after every read: it learns
  * whether the reply is complete looking only at the header and at the
  * bytes that are new, so a reply that arrives in many pieces is scanned
  * once, and the node list is parsed once, when the reply is whole. A block
@@ -27,7 +29,7 @@
  *
  * Most polls find the cluster unchanged, and at thousands of nodes parsing
  * the list (and sorting and checking it) is most of the agent's CPU. So
- * the source keeps the last reply that parsed (agent_ec_cache_t): a
+ * the source keeps the last reply that parsed (mcr__ec_cache_t): a
  * complete, well-framed reply equal to it byte for byte yields a copy of
  * the list parsed then, without parsing; any other reply is parsed and
  * validated in full. Since the parse is a pure function of the bytes, the
@@ -39,7 +41,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "agent.h"
+#include "discovery.h"
 
 #define HEADER_MAX 256 /* longest header line accepted */
 
@@ -75,7 +77,7 @@ static bool prefix_of(const char* buf, size_t len, const char* lit) {
  * result to hand back, or 0 when the line is not an error line. */
 static int error_line(const char* line, size_t len, char* err, size_t errlen) {
   if (len == 5 && memcmp(line, "ERROR", 5) == 0)
-    return AGENT_EC_ERROR_REPLY;
+    return MCR__EC_ERROR_REPLY;
   if (len >= 12 && memcmp(line, "SERVER_ERROR", 12) == 0) {
     snprintf(err, errlen, "endpoint: %.*s", (int)(len > 200 ? 200 : len), line);
     return MCR_ESERVERERR;
@@ -89,7 +91,7 @@ static int error_line(const char* line, size_t len, char* err, size_t errlen) {
 
 /* Parses one "host|ip|port" token into out. */
 static int parse_node(const char* t, size_t len, size_t index,
-                      agent_nodes_t* out, char* err, size_t errlen) {
+                      mcr__nodes_t* out, char* err, size_t errlen) {
   const char* p1 = memchr(t, '|', len);
   const char* p2 = p1 ? memchr(p1 + 1, '|', (size_t)(t + len - p1 - 1)) : NULL;
   if (!p1 || !p2 || memchr(p2 + 1, '|', (size_t)(t + len - p2 - 1)))
@@ -100,30 +102,30 @@ static int parse_node(const char* t, size_t len, size_t index,
   size_t iplen = (size_t)(p2 - ip);
   const char* ps = p2 + 1;
   size_t plen = (size_t)(t + len - ps);
-  char hostaddr[AGENT_ADDR_MAX];
-  bool host_numeric = agent_addr_parse(t, hlen, hostaddr);
-  if (hlen == 0 || hlen > AGENT_HOST_MAX ||
-      (!host_numeric && !agent_hostname_ok(t, hlen)))
+  char hostaddr[MCR__ADDR_MAX];
+  bool host_numeric = mcr__addr_parse(t, hlen, hostaddr);
+  if (hlen == 0 || hlen > MCR__HOST_MAX ||
+      (!host_numeric && !mcr__hostname_ok(t, hlen)))
     return proto_err(err, errlen, "node %zu: bad host name \"%.*s\"", index + 1,
                      (int)(hlen > 80 ? 80 : hlen), t);
-  char addr[AGENT_ADDR_MAX] = "";
+  char addr[MCR__ADDR_MAX] = "";
   if (iplen > 0) {
     /* Accept an IPv6 address in brackets as well as bare. */
     if (iplen > 2 && ip[0] == '[' && ip[iplen - 1] == ']') {
       ip++;
       iplen -= 2;
     }
-    if (!agent_addr_parse(ip, iplen, addr))
+    if (!mcr__addr_parse(ip, iplen, addr))
       return proto_err(err, errlen, "node %zu: bad address \"%.*s\"", index + 1,
                        (int)(iplen > 80 ? 80 : iplen), ip);
   } else if (host_numeric) {
     memcpy(addr, hostaddr, sizeof(addr));
   }
   uint64_t port;
-  if (agent_parse_u64(ps, plen, 65535, &port) != 0 || port == 0)
+  if (mcr__parse_u64(ps, plen, 65535, &port) != 0 || port == 0)
     return proto_err(err, errlen, "node %zu: bad port \"%.*s\"", index + 1,
                      (int)(plen > 20 ? 20 : plen), ps);
-  int rc = agent_nodes_add(out, t, hlen, addr, (uint16_t)port, 1);
+  int rc = mcr__nodes_add(out, t, hlen, addr, (uint16_t)port, 1);
   if (rc)
     return rc == MCR_ENOMEM ? rc
                             : proto_err(err, errlen,
@@ -134,13 +136,13 @@ static int parse_node(const char* t, size_t len, size_t index,
 }
 
 /* Parses the block "<version>\n<nodes>\n" (exactly len bytes). */
-static int parse_block(const char* b, size_t len, agent_nodes_t* out, char* err,
+static int parse_block(const char* b, size_t len, mcr__nodes_t* out, char* err,
                        size_t errlen) {
   const char* nl = memchr(b, '\n', len);
   if (!nl)
     return proto_err(err, errlen, "no newline after the version");
   uint64_t version;
-  if (agent_parse_u64(b, (size_t)(nl - b), UINT64_MAX, &version) != 0)
+  if (mcr__parse_u64(b, (size_t)(nl - b), UINT64_MAX, &version) != 0)
     return proto_err(err, errlen, "bad configuration version \"%.*s\"",
                      (int)((nl - b) > 40 ? 40 : (nl - b)), b);
   const char* p = nl + 1;
@@ -156,8 +158,8 @@ static int parse_block(const char* b, size_t len, agent_nodes_t* out, char* err,
   while (p < end) {
     /* Refused at once: a reply listing more nodes than a ring can hold
      * must not cost the agent memory for all of them. */
-    if (index == AGENT_NODES_MAX)
-      return proto_err(err, errlen, "more than %u nodes", AGENT_NODES_MAX);
+    if (index == MCR__NODES_MAX)
+      return proto_err(err, errlen, "more than %u nodes", MCR__NODES_MAX);
     const char* sp = memchr(p, ' ', (size_t)(end - p));
     const char* te = sp ? sp : end;
     if (te == p)
@@ -179,8 +181,8 @@ static int parse_block(const char* b, size_t len, agent_nodes_t* out, char* err,
   }
   out->has_version = true;
   out->version = version;
-  agent_nodes_sort(out);
-  int rc = agent_nodes_check(out, err, errlen);
+  mcr__nodes_sort(out);
+  int rc = mcr__nodes_check(out, err, errlen);
   return rc == 0 ? 0 : MCR_EPROTO;
 }
 
@@ -190,13 +192,13 @@ static int parse_block(const char* b, size_t len, agent_nodes_t* out, char* err,
  * on a prefix of the same buffer (0 for a fresh buffer); the search
  * resumes there, so a reply read in many pieces is scanned once, and
  * *checked is advanced. Returns 0 with the block at *block, *block_len
- * when the reply is complete, else what agent_ec_parse returns. */
-static int frame(agent_ec_form_t form, const char* buf, size_t len,
+ * when the reply is complete, else what mcr__ec_parse returns. */
+static int frame(mcr__ec_form_t form, const char* buf, size_t len,
                  size_t* checked, const char** block_out, size_t* block_len,
                  char* err, size_t errlen) {
   if (len == 0)
-    return AGENT_EC_INCOMPLETE; /* buf may be NULL then */
-  const char* want = form == AGENT_EC_CONFIG
+    return MCR__EC_INCOMPLETE; /* buf may be NULL then */
+  const char* want = form == MCR__EC_CONFIG
                          ? "CONFIG cluster "
                          : "VALUE AmazonElastiCache:cluster ";
   long crlf = find_crlf(buf, len > HEADER_MAX ? HEADER_MAX : len);
@@ -216,7 +218,7 @@ static int frame(agent_ec_form_t form, const char* buf, size_t len,
     if (!maybe || memchr(buf, '\n', len))
       return proto_err(err, errlen, "unexpected reply \"%.*s\"",
                        (int)(len > 60 ? 60 : len), buf);
-    return AGENT_EC_INCOMPLETE;
+    return MCR__EC_INCOMPLETE;
   }
   size_t hlen = (size_t)crlf;
   int erc = error_line(buf, hlen, err, errlen);
@@ -238,10 +240,10 @@ static int frame(agent_ec_form_t form, const char* buf, size_t len,
   const char* hend = buf + hlen;
   const char* sp = memchr(f, ' ', (size_t)(hend - f));
   uint64_t flags, bytes;
-  if (!sp || agent_parse_u64(f, (size_t)(sp - f), UINT32_MAX, &flags) != 0)
+  if (!sp || mcr__parse_u64(f, (size_t)(sp - f), UINT32_MAX, &flags) != 0)
     return proto_err(err, errlen, "bad flags in \"%.*s\"", (int)hlen, buf);
-  if (agent_parse_u64(sp + 1, (size_t)(hend - sp - 1),
-                      AGENT_EC_MAX_REPLY - HEADER_MAX, &bytes) != 0)
+  if (mcr__parse_u64(sp + 1, (size_t)(hend - sp - 1),
+                     MCR__EC_MAX_REPLY - HEADER_MAX, &bytes) != 0)
     return proto_err(err, errlen, "bad byte count in \"%.*s\"", (int)hlen, buf);
   const char* block = buf + hlen + 2;
   size_t avail = len - hlen - 2;
@@ -266,7 +268,7 @@ static int frame(agent_ec_form_t form, const char* buf, size_t len,
                        "byte count %llu does not match the data (no "
                        "\\r\\nEND\\r\\n after it)",
                        (unsigned long long)bytes);
-    return AGENT_EC_INCOMPLETE;
+    return MCR__EC_INCOMPLETE;
   }
   if (memcmp(block + bytes, trailer, tlen) != 0)
     return proto_err(err, errlen,
@@ -281,9 +283,9 @@ static int frame(agent_ec_form_t form, const char* buf, size_t len,
   return 0;
 }
 
-int agent_ec_parse(agent_ec_form_t form, const char* buf, size_t len,
-                   agent_nodes_t* out, char* err, size_t errlen) {
-  agent_nodes_clear(out);
+int mcr__ec_parse(mcr__ec_form_t form, const char* buf, size_t len,
+                  mcr__nodes_t* out, char* err, size_t errlen) {
+  mcr__nodes_clear(out);
   if (err && errlen)
     err[0] = '\0';
   size_t checked = 0;
@@ -294,12 +296,12 @@ int agent_ec_parse(agent_ec_form_t form, const char* buf, size_t len,
     return rc;
   rc = parse_block(block, blen, out, err, errlen);
   if (rc)
-    agent_nodes_clear(out);
+    mcr__nodes_clear(out);
   return rc;
 }
 
-int agent_ec_frame(agent_ec_form_t form, const char* buf, size_t len,
-                   size_t* checked, char* err, size_t errlen) {
+int mcr__ec_frame(mcr__ec_form_t form, const char* buf, size_t len,
+                  size_t* checked, char* err, size_t errlen) {
   const char* block;
   size_t blen;
   if (err && errlen)
@@ -307,23 +309,23 @@ int agent_ec_frame(agent_ec_form_t form, const char* buf, size_t len,
   return frame(form, buf, len, checked, &block, &blen, err, errlen);
 }
 
-int agent_ec_parse_version(const char* buf, size_t len, unsigned* maj,
-                           unsigned* min, unsigned* patch) {
+int mcr__ec_parse_version(const char* buf, size_t len, unsigned* maj,
+                          unsigned* min, unsigned* patch) {
   if (len == 0)
-    return AGENT_EC_INCOMPLETE; /* buf may be NULL then */
+    return MCR__EC_INCOMPLETE; /* buf may be NULL then */
   long crlf = find_crlf(buf, len > HEADER_MAX ? HEADER_MAX : len);
   if (crlf < 0) {
     if (len >= HEADER_MAX || memchr(buf, '\n', len))
       return MCR_EPROTO;
     if (prefix_of(buf, len < 8 ? len : 8, "VERSION ") ||
         prefix_of(buf, len, "ERROR\r"))
-      return AGENT_EC_INCOMPLETE;
+      return MCR__EC_INCOMPLETE;
     return MCR_EPROTO;
   }
   if ((size_t)crlf + 2 != len)
     return MCR_EPROTO;
   if (crlf == 5 && memcmp(buf, "ERROR", 5) == 0)
-    return AGENT_EC_ERROR_REPLY;
+    return MCR__EC_ERROR_REPLY;
   if (crlf <= 8 || memcmp(buf, "VERSION ", 8) != 0)
     return MCR_EPROTO;
   unsigned v[3] = {0, 0, 0};
@@ -338,7 +340,7 @@ int agent_ec_parse_version(const char* buf, size_t len, unsigned* maj,
     if (n == 0)
       break;
     uint64_t x;
-    agent_parse_u64(p, n, 999999999, &x);
+    mcr__parse_u64(p, n, 999999999, &x);
     v[i] = (unsigned)x;
     p += n;
     if (p < end && *p == '.')
@@ -384,7 +386,7 @@ static int split_endpoint(const char* ep, char* host, size_t hcap,
   memcpy(host, h, hl);
   host[hl] = '\0';
   uint64_t pn = 11211;
-  if (p && agent_parse_u64(p, strlen(p), 65535, &pn) != 0)
+  if (p && mcr__parse_u64(p, strlen(p), 65535, &pn) != 0)
     return -1;
   if (pn == 0)
     return -1;
@@ -419,9 +421,9 @@ static int send_req(mcr__conn_t* k, const char* req, const char* what,
  * Returns 0 or a negative error (MCR_ECLOSED when the peer closed). */
 static int read_more(mcr__conn_t* k, const char* what, char* err,
                      size_t errlen) {
-  if (k->rlen >= AGENT_EC_MAX_REPLY) {
+  if (k->rlen >= MCR__EC_MAX_REPLY) {
     snprintf(err, errlen, "%s: reply larger than %u bytes", what,
-             AGENT_EC_MAX_REPLY);
+             MCR__EC_MAX_REPLY);
     return MCR_EPROTO;
   }
   int rc = mcr__conn_fill(k, 0);
@@ -433,16 +435,16 @@ static int ask_version(mcr__conn_t* k, bool* old, char* err, size_t errlen) {
   int rc = send_req(k, "version\r\n", "version", err, errlen);
   unsigned maj = 0, min = 0, patch = 0;
   while (!rc) {
-    rc = agent_ec_parse_version(k->rbuf, k->rlen, &maj, &min, &patch);
-    if (rc != AGENT_EC_INCOMPLETE)
+    rc = mcr__ec_parse_version(k->rbuf, k->rlen, &maj, &min, &patch);
+    if (rc != MCR__EC_INCOMPLETE)
       break;
     rc = read_more(k, "version", err, errlen);
   }
-  if (rc == AGENT_EC_ERROR_REPLY) { /* no version command: treat as new */
+  if (rc == MCR__EC_ERROR_REPLY) { /* no version command: treat as new */
     *old = false;
     return 0;
   }
-  if (rc == MCR_EPROTO && k->rlen < AGENT_EC_MAX_REPLY)
+  if (rc == MCR_EPROTO && k->rlen < MCR__EC_MAX_REPLY)
     snprintf(err, errlen, "version: unexpected reply \"%.*s\"",
              (int)(k->rlen > 60 ? 60 : k->rlen), k->rbuf ? k->rbuf : "");
   if (rc)
@@ -451,17 +453,17 @@ static int ask_version(mcr__conn_t* k, bool* old, char* err, size_t errlen) {
   return 0;
 }
 
-void agent_ec_cache_free(agent_ec_cache_t* c) {
+void mcr__ec_cache_free(mcr__ec_cache_t* c) {
   free(c->reply);
-  agent_nodes_free(&c->nodes);
+  mcr__nodes_free(&c->nodes);
   memset(c, 0, sizeof(*c));
 }
 
 /* Remembers reply[0..len) and its parse `nodes` as the last accepted
  * reply to `form`. Out of memory only forgets the previous one. */
-static void cache_store(agent_ec_cache_t* c, agent_ec_form_t form,
+static void cache_store(mcr__ec_cache_t* c, mcr__ec_form_t form,
                         const char* reply, size_t len,
-                        const agent_nodes_t* nodes) {
+                        const mcr__nodes_t* nodes) {
   c->valid = false;
   if (len > c->cap) {
     char* r = realloc(c->reply, len);
@@ -470,7 +472,7 @@ static void cache_store(agent_ec_cache_t* c, agent_ec_form_t form,
     c->reply = r;
     c->cap = len;
   }
-  if (agent_nodes_copy(&c->nodes, nodes) != 0)
+  if (mcr__nodes_copy(&c->nodes, nodes) != 0)
     return;
   memcpy(c->reply, reply, len);
   c->len = len;
@@ -478,14 +480,14 @@ static void cache_store(agent_ec_cache_t* c, agent_ec_form_t form,
   c->valid = true;
 }
 
-static int ask_config(mcr__conn_t* k, agent_ec_form_t form,
-                      agent_ec_cache_t* cache, agent_nodes_t* out, char* err,
+static int ask_config(mcr__conn_t* k, mcr__ec_form_t form,
+                      mcr__ec_cache_t* cache, mcr__nodes_t* out, char* err,
                       size_t errlen) {
-  const char* req = form == AGENT_EC_CONFIG
+  const char* req = form == MCR__EC_CONFIG
                         ? "config get cluster\r\n"
                         : "get AmazonElastiCache:cluster\r\n";
-  const char* what = form == AGENT_EC_CONFIG ? "config get cluster"
-                                             : "get AmazonElastiCache:cluster";
+  const char* what = form == MCR__EC_CONFIG ? "config get cluster"
+                                            : "get AmazonElastiCache:cluster";
   int rc = send_req(k, req, what, err, errlen);
   if (rc)
     return rc;
@@ -494,8 +496,8 @@ static int ask_config(mcr__conn_t* k, agent_ec_form_t form,
   size_t checked = 0;
   char perr[200];
   while (!rc) {
-    rc = agent_ec_frame(form, k->rbuf, k->rlen, &checked, perr, sizeof(perr));
-    if (rc != AGENT_EC_INCOMPLETE)
+    rc = mcr__ec_frame(form, k->rbuf, k->rlen, &checked, perr, sizeof(perr));
+    if (rc != MCR__EC_INCOMPLETE)
       break;
     rc = read_more(k, what, err, errlen);
     if (rc)
@@ -505,14 +507,14 @@ static int ask_config(mcr__conn_t* k, agent_ec_form_t form,
       cache->len == k->rlen && memcmp(cache->reply, k->rbuf, k->rlen) == 0) {
     /* Byte for byte the last reply that parsed: the same list, since the
      * parser is a pure function of the bytes. */
-    agent_nodes_clear(out);
-    rc = agent_nodes_copy(out, &cache->nodes);
+    mcr__nodes_clear(out);
+    rc = mcr__nodes_copy(out, &cache->nodes);
     if (rc)
       snprintf(err, errlen, "%s: out of memory", what);
     return rc;
   }
   if (rc == 0) {
-    rc = agent_ec_parse(form, k->rbuf, k->rlen, out, perr, sizeof(perr));
+    rc = mcr__ec_parse(form, k->rbuf, k->rlen, out, perr, sizeof(perr));
     if (rc == 0 && cache)
       cache_store(cache, form, k->rbuf, k->rlen, out);
   }
@@ -522,19 +524,19 @@ static int ask_config(mcr__conn_t* k, agent_ec_form_t form,
 }
 
 /* True when every node has its address (none to resolve by name). */
-static bool all_addressed(const agent_nodes_t* l) {
+static bool all_addressed(const mcr__nodes_t* l) {
   for (size_t i = 0; i < l->n; i++)
     if (!l->v[i].addr[0])
       return false;
   return true;
 }
 
-int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
-                  int io_timeout_ms, mcr__tls_t* tls, agent_ec_cache_t* cache,
-                  agent_nodes_t* out, bool* legacy, char* err, size_t errlen) {
-  char host[AGENT_HOST_MAX + 1];
+int mcr__ec_poll(const char* endpoint, int connect_timeout_ms,
+                 int io_timeout_ms, mcr__tls_t* tls, mcr__ec_cache_t* cache,
+                 mcr__nodes_t* out, bool* legacy, char* err, size_t errlen) {
+  char host[MCR__HOST_MAX + 1];
   uint16_t port;
-  agent_nodes_clear(out);
+  mcr__nodes_clear(out);
   if (split_endpoint(endpoint, host, sizeof(host), &port) != 0) {
     snprintf(err, errlen, "bad endpoint \"%s\" (want host:port)", endpoint);
     return MCR_EINVAL;
@@ -559,30 +561,30 @@ int agent_ec_poll(const char* endpoint, int connect_timeout_ms,
   k.deadline = mcr__now_ns() + (int64_t)io_timeout_ms * 1000000;
   bool old = false;
   rc = ask_version(&k, &old, err, errlen);
-  agent_ec_form_t form = old ? AGENT_EC_LEGACY : AGENT_EC_CONFIG;
+  mcr__ec_form_t form = old ? MCR__EC_LEGACY : MCR__EC_CONFIG;
   if (!rc)
     rc = ask_config(&k, form, cache, out, err, errlen);
-  if (rc == AGENT_EC_ERROR_REPLY && form == AGENT_EC_CONFIG) {
-    form = AGENT_EC_LEGACY;
+  if (rc == MCR__EC_ERROR_REPLY && form == MCR__EC_CONFIG) {
+    form = MCR__EC_LEGACY;
     rc = ask_config(&k, form, cache, out, err, errlen);
   }
-  if (rc == AGENT_EC_ERROR_REPLY) {
+  if (rc == MCR__EC_ERROR_REPLY) {
     snprintf(err, errlen, "the endpoint answered ERROR to %s",
-             form == AGENT_EC_CONFIG ? "config get cluster"
-                                     : "get AmazonElastiCache:cluster");
+             form == MCR__EC_CONFIG ? "config get cluster"
+                                    : "get AmazonElastiCache:cluster");
     rc = MCR_ESERVERCMD;
   }
   mcr__conn_free(&k);
   if (legacy)
-    *legacy = form == AGENT_EC_LEGACY;
+    *legacy = form == MCR__EC_LEGACY;
   /* The parse checked the list with the addresses the reply gave; only
    * names resolved now can make two names of one address. */
   if (!rc && !all_addressed(out)) {
-    rc = agent_nodes_resolve(out, err, errlen);
+    rc = mcr__nodes_resolve(out, err, errlen);
     if (!rc)
-      rc = agent_nodes_check(out, err, errlen);
+      rc = mcr__nodes_check(out, err, errlen);
   }
   if (rc)
-    agent_nodes_clear(out);
+    mcr__nodes_clear(out);
   return rc;
 }

@@ -20,24 +20,24 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "agent.h"
+#include "discovery.h"
 #include "internal.h"
 
-int agent_nodes_add(agent_nodes_t* l, const char* host, size_t host_len,
-                    const char* addr, uint16_t port, uint32_t weight) {
-  if (host_len == 0 || host_len > AGENT_HOST_MAX)
+int mcr__nodes_add(mcr__nodes_t* l, const char* host, size_t host_len,
+                   const char* addr, uint16_t port, uint32_t weight) {
+  if (host_len == 0 || host_len > MCR__HOST_MAX)
     return MCR_EINVAL;
-  if (addr && strlen(addr) >= AGENT_ADDR_MAX)
+  if (addr && strlen(addr) >= MCR__ADDR_MAX)
     return MCR_EINVAL;
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 16;
-    agent_node_t* v = realloc(l->v, cap * sizeof(*v));
+    mcr__dnode_t* v = realloc(l->v, cap * sizeof(*v));
     if (!v)
       return MCR_ENOMEM;
     l->v = v;
     l->cap = cap;
   }
-  agent_node_t* d = &l->v[l->n++];
+  mcr__dnode_t* d = &l->v[l->n++];
   memset(d, 0, sizeof(*d));
   memcpy(d->host, host, host_len);
   if (addr)
@@ -47,21 +47,21 @@ int agent_nodes_add(agent_nodes_t* l, const char* host, size_t host_len,
   return 0;
 }
 
-void agent_nodes_clear(agent_nodes_t* l) {
+void mcr__nodes_clear(mcr__nodes_t* l) {
   l->n = 0;
   l->has_version = false;
   l->version = 0;
 }
 
-void agent_nodes_free(agent_nodes_t* l) {
+void mcr__nodes_free(mcr__nodes_t* l) {
   free(l->v);
   memset(l, 0, sizeof(*l));
 }
 
-int agent_nodes_copy(agent_nodes_t* dst, const agent_nodes_t* src) {
-  agent_nodes_clear(dst);
+int mcr__nodes_copy(mcr__nodes_t* dst, const mcr__nodes_t* src) {
+  mcr__nodes_clear(dst);
   if (src->n > dst->cap) {
-    agent_node_t* v = realloc(dst->v, src->n * sizeof(*v));
+    mcr__dnode_t* v = realloc(dst->v, src->n * sizeof(*v));
     if (!v)
       return MCR_ENOMEM;
     dst->v = v;
@@ -76,31 +76,31 @@ int agent_nodes_copy(agent_nodes_t* dst, const agent_nodes_t* src) {
 }
 
 static int node_cmp(const void* a, const void* b) {
-  const agent_node_t* x = a;
-  const agent_node_t* y = b;
+  const mcr__dnode_t* x = a;
+  const mcr__dnode_t* y = b;
   int c = strcmp(x->host, y->host);
   if (c)
     return c;
   return (int)x->port - (int)y->port;
 }
 
-void agent_nodes_sort(agent_nodes_t* l) {
+void mcr__nodes_sort(mcr__nodes_t* l) {
   if (l->n > 1)
     qsort(l->v, l->n, sizeof(*l->v), node_cmp);
 }
 
-bool agent_nodes_equal(const agent_nodes_t* a, const agent_nodes_t* b) {
+bool mcr__nodes_equal(const mcr__nodes_t* a, const mcr__nodes_t* b) {
   if (a->n != b->n)
     return false;
-  /* Entries are zeroed before they are filled (agent_nodes_add) and copied
+  /* Entries are zeroed before they are filled (mcr__nodes_add) and copied
    * whole, so two copies of one list are equal bytes: one memcmp settles
    * the common case, an unchanged list. Bytes may differ after a string's
    * NUL, so a difference is confirmed field by field. */
   if (a->n == 0 || memcmp(a->v, b->v, a->n * sizeof(*a->v)) == 0)
     return true;
   for (size_t i = 0; i < a->n; i++) {
-    const agent_node_t* x = &a->v[i];
-    const agent_node_t* y = &b->v[i];
+    const mcr__dnode_t* x = &a->v[i];
+    const mcr__dnode_t* y = &b->v[i];
     if (x->port != y->port || x->weight != y->weight ||
         strcmp(x->host, y->host) != 0 || strcmp(x->addr, y->addr) != 0)
       return false;
@@ -110,33 +110,33 @@ bool agent_nodes_equal(const agent_nodes_t* a, const agent_nodes_t* b) {
 
 /* The list being checked, for the comparisons qsort gets no context for
  * (the agent checks lists on one thread). */
-static const agent_node_t* check_list;
+static const mcr__dnode_t* check_list;
 
 /* Host names compare as DNS does: without regard to case. */
 static int by_name(const void* a, const void* b) {
-  const agent_node_t* x = &check_list[*(const size_t*)a];
-  const agent_node_t* y = &check_list[*(const size_t*)b];
+  const mcr__dnode_t* x = &check_list[*(const size_t*)a];
+  const mcr__dnode_t* y = &check_list[*(const size_t*)b];
   int c = strcasecmp(x->host, y->host);
   return c ? c : (int)x->port - (int)y->port;
 }
 
 /* Nodes without an address yet sort first and are never equal. */
 static int by_address(const void* a, const void* b) {
-  const agent_node_t* x = &check_list[*(const size_t*)a];
-  const agent_node_t* y = &check_list[*(const size_t*)b];
+  const mcr__dnode_t* x = &check_list[*(const size_t*)a];
+  const mcr__dnode_t* y = &check_list[*(const size_t*)b];
   if (!x->addr[0] || !y->addr[0])
     return (int)!!x->addr[0] - (int)!!y->addr[0];
   int c = strcmp(x->addr, y->addr);
   return c ? c : (int)x->port - (int)y->port;
 }
 
-int agent_nodes_check(const agent_nodes_t* l, char* err, size_t errlen) {
+int mcr__nodes_check(const mcr__nodes_t* l, char* err, size_t errlen) {
   if (l->n == 0) {
     snprintf(err, errlen, "the node list is empty");
     return MCR_ENOSERVERS;
   }
-  if (l->n > AGENT_NODES_MAX) {
-    snprintf(err, errlen, "%zu nodes: at most %u", l->n, AGENT_NODES_MAX);
+  if (l->n > MCR__NODES_MAX) {
+    snprintf(err, errlen, "%zu nodes: at most %u", l->n, MCR__NODES_MAX);
     return MCR_ESERVERS;
   }
   /* One server listed twice would sit on the ring twice (twice the keys):
@@ -153,8 +153,8 @@ int agent_nodes_check(const agent_nodes_t* l, char* err, size_t errlen) {
       idx[i] = i;
     qsort(idx, l->n, sizeof(*idx), pass ? by_address : by_name);
     for (size_t i = 1; i < l->n && !rc; i++) {
-      const agent_node_t* a = &l->v[idx[i - 1]];
-      const agent_node_t* b = &l->v[idx[i]];
+      const mcr__dnode_t* a = &l->v[idx[i - 1]];
+      const mcr__dnode_t* b = &l->v[idx[i]];
       if ((pass ? by_address : by_name)(&idx[i - 1], &idx[i]) != 0 ||
           (pass && !a->addr[0]))
         continue;
@@ -174,9 +174,9 @@ int agent_nodes_check(const agent_nodes_t* l, char* err, size_t errlen) {
   return rc;
 }
 
-int agent_nodes_resolve(agent_nodes_t* l, char* err, size_t errlen) {
+int mcr__nodes_resolve(mcr__nodes_t* l, char* err, size_t errlen) {
   for (size_t i = 0; i < l->n; i++) {
-    agent_node_t* d = &l->v[i];
+    mcr__dnode_t* d = &l->v[i];
     if (d->addr[0])
       continue;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -202,27 +202,27 @@ int agent_nodes_resolve(agent_nodes_t* l, char* err, size_t errlen) {
   return 0;
 }
 
-int agent_nodes_finish(agent_nodes_t* l, char* err, size_t errlen) {
-  agent_nodes_sort(l);
-  int rc = agent_nodes_check(l, err, errlen);
+int mcr__nodes_finish(mcr__nodes_t* l, char* err, size_t errlen) {
+  mcr__nodes_sort(l);
+  int rc = mcr__nodes_check(l, err, errlen);
   if (!rc)
-    rc = agent_nodes_resolve(l, err, errlen);
+    rc = mcr__nodes_resolve(l, err, errlen);
   /* Names that resolve to one address are one server. */
-  return rc ? rc : agent_nodes_check(l, err, errlen);
+  return rc ? rc : mcr__nodes_check(l, err, errlen);
 }
 
-void agent_nodes_trim(agent_nodes_t* l) {
+void mcr__nodes_trim(mcr__nodes_t* l) {
   size_t want = l->n < 16 ? 16 : l->n;
   if (l->cap <= 2 * want)
     return;
-  agent_node_t* v = realloc(l->v, want * sizeof(*v));
+  mcr__dnode_t* v = realloc(l->v, want * sizeof(*v));
   if (v) {
     l->v = v;
     l->cap = want;
   }
 }
 
-bool agent_hostname_ok(const char* s, size_t len) {
+bool mcr__hostname_ok(const char* s, size_t len) {
   if (len > 0 && s[len - 1] == '.')
     len--; /* fully qualified form */
   if (len == 0 || len > 253)
@@ -244,8 +244,8 @@ bool agent_hostname_ok(const char* s, size_t len) {
   return label > 0;
 }
 
-bool agent_addr_parse(const char* s, size_t len, char* out) {
-  char tmp[AGENT_ADDR_MAX];
+bool mcr__addr_parse(const char* s, size_t len, char* out) {
+  char tmp[MCR__ADDR_MAX];
   if (len == 0 || len >= sizeof(tmp))
     return false;
   memcpy(tmp, s, len);
@@ -259,11 +259,11 @@ bool agent_addr_parse(const char* s, size_t len, char* out) {
     return true;
   }
   if (inet_pton(AF_INET6, tmp, bin) == 1)
-    return inet_ntop(AF_INET6, bin, out, AGENT_ADDR_MAX) != NULL;
+    return inet_ntop(AF_INET6, bin, out, MCR__ADDR_MAX) != NULL;
   return false;
 }
 
-int agent_parse_u64(const char* s, size_t len, uint64_t max, uint64_t* out) {
+int mcr__parse_u64(const char* s, size_t len, uint64_t max, uint64_t* out) {
   uint64_t v;
   if (mcr__dec_to_u64(s, len, &v) != 0 || v > max)
     return -1;
@@ -272,24 +272,24 @@ int agent_parse_u64(const char* s, size_t len, uint64_t max, uint64_t* out) {
 }
 
 /* Appends one parsed server-list entry after the agent's own checks. */
-static int add_server(const mcr__server_t* sv, agent_nodes_t* out, char* err,
+static int add_server(const mcr__server_t* sv, mcr__nodes_t* out, char* err,
                       size_t errlen) {
   if (sv->is_unix) {
     snprintf(err, errlen, "%s: unix sockets cannot be ring nodes", sv->name);
     return MCR_ESERVERS;
   }
   size_t hlen = strlen(sv->host);
-  char addr[AGENT_ADDR_MAX] = "";
-  bool numeric = agent_addr_parse(sv->host, hlen, addr);
+  char addr[MCR__ADDR_MAX] = "";
+  bool numeric = mcr__addr_parse(sv->host, hlen, addr);
   bool v6 = sv->name[0] == '[';
   if ((v6 && (!numeric || !strchr(addr, ':'))) ||
-      (!numeric && !agent_hostname_ok(sv->host, hlen))) {
+      (!numeric && !mcr__hostname_ok(sv->host, hlen))) {
     snprintf(err, errlen, "%s: bad host", sv->name);
     return MCR_ESERVERS;
   }
-  int rc = agent_nodes_add(out, numeric ? addr : sv->host,
-                           numeric ? strlen(addr) : hlen, addr, sv->port,
-                           sv->weight);
+  int rc =
+      mcr__nodes_add(out, numeric ? addr : sv->host,
+                     numeric ? strlen(addr) : hlen, addr, sv->port, sv->weight);
   if (rc == MCR_EINVAL) {
     snprintf(err, errlen, "%s: host too long", sv->name);
     return MCR_ESERVERS;
@@ -297,8 +297,8 @@ static int add_server(const mcr__server_t* sv, agent_nodes_t* out, char* err,
   return rc;
 }
 
-int agent_servers_add(const char* list, agent_nodes_t* out, char* err,
-                      size_t errlen) {
+int mcr__nodes_add_list(const char* list, mcr__nodes_t* out, char* err,
+                        size_t errlen) {
   mcr__server_t* sv = NULL;
   size_t n = 0;
   int rc = mcr__servers_parse(list, &sv, &n, err, errlen);
@@ -308,9 +308,9 @@ int agent_servers_add(const char* list, agent_nodes_t* out, char* err,
   return rc;
 }
 
-int agent_entry_parse(const char* e, size_t len, agent_nodes_t* out, char* err,
-                      size_t errlen) {
-  char one[AGENT_HOST_MAX + 32];
+int mcr__nodes_add_entry(const char* e, size_t len, mcr__nodes_t* out,
+                         char* err, size_t errlen) {
+  char one[MCR__HOST_MAX + 32];
   if (len == 0 || len >= sizeof(one) || memchr(e, ',', len)) {
     snprintf(err, errlen, "\"%.*s\": want one host:port[:weight]",
              (int)(len > 80 ? 80 : len), e);
@@ -318,5 +318,5 @@ int agent_entry_parse(const char* e, size_t len, agent_nodes_t* out, char* err,
   }
   memcpy(one, e, len);
   one[len] = '\0';
-  return agent_servers_add(one, out, err, errlen);
+  return mcr__nodes_add_list(one, out, err, errlen);
 }
