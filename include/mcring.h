@@ -274,7 +274,31 @@ typedef struct {
    * hashes the key without it (libmemcached's prefix key). Applies to
    * every routed call, meta and multi-key ones included. */
   size_t route_skip;
+  /* Discovery without an agent (the embedded discovery, for a single
+   * process: a script, a small service): the ElastiCache configuration
+   * endpoint "host:port" (IPv6 in brackets; port 11211 when absent) of a
+   * memcached cluster. Exactly one of servers, ring_dir and elasticache.
+   * mcr_client_new polls it once and fails when it cannot (the reason in
+   * err); then, from inside calls and at most once per
+   * discovery_interval_ms (default 60000), the call that finds the
+   * interval over polls again (over TLS when tls.enable), spending at most
+   * connect_timeout_ms + io_timeout_ms on it before its own work. A
+   * changed node list rebuilds the ring of `distribution` in this process
+   * (ring_switches counts it; connections to kept nodes stay open); a
+   * failed poll or a reply the agent would refuse keeps the last ring
+   * (ring_errors counts it). No thread is started. Every process polls
+   * on its own: with more than a few processes per host, run mcring-agent
+   * and give them ring_dir instead (docs/elasticache.md); the client
+   * writes one warning to stderr when it sees more than
+   * MCR_DISCOVERY_PEERS_WARN processes of its user polling the same
+   * endpoint. */
+  const char* elasticache;
+  int discovery_interval_ms;
 } mcr_client_opts_t;
+
+/* Embedded discovery: processes of one user polling one endpoint on a
+ * host above which a client warns once (see mcr_client_opts_t). */
+#define MCR_DISCOVERY_PEERS_WARN 4
 
 /* Fills `opts` with the defaults listed above.
  *
@@ -337,13 +361,18 @@ MCR_EXTERN const char* mcr_client_node_name(const mcr_client_t* c, size_t i);
 
 /* Counters kept per client handle. */
 typedef struct {
-  uint64_t ignored_errors; /* errors turned into misses / not-stored */
-  uint64_t reconnects;     /* connections opened after the first */
-  uint64_t compressed;     /* values stored compressed */
-  uint64_t ring_switches;  /* ring_dir generations switched to */
-  uint64_t ring_errors;    /* generations refused (last good ring kept) */
-  uint64_t tls_handshakes; /* TLS handshakes completed */
-  uint64_t tls_resumed;    /* of them, sessions resumed (no full handshake) */
+  uint64_t ignored_errors;  /* errors turned into misses / not-stored */
+  uint64_t reconnects;      /* connections opened after the first */
+  uint64_t compressed;      /* values stored compressed */
+  uint64_t ring_switches;   /* rings switched to (ring_dir, elasticache) */
+  uint64_t ring_errors;     /* generations refused or polls failed (last
+                               good ring kept) */
+  uint64_t tls_handshakes;  /* TLS handshakes completed */
+  uint64_t tls_resumed;     /* of them, sessions resumed (no full handshake) */
+  uint64_t discovery_polls; /* embedded discovery: endpoint polls made */
+  /* embedded discovery: processes of this user (this one included) seen
+   * polling the same endpoint from this host at the last poll */
+  uint64_t discovery_peers;
 } mcr_client_stats_t;
 
 /* Copies the handle's counters into *out (nothing when c or out is NULL). */

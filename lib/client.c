@@ -38,6 +38,7 @@ void mcr_client_opts_init(mcr_client_opts_t* o) {
   o->failure_limit = 2;
   o->retry_timeout_ms = 1000;
   o->host_stats = 1;
+  o->discovery_interval_ms = 60000;
 }
 
 static int opts_check(const mcr_client_opts_t* o, char* err, size_t errlen) {
@@ -59,8 +60,11 @@ static int opts_check(const mcr_client_opts_t* o, char* err, size_t errlen) {
            o->distribution != MCR_DIST_KETAMA_LIBMEMCACHED &&
            o->distribution != MCR_DIST_XXH3)
     what = "unknown distribution";
-  else if (o->ring_dir && o->servers)
-    what = "set servers or ring_dir, not both";
+  else if (!!o->ring_dir + !!o->servers + !!o->elasticache > 1)
+    what = "set one of servers, ring_dir and elasticache";
+  else if (o->elasticache && (o->discovery_interval_ms < 1 ||
+                              o->discovery_interval_ms > TIMEOUT_MAX_MS))
+    what = "discovery_interval_ms must be 1..3600000";
   if (!what)
     return 0;
   snprintf(err, errlen, "%s", what);
@@ -81,7 +85,7 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
   *out = NULL;
   if ((rc = opts_check(opts, err, sizeof err)))
     goto fail;
-  if (!opts->ring_dir &&
+  if (!opts->ring_dir && !opts->elasticache &&
       (rc = mcr__servers_parse(opts->servers, &srv, &n, err, sizeof err)))
     goto fail;
 
@@ -97,6 +101,7 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
   c->opts = *opts;
   c->opts.servers = NULL;
   c->opts.ring_dir = NULL;
+  c->opts.elasticache = NULL;
   c->opts.tls = (mcr_tls_opts_t){.enable = opts->tls.enable};
   c->conn_opts = (mcr__conn_opts_t){.io_timeout_ms = opts->io_timeout_ms,
                                     .keepalive = opts->tcp_keepalive != 0};
@@ -123,7 +128,7 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
     mcr__node_init(&c->nodes[i], &srv[i]);
   mcr__free(srv); /* the strings now belong to the nodes */
   c->nnodes = n;
-  if ((rc = mcr__router_init(c, opts->ring_dir))) {
+  if ((rc = mcr__router_init(c, opts->ring_dir, opts->elasticache))) {
     snprintf(err, sizeof err, "%s", c->err);
     goto fail;
   }

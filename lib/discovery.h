@@ -184,6 +184,16 @@ int mcr__ec_poll(const char* endpoint, int connect_timeout_ms,
                  int io_timeout_ms, mcr__tls_t* tls, mcr__ec_cache_t* cache,
                  mcr__nodes_t* out, bool* legacy, char* err, size_t errlen);
 
+/* How many processes of this user on this host poll `endpoint` (this one
+ * included), for the embedded discovery's warning: each poll stamps this
+ * process's slot, by pid, in a small per-user file
+ * (/dev/shm/mcring-ec-<uid>-<hash of endpoint>, mode 0600) and counts the
+ * other slots stamped within two intervals whose process is alive. Best
+ * effort: -1 when the file cannot be used (then nothing is counted). A
+ * slot holds only a pid and a time; whatever another process wrote there
+ * can change the count, nothing else. */
+int mcr__ec_peers(const char* endpoint, int interval_ms);
+
 /* Parses a server list in the client's syntax (lib/servers.c:
  * "host:port[:weight],...", "[v6]:port[:weight]") and appends every entry
  * to out. Unix sockets and invalid host names are refused. Returns 0 or

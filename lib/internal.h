@@ -958,14 +958,17 @@ static inline void mcr__hs_op(mcr__node_t* n, mcr__opkind_t kind, int rc) {
 /* ================================================================ router.c */
 typedef struct mcr__router mcr__router_t;
 /* Builds the routing state: nothing for one server, the ring of
- * c->opts.distribution for several, or the agent's snapshot in ring_dir
- * (which also fills c->nodes). Returns 0 or a negative error with the
- * message on c. */
-int mcr__router_init(mcr_client_t* c, const char* ring_dir);
+ * c->opts.distribution for several, the agent's snapshot in ring_dir, or
+ * the ring of the nodes an ElastiCache endpoint lists (the last two also
+ * fill c->nodes). Returns 0 or a negative error with the message on c. */
+int mcr__router_init(mcr_client_t* c, const char* ring_dir,
+                     const char* elasticache);
 void mcr__router_free(mcr_client_t* c);
 /* For a ring_dir client: one acquire load of the published generation;
  * on a change, switch to the new ring and reconcile c->nodes (see
- * router.c). Called when a call starts, between calls only. */
+ * router.c). For an elasticache client: a clock read, and a poll of the
+ * endpoint when the discovery interval is over. Called when a call
+ * starts, between calls only. */
 void mcr__router_refresh(mcr_client_t* c);
 /* The node that owns `key` (routed around down nodes with eject). Never
  * fails: keys are checked by now. */

@@ -28,6 +28,7 @@
 
 #include <xxhash.h>
 
+#include "discovery.h"
 #include "ring.h"
 
 struct mcr__router {
@@ -35,6 +36,12 @@ struct mcr__router {
   mcr_snapshot_t* snap;   /* the agent's snapshot, or NULL */
   const mcr_ring_t* ring; /* the ring keys are routed by */
   bool behind; /* c->nodes not yet reconciled with ring (out of memory) */
+  /* Embedded discovery (opts.elasticache), else ec is NULL. */
+  char* ec;              /* the configuration endpoint */
+  int64_t next_poll_ms;  /* mcr__now_ms() at or after which to poll */
+  mcr__ec_cache_t cache; /* the endpoint's last reply that parsed */
+  mcr__nodes_t nodes;    /* the node list `own` was built from */
+  bool warned;           /* the many-pollers warning was written */
 };
 typedef mcr__router_t router_t;
 
@@ -261,13 +268,112 @@ static int open_snapshot(mcr_client_t* c, router_t* r, const char* dir) {
   return mcr__hs_open(c, dirfd, owner, mcr_snapshot_generation(r->snap));
 }
 
-int mcr__router_init(mcr_client_t* c, const char* ring_dir) {
-  if (!ring_dir && c->nnodes == 1)
+/* ------------------------------------------------ embedded discovery */
+
+/* Builds the ring of `list` (sorted and checked by the poll) as the agent
+ * would publish it, and switches c->nodes to it. On failure nothing
+ * changes. */
+static int ec_apply(mcr_client_t* c, router_t* r, const mcr__nodes_t* list) {
+  mcr__ring_node_in_t* in = mcr__calloc(list->n ? list->n : 1, sizeof(*in));
+  if (!in)
+    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+  for (size_t i = 0; i < list->n; i++)
+    in[i] = (mcr__ring_node_in_t){
+        .host = list->v[i].host,
+        .address = list->v[i].addr[0] ? list->v[i].addr : NULL,
+        .port = list->v[i].port,
+        .weight = list->v[i].weight,
+        .state = MCR__NODE_UP};
+  mcr_ring_t* ring = NULL;
+  char err[256] = "";
+  int rc = mcr__ring_build_nodes(&ring, c->opts.distribution, in, list->n, err,
+                                 sizeof err);
+  mcr__free(in);
+  if (rc)
+    return mcr__set_error(c, rc, "%s: cannot build the ring: %s", r->ec, err);
+  if ((rc = reconcile(c, ring))) {
+    mcr_ring_free(ring);
+    return mcr__set_error(c, rc, "out of memory");
+  }
+  mcr_ring_free(r->own);
+  r->own = ring;
+  r->ring = ring;
+  return 0;
+}
+
+/* One poll of the endpoint; a node list that differs from the current
+ * one becomes the ring. Returns 0 or the poll's error (message on c). */
+static int ec_poll(mcr_client_t* c, router_t* r) {
+  mcr__nodes_t fresh = {0};
+  char err[256] = "";
+  c->counters.discovery_polls++;
+  int rc =
+      mcr__ec_poll(r->ec, c->opts.connect_timeout_ms, c->opts.io_timeout_ms,
+                   c->tls, &r->cache, &fresh, NULL, err, sizeof err);
+  if (rc) {
+    mcr__nodes_free(&fresh);
+    return mcr__set_error(c, rc, "%s: %s", r->ec, err);
+  }
+  if (!r->own || !mcr__nodes_equal(&fresh, &r->nodes)) {
+    bool first = !r->own;
+    if ((rc = ec_apply(c, r, &fresh))) {
+      mcr__nodes_free(&fresh);
+      return rc;
+    }
+    if (!first)
+      c->counters.ring_switches++;
+    mcr__nodes_t old = r->nodes;
+    r->nodes = fresh;
+    fresh = old;
+  }
+  mcr__nodes_free(&fresh);
+  /* Many processes of this user polling the same endpoint: the agent's
+   * job. Counted through a small per-user file (elasticache.c). */
+  int peers = mcr__ec_peers(r->ec, c->opts.discovery_interval_ms);
+  c->counters.discovery_peers = peers > 0 ? (uint64_t)peers : 0;
+  if (peers > MCR_DISCOVERY_PEERS_WARN && !r->warned) {
+    r->warned = true;
+    fprintf(stderr,
+            "mcring: %d processes on this host poll the ElastiCache "
+            "endpoint %s; run mcring-agent and give them ring_dir instead "
+            "(docs/elasticache.md)\n",
+            peers, r->ec);
+  }
+  return 0;
+}
+
+static void ec_refresh(mcr_client_t* c, router_t* r) {
+  int64_t now = mcr__now_ms();
+  if (MCR__LIKELY(now < r->next_poll_ms))
+    return;
+  /* At most one poll per interval, failed or not, counted from the end
+   * of this one: an endpoint slower than the interval is still polled
+   * once per interval, not by every call. */
+  if (ec_poll(c, r))
+    c->counters.ring_errors++; /* the last ring stays */
+  r->next_poll_ms = mcr__now_ms() + c->opts.discovery_interval_ms;
+}
+
+static int ec_open(mcr_client_t* c, router_t* r, const char* endpoint) {
+  size_t len = strlen(endpoint);
+  if (!(r->ec = mcr__malloc(len + 1)))
+    return mcr__set_error(c, MCR_ENOMEM, "out of memory");
+  memcpy(r->ec, endpoint, len + 1);
+  int rc = ec_poll(c, r);
+  r->next_poll_ms = mcr__now_ms() + c->opts.discovery_interval_ms;
+  return rc;
+}
+
+int mcr__router_init(mcr_client_t* c, const char* ring_dir,
+                     const char* elasticache) {
+  if (!ring_dir && !elasticache && c->nnodes == 1)
     return 0;
   router_t* r = mcr__calloc(1, sizeof(*r));
   if (!r)
     return mcr__set_error(c, MCR_ENOMEM, "out of memory");
   c->router = r;
+  if (elasticache)
+    return ec_open(c, r, elasticache);
   return ring_dir ? open_snapshot(c, r, ring_dir) : build_own(c, r);
 }
 
@@ -277,14 +383,22 @@ void mcr__router_free(mcr_client_t* c) {
     return;
   mcr_ring_free(r->own);
   mcr_snapshot_free(r->snap);
+  mcr__free(r->ec);
+  mcr__ec_cache_free(&r->cache);
+  mcr__nodes_free(&r->nodes);
   mcr__free(r);
   c->router = NULL;
 }
 
 void mcr__router_refresh(mcr_client_t* c) {
   router_t* r = c->router;
-  if (!r || !r->snap)
+  if (!r)
     return;
+  if (!r->snap) {
+    if (MCR__UNLIKELY(r->ec != NULL))
+      ec_refresh(c, r);
+    return;
+  }
   int rc = mcr_snapshot_refresh(r->snap);
   if (MCR__LIKELY(rc == 0 && !r->behind))
     return;

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fakecfg.h"
 #include "mcring.h"
 #include "ring.h"
 #include "support.h"
@@ -217,7 +218,9 @@ Test(cli_nosrv, bad_usage_is_one_line) {
       {{"set", "k", "v", "--flags", "-1"}, 2, .err = "--flags"},
       {{"set", "k", "v", "--ttl", "12x"}, 2, .err = "--ttl"},
       {{"get", "k", "--timeout", "0"}, 2, .err = "timeouts"},
-      {{"get", "k", "-s", "127.0.0.1:1", "-r", "/tmp"}, 2, .err = "not both"},
+      {{"get", "k", "-s", "127.0.0.1:1", "-r", "/tmp"},
+       2,
+       .err = "one of --servers"},
       {{"get", "-s", "127.0.0.1:99999", "k"}, 2, .err = "invalid server list"},
       {{"get"}, 2, .err = "usage: mcring get"},
       {{"set", "k"}, 2, .err = "usage: mcring set"},
@@ -535,6 +538,37 @@ Test(cli_nosrv, ring_in_process) {
   cr_assert(strstr(r.out, "10.0.0.2:11211"));
   RUN(&r, "-s", "10.0.0.1:11211", "ring");
   expect_ok(&r, 0, "single node 10.0.0.1:11211: no ring\n");
+}
+
+/* The embedded discovery: the nodes an ElastiCache endpoint lists. */
+Test(cli, elasticache_endpoint) {
+  char file[128];
+  tmpname(file, sizeof file, "nodes");
+  char line[96];
+  snprintf(line, sizeof line, "127.0.0.1|127.0.0.1|%d\n", fx_mcd.port);
+  cr_assert_eq(fakecfg_write_file(file, line), 0);
+  fakecfg_t* f = fakecfg_start(&(fakecfg_opts_t){.nodes_file = file});
+  cr_assert(f);
+  const char* ep = fakecfg_endpoint(f);
+  run_t r;
+  RUN(&r, "--elasticache", ep, "set", "ec:k", "v1");
+  expect_ok(&r, 0, "");
+  cr_assert(raw_has(&fx_mcd, "ec:k"));
+  RUN(&r, "get", "ec:k", "--elasticache", ep);
+  expect_ok(&r, 0, "v1");
+  RUN(&r, "--elasticache", ep, "ring");
+  expect_ok(&r, 0, NULL);
+  char want[160];
+  snprintf(want, sizeof want, "(built in process from %s)\n", ep);
+  cr_assert(strstr(r.out, want), "%s", r.out);
+  cr_assert(strstr(r.out, "nodes 1\n"), "%s", r.out);
+  RUN(&r, "-s", SRV, "--elasticache", ep, "get", "ec:k");
+  expect_err(&r, 2, "one of --servers, --ring-dir and --elasticache");
+  fakecfg_set_mode(f, FAKECFG_MALFORMED);
+  RUN(&r, "--elasticache", ep, "get", "ec:k");
+  expect_err(&r, 2, ep);
+  fakecfg_stop(f);
+  unlink(file);
 }
 
 /* ---------------------------------------------------------------- watch */

@@ -3,7 +3,8 @@
  * A thin shell over libmcring for operators and scripts, in the spirit of
  * libmemcached-tools but one binary with subcommands:
  *
- *   mcring [--servers LIST | --ring-dir DIR] COMMAND [ARGS]
+ *   mcring [--servers LIST | --ring-dir DIR | --elasticache HOST:PORT]
+ *          COMMAND [ARGS]
  *
  * Every classic memcached command has a subcommand (get, gets, set, add,
  * replace, append, prepend, cas, delete, incr, decr, touch, stats,
@@ -513,6 +514,8 @@ static int cmd_ring(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
     char when[64];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
     printf("generation %" PRIu64 "\npublished %s\n", gen, when);
+  } else if (cli->opts.elasticache) {
+    printf("generation 0 (built in process from %s)\n", cli->opts.elasticache);
   } else {
     printf("generation 0 (built in process)\n");
   }
@@ -813,6 +816,9 @@ static const char options_help[] =
     "                           default $MCRING_SERVERS or 127.0.0.1:11211\n"
     "  -r, --ring-dir DIR       route by the ring mcring-agent publishes in "
     "DIR\n"
+    "      --elasticache EP     the nodes an ElastiCache configuration "
+    "endpoint\n"
+    "                           (host:port) lists, polled by this process\n"
     "      --verify             check the ring file in full (checksum, point "
     "order)\n"
     "      --ring-owner USER    the user the agent runs as (its files must be\n"
@@ -880,12 +886,14 @@ int main(int argc, char** argv) {
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_TLS_NAME,
-    OPT_TLS_INSECURE
+    OPT_TLS_INSECURE,
+    OPT_ELASTICACHE
   };
   static const struct option longopts[] = {
       {"servers", required_argument, NULL, 's'},
       {"distribution", required_argument, NULL, 'd'},
       {"ring-dir", required_argument, NULL, 'r'},
+      {"elasticache", required_argument, NULL, OPT_ELASTICACHE},
       {"verify", no_argument, NULL, OPT_VERIFY},
       {"ring-owner", required_argument, NULL, OPT_RING_OWNER},
       {"tls", no_argument, NULL, OPT_TLS},
@@ -918,6 +926,9 @@ int main(int argc, char** argv) {
         break;
       case 'r':
         cli.opts.ring_dir = optarg;
+        break;
+      case OPT_ELASTICACHE:
+        cli.opts.elasticache = optarg;
         break;
       case OPT_VERIFY:
         cli.opts.ring_verify = 1;
@@ -1019,9 +1030,9 @@ int main(int argc, char** argv) {
     command_usage(ci);
     return EXIT_HIT;
   }
-  if (cli.opts.ring_dir) {
-    if (servers_given)
-      return die("use --servers or --ring-dir, not both", "");
+  if (cli.opts.ring_dir || cli.opts.elasticache) {
+    if (servers_given + !!cli.opts.ring_dir + !!cli.opts.elasticache > 1)
+      return die("use one of --servers, --ring-dir and --elasticache", "");
     cli.opts.servers = NULL;
   }
   if (commands[ci].how & NO_STATS)
@@ -1031,9 +1042,10 @@ int main(int argc, char** argv) {
     char err[512] = "";
     int rc = mcr_client_new(&c, &cli.opts, err, sizeof err);
     if (rc < 0)
-      return die(mcr_strerror(rc), *err               ? err
-                                   : cli.opts.servers ? cli.opts.servers
-                                                      : cli.opts.ring_dir);
+      return die(mcr_strerror(rc), *err                ? err
+                                   : cli.opts.servers  ? cli.opts.servers
+                                   : cli.opts.ring_dir ? cli.opts.ring_dir
+                                                       : cli.opts.elasticache);
   }
   cli.name = commands[ci].name;
   cli.synopsis = commands[ci].synopsis;

@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #define MAX_CONNS 64
 
 typedef struct {
@@ -360,6 +362,15 @@ void fakecfg_stop(fakecfg_t* f) {
   close(f->wake[0]);
   close(f->wake[1]);
   pthread_mutex_destroy(&f->mu);
+  /* The clients that polled this endpoint counted themselves in a small
+   * per-user file (mcr__ec_peers, lib/elasticache.c); it dies with the
+   * endpoint, so test runs leave nothing in /dev/shm. */
+  char peers[160];
+  snprintf(peers, sizeof peers, "%s/mcring-ec-%u-%016llx",
+           access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
+           (unsigned)geteuid(),
+           (unsigned long long)XXH3_64bits(f->endpoint, strlen(f->endpoint)));
+  unlink(peers);
   free(f->last_list);
   free(f->nodes_file);
   free(f);

@@ -345,6 +345,13 @@ class HashClient(_Base):
       ring_dir: follow the ring mcring-agent publishes in this directory
         instead of `servers` (pass servers=None); new rings are picked up at
         the start of any call.
+      elasticache: "host:port" of an ElastiCache configuration endpoint,
+        instead of `servers` (pass servers=None): the client polls it itself
+        (at construction, then from inside calls at most once per
+        `discovery_interval` seconds, default 60; no thread), as
+        pyelasticache_client does, and follows the node list. For one
+        process; with more than a few per host, run mcring-agent and use
+        ring_dir (docs/python.md, "Discovery without an agent").
       eject: True (pymemcache's behaviour) sends a dead node's keys to the
         next node until it is back; False makes them fail at once with
         MemcacheNodeDownError (or miss under ignore_exc).
@@ -368,9 +375,14 @@ class HashClient(_Base):
                  distribution="ketama", ring_dir=None, eject=True,
                  item_size_max=1024 * 1024, tls=False, tls_ca_file=None,
                  tls_ca_dir=None, tls_cert_file=None, tls_key_file=None,
-                 tls_server_name=None, tls_insecure=False):
-        if (servers is None) == (ring_dir is None):
-            raise ValueError("give exactly one of servers and ring_dir")
+                 tls_server_name=None, tls_insecure=False, elasticache=None,
+                 discovery_interval=60):
+        if (servers is not None) + (ring_dir is not None) + \
+                (elasticache is not None) != 1:
+            raise ValueError(
+                "give exactly one of servers, ring_dir and elasticache")
+        if isinstance(elasticache, tuple):
+            elasticache = _server_entry(elasticache)
         entries = None
         if servers is not None:
             entries = ",".join(_server_entry(s) for s in servers)
@@ -378,6 +390,7 @@ class HashClient(_Base):
                 raise ValueError("servers is empty")
         self.servers = servers
         self.ring_dir = ring_dir
+        self.elasticache = elasticache
         self.distribution = distribution
         self.serde = _serde(serde, serializer, deserializer)
         self.ignore_exc = ignore_exc
@@ -392,7 +405,11 @@ class HashClient(_Base):
                         tls_insecure)
         try:
             super().__init__(
-                servers=entries, ring_dir=ring_dir, distribution=distribution,
+                servers=entries, ring_dir=ring_dir, elasticache=elasticache,
+                discovery_interval_ms=_ms(
+                    60 if discovery_interval is None else discovery_interval,
+                    "discovery_interval"),
+                distribution=distribution,
                 connect_timeout_ms=_ms(connect_timeout, "connect_timeout"),
                 io_timeout_ms=_ms(timeout, "timeout"),
                 keepalive=bool(socket_keepalive),

@@ -125,6 +125,7 @@ class PooledClient(Client):
 class HashClient(_Base):
     servers: Optional[Sequence[Server]]
     ring_dir: Optional[str]
+    elasticache: Optional[str]
     distribution: str
     def __init__(
         self,
@@ -162,6 +163,8 @@ class HashClient(_Base):
         tls_key_file: Optional[str] = ...,
         tls_server_name: Optional[str] = ...,
         tls_insecure: bool = ...,
+        elasticache: Optional[Union[str, Tuple[str, int]]] = ...,
+        discovery_interval: Optional[float] = ...,
     ) -> None: ...
     def flush_all(self, delay: int = ..., noreply: Optional[bool] = ...) -> None: ...
     def stats(self, *args: Union[str, bytes]) -> Dict[str, Dict[bytes, Any]]: ...

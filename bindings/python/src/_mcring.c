@@ -528,9 +528,13 @@ static int Core_init(Core* s, PyObject* args, PyObject* kw) {
                           "tls_server_name",
                           "tls_insecure",
                           "tls_min_version",
+                          "elasticache",
+                          "discovery_interval_ms",
                           NULL};
   const char* servers = NULL;
   const char* ring_dir = NULL;
+  const char* elasticache = NULL;
+  int interval = 60000;
   const char* dist = "ketama";
   int cto = 1000, ito = 1000, keepalive = 0, flimit = 2, retry = 1000,
       eject = 0, allow_unicode = 0, dnoreply = 1, ign_r = 0, ign_w = 0;
@@ -542,16 +546,18 @@ static int Core_init(Core* s, PyObject* args, PyObject* kw) {
   PyObject* prefix = NULL;
   PyObject* encoding = NULL;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kw, "|$zzsiipiipOSUppppnpzzzzzpi", names, &servers, &ring_dir,
+          args, kw, "|$zzsiipiipOSUppppnpzzzzzpizi", names, &servers, &ring_dir,
           &dist, &cto, &ito, &keepalive, &flimit, &retry, &eject, &serde,
           &prefix, &encoding, &allow_unicode, &dnoreply, &ign_r, &ign_w,
           &item_max, &tls, &ca_file, &ca_dir, &cert_file, &key_file,
-          &server_name, &tls_insecure, &tls_min))
+          &server_name, &tls_insecure, &tls_min, &elasticache, &interval))
     return -1;
   mcr_client_opts_t o;
   mcr_client_opts_init(&o);
   o.servers = servers;
   o.ring_dir = ring_dir;
+  o.elasticache = elasticache;
+  o.discovery_interval_ms = interval;
   if (mcr_distribution_parse(dist, &o.distribution)) {
     PyErr_Format(PyExc_ValueError,
                  "distribution must be 'ketama', 'ketama-libmemcached' or "
@@ -1443,11 +1449,14 @@ static PyObject* Core_client_stats(Core* s, PyObject* unused) {
   uint64_t gen = mcr_client_generation(s->c);
   leave(s);
   return Py_BuildValue(
-      "{sKsKsKsKsKsK}", "ignored_errors", (unsigned long long)st.ignored_errors,
-      "reconnects", (unsigned long long)st.reconnects, "ring_switches",
+      "{sKsKsKsKsKsKsKsK}", "ignored_errors",
+      (unsigned long long)st.ignored_errors, "reconnects",
+      (unsigned long long)st.reconnects, "ring_switches",
       (unsigned long long)st.ring_switches, "ring_errors",
       (unsigned long long)st.ring_errors, "compressed",
-      (unsigned long long)st.compressed, "generation", (unsigned long long)gen);
+      (unsigned long long)st.compressed, "generation", (unsigned long long)gen,
+      "discovery_polls", (unsigned long long)st.discovery_polls,
+      "discovery_peers", (unsigned long long)st.discovery_peers);
 }
 
 /* ------------------------------------------------------------------------ */
