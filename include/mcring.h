@@ -209,7 +209,8 @@ typedef struct {
 /* Client options. Always start from mcr_client_opts_init(); fields added in
  * later versions get defaults there. */
 typedef struct {
-  /* Where the nodes come from: exactly one of servers and ring_dir.
+  /* Where the nodes come from: exactly one of servers, ring_dir and
+   * elasticache (below, with discovery_interval_ms).
    *
    * servers: comma-separated "host:port[:weight]" entries; IPv6 addresses
    * in brackets ("[::1]:11211"); "/path/to/socket" or "unix:/path" for a

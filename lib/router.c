@@ -1,9 +1,13 @@
 /* router.c — picks the node of a key, and follows the agent's ring.
  *
- * Three cases share one lookup. One server: every key goes to it. Several
+ * Four cases share one lookup. One server: every key goes to it. Several
  * servers: the client builds the ring of its distribution in process (the
  * embedded mode) once, at mcr_client_new. A ring_dir: the client maps the
- * agent's published snapshot (lib/snapshot.c) and routes by it.
+ * agent's published snapshot (lib/snapshot.c) and routes by it. An
+ * ElastiCache endpoint (opts.elasticache): the client polls it itself
+ * (elasticache.c, the agent's code) at mcr_client_new and then at the
+ * start of the first call after each discovery interval, and builds the
+ * ring of the listed nodes in process when the list changed.
  *
  * In every case c->nodes is kept in ring order, so the ring's node index is
  * the client's node index and a route is one ring lookup plus an array
