@@ -256,7 +256,11 @@ typedef struct {
    * MCR_ENODEDOWN (a miss / not-stored under ignore_errors) without
    * touching the network. When the time is up, the next call tries the
    * node again. With eject = 1, keys of a down node go to the next node on
-   * the ring instead, until it is back. failure_limit 0 disables it. */
+   * the ring instead, until it is back. failure_limit 0 disables it.
+   * A ring_dir client registered with the agent shares this host-wide
+   * (docs/health.md): a mark made by any worker of the host holds in every
+   * other (for at most its own retry_timeout_ms), and one process of the
+   * host, not each, tries the node when the time is up. */
   int failure_limit;
   int retry_timeout_ms;
   int eject;
@@ -991,6 +995,28 @@ MCR_EXTERN int mcr_hoststats_open(mcr_hoststats_t** out, const char* dir,
  * moment's view. Waits at most 5 s for the agent. */
 MCR_EXTERN int mcr_hoststats_read(mcr_hoststats_t* h,
                                   const mcr_hoststat_row_t** rows, size_t* n);
+
+/* The host-wide health of one node (docs/health.md): what the workers of
+ * the host that follow the agent's ring share about it. Every process of
+ * the agent's group can write the table this is read from, so it is a
+ * report, not a proof. */
+typedef struct {
+  int down;        /* 1: marked down host-wide (or being probed) */
+  int probing;     /* 1: one process is trying it now */
+  uint32_t pid;    /* the process that marked it down, or probes it */
+  int64_t down_ms; /* how long ago it was first marked down (when down) */
+  int64_t next_ms; /* until the next probe may start (0: due now) */
+  uint64_t marks;  /* times it was marked down since the agent started */
+} mcr_node_health_t;
+
+/* Fills *out with the health of ring node `node` (from mcr_ring_node of
+ * the agent's ring) as of now, in the table the last mcr_hoststats_read
+ * received. Returns 0 (a node never marked down reads as up, marks 0),
+ * MCR_EINVAL, or MCR_ESNAPSHOT when no read has received a table (none
+ * yet, or an agent older than 0.3). */
+MCR_EXTERN int mcr_hoststats_health(mcr_hoststats_t* h,
+                                    const mcr_ring_node_t* node,
+                                    mcr_node_health_t* out);
 
 /* Why the last read failed ("" after a good one). */
 MCR_EXTERN const char* mcr_hoststats_last_error(const mcr_hoststats_t* h);

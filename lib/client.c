@@ -119,8 +119,10 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
     }
     c->conn_opts.tls = c->tls;
   }
-  c->health = (mcr__health_t){.limit = opts->failure_limit,
-                              .retry_ms = opts->retry_timeout_ms};
+  c->health = (mcr__health_t){
+      .limit = opts->failure_limit,
+      .retry_ms = opts->retry_timeout_ms,
+      .probe_ms = opts->connect_timeout_ms + opts->io_timeout_ms};
   c->io_ns = (int64_t)opts->io_timeout_ms * 1000000;
   c->call_budget_ns =
       ((int64_t)opts->connect_timeout_ms + opts->io_timeout_ms) * 1000000;

@@ -97,6 +97,21 @@ static int connect_task(mcr_client_t* c, mcr__task_t* t, bool keep) {
   return 0;
 }
 
+/* MCR_ENODEDOWN for n, saying who marked it down. */
+static int node_down_error(mcr_client_t* c, const mcr__node_t* n,
+                           int64_t left) {
+  mcr__hh_state_t st;
+  mcr__hh_decode(n->hh_seen, &st);
+  if (st.down && !st.mine)
+    return mcr__set_error(
+        c, MCR_ENODEDOWN, "%s: %s by pid %u (host-wide), next try in %lld ms",
+        n->srv.name, st.probing ? "being probed" : "marked down", st.pid,
+        (long long)left);
+  return mcr__set_error(c, MCR_ENODEDOWN,
+                        "%s: down after %d failures, next try in %lld ms",
+                        n->srv.name, n->fails, (long long)left);
+}
+
 /* The cold half of begin: a node marked down, a connection made
  * before a fork or left with unread bytes, a receive buffer to shrink, or
  * no connection at all. */
@@ -104,10 +119,8 @@ static int begin_slow(mcr_client_t* c, mcr__task_t* t, int64_t now) {
   mcr__node_t* n = t->node;
   mcr__conn_t* k = &n->conn;
   int64_t left;
-  if (n->down_until && mcr__node_available(n, &c->health, now / 1000000, &left))
-    return mcr__set_error(c, MCR_ENODEDOWN,
-                          "%s: down after %d failures, next try in %lld ms",
-                          n->srv.name, n->fails, (long long)left);
+  if (mcr__node_available(n, &c->health, now / 1000000, &left))
+    return node_down_error(c, n, left);
   /* A child after fork sees the parent's generation on the connection;
    * unread bytes mean the stream is out of sync. Either way it is closed
    * without a word on the wire. */
@@ -134,8 +147,9 @@ static int begin(mcr_client_t* c, mcr__task_t* t, int64_t now) {
   mcr__conn_t* k = &n->conn;
   k->deadline = now + c->io_ns;
   k->slow = false;
-  if (k->fd >= 0 && !n->down_until && k->rpos == k->rlen &&
-      k->fork_gen == mcr__fork_gen && k->rcap <= MCR__RBUF_KEEP) {
+  if (k->fd >= 0 && !n->down_until && mcr__node_shared_same(n) &&
+      k->rpos == k->rlen && k->fork_gen == mcr__fork_gen &&
+      k->rcap <= MCR__RBUF_KEEP) {
     k->rpos = k->rlen = 0;
     k->reused = true;
     return 0;
@@ -209,14 +223,14 @@ void mcr__finish(mcr_client_t* c, mcr__task_t* t, int rc, mcr__dec_t* d,
   }
   t->rc = rc;
   if (rc == 0) {
-    mcr__node_ok(n);
+    mcr__node_ok(n, &c->health);
     if (d && d->line_len) /* a server error line for one command */
       node_error(c, n, mcr__error_line(k->rbuf + d->line_off, d->line_len), d);
     return;
   }
   bool server_line = d && d->line_len && rc != MCR_EPROTO;
   if (server_line)
-    mcr__node_ok(n); /* it answered */
+    mcr__node_ok(n, &c->health); /* it answered */
   if (k->fd >= 0 && (!server_line || d->desync))
     mcr__conn_close(k); /* the stream is out of sync */
   mcr__node_failed(n, &c->health, rc);

@@ -103,9 +103,11 @@ MCR__HOT int mcr__call(mcr_client_t* c, mcr__node_t* n, const struct iovec* iov,
   int64_t now_ns = mcr__now_ns();
   k->deadline = now_ns + c->io_ns;
   k->slow = false;
-  /* The common case: a kept connection of this process, the node up,
-   * nothing left unread, a buffer of a normal size, a reply to read. */
-  if (MCR__UNLIKELY(!(k->fd >= 0 && !n->down_until && k->rpos == k->rlen &&
+  /* The common case: a kept connection of this process, the node up (here
+   * and host-wide), nothing left unread, a buffer of a normal size, a
+   * reply to read. */
+  if (MCR__UNLIKELY(!(k->fd >= 0 && !n->down_until &&
+                      mcr__node_shared_same(n) && k->rpos == k->rlen &&
                       k->fork_gen == mcr__fork_gen &&
                       k->rcap <= MCR__RBUF_KEEP && decode))) {
     mcr__task_t t = {n, iov, iovcnt, decode, ctx, repeatable, 0};

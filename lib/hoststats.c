@@ -83,6 +83,7 @@ struct mcr__hs {
   uint32_t* free;      /* entries freed by the last recycle */
   uint32_t nfree;
   uint64_t generation; /* the ring generation c routes by */
+  uint64_t* health;    /* the host's health table (health.c), or NULL */
 };
 
 static mcr__hs_head_t* head_of(mcr__hs_t* h) {
@@ -182,38 +183,66 @@ static int read_full(int fd, void* buf, size_t len, int64_t deadline) {
 static int send_msg(int sock, uint32_t kind, int fd) {
   mcr__hs_msg_t m = {.kind = kind};
   memcpy(m.magic, MCR__HS_WIRE_MAGIC, 8);
-  struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    struct cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-  }
-  ssize_t w;
-  do {
-    w = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (w < 0 && errno == EINTR);
-  return w == (ssize_t)sizeof m ? 0 : MCR_ESYS;
+  return mcr__hs_send(sock, &m, sizeof m, fd) == (ssize_t)sizeof m ? 0
+                                                                   : MCR_ESYS;
 }
 
-/* Reads a reply header by the deadline and checks its magic and kind. */
-static int read_msg(int sock, uint32_t kind, mcr__hs_msg_t* m,
-                    int64_t deadline) {
-  int rc = read_full(sock, m, sizeof *m, deadline);
-  if (rc)
-    return rc;
-  if (memcmp(m->magic, MCR__HS_WIRE_MAGIC, 8) != 0 || m->kind != kind)
-    return MCR_EPROTO;
-  return 0;
+/* Reads a reply header by the deadline and checks its magic and kind; a
+ * descriptor that comes with it (the host's health table) is *fd, or -1. */
+static int read_msg_fd(int sock, uint32_t kind, mcr__hs_msg_t* m,
+                       int64_t deadline, int* fd) {
+  *fd = -1;
+  size_t got = 0;
+  int rc = 0;
+  while (got < sizeof *m && !rc) {
+    union {
+      char buf[CMSG_SPACE(4 * sizeof(int))];
+      struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = (char*)m + got, .iov_len = sizeof *m - got};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = u.buf,
+                        .msg_controllen = sizeof u.buf};
+    ssize_t r = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (r > 0) {
+      (void)mcr__hs_take_fds(&mh, fd);
+      got += (size_t)r;
+    } else if (r == 0) {
+      rc = MCR_ECLOSED;
+    } else if (errno != EINTR) {
+      rc = errno == EAGAIN || errno == EWOULDBLOCK
+               ? wait_fd(sock, POLLIN, deadline)
+               : MCR_ESYS;
+    }
+  }
+  if (!rc && (memcmp(m->magic, MCR__HS_WIRE_MAGIC, 8) != 0 || m->kind != kind))
+    rc = MCR_EPROTO;
+  if (rc && *fd >= 0) {
+    close(*fd);
+    *fd = -1;
+  }
+  return rc;
+}
+
+/* Maps the host's health table from the agent's descriptor (closed here),
+ * or returns NULL when it is not one: a regular file of exactly
+ * MCR__HH_BYTES that can neither shrink nor grow, so no process can make
+ * an access to it fault. */
+static uint64_t* health_map(int fd, int prot) {
+  if (fd < 0)
+    return NULL;
+  struct stat st;
+  int seals = fcntl(fd, F_GET_SEALS);
+  void* m = MAP_FAILED;
+  if (seals >= 0 &&
+      (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) ==
+          (F_SEAL_SHRINK | F_SEAL_GROW) &&
+      fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      (uint64_t)st.st_size == MCR__HH_BYTES)
+    m = mmap(NULL, MCR__HH_BYTES, prot, MAP_SHARED, fd, 0);
+  close(fd);
+  return m == MAP_FAILED ? NULL : m;
 }
 
 /* ------------------------------------------------------------ the segment */
@@ -227,8 +256,11 @@ static void seg_drop(mcr__hs_t* h) {
     close(h->memfd);
   if (h->map)
     munmap(h->map, h->map_len);
+  if (h->health)
+    munmap(h->health, MCR__HH_BYTES);
   h->sock = h->memfd = -1;
   h->map = NULL;
+  h->health = NULL;
   h->used = h->ready = 0;
   h->full = false;
   mcr__free(h->hashes);
@@ -275,11 +307,18 @@ static int seg_register(mcr__hs_t* h) {
   hd->capacity = h->cap;
   hd->pid = (uint32_t)getpid();
   mcr__hs_msg_t ack;
+  int hfd = -1;
   if (send_msg(h->sock, MCR__HS_REGISTER, h->memfd) != 0 ||
-      read_msg(h->sock, MCR__HS_REGISTER, &ack,
-               mcr__now_ms() + h->timeout_ms) != 0 ||
-      ack.status != MCR__HS_OK)
+      read_msg_fd(h->sock, MCR__HS_REGISTER, &ack,
+                  mcr__now_ms() + h->timeout_ms, &hfd) != 0 ||
+      ack.status != MCR__HS_OK) {
+    if (hfd >= 0)
+      close(hfd);
     goto fail;
+  }
+  /* Health shared across the host comes with the registration; without
+   * it (an agent of mcring 0.2) each handle keeps its own. */
+  h->health = health_map(hfd, PROT_READ | PROT_WRITE);
   return 0;
 fail:
   seg_drop(h);
@@ -423,6 +462,18 @@ static uint64_t* entry_for(mcr_client_t* c, mcr__hs_t* h, const char* name) {
 
 /* ------------------------------------------------------------ workers */
 
+/* Detaches c's nodes from the segment and the health table before they
+ * are unmapped. */
+static void unbind(mcr_client_t* c) {
+  for (size_t i = 0; i < c->nnodes; i++) {
+    c->nodes[i].hs = NULL;
+    c->nodes[i].hh = mcr__hh_none;
+    c->nodes[i].hh_seen = 0;
+    c->nodes[i].hh_probing = false;
+  }
+  c->health.table = NULL;
+}
+
 int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner, uint64_t generation) {
   mcr__hs_t* h = mcr__calloc(1, sizeof(*h));
   if (!h)
@@ -450,16 +501,20 @@ void mcr__hs_bind(mcr_client_t* c, uint64_t generation) {
   h->generation = generation;
   if (h->map && agent_gone(h)) {
     /* The agent restarted: its successor knows nothing of us. */
-    for (size_t i = 0; i < c->nnodes; i++)
-      c->nodes[i].hs = NULL;
+    unbind(c);
     seg_drop(h);
   }
   if (!h->map && seg_register(h) != 0)
     return;        /* tried once per switch; the client goes on without */
   h->full = false; /* nodes may have left the ring: entries to recycle */
-  for (size_t i = 0; i < c->nnodes; i++)
-    if (!c->nodes[i].hs)
-      c->nodes[i].hs = entry_for(c, h, c->nodes[i].srv.name);
+  c->health.table = h->health;
+  for (size_t i = 0; i < c->nnodes; i++) {
+    mcr__node_t* n = &c->nodes[i];
+    if (!n->hs)
+      n->hs = entry_for(c, h, n->srv.name);
+    if (h->health && n->hh == mcr__hh_none)
+      mcr__node_bind_health(n, &c->health);
+  }
   ck_pr_store_64(&head_of(h)->generation, generation);
 }
 
@@ -470,8 +525,7 @@ void mcr__hs_check_fork(mcr_client_t* c) {
   /* The parent's segment and registration stay the parent's: our copies
    * are closed unused, and we register a segment of our own. */
   h->fork_gen = ck_pr_load_uint(&mcr__fork_gen);
-  for (size_t i = 0; i < c->nnodes; i++)
-    c->nodes[i].hs = NULL;
+  unbind(c);
   seg_drop(h);
   mcr__hs_bind(c, h->generation);
 }
@@ -480,6 +534,7 @@ void mcr__hs_close(mcr_client_t* c) {
   mcr__hs_t* h = c->hs;
   if (!h)
     return;
+  unbind(c);
   seg_drop(h);
   close(h->dirfd);
   mcr__free(h);
@@ -531,6 +586,7 @@ struct mcr_hoststats {
   uid_t owner;
   mcr_hoststat_row_t* rows;
   size_t cap;
+  uint64_t* health; /* the host's health table, read-only, or NULL */
   char err[256];
 };
 
@@ -592,9 +648,15 @@ int mcr_hoststats_read(mcr_hoststats_t* h, const mcr_hoststat_row_t** rows,
   if (send_msg(sock, MCR__HS_READ, -1) != 0)
     return read_fail(h, sock, MCR_ESYS, "request");
   mcr__hs_msg_t m;
-  int rc = read_msg(sock, MCR__HS_READ, &m, deadline);
+  int hfd;
+  int rc = read_msg_fd(sock, MCR__HS_READ, &m, deadline, &hfd);
   if (rc)
     return read_fail(h, sock, rc, "answer");
+  if (hfd >= 0) { /* the table of the agent answering now */
+    if (h->health)
+      munmap(h->health, MCR__HH_BYTES);
+    h->health = health_map(hfd, PROT_READ);
+  }
   /* Trust nothing: the count is clamped before anything is sized by it. */
   if ((m.status != MCR__HS_OK && m.status != MCR__HS_TRUNCATED) ||
       m.count > MCR__HS_ROWS_MAX)
@@ -625,6 +687,38 @@ int mcr_hoststats_read(mcr_hoststats_t* h, const mcr_hoststat_row_t** rows,
   return 0;
 }
 
+int mcr_hoststats_health(mcr_hoststats_t* h, const mcr_ring_node_t* node,
+                         mcr_node_health_t* out) {
+  if (!h || !node || !out || !node->host || !node->address)
+    return MCR_EINVAL;
+  *out = (mcr_node_health_t){0};
+  if (!h->health) {
+    snprintf(h->err, sizeof h->err,
+             "no health table: read first (mcr_hoststats_read), from an "
+             "agent of mcring 0.3 or later");
+    return MCR_ESNAPSHOT;
+  }
+  const uint64_t* e = mcr__hh_find(
+      h->health, mcr__ring_node_ident(node->host, node->address, node->port),
+      false);
+  if (!e)
+    return 0; /* never marked down since the agent started */
+  /* Written by any process of the agent's group: shown, never trusted. */
+  mcr__hh_state_t st;
+  mcr__hh_decode(ck_pr_load_64(&e[1]), &st);
+  int64_t now = mcr__now_ms();
+  uint64_t since = ck_pr_load_64(&e[2]);
+  out->marks = ck_pr_load_64(&e[3]);
+  out->pid = st.pid;
+  if (!st.down)
+    return 0;
+  out->down = 1;
+  out->probing = st.probing;
+  out->down_ms = since && (int64_t)since <= now ? now - (int64_t)since : 0;
+  out->next_ms = st.deadline_ms > now ? st.deadline_ms - now : 0;
+  return 0;
+}
+
 const char* mcr_hoststats_last_error(const mcr_hoststats_t* h) {
   return h ? h->err : "";
 }
@@ -633,6 +727,8 @@ void mcr_hoststats_free(mcr_hoststats_t* h) {
   if (!h)
     return;
   close(h->dirfd);
+  if (h->health)
+    munmap(h->health, MCR__HH_BYTES);
   mcr__free(h->rows);
   mcr__free(h);
 }

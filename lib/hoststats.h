@@ -11,6 +11,8 @@
 #define MCR_HOSTSTATS_H
 
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -83,6 +85,13 @@ typedef struct {
 _Static_assert(sizeof(mcr__hs_msg_t) == 24, "message");
 _Static_assert(sizeof(mcr__hs_wire_row_t) == 80 + sizeof(mcr_node_counters_t),
                "row");
+
+/* Sends what it can of buf[len] on the socket fd, with the descriptor
+ * `pass` attached (SCM_RIGHTS) when >= 0; returns what sendmsg returns. */
+ssize_t mcr__hs_send(int fd, const void* buf, size_t len, int pass);
+/* Takes the descriptors of a received message: the first into *fd (when
+ * it is still -1), every other one closed and counted (the return). */
+int mcr__hs_take_fds(struct msghdr* mh, int* fd);
 
 /* Most rows one read returns (about 80 MiB); the agent leaves out the rest
  * and says so (MCR__HS_TRUNCATED). */

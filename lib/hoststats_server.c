@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -69,6 +70,7 @@ typedef struct hconn {
 
 struct mcr_hoststats_server {
   int dirfd, lfd, epfd, wakefd;
+  int health; /* the host's health table (health.c): a sealed memfd */
   unsigned max_workers;
   hconn_t* lists[3]; /* by kind */
   unsigned counts[3];
@@ -143,15 +145,58 @@ static void conn_close(mcr_hoststats_server_t* s, hconn_t* c) {
   mcr__free(c);
 }
 
-/* Queues a message for c (a reply to a registration is one message). */
-static void send_reply(hconn_t* c, uint32_t kind, uint32_t status,
-                       uint64_t count) {
-  mcr__hs_msg_t m = {.kind = kind, .status = status, .count = count};
-  memcpy(m.magic, MCR__HS_WIRE_MAGIC, 8);
+ssize_t mcr__hs_send(int fd, const void* buf, size_t len, int pass) {
+  struct iovec iov = {.iov_base = (void*)buf, .iov_len = len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (pass >= 0) {
+    memset(&u, 0, sizeof u);
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    struct cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &pass, sizeof pass);
+  }
   ssize_t w;
   do {
-    w = send(c->fd, &m, sizeof m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (w < 0 && errno == EINTR);
+  return w;
+}
+
+int mcr__hs_take_fds(struct msghdr* mh, int* fd) {
+  int extra = 0;
+  for (struct cmsghdr* cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+      continue;
+    size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < nfd; i++) {
+      int f;
+      memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof f);
+      if (*fd < 0) {
+        *fd = f;
+      } else {
+        close(f);
+        extra++;
+      }
+    }
+  }
+  return extra;
+}
+
+/* Queues a message for c (a reply to a registration is one message, with
+ * the health table when it is a welcome). */
+static void send_reply(mcr_hoststats_server_t* s, hconn_t* c, uint32_t kind,
+                       uint32_t status, uint64_t count) {
+  mcr__hs_msg_t m = {.kind = kind, .status = status, .count = count};
+  memcpy(m.magic, MCR__HS_WIRE_MAGIC, 8);
+  (void)mcr__hs_send(c->fd, &m, sizeof m,
+                     status == MCR__HS_OK ? s->health : -1);
   /* A reply that does not fit an empty socket buffer whole means the peer
    * is not a worker: it is closed by the caller on the next event. */
 }
@@ -267,8 +312,9 @@ static void answer(mcr_hoststats_server_t* s, hconn_t* c) {
 
 static void on_reader(mcr_hoststats_server_t* s, hconn_t* c) {
   while (c->outpos < c->outlen) {
-    ssize_t w = send(c->fd, c->out + c->outpos, c->outlen - c->outpos,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* The health table rides with the answer's first bytes. */
+    ssize_t w = mcr__hs_send(c->fd, c->out + c->outpos, c->outlen - c->outpos,
+                             c->outpos == 0 ? s->health : -1);
     if (w > 0) {
       c->outpos += (size_t)w;
       continue;
@@ -294,7 +340,7 @@ static void do_register(mcr_hoststats_server_t* s, hconn_t* c, int segfd) {
     status = MCR__HS_BADSEG;
   else if (s->counts[C_WORKER] >= s->max_workers)
     status = MCR__HS_FULL;
-  send_reply(c, MCR__HS_REGISTER, status, 0);
+  send_reply(s, c, MCR__HS_REGISTER, status, 0);
   if (status != MCR__HS_OK) {
     close(segfd);
     conn_close(s, c);
@@ -324,23 +370,8 @@ static void on_pending(mcr_hoststats_server_t* s, hconn_t* c) {
   ssize_t r = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   if (r < 0 && (errno == EAGAIN || errno == EINTR))
     return;
-  int segfd = -1, extra = 0;
-  for (struct cmsghdr* cm = r > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm;
-       cm = CMSG_NXTHDR(&mh, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-      continue;
-    size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < nfd; i++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-      if (segfd < 0) {
-        segfd = fd;
-      } else {
-        close(fd);
-        extra++;
-      }
-    }
-  }
+  int segfd = -1;
+  int extra = r > 0 ? mcr__hs_take_fds(&mh, &segfd) : 0;
   bool ok = r == (ssize_t)sizeof m && !extra && !(mh.msg_flags & MSG_CTRUNC) &&
             memcmp(m.magic, MCR__HS_WIRE_MAGIC, 8) == 0 &&
             ((m.kind == MCR__HS_REGISTER && segfd >= 0) ||
@@ -427,6 +458,28 @@ static void* serve(void* arg) {
   }
 }
 
+/* ------------------------------------------------------------ health */
+
+/* Makes the host's health table (health.c): a memfd of MCR__HH_BYTES,
+ * allocated now (so no access to it can fault for want of memory later)
+ * and sealed against shrinking, growing and further seals. Every worker
+ * that registers gets it, read-write; readers get it too. Returns the fd
+ * or -1 (errno set). */
+static int health_table(void) {
+  int fd = memfd_create("mcring-health", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    return -1;
+  if (ftruncate(fd, (off_t)MCR__HH_BYTES) != 0 ||
+      fallocate(fd, 0, 0, (off_t)MCR__HH_BYTES) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
 /* ------------------------------------------------------------ public */
 
 int mcr_hoststats_serve(mcr_hoststats_server_t** out, const char* dir,
@@ -444,7 +497,7 @@ int mcr_hoststats_serve(mcr_hoststats_server_t** out, const char* dir,
   mcr_hoststats_server_t* s = mcr__calloc(1, sizeof(*s));
   if (!s)
     return MCR_ENOMEM;
-  s->lfd = s->epfd = s->wakefd = -1;
+  s->lfd = s->epfd = s->wakefd = s->health = -1;
   s->max_workers = max_workers;
   s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   int rc = 0;
@@ -467,7 +520,8 @@ int mcr_hoststats_serve(mcr_hoststats_server_t** out, const char* dir,
       fchmodat(s->dirfd, MCR__HS_SOCK, 0660, 0) != 0 || (what = "listen", 0) ||
       listen(s->lfd, 1024) != 0 || (what = "epoll", 0) ||
       (s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-      (s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+      (s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+      (what = "health table", 0) || (s->health = health_table()) < 0) {
     snprintf(err, errlen, "%s/%s: %s: %s", dir, MCR__HS_SOCK, what,
              strerror(errno));
     rc = MCR_ESYS;
@@ -520,6 +574,8 @@ void mcr_hoststats_server_free(mcr_hoststats_server_t* s) {
     close(s->epfd);
   if (s->wakefd >= 0)
     close(s->wakefd);
+  if (s->health >= 0)
+    close(s->health);
   if (s->dirfd >= 0)
     close(s->dirfd);
   mcr__free(s);

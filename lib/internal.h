@@ -20,6 +20,8 @@
  *                    reply parser (shared with the agent)
  *     hoststats.c    a handle's counter segment, registered with the agent
  *     node.c         one node: its server, connection and health
+ *     health.c       node health shared by the workers of a host (the
+ *                    agent's table; docs/health.md)
  *     conn.c         the transport: connect, send, receive, against one
  *                    deadline; returns codes, writes no messages
  *     tls.c          TLS under conn.c: handshake, records, sessions
@@ -66,6 +68,8 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+
+#include <ck_pr.h>
 
 #include "mcring.h"
 
@@ -879,26 +883,68 @@ void mcr__tls_forget(mcr__conn_t* k);
 int mcr__tls_send(mcr__conn_t* k, const struct iovec* iov, int iovcnt);
 int mcr__tls_fill(mcr__conn_t* k, size_t room, bool nowait);
 
+/* ================================================================ health.c */
+/* Node health shared by the workers of a host: the table's layout and
+ * the operations on one entry (health.c; docs/health.md). */
+#define MCR__HH_WORDS 4u   /* identity, state, down since, marks */
+#define MCR__HH_CAP 65536u /* entries (2 MiB); a power of two */
+#define MCR__HH_PROBES 16u /* entries an identity may live in */
+#define MCR__HH_BYTES ((size_t)MCR__HH_CAP * MCR__HH_WORDS * 8)
+/* The entry of nodes without one: always up, never written. */
+extern uint64_t mcr__hh_none[MCR__HH_WORDS];
+typedef struct mcr__node mcr__node_t;
+typedef struct mcr__health mcr__health_t;
+typedef struct {
+  bool down, probing;
+  bool mine;           /* pid is this process */
+  uint32_t pid;        /* who marked it, or probes it */
+  int64_t deadline_ms; /* down until (mcr__now_ms), or the probe's lapse */
+} mcr__hh_state_t;
+void mcr__hh_decode(uint64_t state, mcr__hh_state_t* out);
+/* A ring node's identity: the same in every process for the same host,
+ * address and port, whatever the ring generation. Never 0. */
+uint64_t mcr__ring_node_ident(const char* host, const char* address,
+                              uint16_t port);
+/* The entry of `ident` in `table`, claiming a free one when `claim`; NULL
+ * when absent (or the entry's window is full). */
+uint64_t* mcr__hh_find(uint64_t* table, uint64_t ident, bool claim);
+/* Takes in n's shared state when it changed. */
+void mcr__hh_sync(mcr__node_t* n, mcr__health_t* h, int64_t now);
+/* Marks n down host-wide until `until` (mcr__now_ms). */
+void mcr__hh_mark_down(mcr__node_t* n, mcr__health_t* h, int64_t until);
+/* n's retry time came: true when this handle won the probe (others keep
+ * failing fast until it answers or the claim lapses), false when another
+ * did or the state changed (taken in). */
+bool mcr__hh_claim_probe(mcr__node_t* n, mcr__health_t* h, int64_t now);
+/* The probe answered: n is up for the whole host. */
+void mcr__hh_probe_ok(mcr__node_t* n, mcr__health_t* h);
+
 /* ================================================================ node.c */
 /* One node: the server it is, the connection to it, its counters in the
  * host stats and its health. Nodes are built in one place (here), for a
  * configured server or a ring node, and freed in one place. */
-typedef struct mcr__node {
+struct mcr__node {
   mcr__server_t srv;
   mcr__conn_t conn;
   uint64_t* hs;       /* this node's counters in the host stats, or NULL */
-  uint64_t ident;     /* ring_dir clients: hash of host, address, port */
+  uint64_t* hh;       /* its entry in the host's health table (health.c),
+                         or mcr__hh_none */
+  uint64_t hh_seen;   /* the shared state word this handle last took in */
+  bool hh_probing;    /* this handle holds the node's probe */
+  uint64_t ident;     /* ring_dir clients: mcr__ring_node_ident */
   int fails;          /* consecutive connect / I/O failures */
   int64_t down_until; /* mcr__now_ms() until which the node is down, or 0 */
-} mcr__node_t;
+};
 
-/* The failure rule of a client (mcr_client_opts_t.failure_limit, ...):
- * the plug-in point for health shared across a host. */
-typedef struct {
-  int limit;    /* failures in a row that mark a node down; 0: never */
-  int retry_ms; /* how long a node stays down */
-  size_t ndown; /* nodes of the client marked down */
-} mcr__health_t;
+/* The failure rule of a client (mcr_client_opts_t.failure_limit, ...)
+ * and, when the agent handed one out, the host's health table. */
+struct mcr__health {
+  int limit;       /* failures in a row that mark a node down; 0: never */
+  int retry_ms;    /* how long a node stays down */
+  int probe_ms;    /* how long a probe claim holds: connect + I/O timeout */
+  size_t ndown;    /* nodes of the client marked down */
+  uint64_t* table; /* the host's health table (health.c), or NULL */
+};
 
 /* A node for a configured server (takes over srv's strings), or for ring
  * node `rn` (connects to its address, or its host without one). */
@@ -908,22 +954,38 @@ int mcr__node_from_ring(mcr__node_t* n, const char* host, const char* address,
 void mcr__node_free(mcr__node_t* n);
 
 /* A connect or I/O failure on n: the limit-th in a row marks it down for
- * retry_ms. Errors that say nothing about the node's health (out of
- * memory, a malformed reply, a server error line) are not counted. */
+ * retry_ms (host-wide, with a health table). Errors that say nothing
+ * about the node's health (out of memory, a malformed reply, a server
+ * error line) are not counted. */
 void mcr__node_failed(mcr__node_t* n, mcr__health_t* h, int err);
-/* n answered: its failures are forgotten. */
-static inline void mcr__node_ok(mcr__node_t* n) {
+/* n answered: its failures are forgotten (and, when this handle probed
+ * it, the host is told it is up). */
+static inline void mcr__node_ok(mcr__node_t* n, mcr__health_t* h) {
   n->fails = 0;
+  if (MCR__UNLIKELY(n->hh_probing))
+    mcr__hh_probe_ok(n, h);
+}
+/* True when n's host-wide state is what this handle last took in: the
+ * hot path's one load. */
+static inline bool mcr__node_shared_same(const mcr__node_t* n) {
+  return ck_pr_load_64(&n->hh[1]) == n->hh_seen;
 }
 /* 0 when n may be used now (a node whose retry time came is given one
- * try: one more failure marks it down again), else MCR_ENODEDOWN with
- * *left_ms until then. */
+ * try, by one process of the host: one more failure marks it down again),
+ * else MCR_ENODEDOWN with *left_ms until then. */
 int mcr__node_available(mcr__node_t* n, mcr__health_t* h, int64_t now,
                         int64_t* left_ms);
-/* True while n is marked down (for routing around it). */
-static inline bool mcr__node_is_down(const mcr__node_t* n, int64_t now) {
+/* True while n is marked down, here or host-wide (for routing around
+ * it). */
+static inline bool mcr__node_is_down(mcr__node_t* n, mcr__health_t* h,
+                                     int64_t now) {
+  if (MCR__UNLIKELY(!mcr__node_shared_same(n)))
+    mcr__hh_sync(n, h, now);
   return n->down_until > now;
 }
+/* Points n at its entry in h's health table (claiming one), or at
+ * mcr__hh_none without a table or a free entry. */
+void mcr__node_bind_health(mcr__node_t* n, mcr__health_t* h);
 
 /* ================================================================ hoststats.c
  */

@@ -8,17 +8,20 @@
  * failure_limit connect or I/O failures in a row mark a node down for
  * retry_timeout_ms; its keys then fail at once (MCR_ENODEDOWN), or go to
  * the next node on the ring with eject; when the time is up one call tries
- * it again, and one more failure marks it down again. This file is where
- * health shared across a host will plug in: mcr__node_failed learns of a
- * failure, mcr__node_available decides whether to try.
+ * it again, and one more failure marks it down again. With the host's
+ * health table (health.c) the same rule holds for the whole host: a mark
+ * is written there and taken in by every worker, and when the time is up
+ * one process of the host tries the node, not one per worker.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include <ck_pr.h>
+
 #include "internal.h"
 
 void mcr__node_init(mcr__node_t* n, mcr__server_t* srv) {
-  *n = (mcr__node_t){.srv = *srv, .conn = {.fd = -1}};
+  *n = (mcr__node_t){.srv = *srv, .conn = {.fd = -1}, .hh = mcr__hh_none};
   *srv = (mcr__server_t){0}; /* the strings are the node's now */
 }
 
@@ -28,7 +31,7 @@ int mcr__node_from_ring(mcr__node_t* n, const char* host, const char* address,
   bool is_unix = port == 0;
   bool v6 = strchr(target, ':') != NULL;
   size_t nlen = strlen(host) + strlen(target) + 24;
-  *n = (mcr__node_t){.conn = {.fd = -1}, .ident = ident};
+  *n = (mcr__node_t){.conn = {.fd = -1}, .hh = mcr__hh_none, .ident = ident};
   n->srv.host = mcr__strndup(target, strlen(target));
   n->srv.name = mcr__malloc(nlen);
   if (!n->srv.host || !n->srv.name) {
@@ -59,7 +62,15 @@ void mcr__node_free(mcr__node_t* n) {
   mcr__free(n->srv.host);
   mcr__free(n->srv.name);
   mcr__free(n->srv.tls_name);
-  *n = (mcr__node_t){.conn = {.fd = -1}};
+  *n = (mcr__node_t){.conn = {.fd = -1}, .hh = mcr__hh_none};
+}
+
+void mcr__node_bind_health(mcr__node_t* n, mcr__health_t* h) {
+  /* A handle with failure_limit 0 tracks no health, its own or shared. */
+  uint64_t* e = h->limit ? mcr__hh_find(h->table, n->ident, true) : NULL;
+  n->hh = e ? e : mcr__hh_none;
+  n->hh_seen = 0; /* a mark already there is taken in at the next use */
+  n->hh_probing = false;
 }
 
 void mcr__node_failed(mcr__node_t* n, mcr__health_t* h, int err) {
@@ -80,18 +91,29 @@ void mcr__node_failed(mcr__node_t* n, mcr__health_t* h, int err) {
   if (++n->fails >= h->limit && !n->down_until) {
     n->down_until = mcr__now_ms() + h->retry_ms;
     h->ndown++;
+    if (n->hh != mcr__hh_none)
+      mcr__hh_mark_down(n, h, n->down_until);
   }
 }
 
 int mcr__node_available(mcr__node_t* n, mcr__health_t* h, int64_t now,
                         int64_t* left_ms) {
+  if (!mcr__node_shared_same(n))
+    mcr__hh_sync(n, h, now);
   if (!n->down_until)
     return 0;
   if (now < n->down_until) {
     *left_ms = n->down_until - now;
     return MCR_ENODEDOWN;
   }
-  /* Time is up: one try; one more failure marks it down again. */
+  /* Time is up: one try, by one process of the host; one more failure
+   * marks it down again. */
+  if (n->hh != mcr__hh_none && !mcr__hh_claim_probe(n, h, now)) {
+    if (!n->down_until)
+      return 0; /* it came up meanwhile */
+    *left_ms = n->down_until > now ? n->down_until - now : 0;
+    return MCR_ENODEDOWN;
+  }
   n->down_until = 0;
   n->fails = h->limit - 1;
   h->ndown--;

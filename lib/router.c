@@ -127,12 +127,7 @@ static int build_own(mcr_client_t* c, router_t* r) {
 /* Identity of a ring node: host, address and port. Two ring generations
  * naming the same identity name the same server, so its connection stays. */
 static uint64_t ring_ident(const mcr__ring_node_t* rn) {
-  char buf[2 * (MCR__RING_MAX_STR + 1) + 2];
-  size_t hl = strlen(rn->host), al = strlen(rn->address);
-  memcpy(buf, rn->host, hl + 1);
-  memcpy(buf + hl + 1, rn->address, al + 1);
-  memcpy(buf + hl + al + 2, &rn->port, 2);
-  return XXH3_64bits(buf, hl + al + 4);
+  return mcr__ring_node_ident(rn->host, rn->address, rn->port);
 }
 
 /* The old nodes by identity, built the first time a switch needs it: an
@@ -436,7 +431,7 @@ static mcr__node_t* eject_route(mcr_client_t* c, const mcr_ring_t* ring,
   for (uint32_t step = 0; step < ring->npoints; step++) {
     uint32_t q = p + step < ring->npoints ? p + step : p + step - ring->npoints;
     mcr__node_t* n = &c->nodes[mcr__ring_owner(ring, q)];
-    if (!mcr__node_is_down(n, now))
+    if (!mcr__node_is_down(n, &c->health, now))
       return n;
   }
   return &c->nodes[mcr__ring_owner(ring, p)];
@@ -455,7 +450,8 @@ mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
     key_len -= skip;
   }
   uint32_t h = mcr__ring_hash(r->ring->mode, key, key_len);
-  if (MCR__UNLIKELY(c->health.ndown) && c->opts.eject && !r->behind)
+  if (MCR__UNLIKELY(c->health.ndown || c->health.table) && c->opts.eject &&
+      !r->behind)
     return eject_route(c, r->ring, h);
   uint32_t i = mcr__ring_find(r->ring, h);
   if (MCR__UNLIKELY(i >= c->nnodes))
@@ -482,7 +478,8 @@ void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
   enum { CHUNK = 64 };
   uint32_t h[CHUNK];
   const mcr_ring_t* ring = r->ring;
-  bool eject = MCR__UNLIKELY(c->health.ndown) && c->opts.eject && !r->behind;
+  bool eject = MCR__UNLIKELY(c->health.ndown || c->health.table) &&
+               c->opts.eject && !r->behind;
   size_t skip = c->opts.route_skip;
   const char* skey[CHUNK];
   size_t slen[CHUNK];

@@ -221,9 +221,11 @@ static bool account(worker_t* k, const char* key, int rc, uint64_t ignored0,
              mcr_client_last_error(k->c));
     violation(k, &k->w->foreign_fail, "failure on a live node:", key, d);
   }
-  /* Under ignore_errors the code is gone; the message tells. */
+  /* Under ignore_errors the code is gone; the message tells (marked down
+   * by this handle, or by another worker of the host). */
   if (rc == MCR_ENODEDOWN ||
-      (rc >= 0 && strstr(mcr_client_last_error(k->c), "down after"))) {
+      (rc >= 0 && (strstr(mcr_client_last_error(k->c), "down after") ||
+                   strstr(mcr_client_last_error(k->c), "host-wide")))) {
     k->w->nodedown++;
     if (ns > k->w->max_nodedown_ns)
       k->w->max_nodedown_ns = ns;

@@ -37,19 +37,19 @@ Test(node, names_follow_the_ring_node) {
 
 Test(node, limit_failures_in_a_row_mark_it_down) {
   mcr__health_t h = {.limit = 3, .retry_ms = 60000};
-  mcr__node_t n = {.conn = {.fd = -1}};
+  mcr__node_t n = {.conn = {.fd = -1}, .hh = mcr__hh_none};
   int64_t left = 0;
   mcr__node_failed(&n, &h, MCR_ETIMEOUT);
   mcr__node_failed(&n, &h, MCR_ECONNECT);
-  cr_assert_not(mcr__node_is_down(&n, mcr__now_ms()));
+  cr_assert_not(mcr__node_is_down(&n, &h, mcr__now_ms()));
   cr_assert_eq(mcr__node_available(&n, &h, mcr__now_ms(), &left), 0);
-  mcr__node_ok(&n); /* an answer: the count starts again */
+  mcr__node_ok(&n, &h); /* an answer: the count starts again */
   mcr__node_failed(&n, &h, MCR_ETIMEOUT);
   mcr__node_failed(&n, &h, MCR_ETIMEOUT);
   cr_assert_eq(h.ndown, 0);
   mcr__node_failed(&n, &h, MCR_ECLOSED);
   cr_assert_eq(h.ndown, 1);
-  cr_assert(mcr__node_is_down(&n, mcr__now_ms()));
+  cr_assert(mcr__node_is_down(&n, &h, mcr__now_ms()));
   cr_assert_eq(mcr__node_available(&n, &h, mcr__now_ms(), &left),
                MCR_ENODEDOWN);
   cr_assert(left > 0 && left <= 60000, "%lld ms left", (long long)left);
@@ -60,7 +60,7 @@ Test(node, limit_failures_in_a_row_mark_it_down) {
 
 Test(node, errors_that_prove_it_answered_never_count) {
   mcr__health_t h = {.limit = 1, .retry_ms = 60000};
-  mcr__node_t n = {.conn = {.fd = -1}};
+  mcr__node_t n = {.conn = {.fd = -1}, .hh = mcr__hh_none};
   const int answered[] = {MCR_EPROTO,     MCR_ESERVERCMD, MCR_ECLIENTERR,
                           MCR_ESERVERERR, MCR_ENOMEM,     MCR_EINVAL,
                           MCR_ENODEDOWN};
@@ -72,7 +72,7 @@ Test(node, errors_that_prove_it_answered_never_count) {
 
 Test(node, when_the_time_is_up_it_gets_one_try) {
   mcr__health_t h = {.limit = 2, .retry_ms = 50};
-  mcr__node_t n = {.conn = {.fd = -1}};
+  mcr__node_t n = {.conn = {.fd = -1}, .hh = mcr__hh_none};
   int64_t left = 0;
   mcr__node_failed(&n, &h, MCR_ETIMEOUT);
   mcr__node_failed(&n, &h, MCR_ETIMEOUT);
@@ -81,7 +81,7 @@ Test(node, when_the_time_is_up_it_gets_one_try) {
   /* At its down_until (a clock passed in, not slept on): one try. */
   cr_assert_eq(mcr__node_available(&n, &h, until, &left), 0);
   cr_assert_eq(h.ndown, 0);
-  cr_assert_not(mcr__node_is_down(&n, until));
+  cr_assert_not(mcr__node_is_down(&n, &h, until));
   /* One more failure marks it down again at once. */
   mcr__node_failed(&n, &h, MCR_ETIMEOUT);
   cr_assert_eq(h.ndown, 1);
@@ -90,7 +90,7 @@ Test(node, when_the_time_is_up_it_gets_one_try) {
 
 Test(node, limit_zero_never_marks_it_down) {
   mcr__health_t h = {.limit = 0, .retry_ms = 60000};
-  mcr__node_t n = {.conn = {.fd = -1}};
+  mcr__node_t n = {.conn = {.fd = -1}, .hh = mcr__hh_none};
   for (int i = 0; i < 100; i++)
     mcr__node_failed(&n, &h, MCR_ETIMEOUT);
   cr_assert_eq(n.down_until, 0);

@@ -45,6 +45,12 @@ extern volatile sig_atomic_t watch_stop;
 void on_stop_signal(int sig);
 void sleep_ms(long ms);
 
+/* Writes ring node nd's host-wide health (mcr_hoststats_health) as text:
+ * "up", "down 2.1s by pid 812, next probe in 0.9s", "probing by pid 812".
+ * Returns false (buf "?") when h has no health table. */
+bool health_text(mcr_hoststats_t* h, const mcr_ring_node_t* nd, char* buf,
+                 size_t len);
+
 /* The commands of mcring_stat.c. */
 int cmd_stat(cli_t* cli, mcr_client_t* unused, int argc, char** argv);
 

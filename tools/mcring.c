@@ -522,8 +522,20 @@ static int cmd_ring(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
   printf("mode %s\nnodes %zu\npoints %zu\n",
          mcr_distribution_name(mcr_ring_distribution(r)),
          mcr_ring_node_count(r), mcr_ring_point_count(r));
-  printf("%-32s %-40s %6s %7s %7s\n", "host", "address:port", "weight",
-         "points", "share");
+  /* With the agent's ring: each node's host-wide health too. */
+  mcr_hoststats_t* hs = NULL;
+  if (gen && cli->opts.ring_dir &&
+      mcr_hoststats_open(&hs, cli->opts.ring_dir, cli->opts.ring_owner_uid,
+                         NULL, 0) == 0) {
+    const mcr_hoststat_row_t* rows;
+    size_t nrows;
+    if (mcr_hoststats_read(hs, &rows, &nrows) < 0) {
+      mcr_hoststats_free(hs);
+      hs = NULL;
+    }
+  }
+  printf("%-32s %-40s %6s %7s %7s%s\n", "host", "address:port", "weight",
+         "points", "share", hs ? "  health" : "");
   for (size_t i = 0; i < mcr_ring_node_count(r); i++) {
     mcr_ring_node_t nd;
     if (mcr_ring_node(r, i, &nd) < 0)
@@ -534,9 +546,16 @@ static int cmd_ring(cli_t* cli, mcr_client_t* c, int argc, char** argv) {
     else
       snprintf(addr, sizeof addr, strchr(nd.address, ':') ? "[%s]:%u" : "%s:%u",
                nd.address, nd.port);
-    printf("%-32s %-40s %6u %7u %6.2f%%\n", nd.host, addr, nd.weight, nd.points,
-           nd.share * 100);
+    char health[160] = "";
+    if (hs) {
+      health[0] = ' ';
+      health[1] = ' ';
+      health_text(hs, &nd, health + 2, sizeof health - 2);
+    }
+    printf("%-32s %-40s %6u %7u %6.2f%%%s\n", nd.host, addr, nd.weight,
+           nd.points, nd.share * 100, health);
   }
+  mcr_hoststats_free(hs);
   return EXIT_HIT;
 }
 

@@ -317,6 +317,49 @@ static void stat_live(const host_sums_t* hs, const host_sums_t* prev,
   fflush(stdout);
 }
 
+bool health_text(mcr_hoststats_t* h, const mcr_ring_node_t* nd, char* buf,
+                 size_t len) {
+  mcr_node_health_t hl;
+  if (mcr_hoststats_health(h, nd, &hl) < 0) {
+    snprintf(buf, len, "?");
+    return false;
+  }
+  if (!hl.down)
+    snprintf(buf, len, "up");
+  else if (hl.probing)
+    snprintf(buf, len, "probing by pid %u (down %.1fs)", hl.pid,
+             (double)hl.down_ms / 1000);
+  else
+    snprintf(buf, len, "down %.1fs by pid %u, next probe in %.1fs",
+             (double)hl.down_ms / 1000, hl.pid, (double)hl.next_ms / 1000);
+  return true;
+}
+
+/* "# health": each node of the agent's ring and its host-wide health
+ * (docs/health.md), after a read of h. */
+static void stat_health(mcr_hoststats_t* h, const char* dir, long owner) {
+  mcr_snapshot_opts_t so;
+  mcr_snapshot_opts_init(&so);
+  so.expected_uid = owner;
+  mcr_snapshot_t* snap;
+  char err[256];
+  if (mcr_snapshot_open(&snap, dir, &so, err, sizeof err) < 0)
+    return;
+  const mcr_ring_t* r = mcr_snapshot_ring(snap);
+  printf("# health (host-wide)\n");
+  for (size_t i = 0; i < mcr_ring_node_count(r); i++) {
+    mcr_ring_node_t nd;
+    char name[600], health[160];
+    if (mcr_ring_node(r, i, &nd) < 0)
+      continue;
+    snprintf(name, sizeof name, "%s:%u", nd.host, nd.port);
+    if (!health_text(h, &nd, health, sizeof health))
+      break; /* an agent without a health table */
+    printf("%-40s %s\n", name, health);
+  }
+  mcr_snapshot_free(snap);
+}
+
 /* Host-wide statistics of every worker following --ring-dir, from the
  * stats segment the agent creates there (mcr_hoststats_*). */
 int cmd_stat(cli_t* cli, mcr_client_t* unused, int argc, char** argv) {
@@ -362,8 +405,10 @@ int cmd_stat(cli_t* cli, mcr_client_t* unused, int argc, char** argv) {
       stat_json(&hs, rows, n);
     else if (cli->stat_format == STAT_PROMETHEUS)
       stat_prometheus(&hs);
-    else
+    else {
       stat_text(&hs);
+      stat_health(h, dir, cli->opts.ring_owner_uid);
+    }
     host_sums_free(&prev);
     prev = hs;
     have_prev = true;
