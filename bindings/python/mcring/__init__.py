@@ -66,6 +66,9 @@ __version__ = "0.3.0"
 
 _DEFAULT_TIMEOUT = 1.0
 
+# mcr_lease_t.state (mcring.h).
+_LEASE_HIT, _LEASE_WON, _LEASE_STALE, _LEASE_BUSY = 0, 1, 2, 3
+
 
 def _ms(seconds, name):
     if seconds is None:
@@ -217,6 +220,43 @@ class _Base(_Core):
 
     def __exit__(self, *exc_info):
         self.close()
+
+    def get_or_compute(self, key, compute, expire=0, lease_ttl=30,
+                       recache=0, wait=1.0, poll=0.01):
+        """The value of key; when it is missing, one caller of the whole
+        cluster computes it (``compute()``) and stores it, the others wait
+        for that value (stampede protection on memcached's meta leases,
+        docs/leases.md).
+
+        * A hit returns the value. A miss elects one caller (a lease held
+          for ``lease_ttl`` seconds): it runs ``compute()``, stores the
+          result with ``expire`` and returns it.
+        * The other callers re-read every ``poll`` seconds for at most
+          ``wait`` seconds, then return the winner's value; if none came
+          they run ``compute()`` themselves without storing it.
+        * A value marked stale with ``invalidate(key)`` keeps being served
+          to everyone but one caller, who recomputes it.
+        * ``recache`` > 0: a hit with fewer seconds left elects one caller
+          to recompute early while the others keep getting the value.
+        * A winner that dies or raises holds the key for at most
+          ``lease_ttl`` seconds; the exception propagates.
+        * An empty stored form (``b""``) is returned but not stored: under
+          leases it would read as a key being computed.
+        """
+        wait_ms = int(round(wait * 1000)) if wait is not None else -1
+        poll_ms = int(round(poll * 1000)) if poll is not None else 0
+        if not isinstance(wait, (int, float)) or wait < 0:
+            raise MemcacheIllegalInputError("wait must be >= 0 seconds")
+        if not isinstance(poll, (int, float)) or poll_ms < 1:
+            raise MemcacheIllegalInputError("poll must be at least 0.001 s")
+        state, value, token = self._lease_get(key, lease_ttl, recache,
+                                              wait_ms, poll_ms)
+        if state in (_LEASE_HIT, _LEASE_STALE):
+            return value
+        value = compute()
+        if state == _LEASE_WON:
+            self._lease_fill(key, value, token, expire)
+        return value
 
     def _stats_of(self, node, args):
         arg = " ".join(a.decode() if isinstance(a, bytes) else str(a)

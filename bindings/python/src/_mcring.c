@@ -1440,6 +1440,141 @@ static PyObject* Core_node_for_key(Core* s, PyObject* keyobj) {
   return res;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Leases (docs/leases.md): the two halves get_or_compute is made of. */
+
+/* _lease_get(key, lease_ttl, recache_ttl, wait_ms, poll_ms) ->
+ * (state, value or None, token): state is MCR_LEASE_* (0 hit, 1 won,
+ * 2 stale, 3 busy), value the deserialized value when one came (a hit, a
+ * stale value, or the current value of an early recache), token what
+ * _lease_fill presents. */
+static PyObject* Core_lease_get(Core* s, PyObject* const* args,
+                                Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "lease_ttl", "recache_ttl",
+                                      "wait_ms", "poll_ms"};
+  PyObject* a[5];
+  if (parse_args("_lease_get", args, nargs, kwnames, names, 5, 5, a))
+    return NULL;
+  char key[KEY_BUF];
+  size_t klen;
+  long long lease_ttl, recache_ttl, wait_ms, poll_ms;
+  if (key_prep(s, a[0], key, &klen) ||
+      int_arg(a[1], "lease_ttl", 30, &lease_ttl) ||
+      int_arg(a[2], "recache_ttl", 0, &recache_ttl) ||
+      int_arg(a[3], "wait", 1000, &wait_ms) ||
+      int_arg(a[4], "poll", 10, &poll_ms))
+    return NULL;
+  if (wait_ms < 0 || wait_ms > UINT32_MAX || poll_ms < 1 ||
+      poll_ms > UINT32_MAX) {
+    PyErr_SetString(exc(X_ILLEGAL), "wait must be >= 0 and poll > 0 seconds");
+    return NULL;
+  }
+  mcr_lease_opts_t lo;
+  mcr_lease_opts_init(&lo);
+  lo.lease_ttl = lease_ttl;
+  lo.recache_ttl = recache_ttl;
+  lo.wait_ms = (uint32_t)wait_ms;
+  lo.poll_ms = (uint32_t)poll_ms;
+  if (enter(s))
+    return NULL;
+  mcr_lease_t l;
+  int rc;
+  NOGIL(rc, mcr_client_lease_get(s->c, key, klen, &lo, &l));
+  if (rc < 0) {
+    raise_rc(s, rc);
+    leave(s);
+    return NULL;
+  }
+  PyObject* raw = NULL;
+  if (l.has_value &&
+      !(raw = PyBytes_FromStringAndSize(l.value, (Py_ssize_t)l.value_len))) {
+    leave(s);
+    return NULL;
+  }
+  leave(s);
+  PyObject* v = raw ? value_finish(s, key, klen, raw, l.client_flags)
+                    : Py_NewRef(Py_None);
+  if (!v)
+    return NULL;
+  return Py_BuildValue("(iNK)", l.state, v, (unsigned long long)l.cas);
+}
+
+/* _lease_fill(key, value, token, expire) -> True when stored, False when
+ * a newer value or invalidation won (or the lease lapsed and another
+ * process stored first), None when the value's stored form is empty (not
+ * stored: it would read as a key being computed). The value goes through
+ * the serde like set's. */
+static PyObject* Core_lease_fill(Core* s, PyObject* const* args,
+                                 Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "value", "token", "expire"};
+  PyObject* a[4];
+  if (parse_args("_lease_fill", args, nargs, kwnames, names, 4, 4, a))
+    return NULL;
+  char key[KEY_BUF];
+  size_t klen;
+  long long ttl;
+  uint64_t token;
+  uint32_t flags;
+  if (key_prep(s, a[0], key, &klen) || cas_arg(a[2], &token) ||
+      int_arg(a[3], "expire", 0, &ttl))
+    return NULL;
+  PyObject* data = value_prep(s, key, klen, a[1], NULL, &flags);
+  if (!data)
+    return NULL;
+  if (PyBytes_GET_SIZE(data) == 0) {
+    Py_DECREF(data);
+    Py_RETURN_NONE;
+  }
+  if (enter(s)) {
+    Py_DECREF(data);
+    return NULL;
+  }
+  mcr_lease_t l = {.state = MCR_LEASE_WON, .cas = token};
+  int rc;
+  NOGIL(rc,
+        mcr_client_lease_fill(s->c, key, klen, PyBytes_AS_STRING(data),
+                              (size_t)PyBytes_GET_SIZE(data), flags, ttl, &l));
+  Py_DECREF(data);
+  PyObject* res = NULL;
+  if (rc == MCR_OK)
+    res = Py_NewRef(Py_True);
+  else if (rc > 0 || (s->ignore_writes && is_failure(rc)))
+    res = Py_NewRef(Py_False);
+  else
+    raise_rc(s, rc);
+  leave(s);
+  return res;
+}
+
+/* invalidate(key, stale_ttl=30): marks the value stale instead of deleting
+ * it: the next get_or_compute recomputes it while the others keep the old
+ * value. False when the key is absent. */
+static PyObject* Core_invalidate(Core* s, PyObject* const* args,
+                                 Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "stale_ttl"};
+  PyObject* a[2];
+  if (parse_args("invalidate", args, nargs, kwnames, names, 2, 1, a))
+    return NULL;
+  char key[KEY_BUF];
+  size_t klen;
+  long long stale;
+  if (key_prep(s, a[0], key, &klen) || int_arg(a[1], "stale_ttl", 30, &stale))
+    return NULL;
+  if (enter(s))
+    return NULL;
+  int rc;
+  NOGIL(rc, mcr_client_lease_invalidate(s->c, key, klen, stale));
+  PyObject* res = NULL;
+  if (rc == MCR_OK)
+    res = Py_NewRef(Py_True);
+  else if (rc > 0 || (s->ignore_writes && is_failure(rc)))
+    res = Py_NewRef(Py_False);
+  else
+    raise_rc(s, rc);
+  leave(s);
+  return res;
+}
+
 /* _client_stats(): libmcring's per-handle counters, as a dict. */
 static PyObject* Core_client_stats(Core* s, PyObject* unused) {
   if (enter(s))
@@ -1534,6 +1669,17 @@ static PyMethodDef Core_methods[] = {
     FC("flush_all", Core_flush_all,
        "flush_all($self, /, delay=0, noreply=None)\n--\n\n"
        "Invalidate every item on every node."),
+    FC("_lease_get", Core_lease_get,
+       "_lease_get($self, /, key, lease_ttl, recache_ttl, wait_ms, "
+       "poll_ms)\n--\n\n(state, value, token): use get_or_compute."),
+    FC("_lease_fill", Core_lease_fill,
+       "_lease_fill($self, /, key, value, token, expire)\n--\n\n"
+       "Store the value computed under a lease: use get_or_compute."),
+    FC("invalidate", Core_invalidate,
+       "invalidate($self, /, key, stale_ttl=30)\n--\n\n"
+       "Mark the value stale (not deleted): the next get_or_compute\n"
+       "recomputes it while the others keep the old value for stale_ttl\n"
+       "seconds. False when the key is absent."),
     FC("cache_memlimit", Core_cache_memlimit,
        "cache_memlimit($self, /, memlimit)\n--\n\nReturns True. "
        "Set the memory limit (MB) of every node."),
