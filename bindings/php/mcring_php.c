@@ -795,6 +795,146 @@ PHP_METHOD(Memcached, get) {
   RETURN_FALSE;
 }
 
+/* One lease option of getOrCompute's $options: *out unchanged when absent;
+ * 0, or -1 (RES_INVALID_ARGUMENTS) outside [min, max]. */
+static int lease_opt(mcobj_t* o, HashTable* opts, const char* name,
+                     zend_long min, zend_long max, int64_t* out) {
+  zval* zv = opts ? zend_hash_str_find(opts, name, strlen(name)) : NULL;
+  if (!zv)
+    return 0;
+  zend_long v = zval_get_long(zv);
+  if (Z_TYPE_P(zv) != IS_LONG || v < min || v > max) {
+    set_code(o, RES_INVALID_ARGUMENTS);
+    php_error_docref(NULL, E_WARNING,
+                     "getOrCompute: option '%s' must be an integer in "
+                     "%" ZEND_LONG_FMT "..%" ZEND_LONG_FMT,
+                     name, min, max);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* getOrCompute($key, callable $compute, $ttl = 0, $options = []): the
+ * value of $key; on a miss one caller of the whole cluster runs
+ * $compute($key), stores what it returns for $ttl seconds and returns
+ * it, while the others wait for that value (memcached's meta leases,
+ * docs/leases.md). Options: lease_ttl (30 s: how long a winner that dies
+ * holds the key), recache (0: off; > 0 recomputes early, once, a value
+ * with fewer seconds left), wait_ms (1000: how long the others wait; then
+ * they run $compute themselves without storing), poll_ms (10). A value
+ * marked stale (invalidate) is served to all but the one who recomputes
+ * it. Returns false (with the result code) on a bad key or option or a
+ * failed read, and the callback's value otherwise; the result code then
+ * says what became of its store (SUCCESS, DATA_EXISTS when a newer value
+ * won, NOTSTORED, or the error). An exception in $compute propagates and
+ * leaves the key to the lease's end. */
+PHP_METHOD(Memcached, getOrCompute) {
+  zend_string* key;
+  zend_fcall_info fci = empty_fcall_info;
+  zend_fcall_info_cache fcc = empty_fcall_info_cache;
+  zend_long ttl = 0;
+  HashTable* opts = NULL;
+  ZEND_PARSE_PARAMETERS_START(2, 4)
+  Z_PARAM_STR(key)
+  Z_PARAM_FUNC(fci, fcc)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_LONG(ttl)
+  Z_PARAM_ARRAY_HT_OR_NULL(opts)
+  ZEND_PARSE_PARAMETERS_END();
+  mcobj_t* o = THIS_OBJ();
+  char kb[KEYBUF_SIZE];
+  size_t kl = full_key(o, ZSTR_VAL(key), ZSTR_LEN(key), kb);
+  if (!kl)
+    RETURN_FALSE;
+  mcr_lease_opts_t lo;
+  mcr_lease_opts_init(&lo);
+  int64_t wait = lo.wait_ms, poll = lo.poll_ms;
+  if (lease_opt(o, opts, "lease_ttl", 1, INT32_MAX, &lo.lease_ttl) ||
+      lease_opt(o, opts, "recache", 0, INT32_MAX, &lo.recache_ttl) ||
+      lease_opt(o, opts, "wait_ms", 0, 3600000, &wait) ||
+      lease_opt(o, opts, "poll_ms", 1, 60000, &poll))
+    RETURN_FALSE;
+  lo.wait_ms = (uint32_t)wait;
+  lo.poll_ms = (uint32_t)poll;
+  mcr_client_t* c = client_of(o);
+  if (!c)
+    RETURN_FALSE;
+  mcr_lease_t l;
+  int rc = mcr_client_lease_get(c, kb, kl, &lo, &l);
+  set_rc(o, rc);
+  if (rc < 0)
+    RETURN_FALSE;
+  if (l.state == MCR_LEASE_HIT || l.state == MCR_LEASE_STALE) {
+    zval v;
+    if (!mcphp_value_decode(&o->st->coding, l.value, l.value_len,
+                            l.client_flags, &v)) {
+      set_code(o, RES_PAYLOAD_FAILURE);
+      RETURN_FALSE;
+    }
+    RETURN_COPY_VALUE(&v);
+  }
+  /* Won (compute and store) or busy (compute only). The lease's memory
+   * is the client's: keep only the token, the callback may use $this. */
+  int won = l.state == MCR_LEASE_WON;
+  uint64_t token = l.cas;
+  zval param, ret;
+  ZVAL_STR_COPY(&param, key);
+  fci.retval = &ret;
+  fci.params = &param;
+  fci.param_count = 1;
+  int called = zend_call_function(&fci, &fcc) == SUCCESS && !EG(exception);
+  zval_ptr_dtor(&param);
+  if (!called) {
+    if (Z_TYPE(ret) != IS_UNDEF)
+      zval_ptr_dtor(&ret);
+    RETURN_FALSE;
+  }
+  if (won) {
+    zend_string* payload;
+    uint32_t flags;
+    if (!mcphp_value_encode(&o->st->coding, &ret, &payload, &flags)) {
+      set_code(o, RES_PAYLOAD_FAILURE);
+    } else {
+      /* An empty stored form would read as a key being computed: it is
+       * returned, not stored (NOTSTORED). */
+      mcr_lease_t fill = {.state = MCR_LEASE_WON, .cas = token};
+      set_rc(o, ZSTR_LEN(payload) == 0
+                    ? MCR_NOT_STORED
+                    : mcr_client_lease_fill(c, kb, kl, ZSTR_VAL(payload),
+                                            ZSTR_LEN(payload), flags, ttl,
+                                            &fill));
+      zend_string_release(payload);
+    }
+  } else {
+    set_code(o, RES_SUCCESS);
+  }
+  RETURN_COPY_VALUE(&ret);
+}
+
+/* invalidate($key, $stale_ttl = 30): marks the value stale instead of
+ * deleting it: the next getOrCompute recomputes it while every other
+ * caller keeps getting the old value for $stale_ttl seconds. False (result
+ * code NOTFOUND) when the key is absent. */
+PHP_METHOD(Memcached, invalidate) {
+  zend_string* key;
+  zend_long stale = 30;
+  ZEND_PARSE_PARAMETERS_START(1, 2)
+  Z_PARAM_STR(key)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_LONG(stale)
+  ZEND_PARSE_PARAMETERS_END();
+  mcobj_t* o = THIS_OBJ();
+  char kb[KEYBUF_SIZE];
+  size_t kl = full_key(o, ZSTR_VAL(key), ZSTR_LEN(key), kb);
+  if (!kl)
+    RETURN_FALSE;
+  mcr_client_t* c = client_of(o);
+  if (!c)
+    RETURN_FALSE;
+  RETURN_BOOL(set_rc(o, mcr_client_lease_invalidate(c, kb, kl, stale)));
+}
+
 /* Collects the string keys of an array: keys[i] as given, full[i] as sent
  * (prefixed, in one emalloc'd block). Returns the count, or -1 with
  * RES_BAD_KEY_PROVIDED set. */
@@ -2071,6 +2211,16 @@ ZEND_ARG_INFO(0, key)
 ZEND_ARG_INFO(0, cache_cb)
 ZEND_ARG_INFO(0, get_flags)
 ZEND_END_ARG_INFO()
+ZEND_BEGIN_ARG_INFO_EX(ai_get_or_compute, 0, 0, 2)
+ZEND_ARG_INFO(0, key)
+ZEND_ARG_INFO(0, compute)
+ZEND_ARG_INFO(0, ttl)
+ZEND_ARG_INFO(0, options)
+ZEND_END_ARG_INFO()
+ZEND_BEGIN_ARG_INFO_EX(ai_invalidate, 0, 0, 1)
+ZEND_ARG_INFO(0, key)
+ZEND_ARG_INFO(0, stale_ttl)
+ZEND_END_ARG_INFO()
 ZEND_BEGIN_ARG_INFO_EX(ai_get_multi, 0, 0, 1)
 ZEND_ARG_INFO(0, keys)
 ZEND_ARG_INFO(0, get_flags)
@@ -2161,6 +2311,8 @@ static const zend_function_entry methods[] = {
     M(getResultCode, ai_none)
     M(getResultMessage, ai_none)
     M(get, ai_get)
+    M(getOrCompute, ai_get_or_compute)
+    M(invalidate, ai_invalidate)
     M(getMulti, ai_get_multi)
     M(set, ai_set)
     M(add, ai_set)
