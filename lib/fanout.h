@@ -124,6 +124,7 @@ MCR__HOT int mcr__call(mcr_client_t* c, mcr__node_t* n, const struct iovec* iov,
     rc = mcr__drain(n, decode, ctx, &d, &room);
   if (MCR__LIKELY(rc == 0 && n->hs == NULL && d.line_len == 0)) {
     n->fails = 0; /* the common end: a reply decoded */
+    mcr__hh_success(n);
     return 0;
   }
   mcr__task_t t = {n, iov, iovcnt, decode, ctx, repeatable, 0};

@@ -129,6 +129,24 @@ void mcr__hh_sync(mcr__node_t* n, mcr__health_t* h, int64_t now) {
     adopt(n, h, s, now);
 }
 
+/* Word 4: the failures in a row (low 16 bits) and the time of the last
+ * one (ms, above). A writer that keeps changing it cannot hold us here:
+ * after a few lost races the failure counts only in this handle. */
+bool mcr__hh_failure(mcr__node_t* n, mcr__health_t* h, int64_t now) {
+  for (int tries = 0; tries < 8; tries++) {
+    uint64_t old = ck_pr_load_64(&n->hh[4]);
+    uint64_t count = old & 0xffff;
+    int64_t last = (int64_t)(old >> 16);
+    if (last > now || now - last > h->probe_ms)
+      count = 0; /* another incident, or a time from nowhere */
+    if (count < 0xffff)
+      count++;
+    if (ck_pr_cas_64(&n->hh[4], old, (uint64_t)now << 16 | count))
+      return count >= (uint64_t)h->limit;
+  }
+  return false;
+}
+
 void mcr__hh_mark_down(mcr__node_t* n, mcr__health_t* h, int64_t until) {
   uint64_t s = state_word(until, false);
   if (ck_pr_load_64(&n->hh[1]) == 0) {

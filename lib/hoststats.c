@@ -57,6 +57,9 @@
 /* Test hook: entries a new segment holds (MCR__HS_CAP unless set). */
 uint32_t mcr__hs_capacity;
 
+/* The least time a registration waits for the agent's answer. */
+#define REGISTER_MS 2000
+
 /* Entries whose pages are allocated when a segment is made; the allocated
  * range then doubles as entries are used. */
 #define FIRST_READY 64u
@@ -480,7 +483,12 @@ int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner, uint64_t generation) {
     return MCR_ENOMEM;
   h->sock = h->memfd = -1;
   h->owner = owner;
-  h->timeout_ms = c->opts.connect_timeout_ms;
+  /* The agent answers a registration from one thread: on a loaded host
+   * it may take longer than a connect, and a handle that gives up keeps
+   * its health private until the next ring switch. */
+  h->timeout_ms = c->opts.connect_timeout_ms > REGISTER_MS
+                      ? c->opts.connect_timeout_ms
+                      : REGISTER_MS;
   h->fork_gen = ck_pr_load_uint(&mcr__fork_gen);
   h->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
   if (h->dirfd < 0) {

@@ -886,8 +886,10 @@ int mcr__tls_fill(mcr__conn_t* k, size_t room, bool nowait);
 /* ================================================================ health.c */
 /* Node health shared by the workers of a host: the table's layout and
  * the operations on one entry (health.c; docs/health.md). */
-#define MCR__HH_WORDS 4u   /* identity, state, down since, marks */
-#define MCR__HH_CAP 65536u /* entries (2 MiB); a power of two */
+/* identity, state, down since, marks, failures in a row, 3 spare: one
+ * cache line per node */
+#define MCR__HH_WORDS 8u
+#define MCR__HH_CAP 65536u /* entries (4 MiB); a power of two */
 #define MCR__HH_PROBES 16u /* entries an identity may live in */
 #define MCR__HH_BYTES ((size_t)MCR__HH_CAP * MCR__HH_WORDS * 8)
 /* The entry of nodes without one: always up, never written. */
@@ -910,6 +912,10 @@ uint64_t mcr__ring_node_ident(const char* host, const char* address,
 uint64_t* mcr__hh_find(uint64_t* table, uint64_t ident, bool claim);
 /* Takes in n's shared state when it changed. */
 void mcr__hh_sync(mcr__node_t* n, mcr__health_t* h, int64_t now);
+/* Counts a failure of n in the host's count of its failures in a row
+ * (failures more than h->probe_ms apart do not add up). True when that
+ * count reached h->limit. */
+bool mcr__hh_failure(mcr__node_t* n, mcr__health_t* h, int64_t now);
 /* Marks n down host-wide until `until` (mcr__now_ms). */
 void mcr__hh_mark_down(mcr__node_t* n, mcr__health_t* h, int64_t until);
 /* n's retry time came: true when this handle won the probe (others keep
@@ -958,10 +964,17 @@ void mcr__node_free(mcr__node_t* n);
  * about the node's health (out of memory, a malformed reply, a server
  * error line) are not counted. */
 void mcr__node_failed(mcr__node_t* n, mcr__health_t* h, int err);
+/* A success: the host's count starts again (a store only when it is not
+ * 0 already, so a healthy node's cache line is only ever read). */
+static inline void mcr__hh_success(mcr__node_t* n) {
+  if (MCR__UNLIKELY(ck_pr_load_64(&n->hh[4]) != 0) && n->hh != mcr__hh_none)
+    ck_pr_store_64(&n->hh[4], 0);
+}
 /* n answered: its failures are forgotten (and, when this handle probed
  * it, the host is told it is up). */
 static inline void mcr__node_ok(mcr__node_t* n, mcr__health_t* h) {
   n->fails = 0;
+  mcr__hh_success(n);
   if (MCR__UNLIKELY(n->hh_probing))
     mcr__hh_probe_ok(n, h);
 }

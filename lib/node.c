@@ -88,7 +88,10 @@ void mcr__node_failed(mcr__node_t* n, mcr__health_t* h, int err) {
   }
   if (!h->limit)
     return;
-  if (++n->fails >= h->limit && !n->down_until) {
+  /* The limit counts failures in a row in this handle, or, with the
+   * host's table, in the whole host (no success by anyone in between). */
+  bool host = n->hh != mcr__hh_none && mcr__hh_failure(n, h, mcr__now_ms());
+  if ((++n->fails >= h->limit || host) && !n->down_until) {
     n->down_until = mcr__now_ms() + h->retry_ms;
     h->ndown++;
     if (n->hh != mcr__hh_none)
