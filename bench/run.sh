@@ -214,6 +214,21 @@ bench/bench_kv wait "$port" || exit 1
 bench/bench_lease "$port" 64 5 50 | collect || status=1
 cleanup
 
+# ---------------------------------------------------------------- host
+# What a many-process host would deploy instead: libmemcached per worker,
+# or a local nutcracker (twemproxy) in front of the nodes. bench_host
+# starts its own three memcached and nutcracker (it stops one memcached
+# for the incident) on ports chosen here.
+nutcracker=${NUTCRACKER:-$(command -v nutcracker || echo /usr/sbin/nutcracker)}
+if [ -x "$nutcracker" ]; then
+  say "host: 8 and 64 workers over 3 nodes; mcring, libmemcached, nutcracker; an incident"
+  ports=$(bench/bench_kv ports 4) || exit 1
+  bench/bench_host "$(command -v "$memcached")" "$nutcracker" "$ports" 3 |
+    collect || status=1
+else
+  echo "bench: nutcracker not found (apt-get install nutcracker): no host section" >&2
+fi
+
 # ---------------------------------------------------------------- lookup
 say "key lookup"
 bench/bench_lookup | collect || status=1
@@ -308,6 +323,22 @@ END {
     fmt(v("stampede_p99_ms_lease"), 2), fmt(v("stampede_p999_ms_lease"), 2),
     fmt(v("stampede_failed_reads_plain"), 0), fmt(v("stampede_failed_reads_lease"), 0)
   print ""
+  print "Host: one-key gets over 3 nodes (ops/s, p99 us, CPU us per op of the whole host, server connections)"
+  split("ring embedded libmc mcr-nut lm-nut", hc, " ")
+  for (a = 8; a <= 64; a *= 8)
+    for (i = 1; i <= 5; i++) {
+      p = "host_" hc[i] "_" a "_"
+      printf "  %-9s %3d workers: %9s ops/s  p50 %6s  p99 %6s  p99.9 %7s us  CPU %6s us/op  %4s conns\n",
+        hc[i], a, fmt(v(p "ops"), 0), fmt(v(p "p50_us"), 0), fmt(v(p "p99_us"), 0),
+        fmt(v(p "p999_us"), 0), fmt(v(p "cpu_us_per_op"), 1), fmt(v(p "conns"), 0)
+    }
+  print "  incident, 64 workers, one node SIGSTOPped 5 s: failed calls, total time failed calls waited, last failure after the resume, p99 while stopped"
+  for (i = 1; i <= 5; i++) {
+    p = "incident_" hc[i] "_"
+    printf "  %-9s %8s failed  %8s s waited  %6s ms  p99 %7s ms\n", hc[i],
+      fmt(v(p "failed"), 0), fmt(v(p "wait_s"), 2), fmt(v(p "last_fail_ms"), 0), fmt(v(p "p99_ms"), 1)
+  }
+  print ""
   printf "Bindings: PHP-FPM page requests/s mcring / php-memcached %s; Python get 10 B mcring / pymemcache %s (tables above)\n",
     fmt(v("php_rps_ratio"), 3), fmt(v("python_get_ratio_pymemcache"), 3)
   print ""
@@ -373,6 +404,9 @@ END {
   metric("poll_unchanged_us_5000", v("poll_unchanged_us_5000"), "<=", 500)
 
   metric("php_rps_ratio", v("php_rps_ratio"), ">=", 1.2)
+  metric("host_ratio_ring_nutcracker_64", v("host_ratio_ring_nutcracker_64"), ">=", 1.5)
+  metric("host_ratio_ring_nutcracker_8", v("host_ratio_ring_nutcracker_8"), ">=", 1.5)
+  metric("incident_wait_ratio_ring_libmc", v("incident_wait_ratio_ring_libmc"), "<=", 0.1)
   for (i = 1; i <= nm; i++)
     print mline[i]
 
