@@ -258,9 +258,11 @@ typedef struct {
    * node again. With eject = 1, keys of a down node go to the next node on
    * the ring instead, until it is back. failure_limit 0 disables it.
    * A ring_dir client registered with the agent shares this host-wide
-   * (docs/health.md): a mark made by any worker of the host holds in every
-   * other (for at most its own retry_timeout_ms), and one process of the
-   * host, not each, tries the node when the time is up. */
+   * (docs/health.md): failures in a row are counted over the whole host
+   * (by any worker, no success by anyone in between), a mark made by any
+   * worker holds in every other (for at most its own retry_timeout_ms),
+   * and one process of the host, not each, tries the node when the time
+   * is up. */
   int failure_limit;
   int retry_timeout_ms;
   int eject;

@@ -5,17 +5,20 @@
  * worker pays failure_limit × io_timeout before it stops trying, and pays
  * it again at every retry. Here the agent owns one table for the host (a
  * sealed memfd it hands to every worker that registers for host stats,
- * hoststats_server.c); the first worker to mark a node down writes it
- * there, and every other worker sees it at its next call to that node
- * (one load and compare on the hot path) and fails fast, or routes around
- * it with eject. When the retry time comes one worker wins the probe (a
+ * hoststats_server.c). The host counts a node's failures in a row
+ * together (by any worker, no success by anyone in between), so with many
+ * workers stuck on a hung node the limit-th timeout anywhere marks it
+ * down; the worker that reaches it writes the mark there, and every other
+ * worker sees it at its next call to that node (two loads from one cache
+ * line on the hot path) and fails fast, or routes around it with eject. When the retry time comes one worker wins the probe (a
  * compare-and-swap on the node's state word) and tries the node while the
  * others keep failing fast; its success sets the node up for everyone, its
  * failure marks it down again. No ring generation changes: placement moves
  * only with eject, as it would for one handle.
  *
- * The table: MCR__HH_CAP entries of four 64-bit words (identity, state,
- * down since, times marked down), an open-addressing hash table on the
+ * The table: MCR__HH_CAP entries of eight 64-bit words, one cache line
+ * (identity, state, down since, times marked down, failures in a row with
+ * the time of the last, three spare), an open-addressing hash table on the
  * node's identity (a hash of host, address and port, the same in every
  * worker whatever the ring generation). An entry is claimed by a worker
  * when it binds a node (compare-and-swap of the identity from 0) and never
