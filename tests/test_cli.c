@@ -791,6 +791,56 @@ Test(cli, stat_adds_up_the_workers) {
   wenv_fini(&w);
 }
 
+/* A node every worker of the host should stop trying: `stat` and `ring`
+ * show it down host-wide, by whom, and the live one up. */
+Test(cli, stat_and_ring_show_host_wide_health) {
+  wenv_t w;
+  wenv_init(&w);
+  char list[600];
+  snprintf(list, sizeof list, "%.500s,127.0.0.1:1", fx_mcd.servers);
+  publish(&w, list);
+  mcr_hoststats_server_t* srv;
+  char err[256];
+  cr_assert_eq(mcr_hoststats_serve(&srv, w.ring, 16, err, sizeof err), 0, "%s",
+               err);
+  mcr_client_opts_t o = opts_default();
+  o.servers = NULL;
+  o.ring_dir = w.ring;
+  o.failure_limit = 1;
+  o.retry_timeout_ms = 60000;
+  mcr_client_t* c = client_new(NULL, &o);
+  /* Keys until one lands on the dead node (refused: marked down). */
+  mcr_item_t it;
+  int rc = 0;
+  for (int i = 0; i < 200 && rc != MCR_ECONNECT; i++) {
+    char k[16];
+    int kl = snprintf(k, sizeof k, "hh%d", i);
+    rc = mcr_client_get(c, k, (size_t)kl, &it);
+  }
+  cr_assert_eq(rc, MCR_ECONNECT, "no key reached the dead node");
+
+  run_t r;
+  RUN(&r, "stat", "-r", w.ring);
+  expect_ok(&r, 0, NULL);
+  char want[128];
+  snprintf(want, sizeof want, "by pid %d, next probe in ", (int)getpid());
+  const char* h = strstr(r.out, "# health (host-wide)\n");
+  cr_assert(h, "%s", r.out);
+  cr_assert(strstr(h, "127.0.0.1:1 ") && strstr(h, want), "%s", h);
+  const char* live = strstr(h, fx_mcd.servers);
+  cr_assert(live && strncmp(strchr(live, ' ') + strspn(strchr(live, ' '), " "),
+                            "up\n", 3) == 0,
+            "%s", h);
+
+  RUN(&r, "-r", w.ring, "ring");
+  expect_ok(&r, 0, NULL);
+  cr_assert(strstr(r.out, "  health\n"), "%s", r.out);
+  cr_assert(strstr(r.out, "  up\n") && strstr(r.out, "  down "), "%s", r.out);
+  mcr_client_free(c);
+  mcr_hoststats_server_free(srv);
+  wenv_fini(&w);
+}
+
 Test(cli_nosrv, stat_errors) {
   const step_t steps[] = {
       {{"stat"}, 2, .err = "--ring-dir"},
