@@ -879,6 +879,7 @@ PHP_METHOD(Memcached, getOrCompute) {
   int won = l.state == MCR_LEASE_WON;
   uint64_t token = l.cas;
   zval param, ret;
+  ZVAL_UNDEF(&ret);
   ZVAL_STR_COPY(&param, key);
   fci.retval = &ret;
   fci.params = &param;

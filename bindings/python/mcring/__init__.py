@@ -243,12 +243,14 @@ class _Base(_Core):
         * An empty stored form (``b""``) is returned but not stored: under
           leases it would read as a key being computed.
         """
-        wait_ms = int(round(wait * 1000)) if wait is not None else -1
-        poll_ms = int(round(poll * 1000)) if poll is not None else 0
-        if not isinstance(wait, (int, float)) or wait < 0:
-            raise MemcacheIllegalInputError("wait must be >= 0 seconds")
-        if not isinstance(poll, (int, float)) or poll_ms < 1:
-            raise MemcacheIllegalInputError("poll must be at least 0.001 s")
+        if (not isinstance(wait, (int, float)) or isinstance(wait, bool)
+                or not 0 <= wait <= 3600):
+            raise MemcacheIllegalInputError("wait must be 0..3600 seconds")
+        if (not isinstance(poll, (int, float)) or isinstance(poll, bool)
+                or not 0.001 <= poll <= 60):
+            raise MemcacheIllegalInputError("poll must be 0.001..60 seconds")
+        wait_ms = int(round(wait * 1000))
+        poll_ms = max(1, int(round(poll * 1000)))
         state, value, token = self._lease_get(key, lease_ttl, recache,
                                               wait_ms, poll_ms)
         if state in (_LEASE_HIT, _LEASE_STALE):

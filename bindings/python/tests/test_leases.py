@@ -162,6 +162,8 @@ def test_bad_arguments_are_refused(servers):
     with pytest.raises(MemcacheIllegalInputError):
         c.get_or_compute("k", lambda: b"v", poll=0)
     with pytest.raises(MemcacheIllegalInputError):
+        c.get_or_compute("k", lambda: b"v", wait="1")
+    with pytest.raises(MemcacheIllegalInputError):
         c.get_or_compute("bad key", lambda: b"v")
-    with pytest.raises(Exception):
+    with pytest.raises(MemcacheIllegalInputError):
         c.get_or_compute("k", lambda: b"v", lease_ttl=0)
