@@ -10,7 +10,9 @@
  * builder. Also here: the small validators the sources share (host names,
  * numeric addresses, bounded decimal numbers) and the bridge from the
  * library's server-list parser, so "--servers", node files and the
- * client's servers option share one syntax.
+ * client's servers option share one syntax. Memory comes from the
+ * library's allocator hooks (alloc.c), since embedded discovery runs these
+ * lists inside the worker's process too.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -31,7 +33,7 @@ int mcr__nodes_add(mcr__nodes_t* l, const char* host, size_t host_len,
     return MCR_EINVAL;
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 16;
-    mcr__dnode_t* v = realloc(l->v, cap * sizeof(*v));
+    mcr__dnode_t* v = mcr__realloc(l->v, cap * sizeof(*v));
     if (!v)
       return MCR_ENOMEM;
     l->v = v;
@@ -54,14 +56,14 @@ void mcr__nodes_clear(mcr__nodes_t* l) {
 }
 
 void mcr__nodes_free(mcr__nodes_t* l) {
-  free(l->v);
+  mcr__free(l->v);
   memset(l, 0, sizeof(*l));
 }
 
 int mcr__nodes_copy(mcr__nodes_t* dst, const mcr__nodes_t* src) {
   mcr__nodes_clear(dst);
   if (src->n > dst->cap) {
-    mcr__dnode_t* v = realloc(dst->v, src->n * sizeof(*v));
+    mcr__dnode_t* v = mcr__realloc(dst->v, src->n * sizeof(*v));
     if (!v)
       return MCR_ENOMEM;
     dst->v = v;
@@ -143,7 +145,7 @@ int mcr__nodes_check(const mcr__nodes_t* l, char* err, size_t errlen) {
    * the same host name in another case, or another name for the same
    * address and port. No real cluster configuration does that; the list
    * is refused (and the last ring kept) rather than guessed at. */
-  size_t* idx = malloc(l->n * sizeof(*idx));
+  size_t* idx = mcr__malloc(l->n * sizeof(*idx));
   if (!idx)
     return MCR_ENOMEM;
   int rc = 0;
@@ -170,7 +172,7 @@ int mcr__nodes_check(const mcr__nodes_t* l, char* err, size_t errlen) {
       rc = MCR_ESERVERS;
     }
   }
-  free(idx);
+  mcr__free(idx);
   return rc;
 }
 
@@ -215,7 +217,7 @@ void mcr__nodes_trim(mcr__nodes_t* l) {
   size_t want = l->n < 16 ? 16 : l->n;
   if (l->cap <= 2 * want)
     return;
-  mcr__dnode_t* v = realloc(l->v, want * sizeof(*v));
+  mcr__dnode_t* v = mcr__realloc(l->v, want * sizeof(*v));
   if (v) {
     l->v = v;
     l->cap = want;
