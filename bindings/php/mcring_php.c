@@ -891,6 +891,11 @@ PHP_METHOD(Memcached, getOrCompute) {
       zval_ptr_dtor(&ret);
     RETURN_FALSE;
   }
+  /* The callback may have rebuilt the client (setOption, addServer):
+   * store through the one there is now. */
+  if (won && !(c = client_of(o))) {
+    won = 0;
+  }
   if (won) {
     zend_string* payload;
     uint32_t flags;
@@ -907,7 +912,7 @@ PHP_METHOD(Memcached, getOrCompute) {
                                             &fill));
       zend_string_release(payload);
     }
-  } else {
+  } else if (c) {
     set_code(o, RES_SUCCESS);
   }
   RETURN_COPY_VALUE(&ret);

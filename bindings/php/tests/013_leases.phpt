@@ -68,6 +68,12 @@ echo "-- values keep their PHP type, a hit does not recompute\n";
 var_dump($mc->getOrCompute("$k:arr", fn($key) => ['a' => 1, 'key' => $key]));
 var_dump($mc->getOrCompute("$k:arr", fn() => 'recomputed'));
 
+echo "-- a callback that rebuilds the client: stored through the new one\n";
+var_dump($mc->getOrCompute("$k:rebuilt", function () use ($mc) {
+    $mc->setOption(Memcached::OPT_RETRY_TIMEOUT, 2);
+    return 'after rebuild';
+}, 60), $mc->getResultCode() == Memcached::RES_SUCCESS, mc()->get("$k:rebuilt"));
+
 echo "-- a winner that dies holds the key for its lease only\n";
 $pid = pcntl_fork();
 if ($pid === 0) {
@@ -134,6 +140,10 @@ array(2) {
   ["key"]=>
   string(%d) "%s"
 }
+-- a callback that rebuilds the client: stored through the new one
+string(13) "after rebuild"
+bool(true)
+string(13) "after rebuild"
 -- a winner that dies holds the key for its lease only
 bool(true)
 string(4) "mine"
