@@ -905,11 +905,11 @@ PHP_METHOD(Memcached, getOrCompute) {
       /* An empty stored form would read as a key being computed: it is
        * returned, not stored (NOTSTORED). */
       mcr_lease_t fill = {.state = MCR_LEASE_WON, .cas = token};
-      set_rc(o, ZSTR_LEN(payload) == 0
-                    ? MCR_NOT_STORED
-                    : mcr_client_lease_fill(c, kb, kl, ZSTR_VAL(payload),
-                                            ZSTR_LEN(payload), flags, ttl,
-                                            &fill));
+      set_rc(o,
+             ZSTR_LEN(payload) == 0
+                 ? MCR_NOT_STORED
+                 : mcr_client_lease_fill(c, kb, kl, ZSTR_VAL(payload),
+                                         ZSTR_LEN(payload), flags, ttl, &fill));
       zend_string_release(payload);
     }
   } else if (c) {
