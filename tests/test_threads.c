@@ -8,7 +8,10 @@
  * synchronized (the fork generation, the resolver thread, the ring) is
  * reported. It is a plain program rather than a Criterion suite because
  * Criterion's runner cannot start under ThreadSanitizer (its fixed-address
- * arena collides with TSan's shadow memory).
+ * arena collides with TSan's shadow memory). Its subject is isolation, not
+ * speed: the timeouts are long enough that a loaded 2-core machine (CI runs
+ * the suites in parallel, TSan slows everything tenfold) never turns a slow
+ * reply into an error, and every failure says which of the two it was.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -40,6 +43,8 @@ static void* worker(void* arg) {
   o.servers = servers;
   o.distribution = MCR_DIST_KETAMA_LIBMEMCACHED;
   o.compress_threshold = 64;
+  o.connect_timeout_ms = 60000;
+  o.io_timeout_ms = 60000;
   mcr_client_t* c = NULL;
   if (mcr_client_new(&c, &o, NULL, 0) != 0)
     return (void*)1;
@@ -51,14 +56,27 @@ static void* worker(void* arg) {
                       "thread %ld round %d padding padding padding padding "
                       "padding padding",
                       id, r);
-    if (mcr_client_set(c, key, (size_t)kl, val, (size_t)vl, (uint32_t)id, 0,
-                       0) != MCR_OK)
+    int rc =
+        mcr_client_set(c, key, (size_t)kl, val, (size_t)vl, (uint32_t)id, 0, 0);
+    if (rc != MCR_OK) {
+      fprintf(stderr, "thread %ld: set %s: %s (%s)\n", id, key,
+              mcr_err_name(rc), mcr_client_last_error(c));
       bad++;
+      continue;
+    }
     mcr_item_t it;
-    if (mcr_client_get(c, key, (size_t)kl, &it) != MCR_OK ||
-        it.value_len != (size_t)vl || memcmp(it.value, val, (size_t)vl) != 0 ||
-        it.flags != (uint32_t)id)
+    rc = mcr_client_get(c, key, (size_t)kl, &it);
+    if (rc != MCR_OK) {
+      fprintf(stderr, "thread %ld: get %s: %s (%s)\n", id, key,
+              mcr_err_name(rc), mcr_client_last_error(c));
       bad++;
+    } else if (it.value_len != (size_t)vl ||
+               memcmp(it.value, val, (size_t)vl) != 0 ||
+               it.flags != (uint32_t)id) {
+      fprintf(stderr, "thread %ld: get %s: wrong value (flags %u, %zu bytes)\n",
+              id, key, it.flags, it.value_len);
+      bad++;
+    }
   }
   mcr_client_free(c);
   return (void*)bad;
