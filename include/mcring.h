@@ -878,8 +878,10 @@ typedef struct {
   double share;    /* fraction of the key hash space it owns, 0..1 */
 } mcr_ring_node_t;
 
-/* Fills *out with node `i`. Returns 0, or MCR_ERANGE when i is out of
- * range. */
+/* Fills *out with node `i`. Returns 0, MCR_ERANGE when i is out of
+ * range, or MCR_ESNAPSHOT when the entry of a mapped ring is damaged (a
+ * mapped ring's entries are checked when they are read, not when the ring
+ * is mapped: docs/snapshot.md). */
 MCR_EXTERN int mcr_ring_node(const mcr_ring_t* r, size_t i,
                              mcr_ring_node_t* out);
 

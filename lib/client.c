@@ -94,10 +94,14 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
   c = mcr__calloc(1, sizeof(*c));
   if (c && n)
     c->nodes = mcr__calloc(n, sizeof(*c->nodes));
-  if (!c || (n && !c->nodes)) {
+  if (c && n)
+    c->live = mcr__calloc(n, sizeof(*c->live));
+  if (!c || (n && (!c->nodes || !c->live))) {
     mcr__servers_free(srv, n);
     goto fail;
   }
+  c->live_cap = n;
+  c->nodes_cap = n;
   c->opts = *opts;
   c->opts.servers = NULL;
   c->opts.ring_dir = NULL;
@@ -126,10 +130,24 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
   c->io_ns = (int64_t)opts->io_timeout_ms * 1000000;
   c->call_budget_ns =
       ((int64_t)opts->connect_timeout_ms + opts->io_timeout_ms) * 1000000;
-  for (size_t i = 0; i < n; i++)
-    mcr__node_init(&c->nodes[i], &srv[i]);
-  mcr__free(srv); /* the strings now belong to the nodes */
   c->nnodes = n;
+  for (size_t i = 0; i < n; i++) {
+    /* live has room for all n: placing cannot fail. */
+    mcr__node_t* node = mcr__malloc(sizeof *node);
+    if (!node) {
+      /* The servers not yet placed (the others belong to their nodes). */
+      for (size_t k = i; k < n; k++) {
+        mcr__free(srv[k].host);
+        mcr__free(srv[k].name);
+        mcr__free(srv[k].tls_name);
+      }
+      mcr__free(srv);
+      goto fail; /* rc and err say out of memory */
+    }
+    mcr__node_init(node, &srv[i]);
+    (void)mcr__node_place(c, i, node);
+  }
+  mcr__free(srv); /* the strings now belong to the nodes */
   if ((rc = mcr__router_init(c, opts->ring_dir, opts->elasticache))) {
     snprintf(err, sizeof err, "%s", c->err);
     goto fail;
@@ -148,11 +166,14 @@ fail:
 void mcr_client_free(mcr_client_t* c) {
   if (!c)
     return;
-  for (size_t i = 0; i < c->nnodes; i++)
-    mcr__node_free(&c->nodes[i]);
   mcr__hs_close(c);
+  for (size_t i = 0; i < c->nlive; i++) {
+    mcr__node_free(c->live[i]);
+    mcr__free(c->live[i]);
+  }
   mcr__router_free(c);
   mcr__free(c->nodes);
+  mcr__free(c->live);
   mcr__tls_free(c->tls);
   mcr__buf_free(&c->wbuf);
   mcr__buf_free(&c->scratch);
@@ -171,7 +192,12 @@ size_t mcr_client_node_count(const mcr_client_t* c) {
 }
 
 const char* mcr_client_node_name(const mcr_client_t* c, size_t i) {
-  return c && i < c->nnodes ? c->nodes[i].srv.name : NULL;
+  if (!c || i >= c->nnodes)
+    return NULL;
+  /* Naming a ring node makes it (no connection): the handle is the
+   * caller's, only its cache of nodes changes. */
+  const mcr__node_t* n = mcr__client_node((mcr_client_t*)c, i);
+  return n ? n->srv.name : NULL;
 }
 
 void mcr_client_stats(const mcr_client_t* c, mcr_client_stats_t* out) {
@@ -277,6 +303,8 @@ static int store(mcr_client_t* c, mcr__store_t cmd, const char* key,
                           "value of %zu bytes exceeds item_size_max %zu", len,
                           c->opts.item_size_max);
   mcr__node_t* n = mcr__route(c, key, key_len);
+  if (MCR__UNLIKELY(!n))
+    return c->node_err;
   char nums[MCR__TEXT_NUMS];
   struct iovec iov[5];
   int cnt = mcr__text_store_request(iov, nums, cmd, key, key_len, flags, ttl,
@@ -358,6 +386,8 @@ static int retrieve_one(mcr_client_t* c, mcr__get_t cmd, int64_t ttl,
   if (MCR__UNLIKELY(req_len == 0))
     return mcr__key_error(c, key, key_len);
   mcr__node_t* n = mcr__route(c, key, key_len);
+  if (MCR__UNLIKELY(!n))
+    return c->node_err;
   mcr__get_ctx_t g = {.key = key,
                       .key_len = key_len,
                       .want_cas = cmd == MCR__GETS || cmd == MCR__GATS,
@@ -445,7 +475,7 @@ static int retrieve(mcr_client_t* c, mcr__get_t cmd, int64_t ttl, size_t n,
   }
   for (size_t j = 0; j < ng; j++) {
     p.iov[j].iov_base = w->data + (size_t)p.iov[j].iov_base;
-    t[j] = (mcr__task_t){.node = &c->nodes[p.gnode[j]],
+    t[j] = (mcr__task_t){.node = c->nodes[p.gnode[j]],
                          .iov = &p.iov[j],
                          .iovcnt = 1,
                          .decode = mcr__text_mget_decode,
@@ -572,7 +602,7 @@ static int batch(mcr_client_t* c, bool is_set, size_t n,
     p.iov[j].iov_base = w->data + (size_t)p.iov[j].iov_base;
     b[j] = (mcr__batch_ctx_t){
         .next = p.next, .statuses = statuses, .cursor = p.first[j]};
-    t[j] = (mcr__task_t){.node = &c->nodes[p.gnode[j]],
+    t[j] = (mcr__task_t){.node = c->nodes[p.gnode[j]],
                          .iov = &p.iov[j],
                          .iovcnt = 1,
                          .decode = noreply ? NULL : mcr__text_batch_decode,
@@ -623,6 +653,8 @@ static int keyed(mcr_client_t* c, mcr__keyed_t cmd, const char* key,
   if (cmd == MCR__TOUCH && (rc = mcr__check_ttl(c, iarg)))
     return rc;
   mcr__node_t* n = mcr__route(c, key, key_len);
+  if (MCR__UNLIKELY(!n))
+    return c->node_err;
   static const mcr__reply_kind_t kinds[] = {[MCR__DELETE] = MCR__R_DELETE,
                                             [MCR__TOUCH] = MCR__R_TOUCH,
                                             [MCR__INCR] = MCR__R_ARITH,
@@ -682,7 +714,9 @@ int mcr_client_stats_node(mcr_client_t* c, size_t node, const char* arg,
     if (!ok)
       return mcr__set_error(c, MCR_EINVAL, "bad stats argument");
   }
-  mcr__node_t* n = &c->nodes[node];
+  mcr__node_t* n = mcr__client_node(c, node);
+  if (!n)
+    return c->node_err;
   struct iovec iov[4];
   int cnt = mcr__text_stats_request(iov, arg);
   mcr__stats_ctx_t x = {0};
@@ -724,7 +758,9 @@ int mcr_client_version(mcr_client_t* c, size_t node, const char** version) {
   int rc = node_arg(c, node);
   if (rc)
     return rc;
-  mcr__node_t* n = &c->nodes[node];
+  mcr__node_t* n = mcr__client_node(c, node);
+  if (!n)
+    return c->node_err;
   struct iovec iov = IOV("version\r\n", 9);
   mcr__line_ctx_t x = {.kind = MCR__R_VERSION};
   if ((rc = run_line(c, n, &iov, 1, false, true, &x)) != MCR_OK)
@@ -768,7 +804,8 @@ static int all_nodes(mcr_client_t* c, const char* word, bool with_num,
   for (size_t i = 0; i < c->nnodes; i++) {
     struct iovec iov = IOV(line, len);
     mcr__line_ctx_t x = {.kind = MCR__R_OK};
-    rc = run_line(c, &c->nodes[i], &iov, 1, noreply, true, &x);
+    mcr__node_t* n = mcr__client_node(c, i);
+    rc = n ? run_line(c, n, &iov, 1, noreply, true, &x) : c->node_err;
     if (rc < 0 && !first) {
       first = rc;
       memcpy(first_err, c->err, sizeof first_err);
@@ -800,8 +837,8 @@ int mcr_client_quit(mcr_client_t* c) {
   if (!c)
     return MCR_EINVAL;
   mcr__call_start(c);
-  for (size_t i = 0; i < c->nnodes; i++) {
-    mcr__conn_t* k = &c->nodes[i].conn;
+  for (size_t i = 0; i < c->nlive; i++) {
+    mcr__conn_t* k = &c->live[i]->conn;
     /* A connection inherited across fork is the parent's: close our copy
      * without a word on the wire. */
     if (k->fd >= 0 && k->fork_gen == mcr__fork_gen) {

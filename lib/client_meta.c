@@ -96,6 +96,8 @@ static int meta_one(mcr_client_t* c, char op, const char* key, size_t key_len,
     return r->status = rc;
 
   mcr__node_t* n = mcr__route(c, key, key_len);
+  if (MCR__UNLIKELY(!n))
+    return r->status = c->node_err;
   char line[MCR__META_LINE_MAX];
   size_t ll = mcr__meta_request(line, op, key, key_len, value_len, o);
   struct iovec iov[4];
@@ -160,8 +162,9 @@ int mcr_client_mn(mcr_client_t* c, size_t node) {
                           node, c->nnodes);
   struct iovec iov = IOV(mn_line, 4);
   mcr__line_ctx_t x = {.kind = MCR__R_MN};
-  return mcr__call(c, &c->nodes[node], &iov, 1, mcr__text_line_decode, &x,
-                   true);
+  mcr__node_t* n = mcr__client_node(c, node);
+  return n ? mcr__call(c, n, &iov, 1, mcr__text_line_decode, &x, true)
+           : c->node_err;
 }
 
 int mcr_client_me(mcr_client_t* c, const char* key, size_t key_len,
@@ -174,6 +177,8 @@ int mcr_client_me(mcr_client_t* c, const char* key, size_t key_len,
   if (rc)
     return rc;
   mcr__node_t* n = mcr__route(c, key, key_len);
+  if (MCR__UNLIKELY(!n))
+    return c->node_err;
   struct iovec iov[3] = {IOV("me ", 3), IOV(key, key_len), IOV("\r\n", 2)};
   mcr__meta_ctx_t x = {.accept = MCR__RC_ME | MCR__RC_EN,
                        .value_max = c->opts.item_size_max};
@@ -286,7 +291,7 @@ int mcr_client_meta_pipeline(mcr_client_t* c, mcr_meta_cmd_t* cmds, size_t n,
     x[j].count = count;
     at += count;
     p.iov[j] = IOV((void*)start, w->len - start);
-    t[j] = (mcr__task_t){.node = &c->nodes[p.gnode[j]],
+    t[j] = (mcr__task_t){.node = c->nodes[p.gnode[j]],
                          .iovcnt = 1,
                          .decode = mcr__meta_pipe_decode,
                          .ctx = &x[j],

@@ -459,6 +459,11 @@ int mcr__plan(mcr_client_t* c, size_t n, const char* const* keys,
     last[table[h]] = i;
   }
   size_t ng = p->ngroups;
+  /* Every node of the call exists before anything is sent: a node that
+   * cannot be made fails the call whole, never half-sent. */
+  for (size_t g = 0; g < ng; g++)
+    if (!mcr__client_node(c, p->gnode[g]))
+      return c->node_err;
   p->task = mcr__arena_alloc(&c->arena, ng * sizeof(*p->task));
   p->iov = mcr__arena_alloc(&c->arena, ng * sizeof(*p->iov));
   p->ctx = mcr__arena_alloc(&c->arena, ng * ctx_size);

@@ -10,11 +10,12 @@
  * workers stuck on a hung node the limit-th timeout anywhere marks it
  * down; the worker that reaches it writes the mark there, and every other
  * worker sees it at its next call to that node (two loads from one cache
- * line on the hot path) and fails fast, or routes around it with eject. When the retry time comes one worker wins the probe (a
- * compare-and-swap on the node's state word) and tries the node while the
- * others keep failing fast; its success sets the node up for everyone, its
- * failure marks it down again. No ring generation changes: placement moves
- * only with eject, as it would for one handle.
+ * line on the hot path) and fails fast, or routes around it with eject. When
+ * the retry time comes one worker wins the probe (a compare-and-swap on the
+ * node's state word) and tries the node while the others keep failing fast; its
+ * success sets the node up for everyone, its failure marks it down again. No
+ * ring generation changes: placement moves only with eject, as it would for one
+ * handle.
  *
  * The table: MCR__HH_CAP entries of eight 64-bit words, one cache line
  * (identity, state, down since, times marked down, failures in a row with
@@ -37,10 +38,7 @@
 #include <ck_pr.h>
 #include <unistd.h>
 
-#include <xxhash.h>
-
 #include "internal.h"
-#include "ring.h"
 
 uint64_t mcr__hh_none[MCR__HH_WORDS];
 
@@ -61,22 +59,6 @@ void mcr__hh_decode(uint64_t s, mcr__hh_state_t* out) {
   out->pid = (uint32_t)(s & PID_MASK);
   out->mine = out->down && out->pid == ((uint32_t)getpid() & PID_MASK);
   out->deadline_ms = (int64_t)(s >> DEADLINE_SHIFT);
-}
-
-uint64_t mcr__ring_node_ident(const char* host, const char* address,
-                              uint16_t port) {
-  /* One shot over host NUL address NUL port: the strings of a ring are at
-   * most MCR__RING_MAX_STR bytes (longer ones are cut, never overrun). */
-  char buf[2 * (MCR__RING_MAX_STR + 1) + 2];
-  size_t hl = strnlen(host, MCR__RING_MAX_STR);
-  size_t al = strnlen(address, MCR__RING_MAX_STR);
-  memcpy(buf, host, hl);
-  buf[hl] = '\0';
-  memcpy(buf + hl + 1, address, al);
-  buf[hl + 1 + al] = '\0';
-  memcpy(buf + hl + al + 2, &port, 2);
-  uint64_t id = XXH3_64bits(buf, hl + al + 4);
-  return id ? id : 1; /* 0 marks a free entry */
 }
 
 uint64_t* mcr__hh_find(uint64_t* table, uint64_t ident, bool claim) {

@@ -386,9 +386,9 @@ static uint32_t recycle(mcr_client_t* c, mcr__hs_t* h) {
     mcr__free(live);
     return 0;
   }
-  for (size_t i = 0; i < c->nnodes; i++)
-    if (c->nodes[i].hs)
-      live[entry_of(h, c->nodes[i].hs)] = 1;
+  for (size_t i = 0; i < c->nlive; i++)
+    if (c->live[i]->hs)
+      live[entry_of(h, c->live[i]->hs)] = 1;
   h->nfree = 0;
   for (uint32_t e = 0; e < h->used; e++) {
     if (live[e])
@@ -468,11 +468,11 @@ static uint64_t* entry_for(mcr_client_t* c, mcr__hs_t* h, const char* name) {
 /* Detaches c's nodes from the segment and the health table before they
  * are unmapped. */
 static void unbind(mcr_client_t* c) {
-  for (size_t i = 0; i < c->nnodes; i++) {
-    c->nodes[i].hs = NULL;
-    c->nodes[i].hh = mcr__hh_none;
-    c->nodes[i].hh_seen = 0;
-    c->nodes[i].hh_probing = false;
+  for (size_t i = 0; i < c->nlive; i++) {
+    c->live[i]->hs = NULL;
+    c->live[i]->hh = mcr__hh_none;
+    c->live[i]->hh_seen = 0;
+    c->live[i]->hh_probing = false;
   }
   c->health.table = NULL;
 }
@@ -516,14 +516,24 @@ void mcr__hs_bind(mcr_client_t* c, uint64_t generation) {
     return;        /* tried once per switch; the client goes on without */
   h->full = false; /* nodes may have left the ring: entries to recycle */
   c->health.table = h->health;
-  for (size_t i = 0; i < c->nnodes; i++) {
-    mcr__node_t* n = &c->nodes[i];
-    if (!n->hs)
-      n->hs = entry_for(c, h, n->srv.name);
-    if (h->health && n->hh == mcr__hh_none)
-      mcr__node_bind_health(n, &c->health);
+  /* Nodes kept across the switch are bound already: only those without
+   * an entry (a new segment, or a full one then) are looked at again. */
+  for (size_t i = 0; i < c->nlive; i++) {
+    mcr__node_t* n = c->live[i];
+    if (MCR__UNLIKELY(!n->hs || (h->health && n->hh == mcr__hh_none)))
+      mcr__hs_bind_node(c, n);
   }
   ck_pr_store_64(&head_of(h)->generation, generation);
+}
+
+void mcr__hs_bind_node(mcr_client_t* c, mcr__node_t* n) {
+  mcr__hs_t* h = c->hs;
+  if (!h || !h->map)
+    return;
+  if (!n->hs)
+    n->hs = entry_for(c, h, n->srv.name);
+  if (h->health && n->hh == mcr__hh_none)
+    mcr__node_bind_health(n, &c->health);
 }
 
 void mcr__hs_check_fork(mcr_client_t* c) {

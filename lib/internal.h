@@ -904,7 +904,8 @@ typedef struct {
 } mcr__hh_state_t;
 void mcr__hh_decode(uint64_t state, mcr__hh_state_t* out);
 /* A ring node's identity: the same in every process for the same host,
- * address and port, whatever the ring generation. Never 0. */
+ * address and port, whatever the ring generation. Never 0. (ketama.c: the
+ * snapshot writer publishes it, health.c keys the table by it.) */
 uint64_t mcr__ring_node_ident(const char* host, const char* address,
                               uint16_t port);
 /* The entry of `ident` in `table`, claiming a free one when `claim`; NULL
@@ -937,7 +938,8 @@ struct mcr__node {
                          or mcr__hh_none */
   uint64_t hh_seen;   /* the shared state word this handle last took in */
   bool hh_probing;    /* this handle holds the node's probe */
-  uint64_t ident;     /* ring_dir clients: mcr__ring_node_ident */
+  uint64_t ident;     /* ring nodes: mcr__ring_node_ident */
+  uint32_t at;        /* its index in c->nodes (the ring's node index) */
   int fails;          /* consecutive connect / I/O failures */
   int64_t down_until; /* mcr__now_ms() until which the node is down, or 0 */
 };
@@ -1015,9 +1017,12 @@ typedef enum {
  * 0 or MCR_ENOMEM. */
 int mcr__hs_open(mcr_client_t* c, int dirfd, uid_t owner, uint64_t generation);
 void mcr__hs_close(mcr_client_t* c);
-/* Points every node of c at its entry in c's segment (after a ring switch
- * to `generation`), registering again when the agent restarted. */
+/* Points every node c has made at its entry in c's segment (after a ring
+ * switch to `generation`), registering again when the agent restarted. */
 void mcr__hs_bind(mcr_client_t* c, uint64_t generation);
+/* Points node n, just made, at its entry and its health (when c has a
+ * segment). */
+void mcr__hs_bind_node(mcr_client_t* c, mcr__node_t* n);
 /* In a child after fork (c->hs inherited): registers a segment of its
  * own, so it never counts into its parent's. */
 void mcr__hs_check_fork(mcr_client_t* c);
@@ -1045,13 +1050,24 @@ void mcr__router_free(mcr_client_t* c);
  * endpoint when the discovery interval is over. Called when a call
  * starts, between calls only. */
 void mcr__router_refresh(mcr_client_t* c);
-/* The node that owns `key` (routed around down nodes with eject). Never
- * fails: keys are checked by now. */
+/* The node that owns `key` (routed around down nodes with eject), made on
+ * first use (mcr__client_node). NULL, with the error on c and its code in
+ * c->node_err, only when it could not be made. */
 mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len);
 /* out[i] = the index in c->nodes of the node mcr__route picks for keys[i],
- * for i < n; the keys' hashes are computed several at a time (md5x.c). */
+ * for i < n; the keys' hashes are computed several at a time (md5x.c).
+ * The nodes are not made: the caller asks mcr__client_node for each. */
 void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
                      const size_t* lens, size_t* out);
+/* Makes node i of c's ring (i < c->nnodes): its entry read from the ring
+ * (checked there), its host stats and health bound. NULL, with the error on
+ * c and its code in c->node_err, when the entry is damaged or memory ran
+ * out. */
+mcr__node_t* mcr__node_make(mcr_client_t* c, size_t i);
+/* Puts the configured node n (allocated with mcr__malloc) at index i of
+ * c->nodes and in c->live. Returns 0 or MCR_ENOMEM (n is then c's all the
+ * same: mcr_client_free frees it). */
+int mcr__node_place(mcr_client_t* c, size_t i, mcr__node_t* n);
 
 /* ================================================================ fanout.c */
 /* The engine's interface, and its one-node hot path inline: fanout.h. */
@@ -1061,8 +1077,15 @@ typedef struct mcr__value mcr__value_t;
 
 struct mcr_client {
   mcr_client_opts_t opts; /* copy; opts.servers points into nothing */
-  mcr__node_t* nodes;
-  size_t nnodes;
+  /* One slot per node of the ring (or per configured server), in ring
+   * order; a ring node's slot stays NULL until a call needs it, so a
+   * worker holds state only for the nodes it uses, whatever the ring's
+   * size (mcr__client_node). */
+  mcr__node_t** nodes;
+  size_t nnodes, nodes_cap; /* nodes_cap >= nnodes slots allocated */
+  mcr__node_t** live; /* the nodes made, in no order (nlive of live_cap) */
+  size_t nlive, live_cap;
+  int node_err; /* the error of the last node that could not be made */
   mcr__conn_opts_t conn_opts;
   mcr__health_t health;
   int64_t call_cap;       /* no byte of the current call after this (ns) */
@@ -1083,6 +1106,13 @@ struct mcr_client {
   char pin_key[250];
   char err[512];
 };
+
+/* Node i of c (i < c->nnodes), made on first use; NULL as mcr__node_make
+ * says. */
+static inline mcr__node_t* mcr__client_node(mcr_client_t* c, size_t i) {
+  mcr__node_t* n = c->nodes[i];
+  return MCR__LIKELY(n != NULL) ? n : mcr__node_make(c, i);
+}
 
 /* Per-call reset of the last error and the result arena, the ring check
  * and the fork check: the first thing every public call that talks to a

@@ -409,16 +409,78 @@ uint64_t mcr_ring_publish_time_ns(const mcr_ring_t* r) {
   return r->publish_ns;
 }
 
+/* ------------------------------------------------------------ nodes */
+
+uint64_t mcr__ring_node_ident(const char* host, const char* address,
+                              uint16_t port) {
+  /* One shot over host NUL address NUL port: the strings of a ring are at
+   * most MCR__RING_MAX_STR bytes (longer ones are cut, never overrun). */
+  char buf[2 * (MCR__RING_MAX_STR + 1) + 2];
+  size_t hl = strnlen(host, MCR__RING_MAX_STR);
+  size_t al = strnlen(address, MCR__RING_MAX_STR);
+  memcpy(buf, host, hl);
+  buf[hl] = '\0';
+  memcpy(buf + hl + 1, address, al);
+  buf[hl + 1 + al] = '\0';
+  memcpy(buf + hl + al + 2, &port, 2);
+  uint64_t id = XXH3_64bits(buf, hl + al + 4);
+  return id ? id : 1; /* 0 marks a free entry */
+}
+
+/* A string of a mapped ring's strings section: in bounds, NUL-terminated
+ * right at off + len, with no NUL inside. Returns it or NULL. */
+static const char* file_string(const mcr_ring_t* r, uint32_t off,
+                               uint32_t len) {
+  if (len == 0 || off > r->strings_len || len >= r->strings_len - off)
+    return NULL;
+  const char* s = r->strings + off;
+  if (s[len] != '\0' || memchr(s, '\0', len))
+    return NULL;
+  return s;
+}
+
+int mcr__ring_node_get(const mcr_ring_t* r, uint32_t i, mcr__ring_node_t* out) {
+  if (i >= r->nnodes)
+    return MCR_ERANGE;
+  if (r->nodes) {
+    *out = r->nodes[i];
+    return 0;
+  }
+  mcr__snap_node_t e;
+  memcpy(&e, r->file_nodes + (size_t)i * MCR__SNAP_NODE_SIZE, sizeof e);
+  *out = (mcr__ring_node_t){.host = file_string(r, e.host_off, e.host_len),
+                            .address = file_string(r, e.addr_off, e.addr_len),
+                            .port = e.port,
+                            .state = e.state,
+                            .weight = e.weight,
+                            .points = e.points};
+  if (r->arcs) /* else a minor-0 file, whose arcs only the full check makes */
+    memcpy(&out->arc, r->arcs + (size_t)i * 8, 8);
+  if (!out->host || !out->address || out->arc > (1ull << 32))
+    return MCR_ESNAPSHOT;
+  return 0;
+}
+
+uint64_t mcr__ring_ident_slow(const mcr_ring_t* r, uint32_t i) {
+  mcr__ring_node_t n;
+  if (i >= r->nnodes || mcr__ring_node_get(r, i, &n))
+    return 0;
+  return mcr__ring_node_ident(n.host, n.address, n.port);
+}
+
 int mcr_ring_node(const mcr_ring_t* r, size_t i, mcr_ring_node_t* out) {
   if (i >= r->nnodes)
     return MCR_ERANGE;
-  const mcr__ring_node_t* n = &r->nodes[i];
-  out->host = n->host;
-  out->address = n->address;
-  out->port = n->port;
-  out->weight = n->weight;
-  out->state = n->state;
-  out->points = n->points;
-  out->share = (double)n->arc / 4294967296.0;
+  mcr__ring_node_t n;
+  int rc = mcr__ring_node_get(r, (uint32_t)i, &n);
+  if (rc)
+    return rc;
+  out->host = n.host;
+  out->address = n.address;
+  out->port = n.port;
+  out->weight = n.weight;
+  out->state = n.state;
+  out->points = n.points;
+  out->share = (double)n.arc / 4294967296.0;
   return 0;
 }

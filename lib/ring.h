@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -31,6 +32,8 @@
 #define MCR__RING_MAX_NODES 65535u
 #define MCR__RING_MAX_POINTS (1u << 24)
 #define MCR__RING_MAX_STR 1023u
+/* A remap entry of a node that left the ring (the snapshot's remap). */
+#define MCR__SNAP_GONE 0xffffffffu
 
 /* Node states stored in the node table (informational: a ring only ever
  * holds the nodes the writer considered live). */
@@ -69,11 +72,24 @@ struct mcr_ring {
   mcr_distribution_t mode;
   uint32_t bucket_shift; /* 32 - bucket_bits */
   /* Cold fields. */
-  mcr__ring_node_t* nodes; /* nnodes entries, heap */
-  uint64_t generation;     /* snapshot generation, 0 when built here */
-  uint64_t publish_ns;     /* snapshot publish time (CLOCK_REALTIME) */
-  void* heap;              /* arrays and strings when built here */
-  void* map;               /* the mapped snapshot file, or NULL */
+  mcr__ring_node_t* nodes; /* nnodes entries, heap; NULL for a mapped ring
+                              whose entries are read from the file on use
+                              (mcr__ring_node_get) */
+  /* A mapped ring's node table, strings and per-node sections, or NULL.
+   * Entries are checked when read, not when mapped: a switch costs what
+   * it uses of the file, not its size. */
+  const char* file_nodes;
+  const char* strings;
+  uint64_t strings_len;
+  const char* arcs;   /* nnodes u64 */
+  const char* idents; /* nnodes u64, or NULL (computed on use) */
+  const char* remap;  /* nremap u32, or NULL */
+  uint32_t nremap;
+  uint64_t remap_from; /* the generation remap maps from */
+  uint64_t generation; /* snapshot generation, 0 when built here */
+  uint64_t publish_ns; /* snapshot publish time (CLOCK_REALTIME) */
+  void* heap;          /* arrays and strings when built here */
+  void* map;           /* the mapped snapshot file, or NULL */
   size_t map_len;
 };
 
@@ -197,6 +213,40 @@ int mcr__ring_account(const uint32_t* points, const uint32_t* owners,
                       uint32_t npoints, mcr__ring_node_t* nodes,
                       uint32_t nnodes);
 
+/* Node i of ring r into *out: a built ring's entry, or a mapped ring's
+ * entry read from the file and checked there and then (its strings in
+ * bounds and NUL-terminated without a NUL inside, its arc at most 2^32).
+ * Returns 0, MCR_ERANGE (i >= nnodes) or MCR_ESNAPSHOT (a bad entry). */
+int mcr__ring_node_get(const mcr_ring_t* r, uint32_t i, mcr__ring_node_t* out);
+
+/* The identity of node i of r computed from its entry; 0 for a bad one. */
+uint64_t mcr__ring_ident_slow(const mcr_ring_t* r, uint32_t i);
+
+/* The identity (mcr__ring_node_ident) of node i of r: the file's when it
+ * carries them, else computed from the entry; 0 for a bad entry. Inline:
+ * a ring switch reads one per node the worker holds. */
+static inline uint64_t mcr__ring_ident_at(const mcr_ring_t* r, uint32_t i) {
+  if (MCR__LIKELY(r->idents != NULL && i < r->nnodes)) {
+    uint64_t id;
+    memcpy(&id, r->idents + (size_t)i * 8, 8);
+    return id;
+  }
+  return mcr__ring_ident_slow(r, i);
+}
+
+/* Where node `old` of generation `from` is in r, from the map the writer
+ * published with r: its index, or MCR__SNAP_GONE when it left; -1 when r
+ * has no map from `from` (or the entry is out of range), and the caller
+ * must match by identity instead. */
+static inline int64_t mcr__ring_remap(const mcr_ring_t* r, uint64_t from,
+                                      uint32_t old) {
+  if (!r->remap || r->remap_from != from || old >= r->nremap)
+    return -1;
+  uint32_t j;
+  memcpy(&j, r->remap + (size_t)old * 4, 4);
+  return j < r->nnodes ? (int64_t)j : (int64_t)MCR__SNAP_GONE;
+}
+
 /* The ring directory a reader opened (its own descriptor) and the uid its
  * files must be owned by. */
 int mcr__snapshot_dirfd(const mcr_snapshot_t* s, uid_t* owner);
@@ -208,7 +258,7 @@ int mcr__snapshot_dirfd(const mcr_snapshot_t* s, uid_t* owner);
 #define MCR__SNAP_MAGIC "MCRRING1"     /* 8 bytes, no NUL */
 #define MCR__SNAP_CTL_MAGIC "MCRCTL01" /* 8 bytes, no NUL */
 #define MCR__SNAP_ABI_MAJOR 1u
-#define MCR__SNAP_ABI_MINOR 2u
+#define MCR__SNAP_ABI_MINOR 3u
 #define MCR__SNAP_CTL_NAME "ctl"
 #define MCR__SNAP_CTL_SIZE 4096u
 #define MCR__SNAP_CTL_GEN_OFF 16u /* the 8-aligned generation word */
@@ -241,7 +291,11 @@ typedef struct {
   uint64_t buckets_len; /* 128 */
   uint64_t arcs_off;    /* 136 ABI minor >= 1: node_count u64, the hashes */
   uint64_t arcs_len;    /* 144 (out of 2^32) each node owns; 0 in minor 0 */
-  uint64_t reserved[5]; /* 152 zero */
+  uint64_t idents_off;  /* 152 ABI minor >= 3: node_count u64, each node's */
+  uint64_t idents_len;  /* 160 identity (mcr__ring_node_ident); 0 before */
+  uint64_t remap_off;   /* 168 ABI minor >= 3: for each node of generation */
+  uint64_t remap_len;   /* 176 remap_from, its u32 index in this one, or */
+  uint64_t remap_from;  /* 184 MCR__SNAP_GONE; remap_len 0 = no map */
 } mcr__snap_header_t;   /* 192 bytes; the last 8 bytes of the file hold
                            XXH3-64 of every byte before them */
 
@@ -258,13 +312,22 @@ typedef struct {
   uint32_t reserved; /* zero */
 } mcr__snap_node_t;
 
-/* Size of the snapshot file for ring r. */
-size_t mcr__snapshot_size(const mcr_ring_t* r);
+/* The map a generation carries from the one before it (remap_*). */
+typedef struct {
+  uint64_t from;      /* the generation it maps from */
+  const uint32_t* to; /* n entries: new index, or MCR__SNAP_GONE */
+  uint32_t n;
+} mcr__snap_remap_t;
 
-/* Writes the complete snapshot of ring r (generation, publish time) into
- * buf[0..size), size from mcr__snapshot_size, checksum included. */
+/* Size of the snapshot file for ring r with a map of `nremap` entries. */
+size_t mcr__snapshot_size(const mcr_ring_t* r, uint32_t nremap);
+
+/* Writes the complete snapshot of ring r (generation, publish time, the
+ * nodes' identities, and `remap` unless NULL) into buf[0..size), size from
+ * mcr__snapshot_size, checksum included. */
 void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
-                          uint64_t publish_ns, void* buf, size_t size);
+                          uint64_t publish_ns, const mcr__snap_remap_t* remap,
+                          void* buf, size_t size);
 
 /* Recomputes the checksum trailer of buf[0..size) (tests use it to make a
  * corrupted file pass the checksum and reach the field checks). */
@@ -272,14 +335,16 @@ void mcr__snapshot_seal(void* buf, size_t size);
 
 /* Checks a snapshot image and, on success, builds a ring that points into
  * it: *out->map = NULL (the caller owns the bytes and sets map/map_len).
- * Always checked, in time proportional to the node count: the header,
- * every section's bounds, the node table and its strings, the per-node
- * point counts and arcs against the totals. With `full` also the checksum,
- * the order of the points, every owner index and the exact bucket index
- * (time proportional to the point count; a file without the arcs section,
- * ABI minor 0, is always checked in full). Lookups never leave the arrays
- * of a ring that passed the first part (ring.h), so `full` decides only
- * whether a damaged file can route keys, never whether it can crash.
+ * Always checked, in constant time: the header, every section's bounds,
+ * the end of the bucket index; node entries are checked when they are read
+ * (mcr__ring_node_get). With `full` also every node entry, identity and
+ * map entry, the per-node point counts and arcs against the totals, the
+ * checksum, the order of the points, every owner index and the exact
+ * bucket index (time proportional to the nodes and points; a file without
+ * the arcs section, ABI minor 0, is always checked in full). Lookups never
+ * leave the arrays of a ring that passed the first part (ring.h), so
+ * `full` decides only whether a damaged file can route keys, never whether
+ * it can crash.
  * `generation` is the expected generation (0 = any). Returns 0, or
  * MCR_ESNAPSHOT / MCR_ENOMEM with a message in err. */
 int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,

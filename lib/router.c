@@ -11,26 +11,30 @@
  *
  * In every case c->nodes is kept in ring order, so the ring's node index is
  * the client's node index and a route is one ring lookup plus an array
- * index. For a ring_dir, mcr__router_refresh runs at the start of every
- * call: one acquire load of the published generation. When it changed, the
- * new ring is validated and swapped in by the snapshot reader, then the
- * node array is reconciled: a node whose host, address and port are
- * unchanged keeps its open connection (even when its index moved), removed
- * nodes' connections are closed, and new nodes connect on first use. The
- * switch happens between calls, never inside one, so node pointers held by
- * a multi-key call stay valid for the whole call.
+ * index. A ring node's slot stays empty until a call needs the node
+ * (mcr__node_make reads its entry from the ring then): a worker holds state
+ * for the nodes it talks to, not for the whole ring. For a ring_dir,
+ * mcr__router_refresh runs at the start of every call: one acquire load of
+ * the published generation. When it changed, the snapshot reader maps the
+ * new ring (checking its header, not its nodes), and the nodes this client
+ * made are moved to their new places through the map the agent published
+ * from the generation before (checked against each node's identity, else
+ * matched by identity): a node whose host, address and port are unchanged
+ * keeps its open connection, removed nodes' connections are closed. So a
+ * switch costs what the worker holds, not what the ring holds. It happens
+ * between calls, never inside one, so node pointers held by a multi-key
+ * call stay valid for the whole call.
  *
  * What is hashed is the key, less its first route_skip bytes (a namespace
  * the peers do not hash), or, after mcr_client_route_by, one server key for
  * every key (libmemcached's *_by_key placement).
  */
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <xxhash.h>
 
 #include "discovery.h"
 #include "ring.h"
@@ -39,6 +43,7 @@ struct mcr__router {
   mcr_ring_t* own;        /* built in process, or NULL */
   mcr_snapshot_t* snap;   /* the agent's snapshot, or NULL */
   const mcr_ring_t* ring; /* the ring keys are routed by */
+  uint64_t gen;           /* the generation c->nodes follows (snapshots) */
   bool behind; /* c->nodes not yet reconciled with ring (out of memory) */
   /* Embedded discovery (opts.elasticache), else ec is NULL. */
   char* ec;              /* the configuration endpoint */
@@ -64,9 +69,9 @@ static int numeric_addresses(mcr_client_t* c, char (*addrs)[INET6_ADDRSTRLEN]) {
     return mcr__set_error(c, MCR_ENOMEM, "out of memory");
   }
   for (size_t i = 0; i < c->nnodes; i++)
-    if (!c->nodes[i].srv.is_unix) {
+    if (!c->nodes[i]->srv.is_unix) {
       at[n] = i;
-      srv[n++] = &c->nodes[i].srv;
+      srv[n++] = &c->nodes[i]->srv;
     }
   size_t bad = 0;
   const char* why = NULL;
@@ -103,7 +108,7 @@ static int build_own(mcr_client_t* c, router_t* r) {
   if (!rc && ketama)
     rc = numeric_addresses(c, addrs);
   for (size_t i = 0; i < n && !rc; i++) {
-    const mcr__server_t* s = &c->nodes[i].srv;
+    const mcr__server_t* s = &c->nodes[i]->srv;
     in[i] = (mcr__ring_node_in_t){.host = s->host,
                                   .port = s->is_unix ? 0 : s->port,
                                   .weight = s->weight,
@@ -124,126 +129,159 @@ static int build_own(mcr_client_t* c, router_t* r) {
   return rc;
 }
 
-/* Identity of a ring node: host, address and port. Two ring generations
- * naming the same identity name the same server, so its connection stays. */
-static uint64_t ring_ident(const mcr__ring_node_t* rn) {
-  return mcr__ring_node_ident(rn->host, rn->address, rn->port);
+/* ------------------------------------------------------------ nodes */
+
+mcr__node_t* mcr__node_make(mcr_client_t* c, size_t i) {
+  router_t* r = c->router;
+  mcr__ring_node_t rn;
+  int rc = MCR_ENOMEM;
+  /* Only ring nodes are made on use; configured ones exist from the
+   * start. While a switch waits for memory (r->behind) c->nodes is in the
+   * old ring's order: no node is made that could land in the wrong slot. */
+  if (!r || !r->ring || r->behind || i >= c->nnodes) {
+    c->node_err = MCR_ENOMEM;
+    mcr__set_error(c, MCR_ENOMEM, "out of memory (a ring switch is pending)");
+    return NULL;
+  }
+  if ((rc = mcr__ring_node_get(r->ring, (uint32_t)i, &rn))) {
+    c->node_err = MCR_ESNAPSHOT;
+    mcr__set_error(c, MCR_ESNAPSHOT,
+                   "ring generation %" PRIu64 ": node %zu entry is damaged",
+                   r->ring->generation, i);
+    return NULL;
+  }
+  mcr__node_t* n = mcr__malloc(sizeof *n);
+  if (n && (rc = mcr__node_from_ring(n, rn.host, rn.address, rn.port, rn.weight,
+                                     mcr__ring_ident_at(r->ring, (uint32_t)i))))
+    n = (mcr__free(n), NULL);
+  if (!n || mcr__node_place(c, i, n)) {
+    c->node_err = MCR_ENOMEM;
+    mcr__set_error(c, MCR_ENOMEM, "out of memory");
+    return NULL;
+  }
+  mcr__hs_bind_node(c, n);
+  return n;
 }
 
-/* The old nodes by identity, built the first time a switch needs it: an
- * open-addressing table of old index + 1 (0 = empty), twice as large as
- * the old node count, so a switch where every identity changed costs one
- * probe per node instead of a scan of the old nodes per node. */
+int mcr__node_place(mcr_client_t* c, size_t i, mcr__node_t* n) {
+  if (c->nlive == c->live_cap) {
+    size_t cap = c->live_cap ? 2 * c->live_cap : 8;
+    mcr__node_t** v = mcr__realloc(c->live, cap * sizeof *v);
+    if (!v) {
+      mcr__node_free(n);
+      mcr__free(n);
+      return MCR_ENOMEM;
+    }
+    c->live = v;
+    c->live_cap = cap;
+  }
+  n->at = (uint32_t)i;
+  c->live[c->nlive++] = n;
+  c->nodes[i] = n;
+  return 0;
+}
+
+/* The new ring's nodes by identity, built the first time a switch needs
+ * it (no map from the generation before, or a map that disagrees with the
+ * identities): an open-addressing table of node index + 1 (0 = empty),
+ * twice as large as the node count. */
 typedef struct {
   uint32_t* slot;
   size_t mask;
 } ident_index_t;
 
-static int index_build(ident_index_t* x, const mcr_client_t* c) {
+static int index_build(ident_index_t* x, const mcr_ring_t* ring) {
   size_t cap = 16;
-  while (cap < 2 * c->nnodes)
+  while (cap < 2 * (size_t)ring->nnodes)
     cap <<= 1;
   x->slot = mcr__calloc(cap, sizeof *x->slot);
   if (!x->slot)
     return MCR_ENOMEM;
   x->mask = cap - 1;
-  for (size_t k = 0; k < c->nnodes; k++) {
-    size_t h = (size_t)c->nodes[k].ident & x->mask;
+  for (uint32_t i = 0; i < ring->nnodes; i++) {
+    uint64_t id = mcr__ring_ident_at(ring, i);
+    if (!id)
+      continue; /* a damaged entry matches nothing */
+    size_t h = (size_t)id & x->mask;
     while (x->slot[h])
       h = (h + 1) & x->mask;
-    x->slot[h] = (uint32_t)k + 1;
+    x->slot[h] = i + 1;
   }
   return 0;
 }
 
-/* The old node with identity id that is not taken yet, or SIZE_MAX. */
-static size_t index_find(const ident_index_t* x, const mcr_client_t* c,
-                         const bool* taken, uint64_t id) {
-  for (size_t h = (size_t)id & x->mask; x->slot[h]; h = (h + 1) & x->mask) {
-    size_t k = x->slot[h] - 1;
-    if (!taken[k] && c->nodes[k].ident == id)
-      return k;
-  }
+/* The index in `ring` of the node with identity id, or SIZE_MAX. */
+static size_t index_find(const ident_index_t* x, const mcr_ring_t* ring,
+                         uint64_t id) {
+  for (size_t h = (size_t)id & x->mask; x->slot[h]; h = (h + 1) & x->mask)
+    if (mcr__ring_ident_at(ring, x->slot[h] - 1) == id)
+      return x->slot[h] - 1;
   return SIZE_MAX;
 }
 
-/* Rebuilds c->nodes in the order of `ring`, keeping the state (connection,
- * failure count, stats entry) of nodes whose identity did not change. A
- * kept node is found at its old position, or right after the previous kept
- * one (a node added or removed shifts the rest by one), else by a scan
- * for the first three misses and through the identity index after; so a
- * switch costs one hash per node (plus at most five scans' worth),
- * and allocates only for new nodes. On failure c->nodes is untouched. */
-static int reconcile(mcr_client_t* c, const mcr_ring_t* ring) {
-  size_t n = ring->nnodes, next = 0, filled = 0;
-  /* Not zeroed: every entry is assigned whole below (kept or new). */
-  mcr__node_t* fresh = mcr__malloc(n * sizeof(*fresh));
-  bool* taken = mcr__calloc(c->nnodes + 1, sizeof(*taken));
-  /* Where each fresh node came from: an old index, or SIZE_MAX (new). */
-  size_t* from = mcr__malloc((n + 1) * sizeof(*from));
+/* Moves the nodes c has made to their places in `ring` (generation
+ * `from` before it), keeping each one's state (connection, failure count,
+ * stats entry) when its identity (host, address, port) is still in the
+ * ring, freeing it otherwise; nodes not made stay unmade. A node is found
+ * through the map the writer published from `from` (one read, checked
+ * against the identity there), else through an identity index of the new
+ * ring built once: a switch costs what c holds, not what the ring holds,
+ * when the worker follows the agent generation by generation. On failure
+ * (out of memory) c->nodes is untouched. */
+static int reconcile(mcr_client_t* c, const mcr_ring_t* ring, uint64_t from) {
+  size_t n = ring->nnodes;
+  size_t* dest = mcr__malloc((c->nlive + 1) * sizeof *dest);
   ident_index_t index = {NULL, 0};
-  int scans = 0;
-  if (!fresh || !taken || !from) {
-    mcr__free(fresh);
-    mcr__free(taken);
-    mcr__free(from);
-    return MCR_ENOMEM;
-  }
-  int rc = 0;
-  for (size_t i = 0; i < n && !rc; i++, filled++) {
-    uint64_t id = ring_ident(&ring->nodes[i]);
-    size_t j = SIZE_MAX;
-    if (i < c->nnodes && !taken[i] && c->nodes[i].ident == id)
-      j = i;
-    else if (next < c->nnodes && !taken[next] && c->nodes[next].ident == id)
-      j = next;
-    else if (scans < 3) {
-      /* The first misses (a switch usually changes a node or two) scan;
-       * a fourth builds the index, which costs about two scans. */
-      scans++;
-      for (size_t k = 0; j == SIZE_MAX && k < c->nnodes; k++)
-        if (!taken[k] && c->nodes[k].ident == id)
-          j = k;
-    } else if (c->nnodes && (index.slot || !(rc = index_build(&index, c)))) {
-      j = index_find(&index, c, taken, id);
+  int rc = dest ? 0 : MCR_ENOMEM;
+  for (size_t k = 0; k < c->nlive && !rc; k++) {
+    const mcr__node_t* node = c->live[k];
+    int64_t j = mcr__ring_remap(ring, from, node->at);
+    if (j >= 0 && j != MCR__SNAP_GONE &&
+        mcr__ring_ident_at(ring, (uint32_t)j) != node->ident)
+      j = -1; /* a map that disagrees: match by identity */
+    if (j < 0 && (index.slot || !(rc = index_build(&index, ring)))) {
+      size_t f = index_find(&index, ring, node->ident);
+      j = f == SIZE_MAX ? (int64_t)MCR__SNAP_GONE : (int64_t)f;
     }
-    from[i] = j;
-    if (rc)
-      break;
-    if (j == SIZE_MAX) {
-      const mcr__ring_node_t* rn = &ring->nodes[i];
-      rc = mcr__node_from_ring(&fresh[i], rn->host, rn->address, rn->port,
-                               rn->weight, id);
-      continue;
-    }
-    fresh[i] = c->nodes[j];
-    taken[j] = true;
-    next = j + 1;
+    dest[k] = j < 0 || j == MCR__SNAP_GONE ? SIZE_MAX : (size_t)j;
   }
   mcr__free(index.slot);
+  /* The slot array is reused: every slot is NULL but those of the nodes
+   * made, so only a ring larger than any before needs new (zeroed) slots,
+   * and nothing here touches the slots of nodes never made. */
+  if (!rc && n > c->nodes_cap) {
+    mcr__node_t** v = mcr__realloc(c->nodes, n * sizeof *v);
+    if (v) {
+      memset(v + c->nodes_cap, 0, (n - c->nodes_cap) * sizeof *v);
+      c->nodes = v;
+      c->nodes_cap = n;
+    } else {
+      rc = MCR_ENOMEM;
+    }
+  }
   if (rc) {
-    /* Give back only what this call allocated: kept nodes still belong to
-     * c->nodes (nothing was removed from it yet); a new node that failed
-     * half-way has no fd and NULL for what it did not get. */
-    for (size_t i = 0; i < filled; i++)
-      if (from[i] == SIZE_MAX && (fresh[i].srv.host || fresh[i].srv.name))
-        mcr__node_free(&fresh[i]);
-    mcr__free(fresh);
-    mcr__free(taken);
-    mcr__free(from);
+    mcr__free(dest);
     return rc;
   }
-  mcr__free(from);
-  for (size_t j = 0; j < c->nnodes; j++)
-    if (!taken[j])
-      mcr__node_free(&c->nodes[j]);
-  mcr__free(taken);
-  mcr__free(c->nodes);
-  c->nodes = fresh;
-  c->nnodes = n;
+  for (size_t k = 0; k < c->nlive; k++)
+    c->nodes[c->live[k]->at] = NULL;
+  size_t keep = 0;
   c->health.ndown = 0;
-  for (size_t i = 0; i < n; i++)
-    c->health.ndown += fresh[i].down_until != 0;
+  for (size_t k = 0; k < c->nlive; k++) {
+    mcr__node_t* node = c->live[k];
+    if (dest[k] == SIZE_MAX || c->nodes[dest[k]]) {
+      mcr__node_free(node); /* left the ring (or a duplicate identity) */
+      mcr__free(node);
+      continue;
+    }
+    c->nodes[dest[k]] = node;
+    node->at = (uint32_t)dest[k];
+    c->live[keep++] = node;
+    c->health.ndown += node->down_until != 0;
+  }
+  mcr__free(dest);
+  c->nnodes = n;
+  c->nlive = keep;
   return 0;
 }
 
@@ -257,9 +295,10 @@ static int open_snapshot(mcr_client_t* c, router_t* r, const char* dir) {
   if (rc)
     return mcr__set_error(c, rc, "ring %s: %s", dir, err);
   r->ring = mcr_snapshot_ring(r->snap);
-  rc = reconcile(c, r->ring);
+  rc = reconcile(c, r->ring, 0);
   if (rc)
     return mcr__set_error(c, rc, "out of memory");
+  r->gen = r->ring->generation;
   if (!c->opts.host_stats)
     return 0;
   uid_t owner;
@@ -290,7 +329,7 @@ static int ec_apply(mcr_client_t* c, router_t* r, const mcr__nodes_t* list) {
   mcr__free(in);
   if (rc)
     return mcr__set_error(c, rc, "%s: cannot build the ring: %s", r->ec, err);
-  if ((rc = reconcile(c, ring))) {
+  if ((rc = reconcile(c, ring, 0))) {
     mcr_ring_free(ring);
     return mcr__set_error(c, rc, "out of memory");
   }
@@ -408,7 +447,7 @@ void mcr__router_refresh(mcr_client_t* c) {
       return;
   }
   r->ring = mcr_snapshot_ring(r->snap);
-  if (reconcile(c, r->ring)) {
+  if (reconcile(c, r->ring, r->gen)) {
     /* Out of memory: the node array still has the old ring's order.
      * Retry at every call; mcr__route clamps indexes meanwhile. */
     r->behind = true;
@@ -416,6 +455,7 @@ void mcr__router_refresh(mcr_client_t* c) {
     return;
   }
   r->behind = false;
+  r->gen = r->ring->generation;
   c->counters.ring_switches++;
   if (c->hs)
     mcr__hs_bind(c, mcr_snapshot_generation(r->snap));
@@ -430,17 +470,17 @@ static mcr__node_t* eject_route(mcr_client_t* c, const mcr_ring_t* ring,
   uint32_t p = mcr__ring_find_point(ring, h);
   for (uint32_t step = 0; step < ring->npoints; step++) {
     uint32_t q = p + step < ring->npoints ? p + step : p + step - ring->npoints;
-    mcr__node_t* n = &c->nodes[mcr__ring_owner(ring, q)];
-    if (!mcr__node_is_down(n, &c->health, now))
+    mcr__node_t* n = mcr__client_node(c, mcr__ring_owner(ring, q));
+    if (n && !mcr__node_is_down(n, &c->health, now))
       return n;
   }
-  return &c->nodes[mcr__ring_owner(ring, p)];
+  return mcr__client_node(c, mcr__ring_owner(ring, p));
 }
 
 mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
   router_t* r = c->router;
   if (!r)
-    return c->nodes;
+    return c->nodes[0];
   size_t skip = c->opts.route_skip;
   if (MCR__UNLIKELY(c->pinned)) {
     key = c->pin_key;
@@ -456,7 +496,7 @@ mcr__node_t* mcr__route(mcr_client_t* c, const char* key, size_t key_len) {
   uint32_t i = mcr__ring_find(r->ring, h);
   if (MCR__UNLIKELY(i >= c->nnodes))
     i = 0; /* only while r->behind */
-  return &c->nodes[i];
+  return mcr__client_node(c, i);
 }
 
 void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
@@ -468,7 +508,8 @@ void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
     return;
   }
   if (MCR__UNLIKELY(c->pinned)) {
-    size_t i = (size_t)(mcr__route(c, NULL, 0) - c->nodes);
+    mcr__node_t* pin = mcr__route(c, NULL, 0);
+    size_t i = pin ? pin->at : 0; /* not made: the plan asks again */
     for (size_t k = 0; k < n; k++)
       out[k] = i;
     return;
@@ -499,7 +540,8 @@ void mcr__route_many(mcr_client_t* c, size_t n, const char* const* keys,
     }
     for (size_t k = 0; k < m; k++) {
       if (MCR__UNLIKELY(eject)) {
-        out[base + k] = (size_t)(eject_route(c, ring, h[k]) - c->nodes);
+        mcr__node_t* e = eject_route(c, ring, h[k]);
+        out[base + k] = e ? e->at : mcr__ring_find(ring, h[k]);
         continue;
       }
       uint32_t i = mcr__ring_find(ring, h[k]);

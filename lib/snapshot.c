@@ -9,18 +9,22 @@
  * Why a reader can trust what it maps: it opens with O_RDONLY|O_NOFOLLOW
  * relative to the directory fd, refuses files that are not regular, not
  * owned by the expected user, or writable by group or other, maps PROT_READ,
- * and validates once per generation, before any lookup, everything whose
- * size grows with the nodes: every header field, every section's offset
- * and length overflow-safe against the fstat size, the node table and its
- * strings, the per-node point counts and arcs against the totals. The
- * O(points) checks (the checksum, point order, owner indexes, the exact
- * bucket index: ~250 us at 500 nodes) are made once per host, by the
- * writer from the file's own bytes before it publishes (snapshot_write.c),
- * and again by readers only on request (opts.verify). A reader does not
- * need them to stay safe: lookups clamp every index they read from the
- * arrays (ring.h), so whatever a file holds, a lookup stays inside it and
- * names a node of the table. A refused generation leaves the last good
- * ring in place. docs/decisions.md has the numbers behind this split.
+ * and validates once per generation, before any lookup, what a lookup
+ * relies on: every header field, every section's offset and length
+ * overflow-safe against the fstat size, the end of the bucket index. A node
+ * entry is checked when it is read (mcr__ring_node_get: its strings in
+ * bounds and NUL-terminated, its arc at most 2^32), so a worker reads and
+ * checks only the entries of the nodes it uses, and a switch costs the same
+ * at 50 nodes as at 50,000. The O(nodes + points) checks (the checksum,
+ * every node entry and identity, the totals, point order, owner indexes,
+ * the exact bucket index) are made once per host, by the writer from the
+ * file's own bytes before it publishes (snapshot_write.c), and again by
+ * readers only on request (opts.verify). A reader does not need them to
+ * stay safe: lookups clamp every index they read from the arrays (ring.h),
+ * so whatever a file holds, a lookup stays inside it and names a node of
+ * the table, and a damaged entry is refused when it is read. A refused
+ * generation leaves the last good ring in place. docs/decisions.md has the
+ * numbers behind this split.
  *
  * Why checking is cheap: mcr_snapshot_refresh is one acquire load of the
  * control file's generation compared with the last generation seen; only a
@@ -157,19 +161,19 @@ static int check_header(const mcr__snap_header_t* h, size_t size,
                  "arc section at %" PRIu64 " not 8-aligned%.0" PRIu64,
                  h->arcs_off, 0);
   }
+  if (h->abi_minor >= 3) {
+    if (h->idents_len &&
+        (rc = check_section("identity", h->idents_off, h->idents_len,
+                            (uint64_t)h->node_count * 8, h, err, errlen)))
+      return rc;
+    if (h->remap_len % 4 || h->remap_len / 4 > MCR__RING_MAX_NODES)
+      return bad(err, errlen, "bad remap length %" PRIu64 "%.0" PRIu64,
+                 h->remap_len, 0);
+    if (h->remap_len && (rc = check_section("remap", h->remap_off, h->remap_len,
+                                            h->remap_len, h, err, errlen)))
+      return rc;
+  }
   return 0;
-}
-
-/* A string of the strings section: in bounds, NUL-terminated right at
- * off + len, with no NUL inside. Returns it or NULL. */
-static const char* section_string(const char* strings, uint64_t slen,
-                                  uint32_t off, uint32_t len) {
-  if (len == 0 || !in_bounds(off, (uint64_t)len + 1, 0, slen))
-    return NULL;
-  const char* s = strings + off;
-  if (s[len] != '\0' || memchr(s, '\0', len))
-    return NULL;
-  return s;
 }
 
 /* The O(points) half of validation: the checksum, the order of the points,
@@ -234,6 +238,54 @@ static int verify_arrays(const char* base, size_t size,
   return rc;
 }
 
+/* The O(nodes) half of the full check: every node entry readable, the
+ * identities (when the file has them) equal to the entries', every remap
+ * entry a node or MCR__SNAP_GONE, and the per-node point counts and arcs
+ * adding up to the totals. Then the O(points) half (verify_arrays). For a
+ * file without arcs (minor 0) the node table is kept as r->nodes, with the
+ * arcs verify_arrays computed. */
+static int verify_all(mcr_ring_t* r, const char* base, size_t size,
+                      const mcr__snap_header_t* h, bool have_arcs, char* err,
+                      size_t errlen) {
+  uint32_t nn = r->nnodes;
+  mcr__ring_node_t* nodes = mcr__calloc(nn, sizeof(*nodes));
+  if (!nodes)
+    return MCR_ENOMEM;
+  int rc = 0;
+  /* Each arc is at most 2^32, so 65535 of them cannot overflow the sum. */
+  uint64_t points_sum = 0, arcs_sum = 0;
+  for (uint32_t i = 0; i < nn && !rc; i++) {
+    if (mcr__ring_node_get(r, i, &nodes[i]) ||
+        (r->idents && mcr__ring_ident_at(r, i) !=
+                          mcr__ring_node_ident(nodes[i].host, nodes[i].address,
+                                               nodes[i].port)))
+      rc =
+          bad(err, errlen, "node %" PRIu64 " entry is invalid%.0" PRIu64, i, 0);
+    points_sum += nodes[i].points;
+    arcs_sum += nodes[i].arc;
+  }
+  for (uint32_t j = 0; j < r->nremap && !rc; j++) {
+    uint32_t to;
+    memcpy(&to, r->remap + (size_t)j * 4, 4);
+    if (to != MCR__SNAP_GONE && to >= nn)
+      rc = bad(err, errlen, "remap entry %" PRIu64 " is %" PRIu64, j, to);
+  }
+  if (!rc && points_sum != r->npoints)
+    rc = bad(err, errlen,
+             "node point counts add up to %" PRIu64 ", not %" PRIu64,
+             points_sum, r->npoints);
+  if (!rc && have_arcs && arcs_sum != (1ull << 32))
+    rc = bad(err, errlen, "node arcs add up to %" PRIu64 ", not %" PRIu64,
+             arcs_sum, 1ull << 32);
+  if (!rc)
+    rc = verify_arrays(base, size, h, nodes, have_arcs, err, errlen);
+  if (!rc && !have_arcs)
+    r->nodes = nodes;
+  else
+    mcr__free(nodes);
+  return rc;
+}
+
 int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
                            bool full, mcr_ring_t** out, char* err,
                            size_t errlen) {
@@ -252,67 +304,39 @@ int mcr__snapshot_validate(const void* buf, size_t size, uint64_t generation,
    * pass can compute them. */
   bool have_arcs = h->abi_minor >= 1;
   full |= !have_arcs;
-
-  uint32_t np = h->point_count, nn = h->node_count;
-  mcr_ring_t* r = mcr__calloc(1, sizeof(*r));
-  mcr__ring_node_t* nodes = mcr__calloc(nn, sizeof(*nodes));
-  if (!r || !nodes) {
-    mcr__free(r);
-    mcr__free(nodes);
-    return MCR_ENOMEM;
-  }
-  /* The node table, its strings and the totals: O(nodes). Each arc is at
-   * most 2^32, so 65535 of them cannot overflow the sum. */
-  const char* strings = base + h->strings_off;
-  uint64_t points_sum = 0, arcs_sum = 0;
-  for (uint32_t i = 0; i < nn && !rc; i++) {
-    mcr__snap_node_t e;
-    memcpy(&e, base + h->nodes_off + (uint64_t)i * MCR__SNAP_NODE_SIZE,
-           sizeof(e));
-    nodes[i].host =
-        section_string(strings, h->strings_len, e.host_off, e.host_len);
-    nodes[i].address =
-        section_string(strings, h->strings_len, e.addr_off, e.addr_len);
-    nodes[i].port = e.port;
-    nodes[i].state = e.state;
-    nodes[i].weight = e.weight;
-    nodes[i].points = e.points;
-    points_sum += e.points;
-    if (have_arcs)
-      memcpy(&nodes[i].arc, base + h->arcs_off + (uint64_t)i * 8, 8);
-    arcs_sum += nodes[i].arc;
-    if (!nodes[i].host || !nodes[i].address || nodes[i].arc > (1ull << 32))
-      rc =
-          bad(err, errlen, "node %" PRIu64 " entry is invalid%.0" PRIu64, i, 0);
-  }
   const uint32_t* buckets = (const uint32_t*)(base + h->buckets_off);
-  if (!rc && points_sum != np)
-    rc = bad(err, errlen,
-             "node point counts add up to %" PRIu64 ", not %" PRIu64,
-             points_sum, np);
-  if (!rc && have_arcs && arcs_sum != (1ull << 32))
-    rc = bad(err, errlen, "node arcs add up to %" PRIu64 ", not %" PRIu64,
-             arcs_sum, 1ull << 32);
-  if (!rc && buckets[1u << h->bucket_bits] != np)
-    rc = bad(err, errlen, "bucket index ends at %" PRIu64 ", not %" PRIu64,
-             buckets[1u << h->bucket_bits], np);
-  if (!rc && full)
-    rc = verify_arrays(base, size, h, nodes, have_arcs, err, errlen);
-  if (rc) {
-    mcr__free(r);
-    mcr__free(nodes);
-    return rc;
-  }
+  if (buckets[1u << h->bucket_bits] != h->point_count)
+    return bad(err, errlen, "bucket index ends at %" PRIu64 ", not %" PRIu64,
+               buckets[1u << h->bucket_bits], h->point_count);
+  mcr_ring_t* r = mcr__calloc(1, sizeof(*r));
+  if (!r)
+    return MCR_ENOMEM;
   r->points = (const uint32_t*)(base + h->points_off);
   r->owners = (const uint32_t*)(base + h->owners_off);
   r->buckets = buckets;
-  r->npoints = np;
-  r->nnodes = nn;
+  r->npoints = h->point_count;
+  r->nnodes = h->node_count;
   r->mode = (mcr_distribution_t)h->mode;
   r->bucket_shift = 32 - h->bucket_bits;
-  r->nodes = nodes;
   r->generation = h->generation;
   r->publish_ns = h->publish_ns;
+  /* Node entries are read, and checked, when they are used: what a
+   * switch costs does not grow with the nodes (docs/snapshot.md). */
+  r->file_nodes = base + h->nodes_off;
+  r->strings = base + h->strings_off;
+  r->strings_len = h->strings_len;
+  r->arcs = have_arcs ? base + h->arcs_off : NULL;
+  if (h->abi_minor >= 3 && h->idents_len)
+    r->idents = base + h->idents_off;
+  if (h->abi_minor >= 3 && h->remap_len) {
+    r->remap = base + h->remap_off;
+    r->nremap = (uint32_t)(h->remap_len / 4);
+    r->remap_from = h->remap_from;
+  }
+  if (full && (rc = verify_all(r, base, size, h, have_arcs, err, errlen))) {
+    mcr_ring_free(r);
+    return rc;
+  }
   *out = r;
   return 0;
 }

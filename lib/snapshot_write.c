@@ -40,7 +40,9 @@ struct mcr__snapshot_writer {
   int dirfd;
   uint64_t* ctl_gen; /* generation word of the control file, mapped RW */
   void* ctl_map;
-  uint64_t gen;      /* last published generation */
+  uint64_t gen;     /* last published generation */
+  uint64_t* idents; /* its nodes' identities (nidents), for the next map */
+  uint32_t nidents;
   int64_t stored_ns; /* CLOCK_MONOTONIC just before its store (bench) */
   char err[512];
 };
@@ -53,10 +55,11 @@ static size_t align_up(size_t v, size_t a) {
 
 /* Section offsets of ring r's file, in file order. */
 typedef struct {
-  size_t nodes, strings, strings_len, arcs, points, owners, buckets, total;
+  size_t nodes, strings, strings_len, arcs, idents, remap, points, owners,
+      buckets, total;
 } layout_t;
 
-static layout_t layout(const mcr_ring_t* r) {
+static layout_t layout(const mcr_ring_t* r, uint32_t nremap) {
   layout_t l;
   size_t slen = 0;
   for (uint32_t i = 0; i < r->nnodes; i++)
@@ -66,7 +69,9 @@ static layout_t layout(const mcr_ring_t* r) {
                        MCR__SNAP_ALIGN);
   l.strings_len = slen;
   l.arcs = align_up(l.strings + slen, MCR__SNAP_ALIGN);
-  l.points = align_up(l.arcs + (size_t)r->nnodes * 8, MCR__SNAP_ALIGN);
+  l.idents = align_up(l.arcs + (size_t)r->nnodes * 8, MCR__SNAP_ALIGN);
+  l.remap = align_up(l.idents + (size_t)r->nnodes * 8, MCR__SNAP_ALIGN);
+  l.points = align_up(l.remap + (size_t)nremap * 4, MCR__SNAP_ALIGN);
   l.owners = align_up(l.points + (size_t)r->npoints * 4, MCR__SNAP_ALIGN);
   l.buckets = align_up(l.owners + (size_t)r->npoints * 4, MCR__SNAP_ALIGN);
   l.total =
@@ -74,8 +79,8 @@ static layout_t layout(const mcr_ring_t* r) {
   return l;
 }
 
-size_t mcr__snapshot_size(const mcr_ring_t* r) {
-  return layout(r).total;
+size_t mcr__snapshot_size(const mcr_ring_t* r, uint32_t nremap) {
+  return layout(r, nremap).total;
 }
 
 /* Copies s (with its NUL) to strings + *pos; records offset and length. */
@@ -89,8 +94,10 @@ static void put_string(char* strings, size_t* pos, const char* s, uint32_t* off,
 }
 
 void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
-                          uint64_t publish_ns, void* buf, size_t size) {
-  layout_t l = layout(r);
+                          uint64_t publish_ns, const mcr__snap_remap_t* remap,
+                          void* buf, size_t size) {
+  uint32_t nremap = remap ? remap->n : 0;
+  layout_t l = layout(r, nremap);
   char* base = buf;
   memset(base, 0, size);
   mcr__snap_header_t h = {0};
@@ -117,6 +124,11 @@ void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
   h.buckets_len = ((uint64_t)mcr__ring_nbuckets(r) + 1) * 4;
   h.arcs_off = l.arcs;
   h.arcs_len = (uint64_t)r->nnodes * 8;
+  h.idents_off = l.idents;
+  h.idents_len = (uint64_t)r->nnodes * 8;
+  h.remap_off = l.remap;
+  h.remap_len = (uint64_t)nremap * 4;
+  h.remap_from = nremap ? remap->from : 0;
   memcpy(base, &h, sizeof(h));
 
   size_t pos = 0;
@@ -131,7 +143,11 @@ void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
     e.points = n->points;
     memcpy(base + l.nodes + (size_t)i * MCR__SNAP_NODE_SIZE, &e, sizeof(e));
     memcpy(base + l.arcs + (size_t)i * 8, &n->arc, 8);
+    uint64_t id = mcr__ring_node_ident(n->host, n->address, n->port);
+    memcpy(base + l.idents + (size_t)i * 8, &id, 8);
   }
+  if (nremap)
+    memcpy(base + l.remap, remap->to, (size_t)nremap * 4);
   memcpy(base + l.points, r->points, (size_t)r->npoints * 4);
   memcpy(base + l.owners, r->owners, (size_t)r->npoints * 4);
   memcpy(base + l.buckets, r->buckets, h.buckets_len);
@@ -283,7 +299,8 @@ int mcr__snapshot_writer_open(mcr__snapshot_writer_t** out, const char* dir,
 
 /* Creates and fills ring.<gen> completely; the file is not published. */
 static int write_file(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
-                      uint64_t gen, const char* name) {
+                      const mcr__snap_remap_t* remap, uint64_t gen,
+                      const char* name) {
   int fd = openat(w->dirfd, name,
                   O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
   if (fd < 0 && errno == EEXIST) {
@@ -294,7 +311,7 @@ static int write_file(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
   }
   if (fd < 0)
     return werr(w, MCR_ESYS, "create", name, errno);
-  size_t size = mcr__snapshot_size(r);
+  size_t size = mcr__snapshot_size(r, remap ? remap->n : 0);
   int rc = 0, e;
   void* map = MAP_FAILED;
   /* The umask may have cleared the group read bit that workers need. */
@@ -311,11 +328,11 @@ static int write_file(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     mcr__snapshot_encode(
-        r, gen, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, map,
-        size);
-    /* Readers check only what is proportional to the nodes (snapshot.c):
-     * the arrays are verified here, once per host, from the file's own
-     * bytes, before anyone can be told the generation. */
+        r, gen, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, remap,
+        map, size);
+    /* Readers check the header and each node entry they use (snapshot.c):
+     * the whole file is verified here, once per host, from its own bytes,
+     * before anyone can be told the generation. */
     mcr_ring_t* check;
     char verr[160];
     rc = mcr__snapshot_validate(map, size, gen, true, &check, verr,
@@ -347,6 +364,46 @@ void mcr__snapshot_writer_store_generation(mcr__snapshot_writer_t* w,
                                            uint64_t gen) {
   store_generation(w, gen);
   w->gen = gen;
+  mcr__free(w->idents); /* no map from a generation this did not write */
+  w->idents = NULL;
+  w->nidents = 0;
+}
+
+/* The identities of r's nodes into *ids, and in *to where each node of
+ * the previous generation (w->idents) went: one open-addressing index of
+ * the new identities, one probe per old node. */
+static int make_remap(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
+                      uint64_t** ids, uint32_t** to) {
+  size_t cap = 16;
+  while (cap < 2 * (size_t)r->nnodes)
+    cap <<= 1;
+  *ids = mcr__malloc((size_t)r->nnodes * sizeof **ids);
+  *to = mcr__malloc(((size_t)w->nidents + 1) * sizeof **to);
+  uint32_t* slot = mcr__calloc(cap, sizeof *slot);
+  if (!*ids || !*to || !slot) {
+    mcr__free(slot);
+    return werr(w, MCR_ENOMEM, "remap", "ring", ENOMEM);
+  }
+  for (uint32_t i = 0; i < r->nnodes; i++) {
+    const mcr__ring_node_t* n = &r->nodes[i];
+    uint64_t id = mcr__ring_node_ident(n->host, n->address, n->port);
+    (*ids)[i] = id;
+    size_t h = (size_t)id & (cap - 1);
+    while (slot[h])
+      h = (h + 1) & (cap - 1);
+    slot[h] = i + 1;
+  }
+  for (uint32_t j = 0; j < w->nidents; j++) {
+    (*to)[j] = MCR__SNAP_GONE;
+    for (size_t h = (size_t)w->idents[j] & (cap - 1); slot[h];
+         h = (h + 1) & (cap - 1))
+      if ((*ids)[slot[h] - 1] == w->idents[j]) {
+        (*to)[j] = slot[h] - 1;
+        break;
+      }
+  }
+  mcr__free(slot);
+  return 0;
 }
 
 int mcr__snapshot_writer_publish(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
@@ -358,8 +415,17 @@ int mcr__snapshot_writer_publish(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
   uint64_t g = w->gen == UINT64_MAX ? 1 : w->gen + 1;
   char name[40];
   snprintf(name, sizeof(name), "ring.%" PRIu64, g);
-  int rc = write_file(w, r, g, name);
+  /* The map from the generation before, when this writer published it
+   * (after a restart readers match nodes by identity once). */
+  uint64_t* ids = NULL;
+  uint32_t* to = NULL;
+  int rc = make_remap(w, r, &ids, &to);
+  mcr__snap_remap_t remap = {.from = w->gen, .to = to, .n = w->nidents};
+  if (!rc)
+    rc = write_file(w, r, w->idents && w->gen ? &remap : NULL, g, name);
+  mcr__free(to);
   if (rc) {
+    mcr__free(ids);
     unlinkat(w->dirfd, name, 0);
     return rc;
   }
@@ -369,6 +435,9 @@ int mcr__snapshot_writer_publish(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
     unlinkat(w->dirfd, name, 0);
   }
   w->gen = g;
+  mcr__free(w->idents);
+  w->idents = ids;
+  w->nidents = r->nnodes;
   if (gen)
     *gen = g;
   return 0;
@@ -410,5 +479,6 @@ void mcr__snapshot_writer_close(mcr__snapshot_writer_t* w) {
     munmap(w->ctl_map, MCR__SNAP_CTL_SIZE);
   if (w->dirfd >= 0)
     close(w->dirfd); /* releases the flock */
+  mcr__free(w->idents);
   mcr__free(w);
 }

@@ -774,7 +774,7 @@ static void key_for_node(mcr_client_t* c, size_t node, char* out, int seed) {
       v /= 10;
     } while (v);
     out[len] = '\0';
-    if ((size_t)(mcr__route(c, out, (size_t)len) - c->nodes) == node)
+    if ((size_t)mcr__route(c, out, (size_t)len)->at == node)
       return;
   }
 }

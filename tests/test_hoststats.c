@@ -42,9 +42,7 @@ static void serve(unsigned slots) {
 static void setup(void) {
   mcd_start(&m1, NULL);
   mcd_start(&m2, NULL);
-  snprintf(dir, sizeof dir, "/tmp/mcr-hs-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-  strcat(dir, "/ring");
+  ring_dir_make(dir, sizeof dir, "hs");
   char err[256];
   mcr__snapshot_writer_t* w;
   cr_assert_eq(mcr__snapshot_writer_open(&w, dir, err, sizeof err), 0, "%s",
@@ -62,10 +60,7 @@ static void teardown(void) {
   srv = NULL;
   mcd_stop(&m1);
   mcd_stop(&m2);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %.*s", (int)(strlen(dir) - 5), dir);
-  if (system(cmd) != 0) {
-  }
+  ring_dir_remove(dir);
 }
 
 static mcr_client_t* ring_client(int host_stats) {
@@ -460,21 +455,31 @@ Test(hoststats, a_dead_worker_is_gone_though_a_child_holds_its_socket) {
  * ring, and stops counting new nodes (without rescanning every call) only
  * when every entry belongs to a node still in the ring. */
 extern uint32_t mcr__hs_capacity;
+/* Makes every node of c's ring (naming one makes it, without connecting),
+ * as traffic to every node would. */
+static void use_every_node(mcr_client_t* c) {
+  for (size_t i = 0; i < mcr_client_node_count(c); i++)
+    cr_assert_not_null(mcr_client_node_name(c, i));
+}
+
 Test(hoststats, a_full_segment_recycles_nodes_that_left) {
   mcr__hs_capacity = 4;
   serve(4);
   republish(4);
   mcr_client_t* c = ring_client(1);
-  /* Every node of the ring gets its entry at a ring switch; a call (its
+  /* A node gets its entry when the client first uses it; a call (its
    * outcome does not matter: most nodes here do not listen) is what makes
    * the client look for a new generation. */
   mcr_item_t it;
   (void)mcr_client_get(c, "x", 1, &it);
+  cr_assert_leq(rows_of(getpid()), 1);
+  use_every_node(c);
   cr_assert_eq(rows_of(getpid()), 4);
   /* Six nodes: the four entries stay with nodes still in the ring. */
   republish(6);
   for (int i = 0; i < 20; i++)
     (void)mcr_client_get(c, "x", 1, &it);
+  use_every_node(c);
   cr_assert_eq(rows_of(getpid()), 4);
   /* Back to the two memcached: traffic still counts on both. */
   republish(2);

@@ -15,10 +15,13 @@
  * timeout, and a bad name among them failing the client by name.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h" /* mcr__route, mcr__route_many */
 #include "ring.h"     /* the snapshot writer */
@@ -299,7 +302,7 @@ static void check_route_many(mcr_client_t* c) {
       got[i] = SIZE_MAX;
     mcr__route_many(c, n, k, l, got);
     for (size_t i = 0; i < n; i++)
-      cr_assert_eq(got[i], (size_t)(mcr__route(c, k[i], l[i]) - c->nodes),
+      cr_assert_eq(got[i], (size_t)mcr__route(c, k[i], l[i])->at,
                    "n %zu key %zu (%zu bytes)", n, i, l[i]);
     for (size_t i = n; i < N; i++)
       cr_assert_eq(got[i], SIZE_MAX);
@@ -365,9 +368,7 @@ static void all_hit(mcr_client_t* c) {
 
 Test(router, a_reordered_ring_keeps_every_connection) {
   char dir[64];
-  snprintf(dir, sizeof dir, "/tmp/mcr-rt-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-  strcat(dir, "/ring");
+  ring_dir_make(dir, sizeof dir, "rt");
   const int orders[][NODES] = {{0, 1, 2, 3}, {3, 2, 1, 0}, {1, 3, 0, 2}};
   publish_order(dir, orders[0]);
   mcr_client_opts_t o = opts_default();
@@ -393,9 +394,124 @@ Test(router, a_reordered_ring_keeps_every_connection) {
                    "order %zu: node %d was reconnected", k, j);
   }
   mcr_client_free(c);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %.*s", (int)(strlen(dir) - 5), dir);
-  cr_assert_eq(system(cmd), 0);
+  ring_dir_remove(dir);
+}
+
+/* A ring of `n` nodes: our memcached 0, and nodes on 127.0.1.<k> that
+ * nobody listens on (k from 1), node `skip` left out (0: none). */
+static mcr_ring_t* wide_ring(int n, int skip) {
+  static char hosts[64][24];
+  mcr__ring_node_in_t in[64];
+  int m = 0;
+  in[m++] = (mcr__ring_node_in_t){
+      .host = "127.0.0.1", .port = (uint16_t)mcd[0].port, .weight = 1};
+  for (int k = 1; k < n + (skip > 0); k++) {
+    if (k == skip)
+      continue;
+    snprintf(hosts[k], sizeof hosts[k], "127.0.1.%d", k);
+    in[m++] = (mcr__ring_node_in_t){.host = hosts[k], .port = 1, .weight = 1};
+  }
+  mcr_ring_t* r = NULL;
+  char err[256] = "";
+  cr_assert_eq(mcr__ring_build_nodes(&r, MCR_DIST_KETAMA, in, (size_t)m, err,
+                                     sizeof err),
+               0, "%s", err);
+  return r;
+}
+
+/* The first of keys[] that c routes to our memcached 0 (read from the
+ * ring: naming the client's node would make it). */
+static int key_on_real(mcr_client_t* c) {
+  const mcr_ring_t* r = mcr_client_ring(c);
+  for (int i = 0; i < KEYS; i++) {
+    mcr_ring_node_t n;
+    cr_assert_eq(mcr_ring_node(r, mcr_ring_locate(r, keys[i], lens[i]), &n), 0);
+    if (n.port == mcd[0].port)
+      return i;
+  }
+  cr_assert_fail("no key on memcached 0");
+  return -1;
+}
+
+/* Writes ring r as generation `gen` with the map `to` (n entries) from
+ * generation `from`, as a writer would, and publishes it. */
+static void plant_with_map(mcr__snapshot_writer_t* w, const char* dir,
+                           const mcr_ring_t* r, uint64_t gen, uint64_t from,
+                           const uint32_t* to, uint32_t n) {
+  mcr__snap_remap_t map = {.from = from, .to = to, .n = n};
+  size_t size = mcr__snapshot_size(r, n);
+  void* buf = malloc(size);
+  cr_assert_not_null(buf);
+  mcr__snapshot_encode(r, gen, 1, &map, buf, size);
+  char p[128];
+  snprintf(p, sizeof p, "%s/ring.%" PRIu64, dir, gen);
+  int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0640);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, buf, size), (ssize_t)size);
+  close(fd);
+  free(buf);
+  mcr__snapshot_writer_store_generation(w, gen);
+}
+
+/* A worker holds state for the nodes it uses, not for the ring: one node
+ * of forty after a call. A switch moves that node through the map the
+ * writer published from the generation before (the node's index shifts,
+ * its connection stays), and a map that lies is caught by the identities
+ * (the node still lands where its identity is). */
+Test(router, a_switch_moves_only_the_nodes_in_use) {
+  char dir[64];
+  ring_dir_make(dir, sizeof dir, "rt");
+  char err[256];
+  mcr__snapshot_writer_t* w;
+  cr_assert_eq(mcr__snapshot_writer_open(&w, dir, err, sizeof err), 0, "%s",
+               err);
+  mcr_ring_t* a = wide_ring(40, 0);
+  uint64_t ga = 0;
+  cr_assert_eq(mcr__snapshot_writer_publish(w, a, &ga), 0);
+  mcr_client_opts_t o = opts_default();
+  o.ring_dir = dir;
+  o.host_stats = 0;
+  mcr_client_t* c = NULL;
+  cr_assert_eq(mcr_client_new(&c, &o, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(c->nlive, 0, "nodes made before any call");
+  int k = key_on_real(c);
+  cr_assert_eq(mcr_client_set(c, keys[k], lens[k], "v", 1, 0, 0, 0), MCR_OK);
+  cr_assert_eq(c->nlive, 1, "%zu nodes made for one key", c->nlive);
+  uint32_t at_a = c->live[0]->at;
+  uint64_t conns = mcd_stat(&mcd[0], "total_connections");
+
+  /* A node that sorts before ours leaves: ours moves down by one. */
+  mcr_ring_t* b = wide_ring(40, 1);
+  uint64_t gb = 0;
+  cr_assert_eq(mcr__snapshot_writer_publish(w, b, &gb), 0);
+  mcr_item_t it;
+  cr_assert_eq(mcr_client_get(c, keys[k], lens[k], &it), MCR_OK);
+  cr_assert_eq(mcr_client_generation(c), gb);
+  const mcr_ring_t* rb = mcr_client_ring(c);
+  cr_assert_eq(rb->remap_from, ga, "the writer published no map");
+  cr_assert_eq(c->nlive, 1);
+  uint32_t at_b = c->live[0]->at;
+  cr_assert_eq(mcr__ring_remap(rb, ga, at_a), at_b);
+  cr_assert_eq(mcr__ring_ident_at(rb, at_b), c->live[0]->ident);
+  cr_assert_eq(mcr_client_node_name(c, at_b), c->live[0]->srv.name);
+
+  /* A map that sends every node to the index after ours: the identity
+   * decides. */
+  uint32_t wrong[64];
+  for (int i = 0; i < 64; i++)
+    wrong[i] = (at_a + 1) % 40;
+  plant_with_map(w, dir, a, gb + 1, gb, wrong, 39);
+  cr_assert_eq(mcr_client_get(c, keys[k], lens[k], &it), MCR_OK);
+  cr_assert_eq(mcr_client_generation(c), gb + 1);
+  cr_assert_eq(c->nlive, 1);
+  cr_assert_eq(c->live[0]->at, at_a, "the lying map placed the node");
+  /* Each mcd_stat is one connection of its own: ours was never remade. */
+  cr_assert_eq(mcd_stat(&mcd[0], "total_connections"), conns + 1);
+  mcr_client_free(c);
+  mcr_ring_free(a);
+  mcr_ring_free(b);
+  mcr__snapshot_writer_close(w);
+  ring_dir_remove(dir);
 }
 
 /* route_skip: a prefixed key is stored whole, on the node that the key
@@ -423,7 +539,7 @@ Test(router, route_skip_places_by_the_unprefixed_key) {
   mcr__route_many(c, KEYS, pkeys, plens, routed);
   for (int i = 0; i < KEYS; i++) {
     int o_i = owner(plain, i);
-    cr_assert_eq(mcr__route(c, pkeys[i], plens[i]) - c->nodes, o_i);
+    cr_assert_eq(mcr__route(c, pkeys[i], plens[i])->at, o_i);
     cr_assert_eq(routed[i], (size_t)o_i, "%s", pkeys[i]);
   }
   for (int i = 0; i < 20; i++) {
@@ -434,7 +550,7 @@ Test(router, route_skip_places_by_the_unprefixed_key) {
   /* Not longer than the skip: the whole key routes. */
   const char* shortk = "ab";
   size_t whole = mcr_ring_locate(mcr_client_ring(c), shortk, 2);
-  cr_assert_eq((size_t)(mcr__route(c, shortk, 2) - c->nodes), whole);
+  cr_assert_eq((size_t)mcr__route(c, shortk, 2)->at, whole);
   size_t slen = 2, sr = 99;
   mcr__route_many(c, 1, &shortk, &slen, &sr);
   cr_assert_eq(sr, whole);
@@ -454,13 +570,13 @@ Test(router, route_by_places_every_key_on_the_server_keys_node) {
   size_t target = mcr_ring_locate(mcr_client_ring(c), sk, strlen(sk));
   int elsewhere = 0;
   for (int i = 0; i < KEYS; i++)
-    elsewhere += (size_t)(mcr__route(c, keys[i], lens[i]) - c->nodes) != target;
+    elsewhere += (size_t)mcr__route(c, keys[i], lens[i])->at != target;
   cr_assert_gt(elsewhere, KEYS / 4, "too few keys live elsewhere to tell");
   cr_assert_eq(mcr_client_route_by(c, sk, strlen(sk)), MCR_OK);
   size_t routed[KEYS];
   mcr__route_many(c, KEYS, keys, lens, routed);
   for (int i = 0; i < KEYS; i++) {
-    cr_assert_eq((size_t)(mcr__route(c, keys[i], lens[i]) - c->nodes), target);
+    cr_assert_eq((size_t)mcr__route(c, keys[i], lens[i])->at, target);
     cr_assert_eq(routed[i], target);
   }
   for (int i = 0; i < 20; i++) {
@@ -476,18 +592,18 @@ Test(router, route_by_places_every_key_on_the_server_keys_node) {
   memset(big, 'x', sizeof big);
   cr_assert_eq(mcr_client_route_by(c, big, sizeof big), MCR_EKEY);
   cr_assert_str_neq(mcr_client_last_error(c), "");
-  cr_assert_eq((size_t)(mcr__route(c, keys[0], lens[0]) - c->nodes), target);
+  cr_assert_eq((size_t)mcr__route(c, keys[0], lens[0])->at, target);
   /* Any bytes, even none, are a server key. */
   cr_assert_eq(mcr_client_route_by(c, "a b\n", 4), MCR_OK);
-  cr_assert_eq((size_t)(mcr__route(c, keys[0], lens[0]) - c->nodes),
+  cr_assert_eq((size_t)mcr__route(c, keys[0], lens[0])->at,
                mcr_ring_locate(mcr_client_ring(c), "a b\n", 4));
   cr_assert_eq(mcr_client_route_by(c, "", 0), MCR_OK);
-  cr_assert_eq((size_t)(mcr__route(c, keys[0], lens[0]) - c->nodes),
+  cr_assert_eq((size_t)mcr__route(c, keys[0], lens[0])->at,
                mcr_ring_locate(mcr_client_ring(c), "", 0));
   /* Unpinned: each key by itself again (less its route_skip bytes). */
   cr_assert_eq(mcr_client_route_by(c, NULL, 0), MCR_OK);
   for (int i = 0; i < KEYS; i++)
-    cr_assert_eq((size_t)(mcr__route(c, keys[i], lens[i]) - c->nodes),
+    cr_assert_eq((size_t)mcr__route(c, keys[i], lens[i])->at,
                  mcr_ring_locate(mcr_client_ring(c), keys[i] + 2, lens[i] - 2));
   mcr_client_free(c);
 }

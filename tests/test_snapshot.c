@@ -467,9 +467,9 @@ Test(snapshot, writer_killed_mid_publication, .timeout = 120) {
 /* The good image of generation `gen` (the ring of gen_nodes(gen)). */
 static unsigned char* good_image(uint64_t gen, size_t* size) {
   mcr_ring_t* r = gen_ring(gen);
-  *size = mcr__snapshot_size(r);
+  *size = mcr__snapshot_size(r, 0);
   unsigned char* buf = malloc(*size);
-  mcr__snapshot_encode(r, gen, 1700000000ull * 1000000000ull, buf, *size);
+  mcr__snapshot_encode(r, gen, 1700000000ull * 1000000000ull, NULL, buf, *size);
   mcr_ring_free(r);
   return buf;
 }
@@ -544,12 +544,38 @@ static void expect_verify_refused(fixture_t* f, const char* msg) {
   publish_and_switch(f);
 }
 
+/* Damage to one node's entry, or to totals no lookup depends on: the
+ * verifying reader refuses the file with `msg`; the default reader maps
+ * it (it reads entries when they are used) with every lookup in range,
+ * and reading entry `bad` is refused, not served (bad = -1: only totals
+ * are damaged, and every entry reads). */
+static void expect_entry_refused(fixture_t* f, const char* msg, int bad) {
+  expect_reader_refused(f->v, MCR_ESNAPSHOT, msg);
+  cr_assert_eq(mcr_snapshot_refresh(f->s), 1, "%s",
+               mcr_snapshot_last_error(f->s));
+  const mcr_ring_t* r = mcr_snapshot_ring(f->s);
+  expect_lookups_in_range(r);
+  for (size_t i = 0; i < mcr_ring_node_count(r); i++) {
+    mcr_ring_node_t n;
+    int rc = mcr_ring_node(r, i, &n);
+    if ((int)i == bad)
+      cr_assert_eq(rc, MCR_ESNAPSHOT, "node %zu: %s", i, mcr_err_name(rc));
+    else if (bad < 0) /* only totals damaged: every entry reads */
+      cr_assert_eq(rc, 0, "node %zu: %s", i, mcr_err_name(rc));
+    else /* others may share the damage (a cut strings section) */
+      cr_assert(rc == 0 || rc == MCR_ESNAPSHOT, "node %zu: %d", i, rc);
+  }
+  publish_and_switch(f);
+}
+
 /* Plants a copy of the good image with one field overwritten (resealed, so
  * the field check itself must refuse it): by both readers, or only by the
- * verifying one when `arrays_only`. */
+ * verifying one when `arrays_only` (then 1: served, lookups in range; 2:
+ * an entry damaged, see expect_entry_refused with `bad`). */
+static int bad_entry = -1;
 static void corrupt_in(fixture_t* f, size_t section, size_t off,
                        const void* val, size_t len, const char* msg,
-                       bool arrays_only) {
+                       int arrays_only) {
   uint64_t gen = mcr__snapshot_writer_generation(f->w) + 1;
   size_t size;
   unsigned char* buf = good_image(gen, &size);
@@ -560,7 +586,9 @@ static void corrupt_in(fixture_t* f, size_t section, size_t off,
   mcr__snapshot_seal(buf, size);
   plant(f, gen, buf, size, 0640);
   free(buf);
-  if (arrays_only)
+  if (arrays_only == 2)
+    expect_entry_refused(f, msg, bad_entry);
+  else if (arrays_only)
     expect_verify_refused(f, msg);
   else
     expect_refused(f, MCR_ESNAPSHOT, msg);
@@ -568,12 +596,20 @@ static void corrupt_in(fixture_t* f, size_t section, size_t off,
 
 static void corrupt_at(fixture_t* f, size_t section, size_t off,
                        const void* val, size_t len, const char* msg) {
-  corrupt_in(f, section, off, val, len, msg, false);
+  corrupt_in(f, section, off, val, len, msg, 0);
+}
+
+/* One node's entry (bad >= 0) or the totals (bad = -1) damaged. */
+static void corrupt_entry(fixture_t* f, size_t section, size_t off,
+                          const void* val, size_t len, const char* msg,
+                          int bad) {
+  bad_entry = bad;
+  corrupt_in(f, section, off, val, len, msg, 2);
 }
 
 static void corrupt_array(fixture_t* f, size_t section, size_t off,
                           const void* val, size_t len, const char* msg) {
-  corrupt_in(f, section, off, val, len, msg, true);
+  corrupt_in(f, section, off, val, len, msg, 1);
 }
 
 static void corrupt_field(fixture_t* f, size_t off, const void* val, size_t len,
@@ -626,8 +662,27 @@ Test(snapshot, hostile_header_fields) {
     corrupt_u64(&f, sections[i].off, 1u << 20, sections[i].name);
     corrupt_u64(&f, sections[i].off, 0, sections[i].name);
     corrupt_u64(&f, sections[i].off + 8, UINT64_MAX, sections[i].name);
-    corrupt_u64(&f, sections[i].off + 8, 4, NULL);
+    uint64_t four = 4;
+    if (sections[i].off == FIELD(strings_off)) /* node 0's strings cut */
+      corrupt_entry(&f, SIZE_MAX, sections[i].off + 8, &four, 8, "node 0", 0);
+    else
+      corrupt_u64(&f, sections[i].off + 8, 4, NULL);
   }
+  /* The identity and remap sections (ABI minor 3). */
+  corrupt_u64(&f, FIELD(idents_off), UINT64_MAX - 3, "identity");
+  corrupt_u64(&f, FIELD(idents_len), 8, "identity");
+  corrupt_u64(&f, FIELD(remap_len), 6, "remap length");
+  corrupt_u64(&f, FIELD(remap_len), 1u << 20, "remap length");
+  uint64_t far_map[2] = {UINT64_MAX - 3, 8}; /* remap_off, remap_len */
+  corrupt_field(&f, FIELD(remap_off), far_map, 16, "remap section");
+  /* A map whose entries are whatever bytes it covers: refused by the full
+   * check; a client checks every entry it uses against the identities. */
+  uint64_t eight = 8;
+  corrupt_entry(&f, SIZE_MAX, FIELD(remap_len), &eight, 8, "remap entry", -1);
+  /* Identities that do not match their entries: refused by the full
+   * check; routing is not hurt (a client only matches old nodes by them). */
+  uint64_t noid = 77;
+  corrupt_entry(&f, FIELD(idents_off), 8, &noid, 8, "node 1", -1);
   corrupt_u64(&f, FIELD(arcs_off), UINT64_MAX - 3, "arc");
   corrupt_u64(&f, FIELD(arcs_off), 4, "arc");
   corrupt_u64(&f, FIELD(arcs_len), 8, "arc");
@@ -636,14 +691,14 @@ Test(snapshot, hostile_header_fields) {
   corrupt_at(&f, FIELD(buckets_off), 4 * SMALL_BUCKETS, &big, 4,
              "bucket index");
   /* Strings without their NUL (the first host is at most 15 bytes). */
-  corrupt_at(&f, FIELD(strings_off), 0, "!!!!!!!!!!!!!!!!", 16, "node 0");
+  corrupt_entry(&f, FIELD(strings_off), 0, "!!!!!!!!!!!!!!!!", 16, "node 0", 0);
   /* Per-node point counts and arcs that do not add up. */
-  corrupt_at(&f, FIELD(nodes_off), offsetof(mcr__snap_node_t, points), &big, 4,
-             "point counts");
+  corrupt_entry(&f, FIELD(nodes_off), offsetof(mcr__snap_node_t, points), &big,
+                4, "point counts", -1);
   uint64_t arc = 12345;
-  corrupt_at(&f, FIELD(arcs_off), 0, &arc, 8, "arcs add up");
+  corrupt_entry(&f, FIELD(arcs_off), 0, &arc, 8, "arcs add up", -1);
   arc = (1ull << 32) + 1;
-  corrupt_at(&f, FIELD(arcs_off), 8, &arc, 8, "node 1");
+  corrupt_entry(&f, FIELD(arcs_off), 8, &arc, 8, "node 1", 1);
 
   /* Damage to the arrays: unsorted points, an owner out of range, wrong
    * buckets (in range and beyond the points), counts that add up but

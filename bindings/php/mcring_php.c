@@ -1701,7 +1701,12 @@ PHP_METHOD(Memcached, getServerByKey) {
     return;
   }
   mcr_ring_node_t n;
-  mcr_ring_node(ring, mcr_ring_locate(ring, rk, rl), &n);
+  if (mcr_ring_node(ring, mcr_ring_locate(ring, rk, rl), &n) != 0) {
+    /* A damaged entry of the agent's ring file: no name to give. */
+    zval_ptr_dtor(return_value);
+    set_code(o, RES_FAILURE);
+    RETURN_FALSE;
+  }
   add_assoc_string(return_value, "host", (char*)n.host);
   add_assoc_long(return_value, "port", n.port);
   add_assoc_long(return_value, "weight", 0);

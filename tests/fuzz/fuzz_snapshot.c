@@ -88,11 +88,11 @@ static unsigned char* patched_image(fuzz_in_t* in, size_t* size) {
     last_img = NULL;
     if (mcr__ring_build_nodes(&r, mode, nodes, n, NULL, 0) != 0)
       return NULL; /* duplicate nodes: not interesting */
-    last_size = mcr__snapshot_size(r);
+    last_size = mcr__snapshot_size(r, 0);
     last_img = malloc(last_size);
     if (!last_img)
       abort();
-    mcr__snapshot_encode(r, gen, 1, last_img, last_size);
+    mcr__snapshot_encode(r, gen, 1, NULL, last_img, last_size);
     mcr_ring_free(r);
     memcpy(last_key, key, key_len);
     last_key_len = key_len;

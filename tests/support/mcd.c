@@ -37,6 +37,24 @@
 
 static unsigned mcd_counter;
 
+void ring_dir_make(char* dir, size_t len, const char* tag) {
+  int n = snprintf(dir, len, "/tmp/mcr-%s-XXXXXX", tag);
+  cr_assert(n > 0 && (size_t)n + 6 <= len, "ring_dir_make: %zu bytes", len);
+  cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+  strcat(dir, "/ring");
+}
+
+void ring_dir_remove(const char* dir) {
+  size_t n = strlen(dir);
+  if (n <= 5)
+    return;
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(n - 5), dir);
+  if (system(cmd) != 0) {
+    /* best effort: a leftover in /tmp fails no test */
+  }
+}
+
 bool in_ci(void) {
   const char* ci = getenv("CI");
   return ci != NULL && strcmp(ci, "true") == 0;

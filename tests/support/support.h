@@ -254,6 +254,12 @@ int64_t now_ms(void);
 #define TEST_SLACK_MS 2000
 /* True when CI=true is set in the environment. */
 bool in_ci(void);
+/* Makes a fresh directory /tmp/mcr-<tag>-XXXXXX and puts the path of a
+ * ring directory inside it ("<that>/ring", not created: the snapshot
+ * writer creates it) in dir[len]. */
+void ring_dir_make(char* dir, size_t len, const char* tag);
+/* Removes what ring_dir_make made, best effort. */
+void ring_dir_remove(const char* dir);
 /* Skips the test with `why`, or fails it under CI. */
 #define skip_or_fail(why)                                \
   do {                                                   \

@@ -1426,8 +1426,9 @@ static PyObject* Core_node_for_key(Core* s, PyObject* keyobj) {
   } else {
     mcr_ring_node_t nd;
     size_t i = mcr_ring_locate(r, key, klen);
-    if (mcr_ring_node(r, i, &nd)) {
-      res = raise_rc(s, MCR_ERANGE);
+    int e = mcr_ring_node(r, i, &nd);
+    if (e) {
+      res = raise_rc_text(e, "the ring entry of the key's node is damaged");
     } else if (nd.port == 0) {
       res = PyUnicode_FromString(nd.host);
     } else if (strchr(nd.host, ':')) {
