@@ -57,8 +57,8 @@
 #include "ring.h"
 
 #define NODES 500
-#define MAX_NODES 20000 /* --swap-profile's NODES */
-#define MAX_WORKERS 256
+#define MAX_NODES 65535 /* --swap-profile's NODES, worker_memory's rings */
+#define MAX_WORKERS 1024
 #define REPS 5
 #define BASE_PORT 20000
 #define AGENT_INTERVAL 0.2
@@ -90,6 +90,8 @@ static char top[256];
 /* --swap-profile-all: every node moves at each publication (the worst
  * case of a switch: no identity kept). */
 static bool move_all;
+/* --swap-profile-idle: the worker has routed one key, not used every node. */
+static bool idle_worker;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -98,9 +100,11 @@ static void nodes_make(mcr__ring_node_in_t* in, char (*hosts)[32],
   for (size_t i = 0; i < n; i++) {
     /* Each variant moves one node to another port: a real change. */
     bool moved = move_all ? (variant & 1) : i == variant % n;
-    unsigned port = BASE_PORT + (unsigned)i + (moved ? 5000 : 0);
+    /* Addresses are distinct, so ports may repeat (65,535 nodes). */
+    unsigned port = BASE_PORT + (unsigned)(i % 40000) + (moved ? 1 : 0);
     snprintf(hosts[i], 32, "node%zu.test", i);
-    snprintf(addrs[i], 32, "127.0.%zu.%zu", i / 250, i % 250 + 1);
+    snprintf(addrs[i], 32, "127.%zu.%zu.%zu", i / 62500, i / 250 % 250,
+             i % 250 + 1);
     in[i] = (mcr__ring_node_in_t){.host = hosts[i],
                                   .address = addrs[i],
                                   .port = (uint16_t)port,
@@ -152,7 +156,10 @@ static mcr_client_t* attach(const char* dir) {
  * sends. Returns the node index. */
 static size_t route(mcr_client_t* c, const char* key, size_t len) {
   mcr__call_start(c);
-  return (size_t)(mcr__route(c, key, len) - c->nodes);
+  mcr__node_t* n = mcr__route(c, key, len);
+  if (!n)
+    bench_die("route: %s", mcr_client_last_error(c));
+  return n->at;
 }
 
 static void sleep_us(long us) {
@@ -442,16 +449,85 @@ static void propagation(mcr__snapshot_writer_t* w, int n, unsigned* variant) {
     maxs[rep] = (double)lat[m - 1] / 1e6;
     calls[rep] = bench_median(cns, (size_t)m) / 1e3;
   }
-  bench_result("propagation_ms_min", bench_median(mins, REPS));
-  bench_result("propagation_ms_median", bench_median(meds, REPS));
-  bench_result("propagation_ms_max", bench_median(maxs, REPS));
+  /* 256 workers report under the plain names (the headline); 512 and
+   * 1,024 with their count appended. */
+  char name[64];
+#define PROP_RESULT(base, v)                         \
+  do {                                               \
+    if (n == 256)                                    \
+      snprintf(name, sizeof name, "%s", base);       \
+    else                                             \
+      snprintf(name, sizeof name, "%s_%d", base, n); \
+    bench_result(name, v);                           \
+  } while (0)
+  PROP_RESULT("propagation_ms_min", bench_median(mins, REPS));
+  PROP_RESULT("propagation_ms_median", bench_median(meds, REPS));
+  PROP_RESULT("propagation_ms_max", bench_median(maxs, REPS));
   double worst = 0;
   for (int rep = 0; rep < REPS; rep++)
     worst = maxs[rep] > worst ? maxs[rep] : worst;
-  bench_result("propagation_ms_max_worst", worst);
-  bench_result("propagation_switch_call_us_contended",
-               bench_median(calls, REPS));
-  bench_result("propagation_workers_missing", missing);
+  PROP_RESULT("propagation_ms_max_worst", worst);
+  PROP_RESULT("propagation_switch_call_us_contended",
+              bench_median(calls, REPS));
+  PROP_RESULT("propagation_workers_missing", missing);
+#undef PROP_RESULT
+}
+
+/* Memory of an idle worker against the ring's size: for rings of 500 to
+ * 65,535 nodes, a forked process attaches (mcr_client_new with
+ * opts.ring_dir) and makes one routed call; its heap growth (mallinfo2:
+ * private, what every worker of a host pays) and RSS growth
+ * (/proc/self/status VmRSS: new heap pages plus the pages of the shared
+ * ring it touched) over the two. */
+static long rss_kb(void) {
+  FILE* f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+      break;
+  if (f)
+    fclose(f);
+  return kb;
+}
+
+static void worker_memory(void) {
+  static const size_t sizes[] = {500, 5000, 20000, 65535};
+  size_t keep = nnodes;
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    char dir[300], err[256];
+    snprintf(dir, sizeof dir, "%s/m%zu", top, sizes[k]);
+    mcr__snapshot_writer_t* w;
+    if (mcr__snapshot_writer_open(&w, dir, err, sizeof err))
+      bench_die("writer: %s", err);
+    nnodes = sizes[k];
+    publish(w, 0);
+    fflush(NULL);
+    pid_t p = fork();
+    if (p < 0)
+      bench_die("fork: %s", strerror(errno));
+    if (p == 0) {
+      size_t h0 = heap_used();
+      long r0 = rss_kb();
+      mcr_client_t* c = attach(dir);
+      volatile size_t acc = route(c, "worker:memory", 13);
+      (void)acc;
+      sh->slot[0].heap_bytes = (double)(heap_used() - h0);
+      sh->slot[0].call_ns[0] = (uint64_t)(rss_kb() - r0);
+      _exit(0);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+      bench_die("worker memory at %zu nodes failed", sizes[k]);
+    char name[64];
+    snprintf(name, sizeof name, "worker_heap_kb_%zu", sizes[k]);
+    bench_result(name, sh->slot[0].heap_bytes / 1024);
+    snprintf(name, sizeof name, "worker_rss_kb_%zu", sizes[k]);
+    bench_result(name, (double)sh->slot[0].call_ns[0]);
+    mcr__snapshot_writer_close(w);
+  }
+  nnodes = keep;
 }
 
 static void phase_writer(void) {
@@ -490,7 +566,15 @@ static void phase_writer(void) {
   atomic_store(&sh->cmd, CMD_RUN);
   propagation(w, 256, &variant);
   reap(256, pids);
+  /* The same with 512 and 1,024 workers (issue 20's line). */
+  for (int n = 512; n <= MAX_WORKERS; n *= 2) {
+    spawn(n, dir, pids);
+    atomic_store(&sh->cmd, CMD_RUN);
+    propagation(w, n, &variant);
+    reap(n, pids);
+  }
   mcr__snapshot_writer_close(w);
+  worker_memory();
 }
 
 /* ------------------------------------------------------------ phase B */
@@ -636,7 +720,10 @@ static void rm_rf(const char* path) {
 /* The target of callgrind --toggle-collect=mcr__router_refresh: `n`
  * publishes, each followed by one routed call that swaps. Host stats are
  * served as the agent serves them, so each switch also binds the worker's
- * counters to the new ring's nodes. */
+ * counters to the new ring's nodes. The worker has used every node of the
+ * ring (the most a switch can have to move), or one with
+ * --swap-profile-idle; every node moves at each publish with
+ * --swap-profile-all, else one. */
 static int swap_profile(int n) {
   char dir[300], err[256];
   snprintf(dir, sizeof dir, "%s/p", top);
@@ -649,16 +736,23 @@ static int swap_profile(int n) {
   unsigned variant = 0;
   publish(w, variant);
   mcr_client_t* c = attach(dir);
-  /* The handle must really count by node in a registered segment: one
-   * row per node of the ring, read back through the agent's socket. */
+  /* The worst case of a switch: a worker that has used every node of the
+   * ring (naming a node makes it, as a call to it would), so each switch
+   * moves all of them. The handle must really count by node in a
+   * registered segment: one row per node of the ring, read back through
+   * the agent's socket. */
+  volatile size_t acc = route(c, "swap:key", 8);
+  size_t used = idle_worker ? 1 : mcr_client_node_count(c);
+  for (size_t i = 0; i < used && !idle_worker; i++)
+    if (!mcr_client_node_name(c, i))
+      bench_die("node %zu: %s", i, mcr_client_last_error(c));
   mcr_hoststats_t* hs;
   const mcr_hoststat_row_t* rows;
   size_t nrows = 0;
   if (mcr_hoststats_open(&hs, dir, -1, err, sizeof err) ||
-      mcr_hoststats_read(hs, &rows, &nrows) || nrows != nnodes)
-    bench_die("host stats: %zu rows for %zu nodes", nrows, nnodes);
+      mcr_hoststats_read(hs, &rows, &nrows) || nrows != used)
+    bench_die("host stats: %zu rows for %zu nodes used", nrows, used);
   mcr_hoststats_free(hs);
-  volatile size_t acc = 0;
   for (int i = 0; i < n; i++) {
     publish(w, ++variant);
     acc += route(c, "swap:key", 8);
@@ -674,10 +768,11 @@ static void rm_rf(const char* path);
 int main(int argc, char** argv) {
   if (argc != 2 && !((argc == 3 || argc == 4) &&
                      (strcmp(argv[1], "--swap-profile") == 0 ||
-                      strcmp(argv[1], "--swap-profile-all") == 0))) {
+                      strcmp(argv[1], "--swap-profile-all") == 0 ||
+                      strcmp(argv[1], "--swap-profile-idle") == 0))) {
     fprintf(stderr,
             "usage: bench_ring AGENT_BINARY | bench_ring "
-            "--swap-profile[-all] N [NODES]\n");
+            "--swap-profile[-all|-idle] N [NODES]\n");
     return 2;
   }
   if (argc == 4) {
@@ -688,6 +783,7 @@ int main(int argc, char** argv) {
     }
   }
   move_all = argc >= 3 && strcmp(argv[1], "--swap-profile-all") == 0;
+  idle_worker = argc >= 3 && strcmp(argv[1], "--swap-profile-idle") == 0;
   const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
   snprintf(top, sizeof top, "%s/mcring-bench-XXXXXX", base);
   if (!mkdtemp(top))

@@ -132,6 +132,15 @@ if command -v valgrind >/dev/null 2>&1; then
     bench/bench_ring --swap-profile 5 5000 >/dev/null 2>&1 || status=1
   s=$(total instr "$out/instr.swap.5000")
   [ -n "$s" ] && echo "swap_instr_5000 $(( s / 5 ))" >>"$raw"
+  # The same for a worker that has used one node of the ring: what an
+  # idle worker pays, whatever the ring's size.
+  for n in 500 5000; do
+    valgrind --tool=callgrind --toggle-collect=mcr__router_refresh \
+      --callgrind-out-file="$out/instr.swap.idle.$n" \
+      bench/bench_ring --swap-profile-idle 5 $n >/dev/null 2>&1 || status=1
+    s=$(total instr "$out/instr.swap.idle.$n")
+    [ -n "$s" ] && echo "swap_instr_idle_$n $(( s / 5 ))" >>"$raw"
+  done
   callgrind_annotate --auto=no "$out/instr.swap" 2>/dev/null |
     sed -n '/file:function/,$p' | head -25 >"$out/callgrind-swap-exclusive.txt"
   # One lookup (ketama mode, the key's MD5 included) against the ring's
@@ -365,11 +374,22 @@ END {
   printf "  swap to a new generation: %s us per worker alone (reader %s us, %s instructions), normal call %s ns\n",
     fmt(v("swap_us_500"), 0), fmt(v("swap_reader_us_500"), 0), fmt(v("swap_instr_500"), 0),
     fmt(v("swap_call_ns_normal"), 0)
-  printf "  instructions per switch when one node changed (host stats on): 500 nodes %s, 5,000 nodes %s\n",
+  printf "  instructions per switch when one node changed (host stats on), worker using every node: 500 nodes %s, 5,000 nodes %s\n",
     fmt(v("swap_instr_500"), 0), fmt(v("swap_instr_5000"), 0)
+  printf "  the same for a worker that used one node: 500 nodes %s, 5,000 nodes %s\n",
+    fmt(v("swap_instr_idle_500"), 0), fmt(v("swap_instr_idle_5000"), 0)
   printf "  propagation to 256 workers (1 call/ms each), ms after publish: min %s median %s max %s (worst of 5: %s)\n",
     fmt(v("propagation_ms_min"), 2), fmt(v("propagation_ms_median"), 2),
     fmt(v("propagation_ms_max"), 2), fmt(v("propagation_ms_max_worst"), 2)
+  for (i = 512; i <= 1024; i *= 2)
+    printf "  propagation to %d workers: min %s median %s max %s (worst of 5: %s)\n", i,
+      fmt(v("propagation_ms_min_" i), 2), fmt(v("propagation_ms_median_" i), 2),
+      fmt(v("propagation_ms_max_" i), 2), fmt(v("propagation_ms_max_worst_" i), 2)
+  printf "  an idle worker after one call, KiB of heap / RSS growth (shared ring pages included), by ring nodes:"
+  split("500 5000 20000 65535", ws, " ")
+  for (i = 1; i <= 4; i++)
+    printf " %s: %s / %s", ws[i], fmt(v("worker_heap_kb_" ws[i]), 0), fmt(v("worker_rss_kb_" ws[i]), 0)
+  print ""
   printf "  via the agent (from its publish stamp, file writing included): median %s max %s ms\n",
     fmt(v("agent_propagation_ms_median"), 1), fmt(v("agent_propagation_ms_max"), 1)
   printf "  discovery with 256 workers: %s polls per 0.2 s interval (%s requests), %s polls in %s s\n",
@@ -398,6 +418,10 @@ END {
   metric("lookup_instr_ketama_65535", v("lookup_instr_ketama_65535"), "<=", 800)
   metric("ring_pss_ratio_256", v("ring_pss_ratio_256"), "<=", 1.1)
   metric("propagation_ms_max", v("propagation_ms_max"), "<=", 10)
+  metric("propagation_ms_max_512", v("propagation_ms_max_512"), "<=", 10)
+  metric("swap_us_500", v("swap_us_500"), "<=", 10)
+  metric("swap_instr_idle_5000", v("swap_instr_idle_5000"), "<=", 30000)
+  metric("worker_heap_kb_65535", v("worker_heap_kb_65535"), "<=", 1024)
   metric("endpoint_polls_per_interval_256", v("endpoint_polls_per_interval_256"), "<=", 1)
   metric("tls_get_ratio", v("tls_get_ratio"), ">=", 0.85)
   metric("stampede_recomputes_per_expiry_lease", v("stampede_recomputes_per_expiry_lease"), "<=", 1)
