@@ -406,8 +406,9 @@ static int cmp_u64(const void* a, const void* b) {
 }
 
 /* Workers are running (CMD_RUN); publishes REPS changes and reports the
- * switch latencies. */
-static void propagation(mcr__snapshot_writer_t* w, int n, unsigned* variant) {
+ * switch latencies, named with `tag` after the worker count. */
+static void propagation(mcr__snapshot_writer_t* w, int n, unsigned* variant,
+                        const char* tag) {
   double mins[REPS], meds[REPS], maxs[REPS], calls[REPS];
   int missing = 0;
   for (int rep = 0; rep < REPS; rep++) {
@@ -452,13 +453,13 @@ static void propagation(mcr__snapshot_writer_t* w, int n, unsigned* variant) {
   /* 256 workers report under the plain names (the headline); 512 and
    * 1,024 with their count appended. */
   char name[64];
-#define PROP_RESULT(base, v)                         \
-  do {                                               \
-    if (n == 256)                                    \
-      snprintf(name, sizeof name, "%s", base);       \
-    else                                             \
-      snprintf(name, sizeof name, "%s_%d", base, n); \
-    bench_result(name, v);                           \
+#define PROP_RESULT(base, v)                                \
+  do {                                                      \
+    if (n == 256)                                           \
+      snprintf(name, sizeof name, "%s%s", base, tag);       \
+    else                                                    \
+      snprintf(name, sizeof name, "%s_%d%s", base, n, tag); \
+    bench_result(name, v);                                  \
   } while (0)
   PROP_RESULT("propagation_ms_min", bench_median(mins, REPS));
   PROP_RESULT("propagation_ms_median", bench_median(meds, REPS));
@@ -530,6 +531,30 @@ static void worker_memory(void) {
   nnodes = keep;
 }
 
+/* Issue 21's point on the curve: 256 workers on a 5,000-node ring with
+ * host stats served (as the agent serves them), so every switch also
+ * binds the counters of the nodes a worker holds. */
+static void propagation_5000(pid_t* pids, unsigned* variant) {
+  char dir[300], err[256];
+  snprintf(dir, sizeof dir, "%s/w5000", top);
+  mcr__snapshot_writer_t* w;
+  if (mcr__snapshot_writer_open(&w, dir, err, sizeof err))
+    bench_die("writer: %s", err);
+  mcr_hoststats_server_t* stats;
+  if (mcr_hoststats_serve(&stats, dir, MAX_WORKERS + 8, err, sizeof err))
+    bench_die("host stats: %s", err);
+  size_t keep = nnodes;
+  nnodes = 5000;
+  publish(w, ++*variant);
+  spawn(256, dir, pids);
+  atomic_store(&sh->cmd, CMD_RUN);
+  propagation(w, 256, variant, "_5000nodes");
+  reap(256, pids);
+  nnodes = keep;
+  mcr_hoststats_server_free(stats);
+  mcr__snapshot_writer_close(w);
+}
+
 static void phase_writer(void) {
   char dir[300];
   snprintf(dir, sizeof dir, "%s/w", top);
@@ -564,16 +589,17 @@ static void phase_writer(void) {
   measure_memory(256, dir, ring_size, private_ring, pids);
   sh->pace_us = 1000;
   atomic_store(&sh->cmd, CMD_RUN);
-  propagation(w, 256, &variant);
+  propagation(w, 256, &variant, "");
   reap(256, pids);
   /* The same with 512 and 1,024 workers (issue 20's line). */
   for (int n = 512; n <= MAX_WORKERS; n *= 2) {
     spawn(n, dir, pids);
     atomic_store(&sh->cmd, CMD_RUN);
-    propagation(w, n, &variant);
+    propagation(w, n, &variant, "");
     reap(n, pids);
   }
   mcr__snapshot_writer_close(w);
+  propagation_5000(pids, &variant);
   worker_memory();
 }
 
