@@ -142,7 +142,9 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
         mcr__free(srv[k].tls_name);
       }
       mcr__free(srv);
-      goto fail; /* rc and err say out of memory */
+      rc = MCR_ENOMEM;
+      snprintf(err, sizeof err, "out of memory");
+      goto fail;
     }
     mcr__node_init(node, &srv[i]);
     (void)mcr__node_place(c, i, node);
@@ -158,6 +160,8 @@ int mcr_client_new(mcr_client_t** out, const mcr_client_opts_t* opts,
 
 fail:
   mcr_client_free(c);
+  if (!err[0]) /* a step that said nothing (out of memory in a parser) */
+    snprintf(err, sizeof err, "%s", mcr_strerror(rc));
   if (errbuf && errlen)
     snprintf(errbuf, errlen, "%s", err);
   return rc;

@@ -1007,3 +1007,49 @@ Test(client, paused_server_times_out_then_recovers) {
   assert_rc(mcr_client_get(c, K("p"), &item), MCR_ETIMEOUT);
   resume_and_expect_p(c);
 }
+
+/* An allocator that fails its `fail_at`-th call (counting from 0). */
+static long alloc_calls, fail_at = -1;
+static bool fail_now(void) {
+  return alloc_calls++ == fail_at;
+}
+static void* f_malloc(size_t n) {
+  return fail_now() ? NULL : malloc(n);
+}
+static void* f_realloc(void* p, size_t n) {
+  return fail_now() ? NULL : realloc(p, n);
+}
+static void* f_calloc(size_t n, size_t s) {
+  return fail_now() ? NULL : calloc(n, s);
+}
+
+/* mcr_client_new with every one of its allocations failing in turn, the
+ * TLS context included: each attempt either makes a client or fails with a
+ * negative code and no client, never "succeeds" without one. The TLS
+ * context needs no server; the node's name is never resolved. */
+Test(client, new_fails_cleanly_at_every_allocation, .timeout = 240) {
+  cr_assert_eq(mcr_replace_allocator(f_malloc, f_realloc, f_calloc, free), 0);
+  mcr_client_opts_t o = opts_default();
+  o.servers = "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3";
+  o.tls.enable = 1;
+  int failed = 0;
+  for (fail_at = 0;; fail_at++) {
+    alloc_calls = 0;
+    mcr_client_t* c = NULL;
+    char err[256] = "";
+    int rc = mcr_client_new(&c, &o, err, sizeof err);
+    if (rc == 0) {
+      cr_assert_not_null(c, "allocation %ld failed: rc 0 and no client",
+                         fail_at);
+      mcr_client_free(c);
+    } else {
+      cr_assert_lt(rc, 0);
+      cr_assert_null(c);
+      cr_assert(err[0], "allocation %ld failed without a message", fail_at);
+      failed++;
+    }
+    if (alloc_calls <= fail_at)
+      break; /* no allocation left to fail */
+  }
+  cr_assert_gt(failed, 3, "only %d allocations tried", failed);
+}
