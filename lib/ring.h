@@ -323,11 +323,13 @@ typedef struct {
 size_t mcr__snapshot_size(const mcr_ring_t* r, uint32_t nremap);
 
 /* Writes the complete snapshot of ring r (generation, publish time, the
- * nodes' identities, and `remap` unless NULL) into buf[0..size), size from
- * mcr__snapshot_size, checksum included. */
+ * nodes' identities: `idents`, or computed when NULL; and `remap` unless
+ * NULL) into buf[0..size), size from mcr__snapshot_size, checksum
+ * included. */
 void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
-                          uint64_t publish_ns, const mcr__snap_remap_t* remap,
-                          void* buf, size_t size);
+                          uint64_t publish_ns, const uint64_t* idents,
+                          const mcr__snap_remap_t* remap, void* buf,
+                          size_t size);
 
 /* Recomputes the checksum trailer of buf[0..size) (tests use it to make a
  * corrupted file pass the checksum and reach the field checks). */

@@ -94,8 +94,9 @@ static void put_string(char* strings, size_t* pos, const char* s, uint32_t* off,
 }
 
 void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
-                          uint64_t publish_ns, const mcr__snap_remap_t* remap,
-                          void* buf, size_t size) {
+                          uint64_t publish_ns, const uint64_t* idents,
+                          const mcr__snap_remap_t* remap, void* buf,
+                          size_t size) {
   uint32_t nremap = remap ? remap->n : 0;
   layout_t l = layout(r, nremap);
   char* base = buf;
@@ -143,7 +144,8 @@ void mcr__snapshot_encode(const mcr_ring_t* r, uint64_t generation,
     e.points = n->points;
     memcpy(base + l.nodes + (size_t)i * MCR__SNAP_NODE_SIZE, &e, sizeof(e));
     memcpy(base + l.arcs + (size_t)i * 8, &n->arc, 8);
-    uint64_t id = mcr__ring_node_ident(n->host, n->address, n->port);
+    uint64_t id =
+        idents ? idents[i] : mcr__ring_node_ident(n->host, n->address, n->port);
     memcpy(base + l.idents + (size_t)i * 8, &id, 8);
   }
   if (nremap)
@@ -299,8 +301,8 @@ int mcr__snapshot_writer_open(mcr__snapshot_writer_t** out, const char* dir,
 
 /* Creates and fills ring.<gen> completely; the file is not published. */
 static int write_file(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
-                      const mcr__snap_remap_t* remap, uint64_t gen,
-                      const char* name) {
+                      const uint64_t* idents, const mcr__snap_remap_t* remap,
+                      uint64_t gen, const char* name) {
   int fd = openat(w->dirfd, name,
                   O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
   if (fd < 0 && errno == EEXIST) {
@@ -328,8 +330,8 @@ static int write_file(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     mcr__snapshot_encode(
-        r, gen, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, remap,
-        map, size);
+        r, gen, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+        idents, remap, map, size);
     /* Readers check the header and each node entry they use (snapshot.c):
      * the whole file is verified here, once per host, from its own bytes,
      * before anyone can be told the generation. */
@@ -422,7 +424,7 @@ int mcr__snapshot_writer_publish(mcr__snapshot_writer_t* w, const mcr_ring_t* r,
   int rc = make_remap(w, r, &ids, &to);
   mcr__snap_remap_t remap = {.from = w->gen, .to = to, .n = w->nidents};
   if (!rc)
-    rc = write_file(w, r, w->idents && w->gen ? &remap : NULL, g, name);
+    rc = write_file(w, r, ids, w->idents && w->gen ? &remap : NULL, g, name);
   mcr__free(to);
   if (rc) {
     mcr__free(ids);

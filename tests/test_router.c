@@ -442,7 +442,7 @@ static void plant_with_map(mcr__snapshot_writer_t* w, const char* dir,
   size_t size = mcr__snapshot_size(r, n);
   void* buf = malloc(size);
   cr_assert_not_null(buf);
-  mcr__snapshot_encode(r, gen, 1, &map, buf, size);
+  mcr__snapshot_encode(r, gen, 1, NULL, &map, buf, size);
   char p[128];
   snprintf(p, sizeof p, "%s/ring.%" PRIu64, dir, gen);
   int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0640);

@@ -469,7 +469,8 @@ static unsigned char* good_image(uint64_t gen, size_t* size) {
   mcr_ring_t* r = gen_ring(gen);
   *size = mcr__snapshot_size(r, 0);
   unsigned char* buf = malloc(*size);
-  mcr__snapshot_encode(r, gen, 1700000000ull * 1000000000ull, NULL, buf, *size);
+  mcr__snapshot_encode(r, gen, 1700000000ull * 1000000000ull, NULL, NULL, buf,
+                       *size);
   mcr_ring_free(r);
   return buf;
 }

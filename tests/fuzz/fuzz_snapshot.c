@@ -98,7 +98,7 @@ static unsigned char* patched_image(fuzz_in_t* in, size_t* size) {
     last_img = malloc(last_size);
     if (!last_img)
       abort();
-    mcr__snapshot_encode(r, gen, 1, NULL, last_img, last_size);
+    mcr__snapshot_encode(r, gen, 1, NULL, NULL, last_img, last_size);
     mcr_ring_free(r);
     memcpy(last_key, key, key_len);
     last_key_len = key_len;
