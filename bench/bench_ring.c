@@ -69,6 +69,7 @@ typedef struct {
   pid_t pid;
   int failed;
   double heap_bytes;       /* heap growth from mcr_client_new */
+  double rss_kb;           /* RSS growth (worker_memory) */
   uint64_t gen_seen[REPS]; /* generation a switch was seen for */
   uint64_t t_switch[REPS]; /* CLOCK_MONOTONIC ns after that first call */
   uint64_t rt_switch;      /* CLOCK_REALTIME ns (agent run) */
@@ -514,7 +515,7 @@ static void worker_memory(void) {
       volatile size_t acc = route(c, "worker:memory", 13);
       (void)acc;
       sh->slot[0].heap_bytes = (double)(heap_used() - h0);
-      sh->slot[0].call_ns[0] = (uint64_t)(rss_kb() - r0);
+      sh->slot[0].rss_kb = (double)(rss_kb() - r0);
       _exit(0);
     }
     int st;
@@ -525,7 +526,7 @@ static void worker_memory(void) {
     snprintf(name, sizeof name, "worker_heap_kb_%zu", sizes[k]);
     bench_result(name, sh->slot[0].heap_bytes / 1024);
     snprintf(name, sizeof name, "worker_rss_kb_%zu", sizes[k]);
-    bench_result(name, (double)sh->slot[0].call_ns[0]);
+    bench_result(name, sh->slot[0].rss_kb);
     mcr__snapshot_writer_close(w);
   }
   nnodes = keep;
