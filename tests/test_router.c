@@ -397,20 +397,22 @@ Test(router, a_reordered_ring_keeps_every_connection) {
   ring_dir_remove(dir);
 }
 
-/* A ring of `n` nodes: our memcached 0, and nodes on 127.0.1.<k> that
- * nobody listens on (k from 1), node `skip` left out (0: none). */
+/* A ring of our memcached 0 and nodes on 127.0.1.<k>, k = 1 .. n - 1, that
+ * nobody listens on, node `skip` left out (0: none). Leaving one out only
+ * moves that node's keys: a key on our memcached stays there. */
 static mcr_ring_t* wide_ring(int n, int skip) {
   static char hosts[64][24];
   mcr__ring_node_in_t in[64];
   int m = 0;
-  in[m++] = (mcr__ring_node_in_t){
-      .host = "127.0.0.1", .port = (uint16_t)mcd[0].port, .weight = 1};
-  for (int k = 1; k < n + (skip > 0); k++) {
+  for (int k = 1; k < n; k++) {
     if (k == skip)
       continue;
     snprintf(hosts[k], sizeof hosts[k], "127.0.1.%d", k);
     in[m++] = (mcr__ring_node_in_t){.host = hosts[k], .port = 1, .weight = 1};
   }
+  /* Last, so that a node left out before it moves its index. */
+  in[m++] = (mcr__ring_node_in_t){
+      .host = "127.0.0.1", .port = (uint16_t)mcd[0].port, .weight = 1};
   mcr_ring_t* r = NULL;
   char err[256] = "";
   cr_assert_eq(mcr__ring_build_nodes(&r, MCR_DIST_KETAMA, in, (size_t)m, err,
@@ -491,6 +493,7 @@ Test(router, a_switch_moves_only_the_nodes_in_use) {
   cr_assert_eq(rb->remap_from, ga, "the writer published no map");
   cr_assert_eq(c->nlive, 1);
   uint32_t at_b = c->live[0]->at;
+  cr_assert_eq(at_b, at_a - 1, "the node did not move down");
   cr_assert_eq(mcr__ring_remap(rb, ga, at_a), at_b);
   cr_assert_eq(mcr__ring_ident_at(rb, at_b), c->live[0]->ident);
   cr_assert_eq(mcr_client_node_name(c, at_b), c->live[0]->srv.name);
