@@ -458,6 +458,14 @@ static int load_conf(conf_t* c, int argc, char** argv, char* err,
     snprintf(err, errlen, "the tls settings apply to --elasticache only");
     return -1;
   }
+  if (!c->tls && (c->tls_ca[0] || c->tls_cert[0] || c->tls_key[0] ||
+                  c->tls_name[0] || c->tls_insecure)) {
+    snprintf(err, errlen,
+             "tls-ca, tls-cert, tls-key, tls-name and tls-insecure need tls "
+             "(--tls, or tls = yes): without it the endpoint is polled in "
+             "clear");
+    return -1;
+  }
   return 0;
 }
 

@@ -183,7 +183,10 @@ typedef enum {
 /* TLS for every connection of a client, or of the agent's configuration
  * endpoint polls (docs/tls.md). All zero (the default): plain TCP. With
  * enable = 1 every connection is TLS and nothing is ever sent in clear; a
- * library built --without-tls refuses it (MCR_ENOTSUP). The certificate
+ * library built --without-tls refuses it (MCR_ENOTSUP). With enable = 0
+ * every other field must be left zero (min_version may be 12):
+ * mcr_client_new refuses a TLS setting that would not take effect
+ * (MCR_EINVAL) rather than talk in clear. The certificate
  * of every server is verified by default: against ca_file / ca_dir when
  * given, else the system's trust store, for the name `server_name` or,
  * when NULL, each node's host name as configured (or as the agent's ring

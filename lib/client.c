@@ -62,6 +62,13 @@ static int opts_check(const mcr_client_opts_t* o, char* err, size_t errlen) {
     what = "unknown distribution";
   else if (!!o->ring_dir + !!o->servers + !!o->elasticache > 1)
     what = "set one of servers, ring_dir and elasticache";
+  else if (!o->tls.enable &&
+           (o->tls.ca_file || o->tls.ca_dir || o->tls.cert_file ||
+            o->tls.key_file || o->tls.server_name || o->tls.insecure ||
+            o->tls.min_version > 12))
+    what =
+        "TLS settings given but tls.enable is 0: nothing would be "
+        "encrypted (set tls.enable = 1, or leave them out)";
   else if (o->elasticache && (o->discovery_interval_ms < 1 ||
                               o->discovery_interval_ms > TIMEOUT_MAX_MS))
     what = "discovery_interval_ms must be 1..3600000";

@@ -406,6 +406,57 @@ Test(tls, options_are_checked) {
   cr_assert_null(c);
 }
 
+/* A TLS setting given while TLS is off would leave the traffic in clear
+ * although the caller asked for verification: refused, not ignored. */
+Test(tls, tls_settings_without_tls_are_refused) {
+  mcr_client_t* c = NULL;
+  char err[256];
+  for (int i = 0; i < 7; i++) {
+    mcr_client_opts_t o = tls_opts();
+    o.tls = (mcr_tls_opts_t){0};
+    o.servers = "127.0.0.1:1";
+    switch (i) {
+      case 0:
+        o.tls.ca_file = cert("ca.pem");
+        break;
+      case 1:
+        o.tls.ca_dir = certs;
+        break;
+      case 2:
+        o.tls.cert_file = cert("client.pem");
+        break;
+      case 3:
+        o.tls.key_file = cert("client.key");
+        break;
+      case 4:
+        o.tls.server_name = "localhost";
+        break;
+      case 5:
+        o.tls.insecure = 1;
+        break;
+      case 6:
+        o.tls.min_version = 13;
+        break;
+    }
+    assert_rc(mcr_client_new(&c, &o, err, sizeof err), MCR_EINVAL);
+    cr_assert(strstr(err, "tls.enable is 0"), "case %d: %s", i, err);
+    cr_assert_null(c);
+  }
+  /* The agent: --tls-ca without --tls stops it before any poll. */
+  char log[128], ring[128];
+  snprintf(log, sizeof log, "%s/agent-notls.log", certs);
+  snprintf(ring, sizeof ring, "%s/ring-notls", certs);
+  const char* args[] = {
+      "--config", "/dev/null", "--elasticache", "127.0.0.1:1",   "--ring-dir",
+      ring,       "--tls-ca",  cert("ca.pem"),  "--stats-slots", "0",
+      NULL};
+  pid_t pid = agent_spawn(&(spawn_opts_t){.err = log}, args, NULL);
+  int status = wait_exit(pid, 10000);
+  cr_assert(status > 0, "the agent ran (exit %d): %s", status,
+            deploy_slurp(log));
+  cr_assert(strstr(deploy_slurp(log), "need tls"), "%s", deploy_slurp(log));
+}
+
 /* The agent polls an ElastiCache endpoint over TLS (a TLS front before the
  * fake endpoint): verified, it publishes; with a CA that did not sign the
  * endpoint's certificate it publishes nothing and says why. */
