@@ -141,6 +141,11 @@ typedef struct state {
   char* ring_dir;         /* OPT_MCRING_RING_DIR, or NULL */
   char* mcr_distribution; /* OPT_MCRING_DISTRIBUTION name, or NULL */
   bool tls, tls_insecure; /* OPT_MCRING_TLS, OPT_MCRING_TLS_INSECURE */
+  /* OPT_MCRING_TLS was set, to either value. The other TLS options are
+   * passed on only when it is on or was never set: a CA or name without
+   * the switch is refused by libmcring (nothing would be encrypted), while
+   * switching TLS off explicitly leaves them set but unused. */
+  bool tls_chosen;
   /* OPT_MCRING_TLS_CA_FILE, _CERT_FILE, _KEY_FILE, _SERVER_NAME: NULL
    * when unset. */
   char* tls_str[4];
@@ -469,11 +474,13 @@ static mcr_client_t* client_of(mcobj_t* o) {
   opts.eject = b[OPT_AUTO_EJECT_HOSTS] || b[OPT_REMOVE_FAILED_SERVERS];
   opts.route_skip = b[OPT_HASH_WITH_PREFIX_KEY] ? 0 : st->prefix_len;
   opts.tls.enable = st->tls;
-  opts.tls.insecure = st->tls_insecure;
-  opts.tls.ca_file = st->tls_str[0];
-  opts.tls.cert_file = st->tls_str[1];
-  opts.tls.key_file = st->tls_str[2];
-  opts.tls.server_name = st->tls_str[3];
+  if (st->tls || !st->tls_chosen) {
+    opts.tls.insecure = st->tls_insecure;
+    opts.tls.ca_file = st->tls_str[0];
+    opts.tls.cert_file = st->tls_str[1];
+    opts.tls.key_file = st->tls_str[2];
+    opts.tls.server_name = st->tls_str[3];
+  }
   char err[256] = "";
   int rc = mcr_client_new(&st->client, &opts, err, sizeof err);
   smart_str_free(&list);
@@ -1914,6 +1921,8 @@ static int set_option(mcobj_t* o, zend_long opt, zval* value) {
     case OPT_MCRING_TLS_INSECURE:
       *(opt == OPT_MCRING_TLS ? &st->tls : &st->tls_insecure) =
           zend_is_true(value);
+      if (opt == OPT_MCRING_TLS)
+        st->tls_chosen = true;
       state_drop_client(st);
       return 1;
     case OPT_MCRING_TLS_CA_FILE:

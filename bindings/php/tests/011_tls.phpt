@@ -54,6 +54,11 @@ echo "plain text to a TLS server fails, in time\n";
 $m = tls_client([$M::OPT_CONNECT_TIMEOUT => 300, $M::OPT_POLL_TIMEOUT => 300]);
 var_dump($m->get($k), $m->getResultCode() !== $M::RES_SUCCESS);
 
+echo "a CA without the switch is refused, not ignored\n";
+$m = tls_client([$M::OPT_MCRING_TLS_CA_FILE => "$dir/ca.pem"]);
+var_dump($m->get($k), $m->getResultCode() !== $M::RES_SUCCESS,
+         str_contains($m->getLastErrorMessage(), "nothing would be encrypted"));
+
 echo "TLS off again: the option is a switch\n";
 $m = tls_client([$M::OPT_MCRING_TLS => true, $M::OPT_MCRING_TLS_CA_FILE => "$dir/ca.pem"]);
 $m->setOption($M::OPT_MCRING_TLS, false);
@@ -92,6 +97,10 @@ bool(false)
 bool(true)
 plain text to a TLS server fails, in time
 bool(false)
+bool(true)
+a CA without the switch is refused, not ignored
+bool(false)
+bool(true)
 bool(true)
 TLS off again: the option is a switch
 bool(false)
