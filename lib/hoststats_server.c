@@ -50,7 +50,9 @@
 #define READER_MS 10000
 #define ENTRY_BATCH 256
 
-enum { C_PENDING, C_WORKER, C_READER };
+/* C_CLOSED: closed, its memory kept until the end of the epoll batch
+ * (serve), which may still hold an event for it. */
+enum { C_PENDING, C_WORKER, C_READER, C_CLOSED };
 
 typedef struct hconn {
   int fd;
@@ -74,6 +76,7 @@ struct mcr_hoststats_server {
   unsigned max_workers;
   hconn_t* lists[3]; /* by kind */
   unsigned counts[3];
+  hconn_t* closed; /* C_CLOSED, chained by next: freed after each batch */
   uint32_t next_slot;
   pthread_t thread;
   bool started;
@@ -135,6 +138,10 @@ static void list_move(mcr_hoststats_server_t* s, hconn_t* c, int kind) {
   list_add(s, c, kind);
 }
 
+/* Closes c's descriptors at once; its memory goes when the current epoll
+ * batch is done (free_closed): handling one event may close another
+ * connection (a reader's answer drops dead workers) whose own event is
+ * still to come in the same batch. */
 static void conn_close(mcr_hoststats_server_t* s, hconn_t* c) {
   list_del(s, c);
   epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -142,7 +149,18 @@ static void conn_close(mcr_hoststats_server_t* s, hconn_t* c) {
   if (c->kind == C_WORKER)
     close(c->seg);
   mcr__free(c->out);
-  mcr__free(c);
+  c->out = NULL;
+  c->kind = C_CLOSED;
+  c->next = s->closed;
+  s->closed = c;
+}
+
+static void free_closed(mcr_hoststats_server_t* s) {
+  while (s->closed) {
+    hconn_t* c = s->closed;
+    s->closed = c->next;
+    mcr__free(c);
+  }
 }
 
 ssize_t mcr__hs_send(int fd, const void* buf, size_t len, int pass) {
@@ -452,9 +470,11 @@ static void* serve(void* arg) {
         on_pending(s, c);
       else if (c->kind == C_READER)
         on_reader(s, c);
-      else
+      else if (c->kind == C_WORKER)
         conn_close(s, c); /* a worker closed, or sent what it must not */
+      /* else closed earlier in this batch: nothing to do */
     }
+    free_closed(s);
   }
 }
 
@@ -566,6 +586,7 @@ void mcr_hoststats_server_free(mcr_hoststats_server_t* s) {
   for (int k = 0; k < 3; k++)
     while (s->lists[k])
       conn_close(s, s->lists[k]);
+  free_closed(s);
   if (s->lfd >= 0) {
     close(s->lfd);
     unlinkat(s->dirfd, MCR__HS_SOCK, 0);
