@@ -11,8 +11,8 @@
  *    calls for. The connection then stays open and idle; it is the
  *    registration's life: end of stream (the handle was freed or the
  *    process died), any byte at all, or the registering process gone
- *    (its pid no longer has the start time it had, checked at each read)
- *    ends it.
+ *    (its pid no longer has the start time it had, checked at each read
+ *    and before a registration is refused for want of a slot) ends it.
  *  - a reader's request: the answer is a copy of what every live segment
  *    holds, one row per (worker, node), built with pread (a segment is
  *    never mapped here, so no content and no size game can fault or steer
@@ -50,7 +50,9 @@
 #define READER_MS 10000
 #define ENTRY_BATCH 256
 
-enum { C_PENDING, C_WORKER, C_READER };
+/* C_CLOSED: closed, its memory kept until the end of the epoll batch
+ * (serve), which may still hold an event for it. */
+enum { C_PENDING, C_WORKER, C_READER, C_CLOSED };
 
 typedef struct hconn {
   int fd;
@@ -74,6 +76,7 @@ struct mcr_hoststats_server {
   unsigned max_workers;
   hconn_t* lists[3]; /* by kind */
   unsigned counts[3];
+  hconn_t* closed; /* C_CLOSED, chained by next: freed after each batch */
   uint32_t next_slot;
   pthread_t thread;
   bool started;
@@ -135,6 +138,10 @@ static void list_move(mcr_hoststats_server_t* s, hconn_t* c, int kind) {
   list_add(s, c, kind);
 }
 
+/* Closes c's descriptors at once; its memory goes when the current epoll
+ * batch is done (free_closed): handling one event may close another
+ * connection (a reader's answer drops dead workers) whose own event is
+ * still to come in the same batch. */
 static void conn_close(mcr_hoststats_server_t* s, hconn_t* c) {
   list_del(s, c);
   epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -142,7 +149,18 @@ static void conn_close(mcr_hoststats_server_t* s, hconn_t* c) {
   if (c->kind == C_WORKER)
     close(c->seg);
   mcr__free(c->out);
-  mcr__free(c);
+  c->out = NULL;
+  c->kind = C_CLOSED;
+  c->next = s->closed;
+  s->closed = c;
+}
+
+static void free_closed(mcr_hoststats_server_t* s) {
+  while (s->closed) {
+    hconn_t* c = s->closed;
+    s->closed = c->next;
+    mcr__free(c);
+  }
 }
 
 ssize_t mcr__hs_send(int fd, const void* buf, size_t len, int pass) {
@@ -242,12 +260,35 @@ static bool add_row(hconn_t* r, const mcr__hs_wire_row_t* row) {
   return true;
 }
 
+/* True while worker w's registration stands: its connection is open and
+ * has said nothing (end of stream or a byte ends it, even before the loop
+ * has seen the event), and the process that registered it still runs (the
+ * same start time under its pid: a forked child may hold the socket open
+ * long after the worker died, and its pid may have gone to another
+ * process). */
+static bool worker_live(hconn_t* w) {
+  char b;
+  ssize_t r = recv(w->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+    return false;
+  return proc_start(w->pid) == w->started;
+}
+
+/* Closes every registration whose worker is gone (worker_live). */
+static void prune_workers(mcr_hoststats_server_t* s) {
+  for (hconn_t *w = s->lists[C_WORKER], *next; w; w = next) {
+    next = w->next;
+    if (!worker_live(w))
+      conn_close(s, w);
+  }
+}
+
 /* Appends the rows of worker w to reader r's answer: one per entry in
  * use, or one without a node when it has counted nothing yet. Returns
- * false when the process that registered w is gone; sets *truncated when
- * rows had to be left out. */
+ * false when w's worker is gone (worker_live); sets *truncated when rows
+ * had to be left out. */
 static bool add_rows(hconn_t* r, hconn_t* w, bool* truncated) {
-  if (proc_start(w->pid) != w->started)
+  if (!worker_live(w))
     return false;
   mcr__hs_head_t hd;
   if (pread(w->seg, &hd, sizeof hd, 0) != (ssize_t)sizeof hd)
@@ -296,7 +337,7 @@ static void answer(mcr_hoststats_server_t* s, hconn_t* c) {
   for (hconn_t *w = s->lists[C_WORKER], *next; w; w = next) {
     next = w->next;
     if (!add_rows(c, w, &truncated))
-      conn_close(s, w); /* its process is gone */
+      conn_close(s, w); /* gone, or its segment unreadable */
   }
   mcr__hs_msg_t m = {.kind = MCR__HS_READ,
                      .status = truncated ? MCR__HS_TRUNCATED : MCR__HS_OK,
@@ -329,7 +370,11 @@ static void on_reader(mcr_hoststats_server_t* s, hconn_t* c) {
 /* ------------------------------------------------------------ pending */
 
 /* A registration: takes the segment fd when it is sound and a slot is
- * free, and answers either way. */
+ * free, and answers either way. When every slot is taken, the
+ * registrations of workers that are gone are dropped first: a worker that
+ * died while a forked child holds its socket shows no event to the loop,
+ * and would otherwise keep its slot until a reader came by. (That costs a
+ * look at /proc per registered worker, only while the registry is full.) */
 static void do_register(mcr_hoststats_server_t* s, hconn_t* c, int segfd) {
   uint32_t cap = segment_ok(segfd);
   struct ucred cr;
@@ -338,7 +383,9 @@ static void do_register(mcr_hoststats_server_t* s, hconn_t* c, int segfd) {
   if (!cap || getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 ||
       !(c->started = proc_start(cr.pid)))
     status = MCR__HS_BADSEG;
-  else if (s->counts[C_WORKER] >= s->max_workers)
+  if (status == MCR__HS_OK && s->counts[C_WORKER] >= s->max_workers)
+    prune_workers(s);
+  if (status == MCR__HS_OK && s->counts[C_WORKER] >= s->max_workers)
     status = MCR__HS_FULL;
   send_reply(s, c, MCR__HS_REGISTER, status, 0);
   if (status != MCR__HS_OK) {
@@ -452,9 +499,11 @@ static void* serve(void* arg) {
         on_pending(s, c);
       else if (c->kind == C_READER)
         on_reader(s, c);
-      else
+      else if (c->kind == C_WORKER)
         conn_close(s, c); /* a worker closed, or sent what it must not */
+      /* else closed earlier in this batch: nothing to do */
     }
+    free_closed(s);
   }
 }
 
@@ -566,6 +615,7 @@ void mcr_hoststats_server_free(mcr_hoststats_server_t* s) {
   for (int k = 0; k < 3; k++)
     while (s->lists[k])
       conn_close(s, s->lists[k]);
+  free_closed(s);
   if (s->lfd >= 0) {
     close(s->lfd);
     unlinkat(s->dirfd, MCR__HS_SOCK, 0);

@@ -7,7 +7,8 @@
  * its own, that a forked child claims a new slot instead of writing into
  * its parent's, that the counters add up to the calls made, that a freed
  * handle gives its slot back and a dead process's slot is skipped by
- * readers and taken over by the next claimer, and that host_stats = 0 and a
+ * readers and taken over by the next claimer (also when every slot is
+ * held by a dead worker and no reader came by), and that host_stats = 0 and a
  * directory without a segment keep everything private.
  */
 #include <criterion/criterion.h>
@@ -449,6 +450,52 @@ Test(hoststats, a_dead_worker_is_gone_though_a_child_holds_its_socket) {
     waitpid(x, NULL, 0);
   }
   close(done[1]); /* the grandchild exits */
+}
+
+/* Every slot taken by a worker that died while a forked child of it still
+ * holds its socket (so the agent never saw the connection close), and
+ * nobody has read the stats since: a new worker still registers, because
+ * the agent drops dead registrations before it answers FULL. */
+Test(hoststats, a_full_registry_of_dead_workers_takes_a_new_one) {
+  enum { SLOTS = 3 };
+  serve(SLOTS);
+  int done[2];
+  cr_assert_eq(pipe(done), 0);
+  for (int i = 0; i < SLOTS; i++) {
+    pid_t w = fork();
+    cr_assert_geq(w, 0);
+    if (w == 0) {
+      close(done[1]);
+      mcr_client_t* c = ring_client(1); /* registers: a slot is taken */
+      traffic(c, 1);
+      if (fork() == 0) { /* holds the registration's socket, says nothing */
+        char b;
+        if (read(done[0], &b, 1) < 0) {
+        }
+        _exit(0);
+      }
+      _exit(0); /* dies without freeing the client */
+    }
+    int st;
+    cr_assert_eq(waitpid(w, &st, 0), w);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %d failed", i);
+  }
+  close(done[0]);
+  /* A raw registration gets the agent's answer itself. */
+  int seg = segment(MCR__HS_HEAD + 8 * (size_t)MCR__HS_ENTRY, true), sock;
+  cr_assert_eq(raw_register(seg, &sock), MCR__HS_OK,
+               "registry full of dead workers");
+  close(seg);
+  /* And a client registers too, counting from zero. */
+  mcr_client_t* c = ring_client(1);
+  traffic(c, 2);
+  int slots;
+  mcr_node_counters_t t = sum(0, &slots);
+  cr_assert_eq(slots, 2, "%d registrations live (the raw one and ours)", slots);
+  cr_assert_eq(t.sets, 2);
+  mcr_client_free(c);
+  close(sock);
+  close(done[1]); /* the holders exit */
 }
 
 /* A worker whose segment is full reuses the entries of nodes that left the
