@@ -220,7 +220,7 @@ typedef struct {
   zend_bool persistent;
   zend_bool pristine;
   zend_long rescode;
-  char errmsg[256]; /* libmcring's text of the last error, or "" */
+  char errmsg[512]; /* libmcring's text of the last error, or "" */
   zval delayed;     /* getDelayed's results not fetched yet, or UNDEF */
   /* While a *ByKey method runs: the server key its keys are placed by, as
    * hashed (with the prefix under OPT_HASH_WITH_PREFIX_KEY), else NULL. */
@@ -474,7 +474,7 @@ static mcr_client_t* client_of(mcobj_t* o) {
   opts.tls.cert_file = st->tls_str[1];
   opts.tls.key_file = st->tls_str[2];
   opts.tls.server_name = st->tls_str[3];
-  char err[256] = "";
+  char err[512] = ""; /* as libmcring's: a ring dir's refusal is long */
   int rc = mcr_client_new(&st->client, &opts, err, sizeof err);
   smart_str_free(&list);
   if (rc < 0) {

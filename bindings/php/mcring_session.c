@@ -75,7 +75,7 @@ static mcr_client_t* client_for(const char* save_path) {
   o.distribution = MCR_DIST_KETAMA_LIBMEMCACHED;
   o.route_skip = strlen(MCPHP_G(sess_prefix));
   mcr_client_t* c;
-  char err[256];
+  char err[512];
   if (mcr_client_new(&c, &o, err, sizeof err) < 0) {
     php_error_docref(NULL, E_WARNING, "failed to parse session.save_path: %s",
                      err);

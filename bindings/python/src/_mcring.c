@@ -582,7 +582,9 @@ static int Core_init(Core* s, PyObject* args, PyObject* kw) {
   o.tls.insecure = tls_insecure;
   o.tls.min_version = tls_min;
   mcr_client_t* c = NULL;
-  char err[256] = "";
+  /* libmcring's own buffers are 512: a ring directory's refusal says how
+   * to fix it near the end, which 256 would cut off. */
+  char err[512] = "";
   int rc;
   NOGIL(rc, mcr_client_new(&c, &o, err, sizeof err));
   if (rc) {
