@@ -24,6 +24,7 @@
 
 #include <ctype.h>
 #include <dlfcn.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,9 @@ ZEND_DECLARE_MODULE_GLOBALS(mcring)
 #define OPT_MCRING_TLS_KEY_FILE (-2007)
 #define OPT_MCRING_TLS_SERVER_NAME (-2008)
 #define OPT_MCRING_TLS_INSECURE (-2009)
+/* The agent's user, whom the ring's files must belong to (a uid or a user
+ * name): mcr_client_opts_t.ring_owner_uid. */
+#define OPT_MCRING_RING_OWNER (-2010)
 #define STATIC_CLIENT_MODE 0
 #define DYNAMIC_CLIENT_MODE 1
 
@@ -139,6 +143,7 @@ typedef struct state {
   server_t* servers;
   size_t nservers;
   char* ring_dir;         /* OPT_MCRING_RING_DIR, or NULL */
+  zend_long ring_owner;   /* OPT_MCRING_RING_OWNER's uid; -1: the ini's */
   char* mcr_distribution; /* OPT_MCRING_DISTRIBUTION name, or NULL */
   bool tls, tls_insecure; /* OPT_MCRING_TLS, OPT_MCRING_TLS_INSECURE */
   /* OPT_MCRING_TLS_CA_FILE, _CERT_FILE, _KEY_FILE, _SERVER_NAME: NULL
@@ -171,6 +176,7 @@ static state_t* state_new(void) {
           ? MCPHP_COMP_ZLIB
           : MCPHP_COMP_FASTLZ;
   st->coding.user_flags = -1;
+  st->ring_owner = -1;
   st->behavior[OPT_DISTRIBUTION] = DISTRIBUTION_KETAMA_WEIGHTED;
   st->behavior[OPT_LIBKETAMA_COMPATIBLE] = 1;
   st->behavior[OPT_HASH] = HASH_MD5;
@@ -412,6 +418,27 @@ static void append_server(smart_str* s, const server_t* sv) {
   }
 }
 
+int mcphp_ring_owner_parse(const char* s, zend_long* uid) {
+  if (!*s)
+    return -1;
+  struct passwd pw, *res = NULL;
+  char buf[16384];
+  if (getpwnam_r(s, &pw, buf, sizeof buf, &res) == 0 && res) {
+    *uid = (zend_long)res->pw_uid;
+    return 0;
+  }
+  zend_long v = 0;
+  for (const char* p = s; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return -1;
+    v = v * 10 + (*p - '0');
+    if (v > MCPHP_UID_MAX)
+      return -1;
+  }
+  *uid = v;
+  return 0;
+}
+
 /* The client, built now if needed; NULL with the result code set when
  * there is nothing to build from or the build failed. */
 static mcr_client_t* client_of(mcobj_t* o) {
@@ -442,6 +469,18 @@ static mcr_client_t* client_of(mcobj_t* o) {
   smart_str list = {0};
   if (ring_dir) {
     opts.ring_dir = ring_dir;
+    /* Whose files the ring must be: the object's option, else the ini's
+     * (a name is looked up now), else the directory's owner. */
+    opts.ring_owner_uid = st->ring_owner;
+    const char* ini_owner = MCPHP_G(ring_owner);
+    if (opts.ring_owner_uid < 0 && ini_owner && *ini_owner &&
+        mcphp_ring_owner_parse(ini_owner, &opts.ring_owner_uid) < 0) {
+      set_code(o, RES_INVALID_ARGUMENTS);
+      snprintf(o->errmsg, sizeof o->errmsg,
+               "mcring.ring_owner: no user named '%s' (a user name or uid)",
+               ini_owner);
+      return NULL;
+    }
   } else {
     for (size_t i = 0; i < st->nservers; i++)
       append_server(&list, &st->servers[i]);
@@ -1910,6 +1949,40 @@ static int set_option(mcobj_t* o, zend_long opt, zval* value) {
       state_drop_client(st);
       return 1;
     }
+    case OPT_MCRING_RING_OWNER: {
+      /* A uid, a user name or a string of digits; -1, null or "" go back
+       * to mcring.ring_owner. */
+      zend_long uid = -1;
+      if (Z_TYPE_P(value) == IS_LONG) {
+        uid = Z_LVAL_P(value);
+        if (uid < -1 || uid > MCPHP_UID_MAX) {
+          php_error_docref(NULL, E_WARNING,
+                           "OPT_MCRING_RING_OWNER: " ZEND_LONG_FMT
+                           " is not a uid (0..4294967294, or -1 for none)",
+                           uid);
+          set_code(o, RES_INVALID_ARGUMENTS);
+          return 0;
+        }
+      } else if (Z_TYPE_P(value) != IS_NULL) {
+        zend_string* s = zval_get_string(value);
+        int bad =
+            ZSTR_LEN(s) && (strlen(ZSTR_VAL(s)) != ZSTR_LEN(s) ||
+                            mcphp_ring_owner_parse(ZSTR_VAL(s), &uid) < 0);
+        if (bad) {
+          php_error_docref(NULL, E_WARNING,
+                           "OPT_MCRING_RING_OWNER: no user named '%s' (a "
+                           "user name or uid)",
+                           ZSTR_VAL(s));
+          set_code(o, RES_INVALID_ARGUMENTS);
+        }
+        zend_string_release(s);
+        if (bad)
+          return 0;
+      }
+      st->ring_owner = uid;
+      state_drop_client(st);
+      return 1;
+    }
     case OPT_MCRING_TLS:
     case OPT_MCRING_TLS_INSECURE:
       *(opt == OPT_MCRING_TLS ? &st->tls : &st->tls_insecure) =
@@ -2065,6 +2138,8 @@ PHP_METHOD(Memcached, getOption) {
       RETURN_LONG(st->client_mode);
     case OPT_MCRING_RING_DIR:
       RETURN_STRING(st->ring_dir ? st->ring_dir : "");
+    case OPT_MCRING_RING_OWNER:
+      RETURN_LONG(st->ring_owner);
     case OPT_MCRING_DISTRIBUTION:
       RETURN_STRING(st->mcr_distribution ? st->mcr_distribution
                                          : "ketama-libmemcached");
@@ -2497,6 +2572,7 @@ static const struct {
     {"GET_EXTENDED", GET_EXTENDED},
     /* mcring's own */
     {"OPT_MCRING_RING_DIR", OPT_MCRING_RING_DIR},
+    {"OPT_MCRING_RING_OWNER", OPT_MCRING_RING_OWNER},
     {"OPT_MCRING_DISTRIBUTION", OPT_MCRING_DISTRIBUTION},
     {"OPT_MCRING_TLS", OPT_MCRING_TLS},
     {"OPT_MCRING_TLS_CA_FILE", OPT_MCRING_TLS_CA_FILE},
@@ -2514,6 +2590,8 @@ STD_PHP_INI_BOOLEAN("mcring.alias_memcached", "0", PHP_INI_SYSTEM, OnUpdateBool,
                     alias_memcached, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.ring_dir", "", PHP_INI_ALL, OnUpdateString, ring_dir,
                   zend_mcring_globals, mcring_globals)
+STD_PHP_INI_ENTRY("mcring.ring_owner", "", PHP_INI_ALL, OnUpdateString,
+                  ring_owner, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.compression_threshold", "2000", PHP_INI_ALL,
                   OnUpdateLong, compression_threshold, zend_mcring_globals,
                   mcring_globals)
