@@ -351,7 +351,9 @@ struct mcr_snapshot {
   int dirfd;
   uid_t uid;   /* expected owner */
   bool verify; /* validate every generation in full (opts.verify) */
-  char err[256];
+  /* As long as the client's: the reason a ring directory is refused runs
+   * to about 230 characters besides the path. */
+  char err[512];
 };
 
 static void ring_unmap(mcr_ring_t* r) {

@@ -24,6 +24,7 @@
 
 #include <ctype.h>
 #include <dlfcn.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,9 @@ ZEND_DECLARE_MODULE_GLOBALS(mcring)
 #define OPT_MCRING_TLS_KEY_FILE (-2007)
 #define OPT_MCRING_TLS_SERVER_NAME (-2008)
 #define OPT_MCRING_TLS_INSECURE (-2009)
+/* The agent's user, whom the ring's files must belong to (a uid or a user
+ * name): mcr_client_opts_t.ring_owner_uid. */
+#define OPT_MCRING_RING_OWNER (-2010)
 #define STATIC_CLIENT_MODE 0
 #define DYNAMIC_CLIENT_MODE 1
 
@@ -139,6 +143,7 @@ typedef struct state {
   server_t* servers;
   size_t nservers;
   char* ring_dir;         /* OPT_MCRING_RING_DIR, or NULL */
+  zend_long ring_owner;   /* OPT_MCRING_RING_OWNER's uid; -1: the ini's */
   char* mcr_distribution; /* OPT_MCRING_DISTRIBUTION name, or NULL */
   bool tls, tls_insecure; /* OPT_MCRING_TLS, OPT_MCRING_TLS_INSECURE */
   /* OPT_MCRING_TLS was set, to either value. The other TLS options are
@@ -176,6 +181,7 @@ static state_t* state_new(void) {
           ? MCPHP_COMP_ZLIB
           : MCPHP_COMP_FASTLZ;
   st->coding.user_flags = -1;
+  st->ring_owner = -1;
   st->behavior[OPT_DISTRIBUTION] = DISTRIBUTION_KETAMA_WEIGHTED;
   st->behavior[OPT_LIBKETAMA_COMPATIBLE] = 1;
   st->behavior[OPT_HASH] = HASH_MD5;
@@ -225,7 +231,7 @@ typedef struct {
   zend_bool persistent;
   zend_bool pristine;
   zend_long rescode;
-  char errmsg[256]; /* libmcring's text of the last error, or "" */
+  char errmsg[512]; /* libmcring's text of the last error, or "" */
   zval delayed;     /* getDelayed's results not fetched yet, or UNDEF */
   /* While a *ByKey method runs: the server key its keys are placed by, as
    * hashed (with the prefix under OPT_HASH_WITH_PREFIX_KEY), else NULL. */
@@ -417,6 +423,27 @@ static void append_server(smart_str* s, const server_t* sv) {
   }
 }
 
+int mcphp_ring_owner_parse(const char* s, zend_long* uid) {
+  if (!*s)
+    return -1;
+  struct passwd pw, *res = NULL;
+  char buf[16384];
+  if (getpwnam_r(s, &pw, buf, sizeof buf, &res) == 0 && res) {
+    *uid = (zend_long)res->pw_uid;
+    return 0;
+  }
+  zend_long v = 0;
+  for (const char* p = s; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return -1;
+    v = v * 10 + (*p - '0');
+    if (v > MCPHP_UID_MAX)
+      return -1;
+  }
+  *uid = v;
+  return 0;
+}
+
 /* The client, built now if needed; NULL with the result code set when
  * there is nothing to build from or the build failed. */
 static mcr_client_t* client_of(mcobj_t* o) {
@@ -447,6 +474,18 @@ static mcr_client_t* client_of(mcobj_t* o) {
   smart_str list = {0};
   if (ring_dir) {
     opts.ring_dir = ring_dir;
+    /* Whose files the ring must be: the object's option, else the ini's
+     * (a name is looked up now), else the directory's owner. */
+    opts.ring_owner_uid = st->ring_owner;
+    const char* ini_owner = MCPHP_G(ring_owner);
+    if (opts.ring_owner_uid < 0 && ini_owner && *ini_owner &&
+        mcphp_ring_owner_parse(ini_owner, &opts.ring_owner_uid) < 0) {
+      set_code(o, RES_INVALID_ARGUMENTS);
+      snprintf(o->errmsg, sizeof o->errmsg,
+               "mcring.ring_owner: no user named '%s' (a user name or uid)",
+               ini_owner);
+      return NULL;
+    }
   } else {
     for (size_t i = 0; i < st->nservers; i++)
       append_server(&list, &st->servers[i]);
@@ -481,7 +520,7 @@ static mcr_client_t* client_of(mcobj_t* o) {
     opts.tls.key_file = st->tls_str[2];
     opts.tls.server_name = st->tls_str[3];
   }
-  char err[256] = "";
+  char err[512] = ""; /* as libmcring's: a ring dir's refusal is long */
   int rc = mcr_client_new(&st->client, &opts, err, sizeof err);
   smart_str_free(&list);
   if (rc < 0) {
@@ -1917,6 +1956,40 @@ static int set_option(mcobj_t* o, zend_long opt, zval* value) {
       state_drop_client(st);
       return 1;
     }
+    case OPT_MCRING_RING_OWNER: {
+      /* A uid, a user name or a string of digits; -1, null or "" go back
+       * to mcring.ring_owner. */
+      zend_long uid = -1;
+      if (Z_TYPE_P(value) == IS_LONG) {
+        uid = Z_LVAL_P(value);
+        if (uid < -1 || uid > MCPHP_UID_MAX) {
+          php_error_docref(NULL, E_WARNING,
+                           "OPT_MCRING_RING_OWNER: " ZEND_LONG_FMT
+                           " is not a uid (0..4294967294, or -1 for none)",
+                           uid);
+          set_code(o, RES_INVALID_ARGUMENTS);
+          return 0;
+        }
+      } else if (Z_TYPE_P(value) != IS_NULL) {
+        zend_string* s = zval_get_string(value);
+        int bad =
+            ZSTR_LEN(s) && (strlen(ZSTR_VAL(s)) != ZSTR_LEN(s) ||
+                            mcphp_ring_owner_parse(ZSTR_VAL(s), &uid) < 0);
+        if (bad) {
+          php_error_docref(NULL, E_WARNING,
+                           "OPT_MCRING_RING_OWNER: no user named '%s' (a "
+                           "user name or uid)",
+                           ZSTR_VAL(s));
+          set_code(o, RES_INVALID_ARGUMENTS);
+        }
+        zend_string_release(s);
+        if (bad)
+          return 0;
+      }
+      st->ring_owner = uid;
+      state_drop_client(st);
+      return 1;
+    }
     case OPT_MCRING_TLS:
     case OPT_MCRING_TLS_INSECURE:
       *(opt == OPT_MCRING_TLS ? &st->tls : &st->tls_insecure) =
@@ -2074,6 +2147,8 @@ PHP_METHOD(Memcached, getOption) {
       RETURN_LONG(st->client_mode);
     case OPT_MCRING_RING_DIR:
       RETURN_STRING(st->ring_dir ? st->ring_dir : "");
+    case OPT_MCRING_RING_OWNER:
+      RETURN_LONG(st->ring_owner);
     case OPT_MCRING_DISTRIBUTION:
       RETURN_STRING(st->mcr_distribution ? st->mcr_distribution
                                          : "ketama-libmemcached");
@@ -2506,6 +2581,7 @@ static const struct {
     {"GET_EXTENDED", GET_EXTENDED},
     /* mcring's own */
     {"OPT_MCRING_RING_DIR", OPT_MCRING_RING_DIR},
+    {"OPT_MCRING_RING_OWNER", OPT_MCRING_RING_OWNER},
     {"OPT_MCRING_DISTRIBUTION", OPT_MCRING_DISTRIBUTION},
     {"OPT_MCRING_TLS", OPT_MCRING_TLS},
     {"OPT_MCRING_TLS_CA_FILE", OPT_MCRING_TLS_CA_FILE},
@@ -2523,6 +2599,8 @@ STD_PHP_INI_BOOLEAN("mcring.alias_memcached", "0", PHP_INI_SYSTEM, OnUpdateBool,
                     alias_memcached, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.ring_dir", "", PHP_INI_ALL, OnUpdateString, ring_dir,
                   zend_mcring_globals, mcring_globals)
+STD_PHP_INI_ENTRY("mcring.ring_owner", "", PHP_INI_ALL, OnUpdateString,
+                  ring_owner, zend_mcring_globals, mcring_globals)
 STD_PHP_INI_ENTRY("mcring.compression_threshold", "2000", PHP_INI_ALL,
                   OnUpdateLong, compression_threshold, zend_mcring_globals,
                   mcring_globals)

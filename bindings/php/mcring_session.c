@@ -4,12 +4,13 @@
  *
  * session.save_path is a server list ("host:port[:weight],...", the
  * syntax of mcr_client_opts_t.servers) or, when it starts with '/', an
- * agent's ring directory. One client per save path lives in the worker
- * for its lifetime (sessions are opened on every request; reconnecting
- * each time is what exhausts servers). Keys are mcring.sess_prefix + the
- * session id (php-memcached's default prefix, "memc.sess.key."), placed
- * by the id alone as libmemcached places prefixed keys; the data is
- * stored raw with flags 0, as php-memcached stores it.
+ * agent's ring directory (whose files must be mcring.ring_owner's when
+ * that is set, as for Mcring\Memcached). One client per save path (and
+ * owner) lives in the worker for its lifetime (sessions are opened on
+ * every request; reconnecting each time is what exhausts servers). Keys are
+ * mcring.sess_prefix + the session id (php-memcached's default prefix,
+ * "memc.sess.key."), placed by the id alone as libmemcached places prefixed
+ * keys; the data is stored raw with flags 0, as php-memcached stores it.
  *
  * Locking, as php-memcached's: reading a session first adds the key
  * prefix + "lock." + id (value "1", expiring after mcring.sess_lock_expire
@@ -40,6 +41,7 @@
 
 typedef struct sess_client {
   char* save_path;
+  zend_long ring_owner; /* ring_owner_uid it was made with (-1: none) */
   mcr_client_t* client;
   struct sess_client* next;
 } sess_client_t;
@@ -63,8 +65,18 @@ void mcphp_session_shutdown(void) {
 }
 
 static mcr_client_t* client_for(const char* save_path) {
+  zend_long owner = -1;
+  const char* ini_owner = MCPHP_G(ring_owner);
+  if (save_path[0] == '/' && ini_owner && *ini_owner &&
+      mcphp_ring_owner_parse(ini_owner, &owner) < 0) {
+    php_error_docref(NULL, E_WARNING,
+                     "mcring.ring_owner: no user named '%s' (a user name or "
+                     "uid)",
+                     ini_owner);
+    return NULL;
+  }
   for (sess_client_t* s = sess_clients; s; s = s->next)
-    if (strcmp(s->save_path, save_path) == 0)
+    if (strcmp(s->save_path, save_path) == 0 && s->ring_owner == owner)
       return s->client;
   mcr_client_opts_t o;
   mcr_client_opts_init(&o);
@@ -72,10 +84,11 @@ static mcr_client_t* client_for(const char* save_path) {
     o.ring_dir = save_path;
   else
     o.servers = save_path;
+  o.ring_owner_uid = owner;
   o.distribution = MCR_DIST_KETAMA_LIBMEMCACHED;
   o.route_skip = strlen(MCPHP_G(sess_prefix));
   mcr_client_t* c;
-  char err[256];
+  char err[512];
   if (mcr_client_new(&c, &o, err, sizeof err) < 0) {
     php_error_docref(NULL, E_WARNING, "failed to parse session.save_path: %s",
                      err);
@@ -83,6 +96,7 @@ static mcr_client_t* client_for(const char* save_path) {
   }
   sess_client_t* s = pecalloc(1, sizeof(*s), 1);
   s->save_path = pestrdup(save_path, 1);
+  s->ring_owner = owner;
   s->client = c;
   s->next = sess_clients;
   sess_clients = s;

@@ -43,6 +43,7 @@ extern zend_module_entry mcring_module_entry;
 ZEND_BEGIN_MODULE_GLOBALS(mcring)
 zend_bool alias_memcached;
 char* ring_dir;
+char* ring_owner;
 zend_long compression_threshold;
 double compression_factor;
 char* serializer;
@@ -89,6 +90,13 @@ size_t mcphp_fastlz_decode(const unsigned char* in, size_t in_len,
 int mcphp_serializer_parse(const char* name);
 /* 1 when the serializer's extension is loaded. */
 int mcphp_serializer_available(int serializer);
+
+/* The agent's user for a ring directory (mcring.ring_owner,
+ * OPT_MCRING_RING_OWNER), as `mcring --ring-owner` takes it: a user name,
+ * else a uid in digits. Sets *uid and returns 0, or returns -1 when it is
+ * neither. */
+#define MCPHP_UID_MAX 4294967294LL
+int mcphp_ring_owner_parse(const char* s, zend_long* uid);
 
 /* The session handler (mcring_session.c): registered at module start
  * (also as "memcached" when the class is aliased), its per-save-path

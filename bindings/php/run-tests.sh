@@ -176,6 +176,8 @@ for _ in $(seq 100); do
   [ -n "$(ls "$MCRING_TEST_RING_DIR" 2>/dev/null)" ] && break
   sleep 0.1
 done
+# 014_ring_owner.phpt runs an agent of its own, as nobody (needs root).
+export MCRING_TEST_AGENT="$BUILD/mcring-agent"
 
 # run_phpt DIR OUT [php args...]: runs the .phpt tests of DIR one at a
 # time (they share the servers); writes "RESULT name" lines to OUT.
@@ -198,9 +200,16 @@ run_phpt "$WORK/own" "$WORK/own.res" -d "extension=$SO"
 while read -r res name; do
   case $res in
     PASS) PASSED=$((PASSED + 1)) ;;
-    SKIP) # run-tests.sh provides everything a test needs: a skip is a fault
-      FAILED=$((FAILED + 1))
-      echo "FAILED: $name skipped: $(grep -h "^SKIP.*$name" "$WORK/own.res.log" | head -1)" ;;
+    SKIP) # run-tests.sh provides everything a test needs but root: a skip
+      # is a fault, unless the test needs root and this run is not root's
+      why=$(tr '\r' '\n' <"$WORK/own.res.log" | sed -E 's/\x1b\[[0-9;]*m//g' |
+        grep -h "^SKIP.*$name" | head -1)
+      if [ "$(id -u)" -ne 0 ] && [[ $why == *"reason: needs root"* ]]; then
+        echo "skipped (not root): $why"
+      else
+        FAILED=$((FAILED + 1))
+        echo "FAILED: $name skipped: $why"
+      fi ;;
     *)
       FAILED=$((FAILED + 1))
       echo "FAILED: $name ($res)"

@@ -26,6 +26,7 @@ matter:
 """
 
 import os
+import pwd
 import ssl
 import tempfile
 
@@ -103,6 +104,35 @@ def _server_entry(server):
     if ":" not in server or server.endswith("]"):
         return "%s:11211" % server
     return server
+
+
+def _ring_owner_uid(ring_owner, ring_dir):
+    """ring_owner= -> libmcring's ring_owner_uid (-1: not given).
+
+    A user name is looked up with pwd; a string of digits that names no
+    user is a uid, as ``mcring --ring-owner`` takes it.
+    """
+    if ring_owner is None:
+        return -1
+    if ring_dir is None:
+        raise ValueError("ring_owner is only meaningful with ring_dir "
+                         "(the user the agent's ring files belong to)")
+    if isinstance(ring_owner, str):
+        try:
+            return pwd.getpwnam(ring_owner).pw_uid
+        except (KeyError, ValueError):
+            if not (ring_owner.isascii() and ring_owner.isdigit()):
+                raise ValueError("ring_owner: no user named %r"
+                                 % ring_owner) from None
+            uid = int(ring_owner)
+    elif isinstance(ring_owner, int) and not isinstance(ring_owner, bool):
+        uid = ring_owner
+    else:
+        raise TypeError("ring_owner must be a user name (str) or a uid "
+                        "(int), not %s" % type(ring_owner).__name__)
+    if not 0 <= uid <= 0xFFFFFFFE:
+        raise ValueError("ring_owner: %d is not a uid (0..4294967294)" % uid)
+    return uid
 
 
 def _prefix(key_prefix):
@@ -387,6 +417,13 @@ class HashClient(_Base):
       ring_dir: follow the ring mcring-agent publishes in this directory
         instead of `servers` (pass servers=None); new rings are picked up at
         the start of any call.
+      ring_owner: the agent's user, as a name (looked up with pwd) or a
+        uid: the ring's files must belong to it. By default they must
+        belong to the owner of ring_dir, and a ring_dir that another user
+        could have created first (in a parent writable by group or others,
+        or not owned by root or that owner) is refused with OSError;
+        naming the owner accepts such a directory. Only with ring_dir:
+        given otherwise, ValueError. An unknown name is a ValueError.
       elasticache: "host:port" of an ElastiCache configuration endpoint,
         instead of `servers` (pass servers=None): the client polls it itself
         (at construction, then from inside calls at most once per
@@ -418,11 +455,12 @@ class HashClient(_Base):
                  item_size_max=1024 * 1024, tls=False, tls_ca_file=None,
                  tls_ca_dir=None, tls_cert_file=None, tls_key_file=None,
                  tls_server_name=None, tls_insecure=False, elasticache=None,
-                 discovery_interval=60):
+                 discovery_interval=60, ring_owner=None):
         if (servers is not None) + (ring_dir is not None) + \
                 (elasticache is not None) != 1:
             raise ValueError(
                 "give exactly one of servers, ring_dir and elasticache")
+        ring_owner_uid = _ring_owner_uid(ring_owner, ring_dir)
         if isinstance(elasticache, tuple):
             elasticache = _server_entry(elasticache)
         entries = None
@@ -432,6 +470,7 @@ class HashClient(_Base):
                 raise ValueError("servers is empty")
         self.servers = servers
         self.ring_dir = ring_dir
+        self.ring_owner = ring_owner
         self.elasticache = elasticache
         self.distribution = distribution
         self.serde = _serde(serde, serializer, deserializer)
@@ -447,7 +486,8 @@ class HashClient(_Base):
                         tls_insecure)
         try:
             super().__init__(
-                servers=entries, ring_dir=ring_dir, elasticache=elasticache,
+                servers=entries, ring_dir=ring_dir,
+                ring_owner_uid=ring_owner_uid, elasticache=elasticache,
                 discovery_interval_ms=_ms(
                     60 if discovery_interval is None else discovery_interval,
                     "discovery_interval"),

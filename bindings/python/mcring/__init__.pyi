@@ -130,6 +130,7 @@ class PooledClient(Client):
 class HashClient(_Base):
     servers: Optional[Sequence[Server]]
     ring_dir: Optional[str]
+    ring_owner: Optional[Union[str, int]]
     elasticache: Optional[str]
     distribution: str
     def __init__(
@@ -170,6 +171,7 @@ class HashClient(_Base):
         tls_insecure: bool = ...,
         elasticache: Optional[Union[str, Tuple[str, int]]] = ...,
         discovery_interval: Optional[float] = ...,
+        ring_owner: Optional[Union[str, int]] = ...,
     ) -> None: ...
     def flush_all(self, delay: int = ..., noreply: Optional[bool] = ...) -> None: ...
     def stats(self, *args: Union[str, bytes]) -> Dict[str, Dict[bytes, Any]]: ...

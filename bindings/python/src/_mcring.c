@@ -530,11 +530,13 @@ static int Core_init(Core* s, PyObject* args, PyObject* kw) {
                           "tls_min_version",
                           "elasticache",
                           "discovery_interval_ms",
+                          "ring_owner_uid",
                           NULL};
   const char* servers = NULL;
   const char* ring_dir = NULL;
   const char* elasticache = NULL;
   int interval = 60000;
+  long ring_owner = -1; /* mcr_client_opts_t.ring_owner_uid: -1 unset */
   const char* dist = "ketama";
   int cto = 1000, ito = 1000, keepalive = 0, flimit = 2, retry = 1000,
       eject = 0, allow_unicode = 0, dnoreply = 1, ign_r = 0, ign_w = 0;
@@ -546,16 +548,32 @@ static int Core_init(Core* s, PyObject* args, PyObject* kw) {
   PyObject* prefix = NULL;
   PyObject* encoding = NULL;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kw, "|$zzsiipiipOSUppppnpzzzzzpizi", names, &servers, &ring_dir,
-          &dist, &cto, &ito, &keepalive, &flimit, &retry, &eject, &serde,
-          &prefix, &encoding, &allow_unicode, &dnoreply, &ign_r, &ign_w,
+          args, kw, "|$zzsiipiipOSUppppnpzzzzzpizil", names, &servers,
+          &ring_dir, &dist, &cto, &ito, &keepalive, &flimit, &retry, &eject,
+          &serde, &prefix, &encoding, &allow_unicode, &dnoreply, &ign_r, &ign_w,
           &item_max, &tls, &ca_file, &ca_dir, &cert_file, &key_file,
-          &server_name, &tls_insecure, &tls_min, &elasticache, &interval))
+          &server_name, &tls_insecure, &tls_min, &elasticache, &interval,
+          &ring_owner))
     return -1;
+  /* The uid the ring's files must belong to: meaningful only with a ring
+   * directory, where it also lifts the check on who could have made the
+   * directory (mcring.h). uid_t is 32 bits; (uid_t)-1 is no uid. */
+  if (ring_owner != -1 && (ring_owner < 0 || ring_owner > 0xFFFFFFFEL)) {
+    PyErr_Format(PyExc_ValueError,
+                 "ring_owner_uid must be a uid (0..4294967294) or -1, not %ld",
+                 ring_owner);
+    return -1;
+  }
+  if (ring_owner != -1 && !ring_dir) {
+    PyErr_SetString(PyExc_ValueError,
+                    "ring_owner_uid is only meaningful with ring_dir");
+    return -1;
+  }
   mcr_client_opts_t o;
   mcr_client_opts_init(&o);
   o.servers = servers;
   o.ring_dir = ring_dir;
+  o.ring_owner_uid = ring_owner;
   o.elasticache = elasticache;
   o.discovery_interval_ms = interval;
   if (mcr_distribution_parse(dist, &o.distribution)) {
@@ -582,7 +600,9 @@ static int Core_init(Core* s, PyObject* args, PyObject* kw) {
   o.tls.insecure = tls_insecure;
   o.tls.min_version = tls_min;
   mcr_client_t* c = NULL;
-  char err[256] = "";
+  /* libmcring's own buffers are 512: a ring directory's refusal says how
+   * to fix it near the end, which 256 would cut off. */
+  char err[512] = "";
   int rc;
   NOGIL(rc, mcr_client_new(&c, &o, err, sizeof err));
   if (rc) {
