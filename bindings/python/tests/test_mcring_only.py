@@ -188,6 +188,15 @@ def own_memcached():
     proc.wait()
 
 
+def stopped(pid):
+    """Waits until pid, a child of this process, has stopped: kill()
+    returns before every thread has, and a worker thread still running
+    could answer the next request (as tests/support/mcd.c's mcd_pause)."""
+    import os
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), "memcached did not stop"
+
+
 def test_a_hung_node_times_out_and_a_killed_node_errors(own_memcached,
                                                         servers):
     import signal
@@ -200,6 +209,7 @@ def test_a_hung_node_times_out_and_a_killed_node_errors(own_memcached,
                  if h.node_for_key(k) == "%s:%d" % servers[0])
     assert h.set(key, b"v", noreply=False) and h.get(key) == b"v"
     proc.send_signal(signal.SIGSTOP)  # hung: connected, never answers
+    stopped(proc.pid)
     with pytest.raises(TimeoutError):
         h.get(key)
     assert h.set(other, b"w", noreply=False) and h.get(other) == b"w"
