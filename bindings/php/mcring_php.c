@@ -2036,13 +2036,17 @@ static int set_option(mcobj_t* o, zend_long opt, zval* value) {
   zend_long v = zval_get_long(value);
   switch (opt) {
     case OPT_DISTRIBUTION:
-      if (v == DISTRIBUTION_MODULA || v == DISTRIBUTION_CONSISTENT) {
+      /* libmemcached's unweighted ketama (2, no constant in
+       * php-memcached) places keys differently from its weighted one,
+       * which is what mcring does: about a third agree with three
+       * servers. Said, like modula, rather than placed wrong in silence. */
+      if (v == DISTRIBUTION_MODULA || v == DISTRIBUTION_CONSISTENT ||
+          v == DISTRIBUTION_KETAMA) {
         php_error_docref(NULL, E_NOTICE,
                          "mcring places keys with libketama-compatible "
                          "consistent hashing only: keys placed by this "
                          "distribution will move");
-      } else if (v != DISTRIBUTION_KETAMA &&
-                 v != DISTRIBUTION_KETAMA_WEIGHTED) {
+      } else if (v != DISTRIBUTION_KETAMA_WEIGHTED) {
         set_code(o, RES_NOT_SUPPORTED);
         return 0;
       }

@@ -42,6 +42,7 @@ var_dump(@$m->setOptions([$M::OPT_CONNECT_TIMEOUT => 100, 12345 => 1]), $m->getO
 
 echo "-- a distribution mcring does not have: a notice, keys stay on ketama\n";
 $m->setOption($M::OPT_DISTRIBUTION, $M::DISTRIBUTION_MODULA);
+$m->setOption($M::OPT_DISTRIBUTION, 2); // libmemcached's unweighted ketama
 
 echo "-- prefix\n";
 $m = mc();
@@ -138,6 +139,8 @@ bool(false)
 bool(false)
 int(100)
 -- a distribution mcring does not have: a notice, keys stay on ketama
+
+Notice: Mcring\Memcached::setOption(): mcring places keys with libketama-compatible consistent hashing only: keys placed by this distribution will move in %s on line %d
 
 Notice: Mcring\Memcached::setOption(): mcring places keys with libketama-compatible consistent hashing only: keys placed by this distribution will move in %s on line %d
 -- prefix
