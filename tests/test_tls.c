@@ -406,6 +406,53 @@ Test(tls, options_are_checked) {
   cr_assert_null(c);
 }
 
+/* A client that discovers its nodes itself (opts.elasticache, no agent)
+ * from an endpoint behind a TLS front, which replies `host`|127.0.0.1|port
+ * of m. Returns the first get's code, its error text in why. */
+static int embedded_get(const char* host, const mcd_t* m, char* why,
+                        size_t cap) {
+  char nodes[128], line[160];
+  snprintf(nodes, sizeof nodes, "%s/nodes-%s", certs, host);
+  snprintf(line, sizeof line, "%s|127.0.0.1|%d\n", host, m->port);
+  cr_assert_eq(fakecfg_write_file(nodes, line), 0);
+  fakecfg_t* f = fakecfg_start(&(fakecfg_opts_t){.nodes_file = nodes});
+  cr_assert_not_null(f);
+  tls_proxy_t* px =
+      tls_proxy_start(fakecfg_port(f), cert("server.pem"), cert("server.key"));
+  mcr_client_opts_t o = tls_opts();
+  o.elasticache = tls_proxy_endpoint(px);
+  o.connect_timeout_ms = 2000;
+  mcr_client_t* c = NULL;
+  char err[512] = "";
+  assert_rc(mcr_client_new(&c, &o, err, sizeof err), MCR_OK);
+  cr_assert_eq(mcr_client_node_count(c), 1, "the endpoint's node list");
+  mcr_item_t it;
+  int rc = mcr_client_get(c, "k", 1, &it);
+  snprintf(why, cap, "%s", mcr_client_last_error(c));
+  mcr_client_free(c);
+  tls_proxy_stop(px);
+  fakecfg_stop(f);
+  unlink(nodes);
+  return rc;
+}
+
+/* Embedded discovery over TLS: the endpoint is verified, and each node is
+ * verified against the host name the endpoint gives while the address it
+ * gives is what is dialled. The memcached's certificate names only
+ * wrong.example, which does not resolve here: reached as that name at
+ * 127.0.0.1, and refused when the endpoint calls it localhost. */
+Test(tls, embedded_discovery_verifies_each_node_by_its_name) {
+  mcd_t m;
+  start_tls(&m, "wrongname", false);
+  char why[512];
+  /* a miss: the server answered over the verified connection */
+  int rc = embedded_get("wrong.example", &m, why, sizeof why);
+  cr_assert_eq(rc, MCR_MISS, "rc %d: %s", rc, why);
+  assert_rc(embedded_get("localhost", &m, why, sizeof why), MCR_ETLSVERIFY);
+  cr_assert(strstr(why, "mismatch"), "%s", why);
+  mcd_stop(&m);
+}
+
 /* A TLS setting given while TLS is off would leave the traffic in clear
  * although the caller asked for verification: refused, not ignored. */
 Test(tls, tls_settings_without_tls_are_refused) {
